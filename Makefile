@@ -1,0 +1,33 @@
+# Quickstart: `make train` (set up, then train the default experiment), `make test` (all tests).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup train test test-fast lint bench clean
+
+# Create the virtual environment and install robustai (editable) with its dev tools.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# The default experiment: digits, small CNN, FGSM-RS at eps=0.1. Extra overrides: make train ARGS="..."
+train: $(STAMP)
+	$(VENV)/bin/robustai train $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# Everything except tests marked slow (> ~10 s each).
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -1,0 +1,173 @@
+"""Base class and input contract shared by every attack.
+
+Every attack works in one unit: inputs are images in [0,1] and ``eps`` / step sizes are in
+the same [0,1] pixel units (normalization lives inside the model). Attacks never disturb the
+model: gradients are taken w.r.t. the input only with :func:`torch.autograd.grad`, parameter
+``.grad`` fields are left as they were, and every module's train/eval flag is restored.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+NORMS: tuple[str, ...] = ("linf", "l2")
+MODEL_MODES: tuple[str, ...] = ("eval", "train", "keep")
+
+
+def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
+    """Reshape a per-sample vector of shape (B,) so it broadcasts against ``like`` (B, ...)."""
+    return values.view(-1, *([1] * (like.dim() - 1)))
+
+
+class Attack(ABC):
+    """An evasion attack under a norm-ball threat model.
+
+    Threat model: ``norm`` ('linf' or 'l2') and ``eps`` in [0,1] pixel units; inputs are always
+    in [0,1]. ``model_mode`` is the mode the model is put in *during* the attack ("eval",
+    "train", or "keep" to leave it alone); the original mode of every submodule is restored
+    afterwards, even if the attack raises.
+
+    Subclasses implement :meth:`perturb`; :meth:`__call__` wraps it with the mode handling,
+    input checks and the eps=0 short cut, and returns a detached tensor.
+    """
+
+    name: ClassVar[str] = ""
+    #: norms the attack implements; tests iterate over these.
+    supported_norms: ClassVar[tuple[str, ...]] = NORMS
+    #: attributes holding step sizes in pixel units; :meth:`with_eps` rescales them.
+    step_size_attrs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 1.0:
+            raise ValueError(
+                f"eps must be a number in [0, 1] (pixel units, e.g. 8/255); got {eps!r}"
+            )
+        if norm not in NORMS:
+            raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+        if norm not in self.supported_norms:
+            raise ValueError(
+                f"{type(self).__name__} supports norm {', '.join(self.supported_norms)} only;"
+                f" got {norm!r}"
+            )
+        if model_mode not in MODEL_MODES:
+            raise ValueError(
+                f"model_mode must be one of {', '.join(MODEL_MODES)}; got {model_mode!r}"
+            )
+        self.eps = float(eps)
+        self.norm = norm
+        self.model_mode = model_mode
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Return adversarial examples for ``(x, y)``: detached, same shape/dtype/device as x,
+        in [0,1] and inside the eps-ball around x."""
+        if x.dim() < 1 or x.shape[0] != y.shape[0]:
+            raise ValueError(
+                f"x and y must share the batch dimension; got x {tuple(x.shape)},"
+                f" y {tuple(y.shape)}"
+            )
+        if x.is_inference():  # tensors made under inference_mode cannot enter autograd
+            x = x.clone()
+        x = x.detach()
+        if x.numel() > 0:
+            lo, hi = (float(v) for v in torch.aminmax(x))  # one device sync, not two
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(
+                    f"attack inputs must be in [0,1] (normalization belongs inside the model);"
+                    f" got values in [{lo:.4g}, {hi:.4g}]"
+                )
+        if self.eps == 0.0 or x.numel() == 0:
+            return x.clone()
+        y = y.detach()
+        if y.is_inference():
+            y = y.clone()
+
+        modules = list(model.modules())
+        modes = [m.training for m in modules]
+        try:
+            if self.model_mode == "eval":
+                model.eval()
+            elif self.model_mode == "train":
+                model.train()
+            with torch.enable_grad():
+                x_adv = self.perturb(model, x, y)
+        finally:
+            for module, mode in zip(modules, modes, strict=True):
+                module.training = mode
+        return x_adv.detach()
+
+    @abstractmethod
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Compute adversarial examples; ``x`` is detached, in [0,1], the model already in the
+        attack mode and grad mode enabled."""
+
+    def with_eps(self, eps: float) -> Attack:
+        """A shallow copy with ``eps`` replaced and every step size scaled by ``eps/self.eps``.
+
+        Used for eps warm-up during adversarial training: the step-size-to-eps ratio stays as
+        configured. ``eps`` may be 0 (the copy then returns x unchanged). From an attack whose
+        own eps is 0 the ratio is unknown, so step sizes are recomputed from their defaults
+        (see :meth:`_default_step_size`) or, if given explicitly, kept as they are.
+        """
+        new = copy.copy(self)
+        Attack.__init__(new, eps, norm=self.norm, model_mode=self.model_mode)
+        for attr in self.step_size_attrs:
+            old = getattr(self, attr)
+            if self.eps > 0.0:
+                value = old * (new.eps / self.eps)
+            else:
+                default = self._default_step_size(attr, new.eps)
+                value = default if getattr(self, f"_{attr}_is_default", True) else old
+            setattr(new, attr, value)
+        return new
+
+    @property
+    def label(self) -> str:
+        """Short name used in metric keys and TensorBoard tags (e.g. ``pgd20``)."""
+        return self.name
+
+    # ------------------------------------------------------------------ helpers
+    def _default_step_size(self, attr: str, eps: float) -> float:
+        """Default value of step-size attribute ``attr`` for a given eps (override)."""
+        raise NotImplementedError(f"{type(self).__name__} has no default for {attr!r}")
+
+    @staticmethod
+    def _check_step_size(alpha: float | None) -> None:
+        if alpha is None:
+            return
+        if (
+            isinstance(alpha, bool)
+            or not isinstance(alpha, (int, float))
+            or not math.isfinite(alpha)
+            or alpha <= 0
+        ):
+            raise ValueError(
+                f"alpha must be a positive number (pixel units) or None for the default;"
+                f" got {alpha!r}"
+            )
+
+    @staticmethod
+    def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """Mean cross-entropy, as in torchattacks."""
+        return nn.functional.cross_entropy(model(x), y)
+
+    @classmethod
+    def _input_grad(cls, model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
+        """Gradient of the loss w.r.t. the input only; parameter ``.grad`` is not touched."""
+        x_adv = x_adv.detach().requires_grad_(True)
+        loss = cls._loss(model, x_adv, y)
+        (grad,) = torch.autograd.grad(loss, x_adv)
+        return grad
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"

@@ -1,0 +1,141 @@
+"""Projected Gradient Descent (L-inf and L2) with random restarts.
+
+Madry, Makelov, Schmidt, Tsipras & Vladu, "Towards Deep Learning Models Resistant to
+Adversarial Attacks", ICLR 2018. The update rules follow torchattacks.PGD (L-inf) and
+torchattacks.PGDL2 (L2) step for step, so results can be checked against them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from robustai.attacks.base import Attack, per_sample_view
+
+logger = logging.getLogger(__name__)
+
+#: added to per-sample gradient norms before dividing (torchattacks' ``eps_for_division``).
+_DIV_EPS = 1e-10
+
+
+class PGD(Attack):
+    """Iterated gradient steps of size ``alpha``, each projected onto the eps-ball and [0,1].
+
+    - ``norm="linf"``: sign steps; delta clipped to [-eps, eps] (as torchattacks.PGD).
+    - ``norm="l2"``: steps along grad / ||grad||_2 per sample; delta rescaled to L2 norm <= eps
+      (as torchattacks.PGDL2).
+    - ``alpha`` defaults to ``2.5 * eps / steps`` (Madry et al. 2018), so the iterates can
+      reach the ball's boundary from anywhere inside it.
+    - ``random_start``: L-inf starts at ``U(-eps, eps)``; L2 at a Gaussian direction scaled to a
+      radius ``U(0, 1) * eps`` (as torchattacks.PGDL2); both clipped to [0,1].
+    - ``restarts > 1`` (needs ``random_start``): the attack is run from several random starts
+      and, per sample, the example from the *first* restart that the model misclassifies is
+      kept; for samples never misclassified the example with the highest cross-entropy loss is
+      kept. Samples are not re-attacked once misclassified, and the loop stops early when the
+      whole batch is. The choice is made with one extra forward pass per restart, in the attack
+      mode of the model.
+    """
+
+    name: ClassVar[str] = "pgd"
+    step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
+
+    def __init__(
+        self,
+        eps: float,
+        alpha: float | None = None,
+        steps: int = 10,
+        random_start: bool = True,
+        restarts: int = 1,
+        norm: str = "linf",
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(eps, norm=norm, model_mode=model_mode)
+        self._check_step_size(alpha)
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
+        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+            raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
+        if restarts > 1 and not random_start:
+            raise ValueError(
+                f"restarts={restarts} needs random_start=True (without a random start every "
+                "restart gives the same example); set random_start=True or restarts=1"
+            )
+        self.steps = steps
+        self.random_start = bool(random_start)
+        self.restarts = restarts
+        self._alpha_is_default = alpha is None
+        self.alpha = self._default_step_size("alpha", self.eps) if alpha is None else float(alpha)
+
+    def _default_step_size(self, attr: str, eps: float) -> float:
+        return 2.5 * eps / self.steps
+
+    @property
+    def label(self) -> str:
+        label = f"{self.name}{self.steps}"
+        if self.norm == "l2":
+            label += "_l2"
+        if self.restarts > 1:
+            label += f"_r{self.restarts}"
+        return label
+
+    # ------------------------------------------------------------------ attack
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if self.restarts == 1:
+            return self._run_once(model, x, y)
+
+        best = x.clone()
+        best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
+        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for restart in range(self.restarts):
+            todo = ~fooled
+            x_r = self._run_once(model, x[todo], y[todo])
+            with torch.no_grad():
+                logits = model(x_r)
+                loss = nn.functional.cross_entropy(logits, y[todo], reduction="none").float()
+                wrong = logits.argmax(dim=1) != y[todo]
+            take = wrong | (loss > best_loss[todo])
+            idx = todo.nonzero(as_tuple=True)[0][take]
+            best[idx] = x_r[take]
+            best_loss[idx] = loss[take]
+            fooled[idx[wrong[take]]] = True
+            if bool(fooled.all()):
+                logger.debug("PGD: whole batch misclassified after restart %d", restart + 1)
+                break
+        return best
+
+    def _run_once(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        x_adv = self._random_start(x) if self.random_start else x.clone()
+        step = self._linf_step if self.norm == "linf" else self._l2_step
+        for _ in range(self.steps):
+            grad = self._input_grad(model, x_adv, y)
+            x_adv = step(x, x_adv.detach(), grad)
+        return x_adv
+
+    def _random_start(self, x: Tensor) -> Tensor:
+        if self.norm == "linf":
+            x_adv = x + torch.empty_like(x).uniform_(-self.eps, self.eps)
+        else:
+            delta = torch.empty_like(x).normal_()
+            n = per_sample_view(delta.reshape(x.shape[0], -1).norm(p=2, dim=1), x)
+            r = torch.zeros_like(n).uniform_(0, 1)
+            x_adv = x + delta * (r / n * self.eps)
+        return torch.clamp(x_adv, min=0, max=1)
+
+    def _linf_step(self, x: Tensor, x_adv: Tensor, grad: Tensor) -> Tensor:
+        x_adv = x_adv + self.alpha * grad.sign()
+        delta = torch.clamp(x_adv - x, min=-self.eps, max=self.eps)
+        return torch.clamp(x + delta, min=0, max=1)
+
+    def _l2_step(self, x: Tensor, x_adv: Tensor, grad: Tensor) -> Tensor:
+        b = x.shape[0]
+        grad_norms = grad.reshape(b, -1).norm(p=2, dim=1) + _DIV_EPS
+        x_adv = x_adv + self.alpha * (grad / per_sample_view(grad_norms, grad))
+        delta = x_adv - x
+        delta_norms = delta.reshape(b, -1).norm(p=2, dim=1)
+        # min(eps / ||delta||, 1) as torchattacks, without its 0/0 = nan when eps underflows
+        factor = torch.where(delta_norms > self.eps, self.eps / delta_norms, 1.0)
+        delta = delta * per_sample_view(factor, delta)
+        return torch.clamp(x + delta, min=0, max=1)

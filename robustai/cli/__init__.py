@@ -1,0 +1,1 @@
+"""Command-line layer: the only code that sees Hydra configs."""

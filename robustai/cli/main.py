@@ -1,0 +1,58 @@
+"""The ``robustai`` command: dispatches to subcommands."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+
+from robustai.cli.common import EXIT_BAD_INPUT
+
+# name -> (module with a ``main(argv)``, one-line summary)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": (
+        "robustai.cli.train",
+        "train and evaluate a model; Hydra overrides (see `robustai train --help`)",
+    ),
+}
+
+USAGE = """usage: robustai <command> [args ...]
+
+Train models that stay correct under attack and keep their training data private.
+
+commands:
+{commands}
+
+`robustai <command> --help` shows a command's options. Example:
+  robustai train attack=pgd attack.eps=0.1 trainer.epochs=5
+"""
+
+
+def usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = "\n".join(f"  {name:<{width}}  {summary}" for name, (_, summary) in COMMANDS.items())
+    return USAGE.format(commands=lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return 0 if args else EXIT_BAD_INPUT
+    if args[0] == "--version":
+        from robustai import __version__
+
+        sys.stdout.write(f"robustai {__version__}\n")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        sys.stderr.write(
+            f"robustai: error: unknown command '{name}'; valid: {', '.join(COMMANDS)}\n"
+        )
+        return EXIT_BAD_INPUT
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""Model files: ``weights.safetensors`` + ``meta.json``. Nothing is ever pickled or unpickled.
+
+``meta.json`` holds what is needed to rebuild the model (registry name and keyword arguments,
+input shape, classes, normalization) and the sha256 of the weights file, so a swapped or damaged
+file is noticed before it is used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from robustai.errors import CheckpointError
+from robustai.models.registry import build_model
+
+WEIGHTS = "weights.safetensors"
+META = "meta.json"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_model(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    name: str,
+    params: dict[str, Any],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path."""
+    from robustai import __version__
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = out / WEIGHTS
+    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": {"name": name, "params": params},
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "robustai_version": __version__,
+        "torch_version": torch.__version__,
+        "weights_sha256": sha256_file(weights),
+        **(extra or {}),
+    }
+    _atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    return weights
+
+
+def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """Find ``weights.safetensors`` and ``meta.json`` from a run folder or either file's path."""
+    p = Path(path)
+    folder = p if p.is_dir() else p.parent
+    weights, meta_path = folder / WEIGHTS, folder / META
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}; give a run folder or its {WEIGHTS}")
+    for f in (weights, meta_path):
+        if not f.is_file():
+            raise CheckpointError(
+                f"{f} is missing; a checkpoint is a folder with {WEIGHTS} and {META}"
+            )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from e
+    if (
+        not isinstance(meta, dict)
+        or not {"model", "input_shape", "num_classes", "normalization"} <= meta.keys()
+    ):
+        raise CheckpointError(f"{meta_path} lacks model, input_shape, num_classes or normalization")
+    return weights, meta
+
+
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from ``meta.json`` and load its weights after checking their sha256."""
+    weights, meta = read_meta(path)
+    expected = meta.get("weights_sha256")
+    if expected and sha256_file(weights) != expected:
+        raise CheckpointError(
+            f"{weights} does not match the sha256 in its meta.json: modified or corrupt"
+        )
+    try:
+        state = load_file(str(weights), device=str(map_location))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from e
+    spec = meta["model"]
+    norm = meta["normalization"]
+    try:
+        model = build_model(
+            spec["name"],
+            input_shape=tuple(meta["input_shape"]),
+            num_classes=int(meta["num_classes"]),
+            mean=norm["mean"],
+            std=norm["std"],
+            **spec.get("params", {}),
+        )
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{weights} does not fit the model described in its meta.json: {e}"
+        ) from e
+    return model.to(map_location).eval(), meta

@@ -1,0 +1,348 @@
+"""Property tests every registered attack must pass (parametrized over ATTACKS).
+
+A newly registered attack is tested by being registered: its variants are derived from the
+class (``supported_norms`` and the keyword arguments its ``__init__`` accepts).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from robustai.attacks import ATTACKS, FGSM, PGD, Attack, attack_names, build_attack
+from robustai.attacks.registry import AttackArgumentError, accepted_kwargs
+
+SHAPE = (1, 8, 8)
+N_CLASSES = 10
+TOL = 1e-6
+FAST = settings(max_examples=15, deadline=None)
+
+
+# ---------------------------------------------------------------------------- fixtures
+class ModeRecorder(nn.Module):
+    """Identity that records the training flag it sees in every forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[bool] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(self.training)
+        return x
+
+
+class TinyNet(nn.Module):
+    """Conv + BatchNorm + Dropout net on 1x8x8 inputs: BN and dropout make mode matter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.1)
+        )
+        self.recorder = ModeRecorder()
+        self.head = nn.Linear(4 * 8 * 8, N_CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.recorder(self.features(x)).flatten(1))
+
+
+def make_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Synthetic 10-class data: fixed class prototypes plus noise, clipped to [0,1]."""
+    protos = torch.rand((N_CLASSES, *SHAPE), generator=torch.Generator().manual_seed(1234))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, N_CLASSES, (n,), generator=g)
+    x = (protos[y] + 0.25 * torch.randn((n, *SHAPE), generator=g)).clamp(0, 1)
+    return x, y
+
+
+@functools.cache
+def trained_net() -> TinyNet:
+    """A 'trained-ish' TinyNet (high clean accuracy on make_batch data), built once."""
+    torch.manual_seed(0)
+    net = TinyNet()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    net.train()
+    for step in range(60):
+        x, y = make_batch(64, seed=step)
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    for p in net.parameters():
+        p.grad = None
+    net.recorder.seen.clear()
+    return net.eval()
+
+
+def fresh_net(dtype: torch.dtype = torch.float32) -> TinyNet:
+    return copy.deepcopy(trained_net()).to(dtype)
+
+
+def variants() -> list[Any]:
+    """(name, kwargs) for every registered attack, norm it supports, random start on/off,
+    and restarts>1 where accepted; a small ``steps`` keeps it fast."""
+    out = []
+    for name, cls in ATTACKS.items():
+        accepted = accepted_kwargs(cls)
+        for norm in cls.supported_norms:
+            base: dict[str, Any] = {"norm": norm}
+            if "steps" in accepted:
+                base["steps"] = 3
+            options: list[dict[str, Any]] = [{}]
+            if "random_start" in accepted:
+                options = [{"random_start": False}, {"random_start": True}]
+                if "restarts" in accepted:
+                    options.append({"random_start": True, "restarts": 2})
+            for opt in options:
+                kwargs = {**base, **opt}
+                ident = "-".join([name, *(f"{k}={v}" for k, v in kwargs.items())])
+                out.append(pytest.param(name, kwargs, id=ident))
+    return out
+
+
+VARIANTS = variants()
+
+
+def random_inputs(batch: int, seed: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uniform inputs in [0,1] with about a quarter of the entries set to exactly 0 or 1."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand((batch, *SHAPE), generator=g, dtype=torch.float64)
+    pick = torch.rand(x.shape, generator=g)
+    x = torch.where(pick < 0.125, torch.zeros_like(x), x)
+    x = torch.where(pick > 0.875, torch.ones_like(x), x)
+    y = torch.randint(0, N_CLASSES, (batch,), generator=g)
+    return x.to(dtype), y
+
+
+def assert_in_ball(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> None:
+    delta = (x_adv - x).double()
+    if norm == "linf":
+        assert delta.abs().max().item() <= eps + TOL
+    else:
+        assert delta.reshape(len(x), -1).norm(dim=1).max().item() <= eps + TOL
+
+
+def grads_snapshot(model: nn.Module) -> list[torch.Tensor | None]:
+    return [None if p.grad is None else p.grad.clone() for p in model.parameters()]
+
+
+# ---------------------------------------------------------------------------- properties
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@FAST
+@given(
+    eps=st.floats(0.0, 0.5),
+    batch=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+    training=st.booleans(),
+    mixed_modes=st.booleans(),
+    prefill_grads=st.booleans(),
+)
+def test_output_contract(
+    name: str,
+    kwargs: dict[str, Any],
+    eps: float,
+    batch: int,
+    seed: int,
+    dtype: torch.dtype,
+    training: bool,
+    mixed_modes: bool,
+    prefill_grads: bool,
+) -> None:
+    """In [0,1], inside the eps-ball, same shape/dtype/device, detached; parameter grads
+    (None or filled) bit-identical; every module's mode restored."""
+    torch.manual_seed(seed)
+    model = fresh_net(dtype).train(training)
+    if mixed_modes:  # a submodule in the opposite mode must come back as it was
+        model.features[1].train(not training)
+    if prefill_grads:
+        xg, yg = random_inputs(4, seed + 1, dtype)
+        nn.functional.cross_entropy(model(xg), yg).backward()
+    grads_before = grads_snapshot(model)
+    modes_before = [m.training for m in model.modules()]
+    x, y = random_inputs(batch, seed, dtype)
+    x_orig = x.clone()
+
+    x_adv = build_attack(name, eps=eps, **kwargs)(model, x, y)
+
+    assert x_adv.shape == x.shape
+    assert x_adv.dtype == x.dtype
+    assert x_adv.device == x.device
+    assert not x_adv.requires_grad
+    assert torch.equal(x, x_orig), "the attack modified its input in place"
+    assert x_adv.min().item() >= 0.0
+    assert x_adv.max().item() <= 1.0
+    assert_in_ball(x_adv, x, eps, kwargs.get("norm", "linf"))
+    assert [m.training for m in model.modules()] == modes_before
+    for before, p in zip(grads_before, model.parameters(), strict=True):
+        if before is None:
+            assert p.grad is None
+        else:
+            assert p.grad is not None
+            assert torch.equal(p.grad, before)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@FAST
+@given(batch=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
+def test_eps_zero_returns_x(name: str, kwargs: dict[str, Any], batch: int, seed: int) -> None:
+    """eps=0 (e.g. the start of an eps warm-up) returns x exactly, without running the model."""
+    model = fresh_net()
+    x, y = random_inputs(batch, seed, torch.float32)
+    for attack in (build_attack(name, eps=0.0, **kwargs), build_attack(name, eps=0.3, **kwargs)):
+        x_adv = attack.with_eps(0.0)(model, x, y)
+        assert torch.equal(x_adv, x)
+        assert x_adv.data_ptr() != x.data_ptr()
+    assert model.recorder.seen == []
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("model_mode", ["eval", "train", "keep"])
+@pytest.mark.parametrize("initially_training", [False, True])
+def test_mode_during_attack(
+    name: str, kwargs: dict[str, Any], model_mode: str, initially_training: bool
+) -> None:
+    """model_mode='eval'/'train' is the mode the forward passes really run in; 'keep' leaves
+    the model's own mode; afterwards the original mode is back."""
+    model = fresh_net().train(initially_training)
+    x, y = make_batch(8, seed=1)
+    build_attack(name, eps=0.1, model_mode=model_mode, **kwargs)(model, x, y)
+    expected = {"eval": False, "train": True, "keep": initially_training}[model_mode]
+    assert model.recorder.seen, "the attack never ran the model"
+    assert set(model.recorder.seen) == {expected}
+    assert model.training is initially_training
+    assert all(m.training is initially_training for m in model.modules())
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+def test_mode_restored_on_error(name: str, kwargs: dict[str, Any]) -> None:
+    """The original mode comes back even when the forward pass raises."""
+    model = fresh_net().train()
+    x, y = make_batch(4, seed=2)
+    with pytest.raises(RuntimeError):
+        build_attack(name, eps=0.1, **kwargs)(model, x[:, :, :7], y)  # wrong spatial size
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("eps", [0.1, 0.5])
+def test_increases_loss(name: str, kwargs: dict[str, Any], eps: float) -> None:
+    """On a trained model the adversarial loss is above the clean loss and accuracy not above."""
+    torch.manual_seed(0)
+    model = fresh_net().eval()
+    x, y = make_batch(128, seed=10_000)
+    with torch.no_grad():
+        clean_logits = model(x)
+    clean_loss = nn.functional.cross_entropy(clean_logits, y).item()
+    assert (clean_logits.argmax(1) == y).float().mean().item() > 0.8, "fixture not trained"
+    x_adv = build_attack(name, eps=eps, **kwargs)(model, x, y)
+    with torch.no_grad():
+        adv_logits = model(x_adv)
+    adv_loss = nn.functional.cross_entropy(adv_logits, y).item()
+    assert adv_loss > clean_loss * 1.05 + 1e-3
+    assert (adv_logits.argmax(1) == y).sum() <= (clean_logits.argmax(1) == y).sum()
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+def test_works_under_no_grad_and_inference_mode(name: str, kwargs: dict[str, Any]) -> None:
+    """Evaluation code often runs under no_grad / inference_mode; the attack still works."""
+    model = fresh_net()
+    x, y = make_batch(8, seed=3)
+    attack = build_attack(name, eps=0.2, **kwargs)
+    with torch.no_grad():
+        a = attack(model, x, y)
+    with torch.inference_mode():
+        xi, yi = x.clone(), y.clone()
+    b = attack(model, xi, yi)
+    for x_adv in (a, b):
+        assert not torch.equal(x_adv, x)
+        assert_in_ball(x_adv, x, 0.2, kwargs.get("norm", "linf"))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@given(eps=st.floats(0.01, 1.0), new_eps=st.floats(0.0, 1.0))
+@FAST
+def test_with_eps_scales_step_sizes(
+    name: str, kwargs: dict[str, Any], eps: float, new_eps: float
+) -> None:
+    """with_eps keeps the step-size/eps ratio, returns a copy and leaves the original alone."""
+    attack = build_attack(name, eps=eps, **kwargs)
+    before = dict(vars(attack))
+    scaled = attack.with_eps(new_eps)
+    assert type(scaled) is type(attack)
+    assert scaled is not attack
+    assert vars(attack) == before
+    assert scaled.eps == new_eps
+    assert scaled.label == attack.label
+    for attr in type(attack).step_size_attrs:
+        assert getattr(scaled, attr) == pytest.approx(getattr(attack, attr) * new_eps / eps)
+
+
+# ---------------------------------------------------------------------------- contract
+def test_registry_names_match_classes() -> None:
+    assert attack_names() == list(ATTACKS)
+    assert {"fgsm", "pgd"} <= set(ATTACKS)
+    for name, cls in ATTACKS.items():
+        assert issubclass(cls, Attack)
+        assert cls.name == name
+
+
+def test_unknown_attack_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown attack 'cw'; valid: fgsm, pgd"):
+        build_attack("cw", eps=0.1)
+
+
+def test_unexpected_argument_names_it_and_accepted_ones() -> None:
+    with pytest.raises(AttackArgumentError, match=r"steps.*accepted: eps, alpha") as err:
+        build_attack("fgsm", eps=0.1, steps=3)
+    assert isinstance(err.value, ValueError)
+    assert isinstance(err.value, TypeError)
+
+
+@pytest.mark.parametrize(
+    ("factory", "argument"),
+    [
+        (lambda: PGD(eps=1.5), "eps"),
+        (lambda: PGD(eps=-0.1), "eps"),
+        (lambda: PGD(eps=0.1, steps=0), "steps"),
+        (lambda: PGD(eps=0.1, restarts=0), "restarts"),
+        (lambda: PGD(eps=0.1, restarts=3, random_start=False), "restarts"),
+        (lambda: PGD(eps=0.1, alpha=0.0), "alpha"),
+        (lambda: PGD(eps=0.1, norm="l1"), "norm"),
+        (lambda: PGD(eps=0.1, model_mode="inference"), "model_mode"),
+        (lambda: FGSM(eps=0.1, norm="l2"), "l2"),
+        (lambda: FGSM(eps=0.1, alpha=-1.0), "alpha"),
+    ],
+)
+def test_invalid_arguments(factory: Any, argument: str) -> None:
+    with pytest.raises(ValueError, match=argument):
+        factory()
+
+
+def test_inputs_outside_unit_range_rejected() -> None:
+    x, y = make_batch(4, seed=4)
+    with pytest.raises(ValueError, match=r"\[0,1\]"):
+        PGD(eps=0.1, steps=1)(fresh_net(), (x - 0.5) / 0.5, y)
+
+
+def test_labels() -> None:
+    assert FGSM(0.1).label == "fgsm"
+    assert FGSM(0.1, random_start=True).label == "fgsm_rs"
+    assert PGD(0.1, steps=20).label == "pgd20"
+    assert PGD(0.1, steps=20, norm="l2").label == "pgd20_l2"
+    assert PGD(0.1, steps=10, restarts=5).label == "pgd10_r5"
+
+
+def test_default_step_sizes() -> None:
+    assert FGSM(0.1).alpha == pytest.approx(0.1)
+    assert FGSM(0.1, random_start=True).alpha == pytest.approx(0.125)
+    assert PGD(0.1, steps=10).alpha == pytest.approx(0.025)
+    assert PGD(0.5, steps=20, norm="l2").alpha == pytest.approx(0.0625)
+    # from eps=0 the default ratio is used again
+    assert PGD(0.0, steps=10).with_eps(0.1).alpha == pytest.approx(0.025)
