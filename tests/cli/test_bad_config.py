@@ -1,0 +1,125 @@
+"""Bad input ends before any work with one line naming the key and what is allowed, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from robustai.cli.main import main
+
+CASES = [
+    # (overrides, text the one-line message must contain)
+    (["trainer.epoch=3"], "trainer.epoch: no such key (did you mean trainer.epochs?)"),
+    (["nme=x"], "nme: no such key (did you mean name?)"),
+    (["trainer.epochs=abc"], "trainer.epochs"),
+    (["data.batch_size=1.5"], "data.batch_size"),
+    (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),
+    (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
+    (["attack.eps=1/0"], "divides by zero"),
+    (["evaluator.eps=[0.1,2]"], "evaluator.eps[1]=2.0: must be in [0, 1]"),
+    (["trainer.epochs=0"], "trainer.epochs=0: must be >= 1"),
+    (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
+    (["data.eval_batch_size=-4"], "data.eval_batch_size=-4: must be >= 1"),
+    (["attack=fgsmm"], "attack=fgsmm: unknown option (did you mean fgsm?); valid: fgsm, fgsm_rs"),
+    (["model=resnet"], "model=resnet: unknown option"),
+    (["data=cifar"], "data=cifar: unknown option (did you mean cifar10?)"),
+    (["model.name=vit"], "model.name=vit: unknown; valid: mlp, small_cnn, preact_resnet18"),
+    (["data.name=imagenet"], "data.name=imagenet: unknown"),
+    (["attack.name=cw"], "attack.name=cw: unknown; valid: none, fgsm, pgd"),
+    (["attack.steps=5"], "attack.steps: no such key"),
+    (["attack=pgd", "attack.steps=0"], "attack.steps=0: must be >= 1"),
+    (["attack=pgd", "attack.norm=l3"], "attack.norm=l3: unknown"),
+    (["trainer.optimizer=adamw"], "trainer.optimizer=adamw: unknown (did you mean adam?)"),
+    (["trainer.schedule=cosine"], "trainer.schedule=cosine: unknown"),
+    (["trainer.lr=0"], "trainer.lr=0.0: must be > 0"),
+    (["trainer.device=gpu"], "trainer.device=gpu"),
+    (["attack.eps=0.1,0.2"], "add -m to sweep"),
+    (["-m", "attack.eps=0.1,2"], "attack.eps=2.0: must be in [0, 1]"),
+    (["attack.eps=[1"], "bad override"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_config_exits_2_with_one_line(
+    overrides: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *overrides])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("robustai train: error: ")
+    assert message in lines[0]
+    assert list(tmp_path.iterdir()) == []  # nothing was written: no run folder, no log
+
+
+def test_bad_config_from_the_shell_has_no_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "attack.eps=2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "robustai train: error: attack.eps=2.0: must be in [0, 1] (inputs are in [0, 1]; "
+        "e.g. 0.1 or 8/255)"
+    )
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "experiments").exists()
+
+
+def test_missing_data_set_exits_2_naming_folder_and_flag(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Found only once the run starts (Hydra has made the run folder), still one line, exit 2."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(
+            [
+                "train",
+                "data=mnist",
+                f"data.root={tmp_path / 'nodata'}",
+                f"hydra.run.dir={tmp_path / 'run'}",
+            ]
+        )
+    assert exc.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert str(tmp_path / "nodata" / "MNIST") in line
+    assert "data.download=true" in line
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_unknown_command_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fly"]) == 2
+    assert "unknown command 'fly'; valid: train" in capsys.readouterr().err
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "train" in out and "usage: robustai" in out
+
+
+def test_train_help_lists_groups_and_options(capsys: pytest.CaptureFixture[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0
+    assert "== Config groups ==" in proc.stdout
+    assert "attack: fgsm, fgsm_rs, none, pgd" in proc.stdout
+    assert "model: mlp, preact_resnet18, small_cnn" in proc.stdout
+    for group in ("data:", "evaluator:", "trainer:", "logger:", "experiment:"):
+        assert group in proc.stdout

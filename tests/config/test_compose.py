@@ -1,0 +1,115 @@
+"""Every option of every config group composes, validates and builds its objects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustai.cli.common import config_dir
+from robustai.cli.pipeline import make_attack, make_data, make_model, make_optimizer
+from robustai.cli.preflight import preflight
+from robustai.config import TrainConfig, to_train_config
+from robustai.data import DataBundle
+from robustai.errors import DataError
+from robustai.training import build_schedule
+
+CONFIGS = config_dir()
+GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra")
+OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
+# Data sets that torchvision would have to download: checked for their offline message instead.
+DOWNLOADED = {"mnist", "fashion_mnist", "cifar10"}
+
+
+def compose(overrides: list[str]) -> TrainConfig:
+    """The CLI's own pre-flight path: Hydra composition, then schema and range checks."""
+    out: list[TrainConfig] = []
+    preflight(CONFIGS, "train", overrides, lambda cfg: out.append(to_train_config(cfg)))
+    assert len(out) == 1
+    return out[0]
+
+
+def build_all(cfg: TrainConfig, data: DataBundle) -> None:
+    model = make_model(cfg, data)
+    x, y = data.train.x[:4], data.train.y[:4]
+    assert model(x).shape == (len(x), data.num_classes)
+    if cfg.attack.name != "none":
+        attack = make_attack(cfg.attack)
+        x_adv = attack(model, x, y)
+        assert (x_adv - x).abs().max() <= attack.eps + 1e-6
+    for a in cfg.evaluator.attacks:
+        for eps in cfg.evaluator.eps:
+            assert make_attack(a, eps).eps == pytest.approx(eps)
+    opt = make_optimizer(cfg, model)
+    build_schedule(cfg.trainer.schedule, opt, 10, cfg.trainer.warmup_fraction)
+
+
+def test_groups_are_the_documented_ones() -> None:
+    expected = {"attack", "data", "evaluator", "experiment", "logger", "model", "paths", "trainer"}
+    assert expected <= set(GROUPS)
+
+
+@pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
+def test_option_composes_and_builds(
+    group: str, option: str, mnist_idx_dir: Path, tmp_path: Path
+) -> None:
+    overrides = [f"{group}={option}"]
+    data_name = option if group == "data" else None
+    if group == "experiment":
+        data_name = {"mnist_idx_fgsm_rs": "idx"}.get(option, "downloaded")
+    if data_name == "idx":
+        overrides.append(f"data.root={mnist_idx_dir}")
+    elif data_name in DOWNLOADED or data_name == "downloaded":
+        overrides.append(f"data.root={tmp_path}")
+    cfg = compose(overrides)
+    if group != "experiment":
+        assert cfg.data.name == (option if group == "data" else "digits")
+    if data_name in DOWNLOADED or data_name == "downloaded":
+        # Offline: the data set is absent, and the message says where and which flag fetches it.
+        with pytest.raises(DataError, match=r"data\.download=true"):
+            make_data(cfg)
+        shape = (3, 32, 32) if cfg.data.name == "cifar10" else (1, 28, 28)
+        data = _fake_bundle(cfg, shape)
+    else:
+        cfg.data.train_size, cfg.data.eval_size = 64, 32
+        data = make_data(cfg)
+    build_all(cfg, data)
+
+
+def _fake_bundle(cfg: TrainConfig, shape: tuple[int, int, int]) -> DataBundle:
+    from robustai.data import TensorLoader
+
+    x, y = torch.rand(8, *shape), torch.arange(8) % 10
+    return DataBundle(
+        name=cfg.data.name,
+        train=TensorLoader(x, y, 4),
+        eval=TensorLoader(x, y, 4),
+        input_shape=shape,
+        num_classes=10,
+        mean=(0.5,) * shape[0],
+        std=(0.25,) * shape[0],
+    )
+
+
+def test_fractions_are_accepted_for_eps_and_step_sizes() -> None:
+    cfg = compose(
+        ["attack=pgd", "attack.eps=8/255", "attack.alpha=2/255", "evaluator.eps=[4/255,8/255]"]
+    )
+    assert cfg.attack.eps == pytest.approx(8 / 255)
+    assert cfg.attack.alpha == pytest.approx(2 / 255)
+    assert cfg.evaluator.eps == pytest.approx([4 / 255, 8 / 255])
+
+
+def test_evaluation_follows_the_training_eps() -> None:
+    cfg = compose(["attack.eps=0.05"])
+    assert cfg.evaluator.eps == [pytest.approx(0.05)]
+
+
+def test_defaults_are_the_documented_default_experiment() -> None:
+    cfg = compose([])
+    assert (cfg.data.name, cfg.model.name, cfg.attack.name) == ("digits", "small_cnn", "fgsm")
+    assert cfg.attack.random_start is True
+    assert cfg.attack.eps == pytest.approx(0.1)
+    assert [a.name for a in cfg.evaluator.attacks] == ["fgsm", "pgd"]
+    assert cfg.evaluator.attacks[1].steps == 20

@@ -1,0 +1,137 @@
+"""A tiny real run through the CLI: the files it writes and the TensorBoard tags inside."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from robustai.data import build_data
+from robustai.evaluation import accuracy
+from robustai.models import load_model
+
+TINY = [
+    "data=synthetic",
+    "data.num_samples=256",
+    "trainer.epochs=2",
+    "trainer.watchdog.samples=32",
+    "logger.image_grid=4",
+]
+
+
+def robustai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("run")
+    robustai("train", *TINY, f"hydra.run.dir={tmp / 'run'}", cwd=tmp)
+    return tmp / "run"
+
+
+def test_run_folder_has_the_contract_files(run_dir: Path) -> None:
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"weights.safetensors", "meta.json", "metrics.json", "train.log", ".hydra"} <= names
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".pkl", ".ckpt"))]
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+
+
+def test_metrics_follow_the_contract(run_dir: Path) -> None:
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert 0.0 <= m["clean_acc"] <= 1.0
+    assert set(m["robust_acc"]) == {"fgsm@0.1", "pgd20@0.1"}
+    assert all(0.0 <= v <= m["clean_acc"] for v in m["robust_acc"].values())
+    assert m["epochs"] == 2
+    assert m["train_seconds"] > 0 and m["images_per_s"] > 0
+    assert m["privacy"] is None
+    assert m["worst_case_acc"]["0.1"] <= min(m["robust_acc"].values())
+
+
+def test_weights_reload_and_reproduce_clean_accuracy(run_dir: Path) -> None:
+    model, meta = load_model(run_dir)
+    assert meta["model"]["name"] == "small_cnn"
+    assert meta["input_shape"] == [1, 8, 8]
+    data = build_data(
+        "synthetic", num_samples=256, input_shape=(1, 8, 8), num_classes=4, holdout=0.25
+    )
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert accuracy(model, data.eval.x, data.eval.y) == pytest.approx(m["clean_acc"])
+
+
+def test_tensorboard_tags(run_dir: Path) -> None:
+    acc = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    expected = {
+        "train/loss",
+        "train/acc",
+        "train/adv_acc",
+        "val/clean_acc",
+        "val/robust_acc/pgd10",
+        "lr",
+        "perf/images_per_s",
+        "perf/epoch_seconds",
+        "eval/clean_acc",
+        "eval/robust_acc/pgd20@0.1",
+    }
+    assert expected <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
+    assert "eval/adversarial/pgd20@0.1" in tags["images"]
+    img = acc.Images("eval/adversarial/pgd20@0.1")[0]
+    assert img.width > img.height > 0  # 3 rows (clean, adversarial, perturbation) of 4 images
+    assert any(t.startswith("config") for t in tags["tensors"])  # add_text is stored as a tensor
+
+
+def test_sweep_writes_one_run_folder_per_member(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    robustai(
+        "train",
+        "-m",
+        *TINY,
+        "trainer.epochs=1",
+        "attack.eps=0.05,0.1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    members = sorted(p for p in sweep.iterdir() if p.is_dir() and (p / "metrics.json").exists())
+    assert [p.name for p in members] == ["0", "1"]
+    keys = [set(json.loads((p / "metrics.json").read_text())["robust_acc"]) for p in members]
+    assert keys == [{"fgsm@0.05", "pgd20@0.05"}, {"fgsm@0.1", "pgd20@0.1"}]
+
+
+def test_same_seed_same_run(tmp_path: Path) -> None:
+    """CPU runs repeat exactly: same seed, same weights, same metrics."""
+    outs = []
+    for i in range(2):
+        robustai(
+            "train",
+            *TINY,
+            "trainer.epochs=1",
+            "logger=none",
+            f"hydra.run.dir={tmp_path / str(i)}",
+            cwd=tmp_path,
+        )
+        outs.append(tmp_path / str(i))
+    w0, _ = load_model(outs[0])
+    w1, _ = load_model(outs[1])
+    for (k, a), (_, b) in zip(w0.state_dict().items(), w1.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    m0, m1 = (json.loads((p / "metrics.json").read_text()) for p in outs)
+    assert m0["robust_acc"] == m1["robust_acc"] and m0["clean_acc"] == m1["clean_acc"]

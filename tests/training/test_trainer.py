@@ -1,0 +1,165 @@
+"""The training loop, objectives, schedules and the catastrophic-overfitting watchdog."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustai.attacks import FGSM, PGD
+from robustai.data import build_data
+from robustai.evaluation import accuracy, robust_accuracy
+from robustai.models import build_model
+from robustai.training import (
+    AdversarialObjective,
+    CatastrophicOverfittingWatchdog,
+    EpochAccuracy,
+    StandardObjective,
+    Trainer,
+    WatchdogCallback,
+    build_schedule,
+)
+
+
+def small_setup(seed: int = 0):
+    torch.manual_seed(seed)
+    data = build_data(
+        "synthetic", num_samples=512, input_shape=(1, 8, 8), num_classes=4, seed=seed, batch_size=32
+    )
+    model = build_model("small_cnn", data.input_shape, data.num_classes, data.mean, data.std)
+    return data, model
+
+
+def fit(objective, epochs: int = 3, seed: int = 0, callbacks=()):
+    data, model = small_setup(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    sched = build_schedule("onecycle", opt, epochs * len(data.train))
+    trainer = Trainer(
+        model, objective, opt, sched, epochs=epochs, callbacks=callbacks, progress=False
+    )
+    return data, model, trainer, trainer.fit(data.train)
+
+
+def test_standard_training_learns() -> None:
+    data, model, _, result = fit(StandardObjective())
+    assert result.epochs == 3 and not result.stopped_early
+    assert accuracy(model, data.eval.x, data.eval.y) > 0.9
+    assert result.history[-1].loss < result.history[0].loss
+
+
+def test_adversarial_training_is_more_robust_than_standard() -> None:
+    data, plain, _, _ = fit(StandardObjective(), epochs=4)
+    _, robust, _, _ = fit(AdversarialObjective(FGSM(0.15, random_start=True)), epochs=4)
+    pgd = PGD(0.15, steps=10)
+    assert (
+        robust_accuracy(robust, pgd, data.eval.x, data.eval.y)
+        > robust_accuracy(plain, pgd, data.eval.x, data.eval.y) + 0.1
+    )
+
+
+def test_same_seed_same_weights() -> None:
+    _, a, _, _ = fit(AdversarialObjective(FGSM(0.1, random_start=True)), epochs=1, seed=3)
+    _, b, _, _ = fit(AdversarialObjective(FGSM(0.1, random_start=True)), epochs=1, seed=3)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+
+
+def test_epoch_accuracy_callback_reports_clean_accuracy() -> None:
+    data, _ = small_setup()
+    cb = EpochAccuracy(data.train.x[:64], data.train.y[:64], data.eval.x, data.eval.y)
+    _, model, _, result = fit(StandardObjective(), epochs=1, callbacks=[cb])
+    extra = result.history[0].extra
+    assert extra["val_clean_acc"] == pytest.approx(accuracy(model, data.eval.x, data.eval.y))
+    assert 0.0 <= extra["train_clean_acc"] <= 1.0
+
+
+def test_eps_warmup_scales_eps_and_step_size() -> None:
+    obj = AdversarialObjective(FGSM(0.2, alpha=0.25, random_start=True), eps_warmup_epochs=2)
+    half = obj.attack_at(1.0)
+    assert half.eps == pytest.approx(0.1) and half.alpha == pytest.approx(0.125)
+    assert obj.attack_at(2.0) is obj.attack
+    assert obj.attack_at(0.0).eps == 0.0
+
+
+def test_schedules() -> None:
+    def lrs(name: str, steps: int = 100) -> list[float]:
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2, momentum=0.9)
+        sched = build_schedule(name, opt, steps, warmup_fraction=0.25)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    assert set(lrs("constant")) == {0.2}
+    cyc = lrs("cyclic")
+    assert cyc[0] == 0.0 and max(cyc) == pytest.approx(0.2) and cyc.index(max(cyc)) == 25
+    assert cyc[-1] < 0.01
+    one = lrs("onecycle")
+    assert max(one) == pytest.approx(0.2, rel=1e-3) and one[0] < 0.02 and one[-1] < 1e-3
+    with pytest.raises(ValueError, match="valid: constant, onecycle, cyclic"):
+        lrs("cosine")
+
+
+class _FakeTrainer:
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.stop_reason: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        self.stop_reason = reason
+
+
+def test_watchdog_detects_collapse_and_restores_best_weights() -> None:
+    data, model, _, _ = fit(AdversarialObjective(FGSM(0.1, random_start=True)), epochs=3)
+    x, y = data.eval.x[:128], data.eval.y[:128]
+    watchdog = CatastrophicOverfittingWatchdog(PGD(0.1, steps=5), x, y, max_drop=0.2)
+    cb = WatchdogCallback(watchdog)
+    trainer = _FakeTrainer(model)
+    from robustai.training import EpochStats
+
+    stats = EpochStats(epoch=0, loss=0.0, acc=0.0, lr=0.0, seconds=1.0, images=1)
+    cb.on_epoch_end(trainer, stats)  # type: ignore[arg-type]
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    assert stats.extra["val_robust_acc"] > 0.5 and trainer.stop_reason is None
+
+    # Collapse: the classifier's last layer forgets everything (constant predictions).
+    with torch.no_grad():
+        last = model[1].classifier[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
+    stats2 = EpochStats(epoch=1, loss=0.0, acc=0.0, lr=0.0, seconds=1.0, images=1)
+    cb.on_epoch_end(trainer, stats2)  # type: ignore[arg-type]
+    assert stats2.extra["val_robust_acc"] < 0.5
+    assert trainer.stop_reason is not None and "catastrophic overfitting" in trainer.stop_reason
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, best[k]), k
+    assert watchdog.state_dict()["collapsed_at"] == 1
+
+
+def test_trainer_stops_when_a_callback_asks() -> None:
+    class StopAfterFirst:
+        def on_epoch_end(self, trainer: Trainer, stats) -> None:
+            trainer.request_stop("enough")
+
+    _, _, _, result = fit(StandardObjective(), epochs=5, callbacks=[StopAfterFirst()])
+    assert result.epochs == 1 and result.stopped_early and result.stop_reason == "enough"
+
+
+def test_attack_in_the_loop_leaves_no_parameter_grads_behind() -> None:
+    """The loop's own backward is the only writer of .grad: the attack adds nothing to it."""
+    data, model = small_setup()
+    obj = AdversarialObjective(FGSM(0.1, random_start=True))
+    x, y = next(iter(data.train))
+    torch.manual_seed(0)
+    loss, _ = obj(model, x, y, 0.0)
+    assert all(p.grad is None for p in model.parameters())
+    loss.backward()
+    torch.manual_seed(0)
+    x_adv = obj.attack(model, x, y)
+    expected = torch.autograd.grad(
+        nn.functional.cross_entropy(model(x_adv), y), list(model.parameters())
+    )
+    for p, g in zip(model.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, g)
