@@ -1,0 +1,59 @@
+"""Reader for IDX files (the format of the original MNIST distribution), plain or gzipped."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from robustai.errors import DataError
+
+_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> Tensor:
+    """Read one IDX file into a tensor, checking its header against its size."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"IDX file not found: {path}; set data.images / data.labels to existing files")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except EOFError as e:  # a gzip stream that ends early
+        raise DataError(f"{path} is truncated or corrupt: {e}") from e
+    except (OSError, zlib.error) as e:  # zlib.error: damaged deflate data inside a .gz
+        raise DataError(f"cannot read IDX file {path}: {e}") from e
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
+        raise DataError(f"{path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {dims}, "
+            f"payload has {len(raw) - header} bytes instead of {expected}"
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+    return torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
+
+
+def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Tensor]:
+    """Images as float (N, C, H, W) in [0, 1] and labels as int64."""
+    x, y = read_idx(images), read_idx(labels)
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    elif x.ndim != 4:
+        raise DataError(f"{images}: expected 3 or 4 dimensions (N,H,W[,C]), found {tuple(x.shape)}")
+    else:
+        x = x.permute(0, 3, 1, 2)
+    if len(x) != len(y):
+        raise DataError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+    scale = 255.0 if x.dtype == torch.uint8 else 1.0
+    return (x.float() / scale).contiguous(), y.long().flatten()

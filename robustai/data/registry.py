@@ -1,0 +1,84 @@
+"""The data registry: one factory for every data set, returning a :class:`DataBundle`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor
+
+from robustai.data.digits import load_digits_tensors
+from robustai.data.idx import load_idx_images
+from robustai.data.loader import DataBundle, TensorLoader
+from robustai.data.split import channel_stats, stratified_split, take
+from robustai.data.synthetic import make_synthetic
+from robustai.data.torchvision_sets import load_torchvision
+from robustai.errors import DataError
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic")
+
+
+def data_names() -> list[str]:
+    return list(DATASETS)
+
+
+def build_data(
+    name: str,
+    *,
+    batch_size: int = 128,
+    eval_batch_size: int = 512,
+    seed: int = 0,
+    split_seed: int = 0,
+    holdout: float = 0.2,
+    train_size: int | None = None,
+    eval_size: int | None = None,
+    root: str | Path = "data",
+    download: bool = False,
+    images: str | Path | None = None,
+    labels: str | Path | None = None,
+    num_samples: int = 1024,
+    input_shape: tuple[int, int, int] = (1, 8, 8),
+    num_classes: int = 10,
+    noise: float = 0.3,
+) -> DataBundle:
+    """Build train and eval loaders for data set ``name``.
+
+    ``holdout`` and ``split_seed`` apply to sets without an official test split (digits, idx,
+    synthetic): the same split_seed always gives the same split, whatever the training seed.
+    ``seed`` only drives the order of training batches.
+    """
+    x_tr: Tensor
+    if name == "digits":
+        x, y = load_digits_tensors()
+        x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
+    elif name in ("mnist", "fashion_mnist", "cifar10"):
+        x_tr, y_tr = load_torchvision(name, root, train=True, download=download)
+        x_ev, y_ev = load_torchvision(name, root, train=False, download=download)
+    elif name == "idx":
+        if not images or not labels:
+            raise DataError("data=idx needs data.images=<images IDX file> and data.labels=<labels IDX file>")
+        x, y = load_idx_images(images, labels)
+        x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
+    elif name == "synthetic":
+        x, y = make_synthetic(num_samples, tuple(input_shape), num_classes, noise, split_seed)
+        x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
+    else:
+        raise DataError(f"unknown data set '{name}'; valid: {', '.join(DATASETS)}")
+
+    x_tr, y_tr = take(x_tr, y_tr, train_size, split_seed)
+    x_ev, y_ev = take(x_ev, y_ev, eval_size, split_seed)
+    n_classes = num_classes if name == "synthetic" else int(max(y_tr.max(), y_ev.max()) + 1)
+    mean, std = channel_stats(x_tr)
+    return DataBundle(
+        name=name,
+        train=TensorLoader(x_tr, y_tr, batch_size, shuffle=True, seed=seed),
+        eval=TensorLoader(x_ev, y_ev, eval_batch_size, shuffle=False),
+        input_shape=tuple(x_tr.shape[1:]),  # type: ignore[arg-type]
+        num_classes=n_classes,
+        mean=mean,
+        std=std,
+    )
+
+
+def _split(x: Tensor, y: Tensor, holdout: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    tr, ev = stratified_split(y, holdout, seed)
+    return x[tr], y[tr], x[ev], y[ev]

@@ -1,0 +1,38 @@
+"""Seeded, stratified train/eval splits and per-channel statistics."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def stratified_split(y: Tensor, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
+    """Return (train_idx, eval_idx) holding out ``holdout`` of every class, the same for a seed."""
+    if not 0.0 < holdout < 1.0:
+        raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+    g = torch.Generator().manual_seed(seed)
+    train, held = [], []
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        # at least one sample in eval and, when the class has two or more, at least one in train
+        k = min(max(1, round(len(idx) * holdout)), max(1, len(idx) - 1))
+        held.append(idx[:k])
+        train.append(idx[k:])
+    return torch.sort(torch.cat(train)).values, torch.sort(torch.cat(held)).values
+
+
+def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``x`` (N, C, H, W), for the model's Normalize layer."""
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def take(x: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor]:
+    """A seeded random subset of ``n`` samples (all of them when ``n`` is None or too large)."""
+    if n is None or n >= len(x):
+        return x, y
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    idx = torch.sort(idx).values
+    return x[idx], y[idx]

@@ -1,0 +1,43 @@
+"""MNIST, Fashion-MNIST and CIFAR-10 through torchvision, held in memory as tensors."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from robustai.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
+
+
+def load_torchvision(name: str, root: str | Path, train: bool, download: bool) -> tuple[Tensor, Tensor]:
+    """One split of a torchvision data set as float (N, C, H, W) in [0, 1] and int64 labels."""
+    import torchvision.datasets as tvd
+
+    cls = getattr(tvd, _CLASSES[name])
+    root = Path(root).expanduser()
+    try:
+        ds = cls(root=str(root), train=train, download=download)
+    except RuntimeError as e:
+        if download:
+            raise DataError(f"could not download {cls.__name__} into {root}: {e}") from e
+        folder = getattr(cls, "base_folder", cls.__name__)  # CIFAR10 keeps cifar-10-batches-py/
+        raise DataError(
+            f"{cls.__name__} not found under {root / folder}; set data.download=true to fetch "
+            f"it, or data.root=<folder holding {folder}/>"
+        ) from e
+    except OSError as e:
+        raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
+    data = ds.data if isinstance(ds.data, Tensor) else torch.from_numpy(ds.data)
+    if data.ndim == 3:  # (N, H, W) grayscale
+        x = data.unsqueeze(1)
+    else:  # (N, H, W, C)
+        x = data.permute(0, 3, 1, 2)
+    y = torch.as_tensor(ds.targets, dtype=torch.int64)
+    log.info("loaded %s %s split: %d images", cls.__name__, "train" if train else "test", len(x))
+    return (x.float() / 255.0).contiguous(), y
