@@ -19,7 +19,9 @@ def read_idx(path: str | Path) -> Tensor:
     """Read one IDX file into a tensor, checking its header against its size."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"IDX file not found: {path}; set data.images / data.labels to existing files")
+        raise DataError(
+            f"IDX file not found: {path}; set data.images / data.labels to existing files"
+        )
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:

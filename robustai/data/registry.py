@@ -55,7 +55,9 @@ def build_data(
         x_ev, y_ev = load_torchvision(name, root, train=False, download=download)
     elif name == "idx":
         if not images or not labels:
-            raise DataError("data=idx needs data.images=<images IDX file> and data.labels=<labels IDX file>")
+            raise DataError(
+                "data=idx needs data.images=<images IDX file> and data.labels=<labels IDX file>"
+            )
         x, y = load_idx_images(images, labels)
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
@@ -79,6 +81,8 @@ def build_data(
     )
 
 
-def _split(x: Tensor, y: Tensor, holdout: float, seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _split(
+    x: Tensor, y: Tensor, holdout: float, seed: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     tr, ev = stratified_split(y, holdout, seed)
     return x[tr], y[tr], x[ev], y[ev]

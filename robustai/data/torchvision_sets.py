@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 _CLASSES = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "cifar10": "CIFAR10"}
 
 
-def load_torchvision(name: str, root: str | Path, train: bool, download: bool) -> tuple[Tensor, Tensor]:
+def load_torchvision(
+    name: str, root: str | Path, train: bool, download: bool
+) -> tuple[Tensor, Tensor]:
     """One split of a torchvision data set as float (N, C, H, W) in [0, 1] and int64 labels."""
     import torchvision.datasets as tvd
 
@@ -34,10 +36,8 @@ def load_torchvision(name: str, root: str | Path, train: bool, download: bool) -
     except OSError as e:
         raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
     data = ds.data if isinstance(ds.data, Tensor) else torch.from_numpy(ds.data)
-    if data.ndim == 3:  # (N, H, W) grayscale
-        x = data.unsqueeze(1)
-    else:  # (N, H, W, C)
-        x = data.permute(0, 3, 1, 2)
+    # (N, H, W) grayscale or (N, H, W, C) colour -> (N, C, H, W)
+    x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
     log.info("loaded %s %s split: %d images", cls.__name__, "train" if train else "test", len(x))
     return (x.float() / 255.0).contiguous(), y

@@ -1,0 +1,33 @@
+"""Fixtures shared by the whole test suite."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Lexical parent (no symlink resolution): the fixture lives at <repo root>/../shared/data/mnist.
+REPO_ROOT = Path(os.path.abspath(__file__)).parent.parent
+MNIST_IDX_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+
+@pytest.fixture(scope="session")
+def mnist_idx_dir() -> Path:
+    """Folder holding the real MNIST test split as gzipped IDX files (10k images).
+
+    ``ROBUSTAI_MNIST_IDX`` overrides the default ``<repo root>/../shared/data/mnist``. Missing
+    files skip the test locally and fail it on CI.
+    """
+    env = os.environ.get("ROBUSTAI_MNIST_IDX")
+    folder = Path(env).expanduser() if env else REPO_ROOT.parent / "shared" / "data" / "mnist"
+    missing = [name for name in MNIST_IDX_FILES if not (folder / name).is_file()]
+    if missing:
+        reason = (
+            f"MNIST IDX fixture not found: {folder} lacks {', '.join(missing)} "
+            "(set ROBUSTAI_MNIST_IDX to the folder holding them)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the MNIST fixture: {reason}")
+        pytest.skip(reason)
+    return folder

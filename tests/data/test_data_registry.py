@@ -1,0 +1,163 @@
+"""build_data: every data set's bundle, splits that depend on split_seed only, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustai.data import DATASETS, DataBundle, build_data, data_names
+from robustai.data.split import channel_stats
+from robustai.errors import DataError, UserError
+
+N_DIGITS = 1797
+
+
+def check_bundle(b: DataBundle, shape: tuple[int, int, int], num_classes: int) -> None:
+    for loader in (b.train, b.eval):
+        assert loader.x.dtype == torch.float32 and loader.y.dtype == torch.int64
+        assert tuple(loader.x.shape[1:]) == shape
+        assert float(loader.x.min()) >= 0.0 and float(loader.x.max()) <= 1.0
+        assert int(loader.y.min()) >= 0 and int(loader.y.max()) < num_classes
+    assert b.input_shape == shape and b.num_classes == num_classes
+    assert len(b.mean) == len(b.std) == shape[0]
+    mean, std = channel_stats(b.train.x)  # normalization comes from the training part only
+    assert b.mean == pytest.approx(mean) and b.std == pytest.approx(std)
+    assert b.train.shuffle and not b.eval.shuffle
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataBundle:
+    return build_data("digits", batch_size=64, eval_batch_size=100)
+
+
+def test_data_names_match_registry() -> None:
+    assert data_names() == list(DATASETS)
+    assert {"digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic"} <= set(DATASETS)
+
+
+# ------------------------------------------------------------------------------ digits
+def test_digits_bundle(digits: DataBundle) -> None:
+    check_bundle(digits, (1, 8, 8), 10)
+    assert digits.name == "digits"
+    n_tr, n_ev = digits.train.num_samples, digits.eval.num_samples
+    assert n_tr + n_ev == N_DIGITS
+    assert abs(n_ev - 0.2 * N_DIGITS) <= 10 / 2 + 1  # per-class rounding, at most ±0.5 per class
+    assert set(digits.train.y.tolist()) == set(digits.eval.y.tolist()) == set(range(10))
+    assert digits.train.batch_size == 64 and digits.eval.batch_size == 100
+
+
+def test_digits_split_partitions_the_data_set(digits: DataBundle) -> None:
+    """Train and eval together are exactly the 1797 digits (as a multiset of (image, label))."""
+    from robustai.data.digits import load_digits_tensors
+
+    x, y = load_digits_tensors()
+    proj = torch.randn(64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def keys(xs: torch.Tensor, ys: torch.Tensor) -> list[float]:
+        return sorted((xs.flatten(1).double() @ proj + 1000.0 * ys.double()).tolist())
+
+    parts = keys(
+        torch.cat([digits.train.x, digits.eval.x]), torch.cat([digits.train.y, digits.eval.y])
+    )
+    assert parts == keys(x, y)
+
+
+def test_digits_split_depends_on_split_seed_only(digits: DataBundle) -> None:
+    again = build_data("digits", batch_size=64, eval_batch_size=100)
+    other_seed = build_data("digits", batch_size=64, eval_batch_size=100, seed=123)
+    for b in (again, other_seed):  # same split whatever the training seed
+        assert torch.equal(b.train.x, digits.train.x) and torch.equal(b.train.y, digits.train.y)
+        assert torch.equal(b.eval.x, digits.eval.x) and torch.equal(b.eval.y, digits.eval.y)
+        assert b.mean == digits.mean and b.std == digits.std
+    # the training seed drives batch order, and it does so repeatably
+    first = next(iter(build_data("digits", batch_size=64).train))[1]
+    assert torch.equal(first, next(iter(build_data("digits", batch_size=64).train))[1])
+    assert not torch.equal(
+        first, next(iter(build_data("digits", batch_size=64, seed=123).train))[1]
+    )
+    # another split_seed gives another split
+    other_split = build_data("digits", split_seed=1)
+    assert not torch.equal(other_split.eval.x, digits.eval.x)
+
+
+def test_digits_holdout_and_sizes() -> None:
+    b = build_data("digits", holdout=0.5)
+    assert abs(b.eval.num_samples - N_DIGITS / 2) <= 6
+    small = build_data("digits", train_size=100, eval_size=30)
+    assert small.train.num_samples == 100 and small.eval.num_samples == 30
+    check_bundle(small, (1, 8, 8), small.num_classes)
+
+
+# ------------------------------------------------------------------------------ synthetic
+@pytest.mark.parametrize(("shape", "classes"), [((1, 8, 8), 10), ((3, 5, 7), 4), ((2, 4, 4), 2)])
+def test_synthetic_bundle(shape: tuple[int, int, int], classes: int) -> None:
+    b = build_data("synthetic", num_samples=300, input_shape=shape, num_classes=classes)
+    check_bundle(b, shape, classes)
+    assert b.train.num_samples + b.eval.num_samples == 300
+    assert abs(b.eval.num_samples - 60) <= classes
+    again = build_data("synthetic", num_samples=300, input_shape=shape, num_classes=classes, seed=9)
+    assert torch.equal(again.train.x, b.train.x) and torch.equal(again.eval.y, b.eval.y)
+
+
+def test_synthetic_num_classes_is_reported_even_if_unseen() -> None:
+    b = build_data("synthetic", num_samples=40, num_classes=50)
+    assert b.num_classes == 50
+
+
+# ------------------------------------------------------------------------------ idx
+def test_idx_real_mnist(mnist_idx_dir: Path) -> None:
+    b = build_data(
+        "idx",
+        images=mnist_idx_dir / "t10k-images-idx3-ubyte.gz",
+        labels=mnist_idx_dir / "t10k-labels-idx1-ubyte.gz",
+        holdout=0.2,
+    )
+    check_bundle(b, (1, 28, 28), 10)
+    assert b.train.num_samples == 8000 and b.eval.num_samples == 2000
+    for loader in (b.train, b.eval):
+        assert set(loader.y.unique().tolist()) == set(range(10))
+    assert float(b.train.x.max()) == 1.0 and float(b.train.x.min()) == 0.0  # scaled by 255
+    assert 0.1 < b.mean[0] < 0.15 and 0.28 < b.std[0] < 0.33  # MNIST's well-known statistics
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"images": "x-idx3-ubyte"}, {"labels": "y-idx1-ubyte"}],
+    ids=["none", "no-labels", "no-images"],
+)
+def test_idx_needs_images_and_labels(kwargs: dict[str, str]) -> None:
+    with pytest.raises(DataError, match=r"data\.images=.*data\.labels="):
+        build_data("idx", **kwargs)
+
+
+def test_idx_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="not found"):
+        build_data("idx", images=tmp_path / "x.gz", labels=tmp_path / "y.gz")
+
+
+# ------------------------------------------------------------------------------ errors
+def test_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(DataError) as info:
+        build_data("imagenet")
+    msg = str(info.value)
+    assert "imagenet" in msg
+    for name in DATASETS:
+        assert name in msg
+    assert isinstance(info.value, UserError)  # the CLI turns it into one line and exit status 2
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("cifar10", "cifar-10-batches-py")],
+)
+def test_torchvision_set_missing_without_download(tmp_path: Path, name: str, folder: str) -> None:
+    """The message names the folder torchvision looked in and how to fix it; nothing is fetched."""
+    root = tmp_path / "empty"
+    with pytest.raises(DataError) as info:
+        build_data(name, root=root, download=False)
+    msg = str(info.value)
+    assert str(root / folder) in msg
+    assert "data.download=true" in msg
+    assert not root.exists() or not any(root.rglob("*"))

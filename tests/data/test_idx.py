@@ -1,0 +1,187 @@
+"""read_idx / load_idx_images: IDX files written here, plain and gzipped, good and broken."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from robustai.data.idx import load_idx_images, read_idx
+from robustai.errors import DataError
+
+# IDX type codes and the big-endian numpy dtype each stores
+CODES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def idx_bytes(arr: np.ndarray, code: int = 0x08) -> bytes:
+    header = bytes([0, 0, code, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return header + np.ascontiguousarray(arr, dtype=CODES[code]).tobytes()
+
+
+def write_idx(path: Path, arr: np.ndarray, code: int = 0x08) -> Path:
+    raw = idx_bytes(arr, code)
+    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
+    return path
+
+
+def sample_images(n: int = 12, h: int = 5, w: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(n, h, w), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=(n,), dtype=np.uint8)
+    return images, labels
+
+
+# ------------------------------------------------------------------------------ round trips
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_round_trip_images_and_labels(tmp_path: Path, suffix: str) -> None:
+    images, labels = sample_images()
+    xi = read_idx(write_idx(tmp_path / f"images-idx3-ubyte{suffix}", images))
+    yi = read_idx(write_idx(tmp_path / f"labels-idx1-ubyte{suffix}", labels))
+    assert xi.dtype == yi.dtype == torch.uint8
+    assert tuple(xi.shape) == images.shape and tuple(yi.shape) == labels.shape
+    assert np.array_equal(xi.numpy(), images) and np.array_equal(yi.numpy(), labels)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    code=st.sampled_from(sorted(CODES)),
+    shape=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    gz=st.booleans(),
+    seed=st.integers(0, 1000),
+)
+def test_round_trip_every_dtype(
+    tmp_path: Path, code: int, shape: list[int], gz: bool, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    big_endian = np.dtype(CODES[code])
+    if big_endian.kind == "f":
+        arr = rng.standard_normal(shape).astype(big_endian)
+    else:
+        info = np.iinfo(big_endian)
+        arr = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(big_endian)
+    path = write_idx(tmp_path / ("a.idx.gz" if gz else "a.idx"), arr, code)
+    out = read_idx(path)
+    assert tuple(out.shape) == tuple(shape)
+    # compare values, not bytes: the reader converts big-endian data to native order
+    assert np.array_equal(out.numpy(), arr.astype(big_endian.newbyteorder("=")))
+
+
+# ------------------------------------------------------------------------------ broken files
+@pytest.mark.parametrize("cut", [1, 100, 400])
+def test_truncated_plain_file(tmp_path: Path, cut: int) -> None:
+    images, _ = sample_images()
+    raw = idx_bytes(images)
+    path = tmp_path / "images.idx"
+    path.write_bytes(raw[:-cut])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_header_cut_short(tmp_path: Path) -> None:
+    path = tmp_path / "images.idx"
+    path.write_bytes(idx_bytes(sample_images()[0])[:9])  # magic plus part of the dimensions
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_trailing_bytes_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "images.idx"
+    path.write_bytes(idx_bytes(sample_images()[0]) + b"\x00\x00")
+    with pytest.raises(DataError, match="corrupt"):
+        read_idx(path)
+
+
+def test_truncated_gzip_file(tmp_path: Path) -> None:
+    compressed = gzip.compress(idx_bytes(sample_images()[0]))
+    path = tmp_path / "images.idx.gz"
+    path.write_bytes(compressed[: len(compressed) // 2])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(path)
+
+
+def test_corrupt_gzip_file_is_a_data_error(tmp_path: Path) -> None:
+    """Damaged deflate data raises zlib.error, CRC damage OSError: both must be DataError."""
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 4, size=(50, 7, 5), dtype=np.uint8)  # compressible: real deflate
+    compressed = gzip.compress(idx_bytes(images))
+    path = tmp_path / "images.idx.gz"
+    for pos in range(10, len(compressed) - 8, 7):  # after the gzip header, before the trailer
+        damaged = bytearray(compressed)
+        damaged[pos] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(DataError, match=re.escape(str(path))):
+            read_idx(path)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"\x01\x00\x08\x01", b"\x00\x01\x08\x01", b"\x00\x00\x07\x01", b"\x00\x00", b""],
+    ids=["byte0", "byte1", "unknown-type", "short", "empty"],
+)
+def test_bad_magic(tmp_path: Path, head: bytes) -> None:
+    path = tmp_path / "bad.idx"
+    path.write_bytes(head + (b"\x00\x00\x00\x02\x01\x02" if len(head) == 4 else b""))
+    with pytest.raises(DataError, match="magic"):
+        read_idx(path)
+
+
+def test_plain_file_named_gz_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "images.idx.gz"
+    path.write_bytes(idx_bytes(sample_images()[0]))  # not compressed despite the name
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        read_idx(path)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "nope-idx3-ubyte.gz"
+    with pytest.raises(DataError, match="not found") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(DataError, match="not found"):
+        read_idx(tmp_path)  # a folder is not an IDX file
+
+
+# ------------------------------------------------------------------------------ load_idx_images
+def test_load_idx_images_grayscale(tmp_path: Path) -> None:
+    images, labels = sample_images()
+    x, y = load_idx_images(
+        write_idx(tmp_path / "x.gz", images), write_idx(tmp_path / "y.gz", labels)
+    )
+    assert x.shape == (12, 1, 5, 7) and x.dtype == torch.float32
+    assert y.shape == (12,) and y.dtype == torch.int64
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+    assert torch.equal(x[:, 0], torch.from_numpy(images).float() / 255.0)
+    assert torch.equal(y, torch.from_numpy(labels).long())
+
+
+def test_load_idx_images_channels_last_becomes_channels_first(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(6, 4, 5, 3), dtype=np.uint8)  # (N, H, W, C)
+    labels = np.arange(6, dtype=np.uint8)
+    x, y = load_idx_images(write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels))
+    assert x.shape == (6, 3, 4, 5) and x.is_contiguous()
+    for c in range(3):
+        assert torch.equal(x[:, c], torch.from_numpy(images[..., c]).float() / 255.0)
+    assert y.tolist() == list(range(6))
+
+
+def test_load_idx_images_count_mismatch(tmp_path: Path) -> None:
+    images, labels = sample_images()
+    with pytest.raises(DataError, match="12 images but"):
+        load_idx_images(write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels[:-1]))
+
+
+def test_load_idx_images_wrong_rank(tmp_path: Path) -> None:
+    images, labels = sample_images()
+    with pytest.raises(DataError, match="dimensions"):
+        load_idx_images(
+            write_idx(tmp_path / "x", images.reshape(12, -1)), write_idx(tmp_path / "y", labels)
+        )

@@ -1,0 +1,235 @@
+"""Model files: weights.safetensors + meta.json, checked by sha256, never pickled."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from robustai.errors import CheckpointError, UserError
+from robustai.models import build_model, load_model, model_names, read_meta, save_model
+from robustai.models.artifact import META, WEIGHTS
+
+INPUT_SHAPES: dict[str, tuple[int, int, int]] = {"preact_resnet18": (3, 32, 32)}
+# small widths keep the files small; they also check that params survive the round trip
+PARAMS: dict[str, dict[str, Any]] = {
+    "mlp": {"hidden": [32, 16]},
+    "small_cnn": {"hidden": 20},
+    "preact_resnet18": {"width": 8},
+}
+NUM_CLASSES = 6
+
+
+def shape_for(name: str) -> tuple[int, int, int]:
+    return INPUT_SHAPES.get(name, (1, 8, 8))
+
+
+def make_and_save(name: str, out: Path) -> tuple[nn.Module, dict[str, Any]]:
+    torch.manual_seed(0)
+    shape = shape_for(name)
+    mean = tuple(0.2 + 0.1 * c for c in range(shape[0]))
+    std = tuple(0.25 + 0.05 * c for c in range(shape[0]))
+    params = PARAMS.get(name, {})
+    model = build_model(name, shape, NUM_CLASSES, mean=mean, std=std, **params)
+    model.train()
+    model(torch.rand((4, *shape)))  # move BatchNorm running statistics off their defaults
+    model.eval()
+    spec = {
+        "name": name,
+        "params": params,
+        "input_shape": shape,
+        "num_classes": NUM_CLASSES,
+        "mean": mean,
+        "std": std,
+    }
+    save_model(model, out, **spec, extra={"note": "test"})
+    return model, spec
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    """A small saved mlp, for the tests that break it."""
+    out = tmp_path / "run"
+    make_and_save("mlp", out)
+    return out
+
+
+def drop_sha(folder: Path) -> None:
+    meta = json.loads((folder / META).read_text())
+    del meta["weights_sha256"]
+    (folder / META).write_text(json.dumps(meta))
+
+
+# ------------------------------------------------------------------------------ round trip
+@pytest.mark.parametrize("name", model_names())
+def test_round_trip(tmp_path: Path, name: str) -> None:
+    out = tmp_path / "run"
+    model, spec = make_and_save(name, out)
+    loaded, meta = load_model(out)
+
+    x = torch.rand((3, *spec["input_shape"]), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model(x))
+    assert not loaded.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+    assert meta["model"] == {"name": name, "params": spec["params"]}
+    assert meta["input_shape"] == list(spec["input_shape"])
+    assert meta["num_classes"] == NUM_CLASSES
+    assert meta["normalization"]["mean"] == pytest.approx(spec["mean"])
+    assert meta["normalization"]["std"] == pytest.approx(spec["std"])
+    assert meta["weights_sha256"] == hashlib.sha256((out / WEIGHTS).read_bytes()).hexdigest()
+    assert meta["note"] == "test"
+    assert {"format_version", "robustai_version", "torch_version"} <= meta.keys()
+    # meta.json on disk says the same
+    assert json.loads((out / META).read_text()) == meta
+
+    # safetensors + JSON only: nothing pickled, no temporary files left behind
+    assert sorted(p.name for p in out.rglob("*")) == sorted([WEIGHTS, META])
+
+
+def test_save_overwrites_in_place(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    make_and_save("mlp", out)
+    first = (out / WEIGHTS).read_bytes()
+    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])  # other random weights
+    save_model(
+        model,
+        out,
+        name="mlp",
+        params={"hidden": [32, 16]},
+        input_shape=(1, 8, 8),
+        num_classes=NUM_CLASSES,
+        mean=(0.0,),
+        std=(1.0,),
+    )
+    assert (out / WEIGHTS).read_bytes() != first
+    loaded, _ = load_model(out)
+    x = torch.rand((2, 1, 8, 8))
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+    assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, META])
+
+
+@pytest.mark.parametrize("target", ["folder", WEIGHTS, META])
+def test_read_meta_accepts_folder_or_file(saved: Path, target: str) -> None:
+    path = saved if target == "folder" else saved / target
+    weights, meta = read_meta(path)
+    assert weights == saved / WEIGHTS
+    assert meta == json.loads((saved / META).read_text())
+    model, _ = load_model(path)
+    assert model(torch.rand((1, 1, 8, 8))).shape == (1, NUM_CLASSES)
+
+
+# ------------------------------------------------------------------------------ broken files
+def test_modified_weights_fail_sha256(saved: Path) -> None:
+    data = bytearray((saved / WEIGHTS).read_bytes())
+    data[-1] ^= 0x01  # one byte of one weight: still a valid safetensors file
+    (saved / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        load_model(saved)
+
+
+def test_missing_meta(saved: Path) -> None:
+    (saved / META).unlink()
+    with pytest.raises(CheckpointError, match=META):
+        load_model(saved)
+
+
+def test_missing_weights(saved: Path) -> None:
+    (saved / WEIGHTS).unlink()
+    with pytest.raises(CheckpointError, match=WEIGHTS):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"", b"\xff\xfe\x00{"], ids=["syntax", "empty", "bad-utf8"]
+)
+def test_invalid_json_meta(saved: Path, content: bytes) -> None:
+    (saved / META).write_bytes(content)
+    with pytest.raises(CheckpointError, match="JSON"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("meta", [[], {"model": {"name": "mlp"}}, "a string"])
+def test_meta_without_required_fields(saved: Path, meta: Any) -> None:
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="lacks"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    "keep", [4, 40, 0.5, -1], ids=["len-prefix", "header", "half", "last-byte"]
+)
+def test_truncated_weights_without_sha(saved: Path, keep: float) -> None:
+    """Without a sha256 to compare, a damaged file must still fail as a CheckpointError."""
+    drop_sha(saved)
+    data = (saved / WEIGHTS).read_bytes()
+    cut = int(len(data) * keep) if isinstance(keep, float) else keep
+    (saved / WEIGHTS).write_bytes(data[:cut])
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "mlp"},
+        {"model": None},
+        {"model": {"params": {}}},
+        {"model": {"name": "mlp", "params": [1]}},
+        {"model": {"name": "mlp", "params": {"no_such_arg": 1}}},
+        {"normalization": [0.0]},
+        {"normalization": {"mean": ["a"], "std": [1.0]}},
+        {"normalization": {"mean": [0.0, 0.0], "std": [1.0, 1.0]}},
+        {"normalization": {"mean": [0.0], "std": [0.0]}},
+        {"input_shape": 5},
+        {"input_shape": [1, 4, 4]},
+        {"num_classes": "six"},
+    ],
+    ids=lambda c: json.dumps(c),
+)
+def test_meta_with_wrong_values(saved: Path, change: dict[str, Any]) -> None:
+    """Hand-edited or damaged meta.json: a CheckpointError, never a traceback."""
+    meta = json.loads((saved / META).read_text())
+    meta.update(change)
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError):
+        load_model(saved)
+
+
+def test_meta_that_does_not_fit_the_weights(saved: Path) -> None:
+    meta = json.loads((saved / META).read_text())
+    meta["num_classes"] = NUM_CLASSES + 1
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_model(saved)
+
+
+def test_meta_naming_an_unknown_model(saved: Path) -> None:
+    meta = json.loads((saved / META).read_text())
+    meta["model"]["name"] = "not_a_model"
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="not_a_model"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("sub", ["nope", f"nope/{WEIGHTS}"])
+def test_path_that_does_not_exist(tmp_path: Path, sub: str) -> None:
+    path = tmp_path / sub
+    with pytest.raises(CheckpointError, match="not found") as info:
+        load_model(path)
+    assert isinstance(info.value, UserError)
+    with pytest.raises(CheckpointError):
+        read_meta(path)
+
+
+def test_folder_without_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="missing"):
+        load_model(tmp_path)
