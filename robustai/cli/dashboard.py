@@ -1,0 +1,126 @@
+"""``robustai dashboard``: TensorBoard over the experiments folder, behind a login.
+
+Users, roles and tokens come from the access store (``robustai users``); each user sees only the
+runs of experiments their grants cover. Binds 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from robustai.cli.common import fail
+from robustai.errors import UserError
+from robustai.security import ENV_DB, default_store_path
+
+COMMAND = "dashboard"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from robustai.dashboard.server import DEFAULT_HOST, DEFAULT_PORT
+
+    p = _Parser(
+        prog="robustai dashboard",
+        description=(
+            "Serve TensorBoard over --logdir behind a login page (session cookie) and bearer "
+            "tokens; each user sees the runs their grants cover."
+        ),
+        epilog="Create users first: robustai users add NAME --grant viewer:'*' --db PATH",
+    )
+    p.add_argument("--logdir", default="experiments", help="the experiments folder")
+    p.add_argument("--db", metavar="PATH", help=f"the access store (default: ${ENV_DB})")
+    p.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address to bind (default {DEFAULT_HOST}: this machine only)",
+    )
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    p.add_argument(
+        "--access-log",
+        metavar="FILE",
+        help="append the access log here (default: dashboard-access.log beside the store)",
+    )
+    p.add_argument("--session-hours", type=float, default=8.0, help="session lifetime (default 8)")
+    p.add_argument(
+        "--lockout-minutes",
+        type=float,
+        default=15.0,
+        help="lockout after 5 failed logins in a row (default 15)",
+    )
+    p.add_argument(
+        "--reload-seconds",
+        type=float,
+        default=5.0,
+        help="how often new event files are read (0: once at start)",
+    )
+    p.add_argument(
+        "--secure-cookie",
+        action="store_true",
+        help="mark cookies Secure (when served over HTTPS, e.g. behind a reverse proxy)",
+    )
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    from robustai.dashboard.server import DashboardServer, is_loopback, open_access_log
+    from robustai.security import AccessStore, LoginThrottle
+
+    try:
+        args = build_parser().parse_args(list(argv))
+        if not 0 <= args.port <= 65535:
+            raise UserError(f"--port {args.port}: must be in 0..65535")
+        if args.session_hours <= 0 or args.lockout_minutes < 0 or args.reload_seconds < 0:
+            raise UserError(
+                "--session-hours must be > 0, --lockout-minutes and --reload-seconds >= 0"
+            )
+        if not Path(args.logdir).expanduser().is_dir():
+            raise UserError(f"--logdir {args.logdir}: no such folder (point it at experiments/)")
+        db = Path(args.db).expanduser() if args.db else default_store_path()
+        store = AccessStore(db)
+        if not store.users():
+            raise UserError(f"{db} has no users yet: add one with `robustai users add NAME`")
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        for noisy in ("tensorboard", "werkzeug", "absl"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        access_path = (
+            Path(args.access_log) if args.access_log else db.parent / ("dashboard-access.log")
+        )
+        open_access_log(access_path)
+        server = DashboardServer(
+            args.logdir,
+            store,
+            host=args.host,
+            port=args.port,
+            reload_interval=args.reload_seconds,
+            session_seconds=args.session_hours * 3600,
+            secure_cookie=args.secure_cookie,
+            throttle=LoginThrottle(lockout_seconds=args.lockout_minutes * 60),
+        )
+    except UserError as e:
+        fail(COMMAND, str(e))
+    if not is_loopback(args.host) and not args.secure_cookie:
+        sys.stderr.write(
+            f"robustai dashboard: warning: {args.host} is reachable from other machines over "
+            "plain HTTP; passwords and cookies could be read on the network. Put it behind an "
+            "HTTPS reverse proxy and pass --secure-cookie.\n"
+        )
+    sys.stderr.write(
+        f"robustai dashboard: serving {Path(args.logdir).resolve()} at {server.url} "
+        f"(access log: {access_path}); Ctrl-C stops\n"
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0

@@ -1,0 +1,233 @@
+"""Per-user run filtering inside TensorBoard.
+
+TensorBoard hands a request context (``ctx``) to every data-provider call, and its ``AuthContext``
+lets a provider ask who is calling. :class:`GrantFilteredProvider` wraps TensorBoard's own data
+provider and answers every call with the runs the caller's grants cover, and nothing else: run
+listings are filtered, reads are restricted to allowed runs before they reach the data, and a blob
+key naming another run is refused. A call without an identity sees nothing (fail closed).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from tensorboard import auth as tb_auth
+from tensorboard import errors as tb_errors
+from tensorboard.data import provider as tb_provider
+
+from robustai.security.roles import Grant, allows, experiment_of
+
+ENVIRON_KEY = "robustai.identity"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is asking: a user's grants, narrowed by a token's scope when the request used one."""
+
+    user: str
+    grants: tuple[Grant, ...]
+    via: str = "session"  # "session" | "token"
+    scope: str | None = None
+    token_id: str | None = None
+
+    def can_view(self, run: str) -> bool:
+        return allows(self.grants, "view", experiment_of(run), self.scope)
+
+
+class IdentityAuthProvider(tb_auth.AuthProvider):
+    """Reads the identity that the dashboard's login layer put into the WSGI environment."""
+
+    def authenticate(self, environ: dict[str, Any]) -> Identity:
+        identity = environ.get(ENVIRON_KEY)
+        if not isinstance(identity, Identity):
+            raise tb_errors.PermissionDeniedError("not logged in")
+        return identity
+
+
+def identity_of(ctx: Any) -> Identity:
+    if ctx is None:
+        raise tb_errors.PermissionDeniedError("no request context")
+    try:
+        return ctx.auth.get(IdentityAuthProvider)
+    except KeyError:
+        raise tb_errors.PermissionDeniedError("no identity") from None
+
+
+def _decode_blob_run(blob_key: str) -> str | None:
+    """The run named in a blob key of TensorBoard's local data provider, or None."""
+    try:
+        fields = json.loads(base64.urlsafe_b64decode(blob_key + "==").decode("ascii"))
+        run = fields[2]
+    except (ValueError, TypeError, IndexError, UnicodeDecodeError):
+        return None
+    return run if isinstance(run, str) else None
+
+
+class GrantFilteredProvider(tb_provider.DataProvider):
+    """A :class:`tensorboard.data.provider.DataProvider` that shows each caller only their runs."""
+
+    def __init__(self, inner: tb_provider.DataProvider) -> None:
+        self._inner = inner
+
+    # -------------------------------------------------------------- helpers
+    def _allowed_runs(self, ctx: Any, experiment_id: str) -> set[str]:
+        ident = identity_of(ctx)
+        runs = self._inner.list_runs(ctx, experiment_id=experiment_id)
+        return {r.run_name for r in runs if ident.can_view(r.run_name)}
+
+    def _restrict(
+        self, ctx: Any, experiment_id: str, run_tag_filter: tb_provider.RunTagFilter | None
+    ) -> tb_provider.RunTagFilter | None:
+        """The caller's filter, limited to allowed runs; None when nothing is allowed."""
+        allowed = self._allowed_runs(ctx, experiment_id)
+        runs = (
+            allowed
+            if run_tag_filter is None or run_tag_filter.runs is None
+            else (allowed & set(run_tag_filter.runs))
+        )
+        if not runs:
+            return None
+        tags = None if run_tag_filter is None else run_tag_filter.tags
+        return tb_provider.RunTagFilter(runs=runs, tags=tags)
+
+    def _call(self, method: str, ctx: Any, experiment_id: str, **kwargs: Any) -> Any:
+        run_filter = self._restrict(ctx, experiment_id, kwargs.pop("run_tag_filter", None))
+        if run_filter is None:
+            return {}
+        result = getattr(self._inner, method)(
+            ctx, experiment_id=experiment_id, run_tag_filter=run_filter, **kwargs
+        )
+        ident = identity_of(ctx)
+        return {run: v for run, v in result.items() if ident.can_view(run)}
+
+    # -------------------------------------------------------------- experiment level
+    def experiment_metadata(self, ctx: Any = None, *, experiment_id: str) -> Any:
+        identity_of(ctx)
+        return self._inner.experiment_metadata(ctx, experiment_id=experiment_id)
+
+    def list_plugins(self, ctx: Any = None, *, experiment_id: str) -> Any:
+        identity_of(ctx)
+        return self._inner.list_plugins(ctx, experiment_id=experiment_id)
+
+    def list_runs(self, ctx: Any = None, *, experiment_id: str) -> list[tb_provider.Run]:
+        ident = identity_of(ctx)
+        runs = self._inner.list_runs(ctx, experiment_id=experiment_id)
+        return [r for r in runs if ident.can_view(r.run_name)]
+
+    # -------------------------------------------------------------- time series
+    def list_scalars(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):  # type: ignore[no-untyped-def]
+        return self._call(
+            "list_scalars",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def read_scalars(
+        self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None
+    ):  # type: ignore[no-untyped-def]
+        return self._call(
+            "read_scalars",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            downsample=downsample,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def read_last_scalars(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):  # type: ignore[no-untyped-def]
+        return self._call(
+            "read_last_scalars",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def list_tensors(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):  # type: ignore[no-untyped-def]
+        return self._call(
+            "list_tensors",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def read_tensors(
+        self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None
+    ):  # type: ignore[no-untyped-def]
+        return self._call(
+            "read_tensors",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            downsample=downsample,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def list_blob_sequences(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):  # type: ignore[no-untyped-def]
+        return self._call(
+            "list_blob_sequences",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def read_blob_sequences(
+        self, ctx=None, *, experiment_id, plugin_name, downsample=None, run_tag_filter=None
+    ):  # type: ignore[no-untyped-def]
+        return self._call(
+            "read_blob_sequences",
+            ctx,
+            experiment_id,
+            plugin_name=plugin_name,
+            downsample=downsample,
+            run_tag_filter=run_tag_filter,
+        )
+
+    def read_blob(self, ctx: Any = None, *, blob_key: str) -> bytes:
+        ident = identity_of(ctx)
+        run = _decode_blob_run(blob_key)
+        if run is None or not ident.can_view(run):
+            raise tb_errors.NotFoundError("no such blob")  # the same answer as a missing blob
+        return self._inner.read_blob(ctx, blob_key=blob_key)
+
+    # -------------------------------------------------------------- hyperparameters
+    def list_hyperparameters(
+        self, ctx: Any = None, *, experiment_ids: Any, limit: Any = None
+    ) -> Any:
+        ident = identity_of(ctx)
+        result = self._inner.list_hyperparameters(ctx, experiment_ids=experiment_ids, limit=limit)
+        groups = _visible_groups(result.session_groups, ident)
+        return tb_provider.ListHyperparametersResult(
+            hyperparameters=result.hyperparameters, session_groups=groups
+        )
+
+    def read_hyperparameters(  # type: ignore[no-untyped-def]
+        self, ctx=None, *, experiment_ids, filters=None, sort=None, hparams_to_include=None
+    ):
+        ident = identity_of(ctx)
+        groups = self._inner.read_hyperparameters(
+            ctx,
+            experiment_ids=experiment_ids,
+            filters=filters,
+            sort=sort,
+            hparams_to_include=hparams_to_include,
+        )
+        return _visible_groups(groups, ident)
+
+
+def _visible_groups(groups: Iterable[Any], ident: Identity) -> list[Any]:
+    out = []
+    for g in groups:
+        sessions = [s for s in g.sessions if ident.can_view(s.run)]
+        if sessions:
+            out.append(dataclasses.replace(g, sessions=sessions))
+    return out

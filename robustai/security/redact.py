@@ -1,0 +1,205 @@
+"""Keep secrets out of what robustai writes: redact secret-looking keys, scrub known secret values.
+
+Configs refer to secrets by environment-variable name only. As a second line of defence, anything
+written to a run folder passes through these helpers: a value under a key that looks like a secret
+(``password``, ``token``, ``secret``, ``api_key``, ``AWS_SECRET_ACCESS_KEY``, ...) becomes
+``<redacted>``, and the values of secret-looking environment variables (``ROBUSTAI_SIGNING_KEY``
+among them) are cut out of any text. Ordinary keys such as ``data.eps`` or ``max_tokens`` stay.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+REDACTED = "<redacted>"
+MIN_SCRUB_LENGTH = 6  # shorter "secrets" would scrub ordinary words and numbers
+
+# Words that make a key secret wherever they appear in its name...
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "credential",
+        "credentials",
+        "cookie",
+        "bearer",
+        "privatekey",
+    }
+)
+# ...and "key" when it ends the name (api_key, signing_key, ACCESS_KEY; not key_size, keys).
+_TRAILING_WORDS = frozenset({"key"})
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+# An env reference without a default is only a name, so it may stay visible.
+_ENV_REFERENCE = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}$")
+_OVERRIDE_KEY = re.compile(r"^[+~]*[A-Za-z_][\w.\-/@]*$")
+# key=value or key: value in free text (log lines, override strings).
+_KEY_VALUE = re.compile(
+    r"""(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*[=:]\s*)(?P<q>['"]?)(?P<value>[^\s'",;}\]]+)(?P=q)"""
+)
+
+
+def key_words(key: str) -> list[str]:
+    """``'hydra.job.env_set.TRACKER_API_KEY'`` -> ``['tracker', 'api', 'key']`` (last part)."""
+    last = str(key).rsplit(".", 1)[-1].lstrip("+~")
+    last = _CAMEL.sub("_", last)
+    return [w for w in re.split(r"[^A-Za-z0-9]+", last.lower()) if w]
+
+
+def is_secret_key(key: Any) -> bool:
+    """Whether a config key or variable name names a secret."""
+    words = key_words(str(key))
+    if not words:
+        return False
+    if _SECRET_WORDS.intersection(words) or words[-1] in _TRAILING_WORDS:
+        return True
+    joined = "".join(words)
+    return any(w in joined for w in ("apikey", "privatekey", "accesskey", "secretkey"))
+
+
+def _is_env_reference(value: Any) -> bool:
+    return isinstance(value, str) and bool(_ENV_REFERENCE.match(value))
+
+
+def secret_env_values(environ: Mapping[str, str] | None = None) -> set[str]:
+    """Values of environment variables whose names look secret (long enough to scrub)."""
+    env = os.environ if environ is None else environ
+    return {v for k, v in env.items() if is_secret_key(k) and len(v) >= MIN_SCRUB_LENGTH}
+
+
+def collect_secret_values(tree: Any) -> set[str]:
+    """Values found under secret-looking keys of a nested dict/list (and in override strings)."""
+    found: set[str] = set()
+
+    def walk(node: Any, secret: bool) -> None:
+        if isinstance(node, Mapping):
+            for k, v in node.items():
+                walk(v, secret or is_secret_key(k))
+        elif isinstance(node, (list, tuple)):
+            for v in node:
+                walk(v, secret)
+        elif isinstance(node, str):
+            if secret and not _is_env_reference(node):
+                found.add(node)
+            else:
+                key, sep, value = node.partition("=")
+                if sep and _OVERRIDE_KEY.match(key.strip()) and is_secret_key(key.strip()):
+                    found.add(value.strip().strip("'\""))
+        elif secret and node is not None and not isinstance(node, bool):
+            found.add(str(node))
+
+    walk(tree, False)
+    return {v for v in found if v and v != REDACTED}
+
+
+def scrub_text(text: str, values: Iterable[str] = (), *, pairs: bool = True) -> str:
+    """Cut ``values`` out of text and, with ``pairs``, the values of secret-looking
+    ``key=value`` / ``key: value`` pairs (for free text such as log lines)."""
+    for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
+        text = text.replace(v, REDACTED)
+    if not pairs:
+        return text
+
+    def pair(m: re.Match[str]) -> str:
+        if is_secret_key(m.group("key")) and not m.group("value").startswith("${oc.env:"):
+            return f"{m.group('key')}{m.group('sep')}{m.group('q')}{REDACTED}{m.group('q')}"
+        return m.group(0)
+
+    return _KEY_VALUE.sub(pair, text)
+
+
+def redact_override(override: str, values: Iterable[str] = ()) -> str:
+    """``+logger.api_key=abc`` -> ``+logger.api_key=<redacted>``; other overrides are scrubbed."""
+    key, sep, value = override.partition("=")
+    if (
+        sep
+        and _OVERRIDE_KEY.match(key.strip())
+        and is_secret_key(key.strip())
+        and not _is_env_reference(value.strip())
+    ):
+        return f"{key}={REDACTED}"
+    return scrub_text(override, values, pairs=False)
+
+
+def redact_tree(tree: Any, values: Iterable[str] = (), *, overrides: bool = False) -> Any:
+    """A copy of a nested dict/list with secret-looking keys' values replaced by ``<redacted>``
+    and every string scrubbed of ``values``. ``overrides``: strings are ``key=value`` overrides.
+    An env reference such as ``${oc.env:TRACKER_TOKEN}`` names a secret without holding it, and
+    is kept."""
+    known = list(values)
+
+    def walk(node: Any, secret: bool, key: str) -> Any:
+        if isinstance(node, Mapping):
+            return {k: walk(v, secret or is_secret_key(k), str(k)) for k, v in node.items()}
+        if isinstance(node, (list, tuple)):
+            under_overrides = overrides or key in ("task", "hydra", "overrides")
+            return [walk_item(v, secret, key, under_overrides) for v in node]
+        return leaf(node, secret)
+
+    def walk_item(node: Any, secret: bool, key: str, as_override: bool) -> Any:
+        if isinstance(node, str) and as_override and not secret:
+            return redact_override(node, known)
+        return walk(node, secret, key)
+
+    def leaf(node: Any, secret: bool) -> Any:
+        if secret and node is not None and not _is_env_reference(node):
+            return REDACTED
+        if isinstance(node, str):
+            return scrub_text(node, known, pairs=False)
+        return node
+
+    return walk(tree, False, "")
+
+
+class SecretFilter(logging.Filter):
+    """A logging filter that scrubs secrets from each record before a handler writes it: the
+    given values, the values of secret-looking environment variables, and secret-looking
+    ``key=value`` pairs. A ``set`` passed as ``values`` is shared, so it may grow later."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.values = values if isinstance(values, set) else set(values)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: let logging report it as usual
+            return True
+        clean = scrub_text(message, self.values | secret_env_values())
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub_text(
+                logging.Formatter().formatException(record.exc_info),
+                self.values | secret_env_values(),
+            )
+        return True
+
+
+_SCRUBBED_VALUES: set[str] = set()
+
+
+def install_log_scrubber(values: Iterable[str] = ()) -> None:
+    """Scrub every log record of this process when it is created (whatever handlers logging is
+    configured with later): ``values`` (added to those of earlier calls), secret-looking
+    environment variables and ``key=value`` pairs. Installing twice wraps the factory once."""
+    _SCRUBBED_VALUES.update(values)
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_robustai_scrubber", False):
+        return
+    scrubber = SecretFilter(_SCRUBBED_VALUES)
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        scrubber.filter(record)
+        return record
+
+    factory._robustai_scrubber = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

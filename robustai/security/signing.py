@@ -1,0 +1,67 @@
+"""HMAC-SHA256 signatures for model artifacts.
+
+``meta.json`` already holds the sha256 of the weights file, so a signature over the canonical JSON
+of ``meta.json`` (without the signature itself) covers both the weights and their metadata. The key
+comes from ``ROBUSTAI_SIGNING_KEY`` and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from robustai.security.errors import SigningKeyError
+
+ENV_SIGNING_KEY = "ROBUSTAI_SIGNING_KEY"
+ALGORITHM = "hmac-sha256"
+SIGNATURE_FIELD = "signature"
+MIN_KEY_BYTES = 16
+
+
+def signing_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | None:
+    """The signing key, or None when ``ROBUSTAI_SIGNING_KEY`` is unset or empty; a key too short
+    to resist guessing is refused (:class:`SigningKeyError`)."""
+    value = (os.environ if environ is None else environ).get(ENV_SIGNING_KEY, "")
+    if not value:
+        return None
+    key = value.encode("utf-8")
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(
+            f"{ENV_SIGNING_KEY} is too short ({len(key)} bytes): use at least {MIN_KEY_BYTES} "
+            'random bytes, e.g. python -c "import secrets; print(secrets.token_hex(32))"'
+        )
+    return key
+
+
+def canonical_json(payload: Mapping[str, Any]) -> bytes:
+    """One byte string per JSON value: sorted keys, no spaces, UTF-8."""
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=True
+    ).encode("utf-8")
+
+
+def _digest(meta: Mapping[str, Any], key: bytes) -> str:
+    body = {k: v for k, v in meta.items() if k != SIGNATURE_FIELD}
+    return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
+
+
+def sign_meta(meta: Mapping[str, Any], key: bytes) -> dict[str, str]:
+    """The ``signature`` entry for ``meta`` (which must already hold ``weights_sha256``)."""
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(f"a signing key needs at least {MIN_KEY_BYTES} bytes")
+    if "weights_sha256" not in meta:
+        raise ValueError("meta lacks weights_sha256; sign it after hashing the weights")
+    return {"algorithm": ALGORITHM, "value": _digest(meta, key)}
+
+
+def verify_meta(meta: Mapping[str, Any], key: bytes) -> bool:
+    """Whether ``meta`` carries a valid signature under ``key`` (constant-time compare)."""
+    sig = meta.get(SIGNATURE_FIELD)
+    if not isinstance(sig, Mapping) or sig.get("algorithm") != ALGORITHM:
+        return False
+    value = sig.get("value")
+    return isinstance(value, str) and hmac.compare_digest(value, _digest(meta, key))

@@ -1,0 +1,429 @@
+"""The access store: users, grants and tokens in one SQLite file that only its owner can read.
+
+The file is created with mode 0600 (and SQLite gives its journal files the same mode); an existing
+file that other users can read or write is refused, as ssh refuses a readable private key. Passwords
+are kept as argon2id hashes (:mod:`robustai.security.passwords`), tokens as SHA-256 hashes
+(:mod:`robustai.security.tokens`); neither is ever stored or logged in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sqlite3
+import stat
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustai.security.errors import AccessError
+from robustai.security.passwords import (
+    check_password_policy,
+    dummy_verify,
+    hash_password,
+    is_known_hash,
+    verify_password,
+)
+from robustai.security.roles import Grant, check_pattern, check_role
+from robustai.security.tokens import generate_token, hashes_match, parse_token, token_hash
+
+log = logging.getLogger(__name__)
+
+ENV_DB = "ROBUSTAI_ACCESS_DB"
+SCHEMA_VERSION = 1
+MAX_TOKEN_SECONDS = 366 * 24 * 3600
+_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_LAST_USED_RESOLUTION = 60.0  # seconds; avoids a database write on every API request
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY COLLATE NOCASE,
+    password_hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    password_changed REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS grants (
+    user TEXT NOT NULL COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'runner', 'viewer')),
+    pattern TEXT NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (user, role, pattern)
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL COLLATE NOCASE REFERENCES users(name) ON DELETE CASCADE,
+    hash TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL,
+    revoked REAL,
+    last_used REAL
+);
+"""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    created: float
+    password_changed: float
+    grants: tuple[Grant, ...]
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What is known about a token without the token itself."""
+
+    token_id: str
+    user: str
+    scope: str
+    created: float
+    expires: float
+    revoked: float | None
+    last_used: float | None
+
+    def status(self, now: float) -> str:
+        if self.revoked is not None:
+            return "revoked"
+        return "expired" if now >= self.expires else "active"
+
+
+def default_store_path() -> Path:
+    """``$ROBUSTAI_ACCESS_DB``; there is deliberately no implicit default location."""
+    env = os.environ.get(ENV_DB, "").strip()
+    if not env:
+        raise AccessError(f"no access store given: pass --db PATH or set {ENV_DB}=PATH")
+    return Path(env).expanduser()
+
+
+def check_user_name(name: str) -> str:
+    if not _USER_NAME.match(name):
+        raise AccessError(
+            f"invalid user name {name!r}: 1 to 64 letters, digits or '_.@-', starting with a "
+            "letter or digit"
+        )
+    return name
+
+
+class AccessStore:
+    """Users, their grants and their tokens; every method opens its own short connection, so one
+    store may be shared by the threads of a server."""
+
+    def __init__(
+        self, path: str | Path, *, create: bool = False, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = Path(path).expanduser()
+        self.clock = clock
+        if not self.path.exists():
+            if not create:
+                raise AccessError(
+                    f"no access store at {self.path}; create it with "
+                    f"`robustai users add NAME --db {self.path}`"
+                )
+            self._create_file()
+        self._check_file()
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
+            db.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if version is None or int(version[0]) != SCHEMA_VERSION:
+            raise AccessError(
+                f"{self.path} has access-store schema {version and version[0]}, this robustai "
+                f"reads schema {SCHEMA_VERSION}"
+            )
+
+    # ----------------------------------------------------------------------- file handling
+    def _create_file(self) -> None:
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True)
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return  # another process created it; _check_file judges it
+        except OSError as e:
+            raise AccessError(f"cannot create the access store {self.path}: {e.strerror}") from e
+        try:
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)  # whatever the umask
+        finally:
+            os.close(fd)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block writers
+        log.info("created access store %s (mode 0600)", self.path)
+
+    def _check_file(self) -> None:
+        try:
+            st = self.path.stat()
+        except OSError as e:
+            raise AccessError(f"cannot read the access store {self.path}: {e.strerror}") from e
+        if not stat.S_ISREG(st.st_mode):
+            raise AccessError(f"{self.path} is not a file; --db names the access-store file")
+        mode = stat.S_IMODE(st.st_mode)
+        if os.name == "posix" and mode & 0o077:
+            raise AccessError(
+                f"{self.path} is open to other users (mode {mode:04o}); it holds password "
+                f"hashes: run `chmod 600 {self.path}`"
+            )
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            db = sqlite3.connect(self.path, timeout=15.0)
+        except sqlite3.Error as e:
+            raise AccessError(f"cannot open the access store {self.path}: {e}") from e
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            db.execute("PRAGMA secure_delete = ON")  # removed hashes are overwritten
+            with db:  # one transaction: commit on success, roll back on error
+                yield db
+        except sqlite3.DatabaseError as e:
+            raise AccessError(f"access store {self.path} cannot be used: {e}") from e
+        finally:
+            db.close()
+
+    # ----------------------------------------------------------------------- users
+    def add_user(self, name: str, password: str) -> User:
+        check_user_name(name)
+        check_password_policy(password, name)
+        now = self.clock()
+        digest = hash_password(password)
+        with self._connect() as db:
+            if self._user_row(db, name) is not None:
+                raise AccessError(f"user '{name}' already exists (use passwd to change it)")
+            db.execute(
+                "INSERT INTO users (name, password_hash, created, password_changed) "
+                "VALUES (?, ?, ?, ?)",
+                (name, digest, now, now),
+            )
+        log.info("added user %s", name)
+        return self.user(name)
+
+    def set_password(self, name: str, password: str) -> None:
+        """Change a password; sessions issued before the change stop being accepted."""
+        user = self.user(name)
+        check_password_policy(password, user.name)
+        self._replace_hash(user.name, hash_password(password), changed=True)
+        log.info("changed the password of %s", user.name)
+
+    def import_password_hash(self, name: str, password_hash: str) -> None:
+        """Take over a bcrypt or pbkdf2_sha256 hash from another system (migration); it is
+        replaced by argon2id at the user's next successful login."""
+        user = self.user(name)
+        if not is_known_hash(password_hash):
+            raise AccessError(
+                "not a password hash robustai accepts (argon2, bcrypt, pbkdf2_sha256)"
+            )
+        self._replace_hash(user.name, password_hash, changed=True)
+
+    def _replace_hash(self, name: str, digest: str, *, changed: bool) -> None:
+        with self._connect() as db:
+            if changed:
+                db.execute(
+                    "UPDATE users SET password_hash = ?, password_changed = ? WHERE name = ?",
+                    (digest, self.clock(), name),
+                )
+            else:
+                db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (digest, name))
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user with their grants and tokens."""
+        with self._connect() as db:
+            cur = db.execute("DELETE FROM users WHERE name = ?", (name,))
+            if cur.rowcount == 0:
+                raise AccessError(self._no_user(db, name))
+        log.info("removed user %s", name)
+
+    def find_user(self, name: str) -> User | None:
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                return None
+            return self._user_from(db, row)
+
+    def user(self, name: str) -> User:
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                raise AccessError(self._no_user(db, name))
+            return self._user_from(db, row)
+
+    def users(self) -> list[User]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT name, password_hash, created, password_changed FROM users ORDER BY name"
+            ).fetchall()
+            return [self._user_from(db, r) for r in rows]
+
+    def password_hash(self, name: str) -> str:
+        """The stored hash (for tests and audits; never shown by the CLI)."""
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                raise AccessError(self._no_user(db, name))
+            return str(row[1])
+
+    def authenticate(self, name: str, password: str) -> User | None:
+        """The user if ``password`` is theirs, else None; an old or deprecated hash is upgraded.
+
+        An unknown name costs the same hashing time as a known one, so timing does not tell
+        which names exist.
+        """
+        with self._connect() as db:
+            row = self._user_row(db, name) if _USER_NAME.match(name) else None
+        if row is None:
+            dummy_verify()
+            return None
+        ok, new_hash = verify_password(password, row[1])
+        if not ok:
+            return None
+        if new_hash is not None:
+            self._replace_hash(row[0], new_hash, changed=False)
+            log.info("upgraded the password hash of %s to argon2id", row[0])
+        return self.find_user(row[0])
+
+    # ----------------------------------------------------------------------- grants
+    def grant(self, name: str, role: str, pattern: str) -> bool:
+        """Give ``role`` on experiments matching ``pattern``; False if the grant existed."""
+        check_role(role)
+        check_pattern(pattern)
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                raise AccessError(self._no_user(db, name))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO grants (user, role, pattern, created) VALUES (?, ?, ?, ?)",
+                (row[0], role, pattern, self.clock()),
+            )
+        return cur.rowcount > 0
+
+    def revoke(self, name: str, role: str, pattern: str) -> None:
+        check_role(role)
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                raise AccessError(self._no_user(db, name))
+            cur = db.execute(
+                "DELETE FROM grants WHERE user = ? AND role = ? AND pattern = ?",
+                (row[0], role, pattern),
+            )
+            if cur.rowcount == 0:
+                have = ", ".join(str(g) for g in self._grants(db, row[0])) or "none"
+                raise AccessError(f"{row[0]} has no grant {role}:{pattern}; grants: {have}")
+
+    # ----------------------------------------------------------------------- tokens
+    def create_token(self, name: str, scope: str, expires: float) -> tuple[str, TokenInfo]:
+        """A new token for ``name`` limited to experiments matching ``scope``, valid until the
+        epoch time ``expires``. The returned token string is not kept anywhere."""
+        check_pattern(scope)
+        now = self.clock()
+        if expires <= now:
+            raise AccessError("token expiry must be in the future")
+        if expires - now > MAX_TOKEN_SECONDS:
+            raise AccessError("tokens live at most 366 days; give a shorter --expires")
+        new = generate_token()
+        with self._connect() as db:
+            row = self._user_row(db, name)
+            if row is None:
+                raise AccessError(self._no_user(db, name))
+            db.execute(
+                "INSERT INTO tokens (id, user, hash, scope, created, expires) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (new.token_id, row[0], token_hash(new.token), scope, now, expires),
+            )
+        log.info("created token %s for %s (scope %s)", new.token_id, row[0], scope)
+        return new.token, self.token_info(new.token_id)
+
+    def token_info(self, token_id: str) -> TokenInfo:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, user, scope, created, expires, revoked, last_used FROM tokens "
+                "WHERE id = ?",
+                (token_id,),
+            ).fetchone()
+        if row is None:
+            raise AccessError(f"no token with id '{token_id}' (see `robustai users token list`)")
+        return TokenInfo(*row)
+
+    def tokens(self, name: str | None = None) -> list[TokenInfo]:
+        query = "SELECT id, user, scope, created, expires, revoked, last_used FROM tokens"
+        with self._connect() as db:
+            if name is None:
+                rows = db.execute(query + " ORDER BY user, created").fetchall()
+            else:
+                if self._user_row(db, name) is None:
+                    raise AccessError(self._no_user(db, name))
+                rows = db.execute(query + " WHERE user = ? ORDER BY created", (name,)).fetchall()
+        return [TokenInfo(*r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> TokenInfo:
+        with self._connect() as db:
+            cur = db.execute(
+                "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
+                (self.clock(), token_id),
+            )
+            found = db.execute("SELECT 1 FROM tokens WHERE id = ?", (token_id,)).fetchone()
+        if found is None:
+            raise AccessError(f"no token with id '{token_id}' (see `robustai users token list`)")
+        if cur.rowcount:
+            log.info("revoked token %s", token_id)
+        return self.token_info(token_id)
+
+    def verify_token(self, token: str) -> tuple[User, TokenInfo] | None:
+        """The owner and the token's record if ``token`` is valid now (known, not expired, not
+        revoked); otherwise None."""
+        token_id = parse_token(token)
+        if token_id is None:
+            return None
+        now = self.clock()
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, user, scope, created, expires, revoked, last_used, hash FROM tokens "
+                "WHERE id = ?",
+                (token_id,),
+            ).fetchone()
+            if row is None or not hashes_match(token, row[7]):
+                return None
+            info = TokenInfo(*row[:7])
+            if info.status(now) != "active":
+                return None
+            user_row = self._user_row(db, info.user)
+            if user_row is None:
+                return None
+            if info.last_used is None or now - info.last_used > _LAST_USED_RESOLUTION:
+                db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+            return self._user_from(db, user_row), info
+
+    # ----------------------------------------------------------------------- helpers
+    @staticmethod
+    def _user_row(db: sqlite3.Connection, name: str) -> tuple | None:
+        return db.execute(
+            "SELECT name, password_hash, created, password_changed FROM users WHERE name = ?",
+            (name,),
+        ).fetchone()
+
+    @staticmethod
+    def _grants(db: sqlite3.Connection, name: str) -> tuple[Grant, ...]:
+        rows = db.execute(
+            "SELECT role, pattern FROM grants WHERE user = ? ORDER BY role, pattern", (name,)
+        ).fetchall()
+        return tuple(Grant(r, p) for r, p in rows)
+
+    def _user_from(self, db: sqlite3.Connection, row: tuple) -> User:
+        return User(row[0], row[2], row[3], self._grants(db, row[0]))
+
+    @staticmethod
+    def _no_user(db: sqlite3.Connection, name: str) -> str:
+        import difflib
+
+        names = [r[0] for r in db.execute("SELECT name FROM users ORDER BY name")]
+        hint = difflib.get_close_matches(name, names, n=1)
+        maybe = f" (did you mean {hint[0]}?)" if hint else ""
+        return f"no user '{name}'{maybe}; see `robustai users list`"

@@ -1,0 +1,110 @@
+"""Failed-login throttling: each failure doubles the wait before the next try, and a run of
+failures locks the key out for a while.
+
+Keys are chosen by the caller. The dashboard uses (user name, client), where the client is a
+device cookie that this user earned by logging in before, or else the client's address. So an
+attacker guessing a user's password locks out only their own attempts: the user's browser, their
+sessions and their tokens keep working (OWASP's "device cookie" defence against lockout abuse).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Entry:
+    failures: int = 0
+    next_allowed: float = 0.0
+    locked_until: float = 0.0
+    last_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``allowed``: the attempt may be checked; else wait ``retry_after`` seconds."""
+
+    allowed: bool
+    retry_after: float = 0.0
+    locked: bool = False
+
+
+class LoginThrottle:
+    """Thread-safe, in memory, bounded in size (the least recently used keys are dropped)."""
+
+    def __init__(
+        self,
+        *,
+        base_delay: float = 0.25,
+        max_delay: float = 8.0,
+        max_failures: int = 5,
+        lockout_seconds: float = 900.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_failures < 1 or base_delay < 0 or lockout_seconds < 0:
+            raise ValueError("max_failures >= 1, base_delay >= 0 and lockout_seconds >= 0")
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.max_failures = max_failures
+        self.lockout_seconds = lockout_seconds
+        self.max_keys = max_keys
+        self.clock = clock
+        self._entries: OrderedDict[Hashable, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def check(self, key: Hashable) -> Verdict:
+        """May an attempt for ``key`` be checked now?"""
+        now = self.clock()
+        with self._lock:
+            e = self._entries.get(key)
+            if e is None:
+                return Verdict(True)
+            if e.locked_until > now:
+                return Verdict(False, e.locked_until - now, locked=True)
+            if e.locked_until and e.locked_until <= now:  # lockout served: start afresh
+                del self._entries[key]
+                return Verdict(True)
+            if e.next_allowed > now:
+                return Verdict(False, e.next_allowed - now)
+            return Verdict(True)
+
+    def failure(self, key: Hashable) -> Verdict:
+        """Record a failed attempt; returns what the next attempt will meet."""
+        now = self.clock()
+        with self._lock:
+            e = self._entries.pop(key, None) or _Entry()
+            e.failures += 1
+            e.last_seen = now
+            if e.failures >= self.max_failures:
+                e.locked_until = now + self.lockout_seconds
+                verdict = Verdict(False, self.lockout_seconds, locked=True)
+            else:
+                delay = min(self.base_delay * 2 ** (e.failures - 1), self.max_delay)
+                e.next_allowed = now + delay
+                verdict = Verdict(False, delay)
+            self._entries[key] = e
+            self._prune(now)
+            return verdict
+
+    def success(self, key: Hashable) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def failures(self, key: Hashable) -> int:
+        with self._lock:
+            e = self._entries.get(key)
+            return e.failures if e else 0
+
+    def _prune(self, now: float) -> None:
+        horizon = self.lockout_seconds + self.max_delay
+        while self._entries:
+            key, e = next(iter(self._entries.items()))
+            if len(self._entries) > self.max_keys or now - e.last_seen > horizon:
+                del self._entries[key]
+            else:
+                break

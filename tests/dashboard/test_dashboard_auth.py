@@ -1,0 +1,286 @@
+"""The dashboard over real HTTP on loopback: login, sessions, tokens, per-user runs, throttling."""
+
+from __future__ import annotations
+
+import re
+import stat
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+from dashboard_helpers import CIFAR_RUN, MNIST_RUN, PASSWORDS, Client, access_logger, make_store
+
+from robustai.dashboard import DashboardServer
+from robustai.dashboard.auth import safe_next
+from robustai.dashboard.server import open_access_log
+from robustai.security import AccessStore, LoginThrottle
+
+SCALARS = "/data/plugin/scalars/scalars"
+
+
+def scalars_path(run: str, tag: str = "train/loss") -> str:
+    return f"{SCALARS}?{urllib.parse.urlencode({'run': run, 'tag': tag})}"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/data/runs", "/data/logdir", "/data/environment", "/index.html", scalars_path(MNIST_RUN)],
+)
+def test_everything_is_refused_without_login(client: Client, path: str) -> None:
+    reply = client.get(path)
+    assert reply.status == 401
+    assert b"mnist" not in reply.body and b"train/loss" not in reply.body
+
+
+def test_a_browser_is_sent_to_the_login_page(client: Client) -> None:
+    reply = client.get("/?x=1", headers={"Accept": "text/html"})
+    assert reply.status == 303
+    assert reply.header("Location") == "/login?next=%2F%3Fx%3D1"
+    page = client.get(reply.header("Location") or "")
+    assert page.status == 200 and b'name="password"' in page.body
+    assert "frame-ancestors 'none'" in (page.header("Content-Security-Policy") or "")
+
+
+def test_login_sets_a_signed_httponly_samesite_session(client: Client) -> None:
+    reply = client.login("alice")
+    assert reply.status == 303 and reply.header("Location") == "/"
+    session = next(c for c in reply.set_cookies() if c.startswith("robustai_session="))
+    attrs = {a.strip().split("=")[0].lower() for a in session.split(";")[1:]}
+    assert {"httponly", "samesite", "max-age", "path"} <= attrs
+    assert "SameSite=Strict" in session and "Max-Age=28800" in session
+    assert "secure" not in attrs  # plain HTTP on loopback; --secure-cookie behind HTTPS
+    assert PASSWORDS["alice"] not in session
+    assert client.get("/data/runs").status == 200
+
+
+@pytest.mark.parametrize(
+    ("user", "password"), [("alice", "wrong password 123"), ("mallory", "x" * 20)]
+)
+def test_wrong_password_and_unknown_user_get_the_same_answer(
+    client: Client, user: str, password: str
+) -> None:
+    reply = client.login(user, password)
+    assert reply.status == 401 and b"Wrong user name or password." in reply.body
+    assert not reply.set_cookies() and client.get("/data/runs").status == 401
+
+
+def test_tampered_or_foreign_cookies_are_refused(
+    client: Client, server: DashboardServer, logdir: Path, tmp_path: Path
+) -> None:
+    client.login("alice")
+    good = client.cookies["robustai_session"]
+    body, mac = good.split(".")
+    client.cookies["robustai_session"] = body + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    assert client.get("/data/runs").status == 401
+    # a payload for bob signed by nobody
+    client.cookies["robustai_session"] = body.replace(body[2:6], "Ym9i", 1) + "." + mac
+    assert client.get("/data/runs").status == 401
+    # a valid cookie of another dashboard (another key)
+    other = DashboardServer(logdir, server.app.store, port=0, reload_interval=0).start()
+    try:
+        c2 = Client(other.url)
+        assert c2.login("alice").status == 303
+        client.cookies["robustai_session"] = c2.cookies["robustai_session"]
+        assert client.get("/data/runs").status == 401
+    finally:
+        other.close()
+
+
+def test_each_user_sees_only_the_runs_their_grants_cover(server: DashboardServer) -> None:
+    seen = {}
+    for user in ("alice", "bob", "nobody"):
+        c = Client(server.url)
+        assert c.login(user).status == 303
+        seen[user] = c.get("/data/runs").json()
+        tags = c.get("/data/plugin/scalars/tags").json()
+        assert set(tags) == set(seen[user])
+        for run, visible in (
+            (MNIST_RUN, MNIST_RUN in seen[user]),
+            (CIFAR_RUN, CIFAR_RUN in seen[user]),
+        ):
+            reply = c.get(scalars_path(run))
+            if visible:
+                assert reply.status == 200 and len(reply.json()) == 5
+            else:
+                assert reply.status != 200 and b"1.0" not in reply.body
+    assert seen == {"alice": [MNIST_RUN], "bob": [CIFAR_RUN], "nobody": []}
+
+
+def test_time_series_dashboard_is_filtered(server: DashboardServer) -> None:
+    c = Client(server.url)
+    c.login("alice")
+    tags = c.get("/experiment/defaultExperimentId/data/plugin/timeseries/tags").json()
+    assert "train/loss" in tags["scalars"]["runTagInfo"][MNIST_RUN]
+    assert CIFAR_RUN not in str(tags)
+    reply = c.request(
+        "POST",
+        "/experiment/defaultExperimentId/data/plugin/timeseries/timeSeries",
+        form={"requests": '[{"plugin":"scalars","tag":"train/loss"}]'},
+    )
+    assert reply.status == 200
+    assert MNIST_RUN in reply.body.decode() and CIFAR_RUN not in reply.body.decode()
+
+
+def test_a_blob_of_another_users_run_is_refused(server: DashboardServer) -> None:
+    bob, alice = Client(server.url), Client(server.url)
+    bob.login("bob")
+    alice.login("alice")
+    tag = "eval/adversarial/pgd20@0.1"
+    images = bob.get(
+        f"/data/plugin/images/images?{urllib.parse.urlencode({'run': CIFAR_RUN, 'tag': tag})}"
+    ).json()
+    url = f"/data/plugin/images/individualImage?{images[0]['query']}"
+    assert bob.get(url).status == 200 and bob.get(url).body.startswith(b"\x89PNG")
+    refused = alice.get(url)
+    assert refused.status == 404 and not refused.body.startswith(b"\x89PNG")
+
+
+def test_bearer_tokens(server: DashboardServer, store: AccessStore) -> None:
+    c = Client(server.url)
+    token, info = store.create_token("alice", "*", time.time() + 3600)
+    narrow, _ = store.create_token("alice", "fashion_*", time.time() + 3600)
+    auth = {"Authorization": f"Bearer {token}"}
+    assert c.get("/data/runs", headers=auth).json() == [MNIST_RUN]  # grants still apply
+    assert c.get("/data/runs", headers={"Authorization": f"Bearer {narrow}"}).json() == []
+    whoami = c.get("/auth/whoami", headers=auth).json()
+    assert whoami["user"] == "alice" and whoami["via"] == "token"
+    bad = c.get("/data/runs", headers={"Authorization": f"Bearer {token[:-2]}xx"})
+    assert bad.status == 401 and "invalid_token" in (bad.header("WWW-Authenticate") or "")
+    assert c.get("/data/runs", headers={"Authorization": f"Basic {token}"}).status == 401
+    store.revoke_token(info.token_id)
+    assert c.get("/data/runs", headers=auth).status == 401
+    past = AccessStore(store.path, clock=lambda: time.time() - 3600)
+    expired, _ = past.create_token("alice", "*", time.time() - 1800)  # expired half an hour ago
+    assert c.get("/data/runs", headers={"Authorization": f"Bearer {expired}"}).status == 401
+
+
+def test_logout_and_password_change_end_sessions(
+    server: DashboardServer, store: AccessStore
+) -> None:
+    store.add_user("dave", "dave correct horse battery")
+    store.grant("dave", "viewer", "*")
+    c, keep = Client(server.url), Client(server.url)
+    c.login("dave", "dave correct horse battery")
+    old = dict(c.cookies)
+    assert c.request("POST", "/logout").status == 303
+    c.cookies.update(old)  # replaying the old cookie after logout
+    assert c.get("/data/runs").status == 401
+    keep.login("dave", "dave correct horse battery")
+    assert len(keep.get("/data/runs").json()) == 2
+    time.sleep(0.01)
+    store.set_password("dave", "dave another passphrase")
+    assert keep.get("/data/runs").status == 401
+    store.remove_user("dave")
+
+
+def test_cross_site_requests_are_refused(client: Client) -> None:
+    evil = {"Origin": "http://evil.example"}
+    assert client.login("alice", headers=evil).status == 403
+    client.login("alice")
+    reply = client.request(
+        "POST",
+        "/experiment/defaultExperimentId/data/plugin/timeseries/timeSeries",
+        form={"requests": "[]"},
+        headers=evil,
+    )
+    assert reply.status == 403
+    same = {"Origin": client.base}
+    ok = client.request(
+        "POST",
+        "/experiment/defaultExperimentId/data/plugin/timeseries/timeSeries",
+        form={"requests": "[]"},
+        headers=same,
+    )
+    assert ok.status == 200
+
+
+def test_access_log_says_who_when_what(server: DashboardServer, client: Client) -> None:
+    client.login("mallory", "not the password at all")
+    client.login("alice")
+    client.get("/data/runs")
+    lines = Path(server.access_log_path).read_text().splitlines()  # type: ignore[attr-defined]
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ "
+    assert any(re.match(stamp + r"login failed user=mallory ip=127\.0\.0\.1", ln) for ln in lines)
+    assert any(re.match(stamp + r"login ok user=alice", ln) for ln in lines)
+    assert any(
+        re.match(stamp + r'user=alice via=session ip=127\.0\.0\.1 "GET /data/runs" 200$', ln)
+        for ln in lines
+    )
+    assert not any(PASSWORDS["alice"] in ln or "not the password" in ln for ln in lines)
+
+
+def test_access_log_file_is_private(tmp_path: Path) -> None:
+    import logging
+
+    handler = open_access_log(tmp_path / "logs" / "access.log")
+    try:
+        logging.getLogger("robustai.dashboard.access").info("user=x test line")
+        handler.flush()
+        path = tmp_path / "logs" / "access.log"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ user=x test line$", path.read_text())
+    finally:
+        logging.getLogger("robustai.dashboard.access").removeHandler(handler)
+        handler.close()
+
+
+def test_failed_logins_slow_down_then_lock_out_but_not_the_real_user(
+    logdir: Path, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path / "access.db")
+    throttle = LoginThrottle(base_delay=0.2, max_delay=0.4, max_failures=4, lockout_seconds=120)
+    log = access_logger(tmp_path / "access.log")
+    with DashboardServer(
+        logdir, store, port=0, reload_interval=0, throttle=throttle, access_log=log
+    ) as srv:
+        browser = Client(srv.url)  # alice's own browser: logged in before
+        assert browser.login("alice").status == 303
+        attacker = Client(srv.url)
+        first = attacker.login("alice", "guess number 1")
+        assert first.status == 401
+        quick = attacker.login("alice", "guess number 2")  # no waiting: slowed down
+        assert quick.status == 429 and quick.header("Retry-After") == "1"
+        for i in range(3, 10):
+            reply = attacker.login("alice", f"guess number {i}")
+            if reply.status == 429 and b"locked" in reply.body:
+                break
+            time.sleep(0.45)
+        else:
+            pytest.fail("no lockout after repeated failures")
+        locked = attacker.login("alice")  # even the right password: not checked any more
+        assert locked.status == 429 and int(locked.header("Retry-After") or 0) > 60
+        assert b"Too many failed logins" in locked.body
+        # alice's browser carries her device cookie: her login is not locked out
+        assert browser.login("alice").status == 303
+        assert browser.get("/data/runs").json() == [MNIST_RUN]
+        # another user from the attacker's address is not affected either
+        assert Client(srv.url).login("bob").status == 303
+    text = (tmp_path / "access.log").read_text()
+    assert "locked" in text and "login throttled user=alice" in text
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/#timeseries", "/#timeseries"),
+        ("/data/runs?x=1", "/data/runs?x=1"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/x", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        (None, "/"),
+        ("/\nSet-Cookie: x=1", "/"),
+    ],
+)
+def test_login_redirects_stay_on_the_dashboard(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+def test_binds_loopback_by_default(logdir: Path, store: AccessStore) -> None:
+    srv = DashboardServer(logdir, store, port=0, reload_interval=0)
+    try:
+        assert srv.host == "127.0.0.1"
+        assert srv._server.socket.getsockname()[0] == "127.0.0.1"
+    finally:
+        srv.close()

@@ -1,0 +1,63 @@
+"""`robustai dashboard`: bad input is one line and exit status 2, before anything is served."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from dashboard_helpers import make_store
+
+from robustai.cli.main import main
+from robustai.security import AccessStore
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    try:
+        code = main(["dashboard", *args])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(autouse=True)
+def no_stale_log_handlers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drop root log handlers left behind by earlier in-process runs on closed streams."""
+    root = logging.getLogger()
+    live = [h for h in root.handlers if not getattr(getattr(h, "stream", None), "closed", False)]
+    monkeypatch.setattr(root, "handlers", live)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    make_store(tmp_path / "access.db")
+    return tmp_path / "access.db"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--logdir", "{tmp}/missing"], "no such folder"),
+        (["--port", "70000"], "0..65535"),
+        (["--port", "many"], "invalid int value"),
+        (["--session-hours", "0"], "must be > 0"),
+        (["--colour"], "unrecognized arguments"),
+    ],
+)
+def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, err = run(["--db", str(db), "--logdir", str(tmp_path), *args], capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robustai dashboard: error:") and message in err
+
+
+def test_store_must_exist_and_have_users(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("ROBUSTAI_ACCESS_DB", raising=False)
+    code, err = run(["--logdir", str(tmp_path)], capsys)
+    assert code == 2 and "--db PATH or set ROBUSTAI_ACCESS_DB" in err
+    code, err = run(["--db", str(tmp_path / "none.db"), "--logdir", str(tmp_path)], capsys)
+    assert code == 2 and "no access store" in err
+    AccessStore(tmp_path / "empty.db", create=True)
+    code, err = run(["--db", str(tmp_path / "empty.db"), "--logdir", str(tmp_path)], capsys)
+    assert code == 2 and "no users yet" in err

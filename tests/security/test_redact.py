@@ -1,0 +1,155 @@
+"""Redaction: secret-looking keys and known secret values never reach written text."""
+
+from __future__ import annotations
+
+import logging
+import string
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from omegaconf import OmegaConf
+
+from robustai.security import REDACTED, SecretFilter, is_secret_key, redact_tree, scrub_text
+from robustai.security.redact import collect_secret_values, redact_override, secret_env_values
+
+SECRET_KEYS = [
+    "password",
+    "db_password",
+    "logger.api_key",
+    "apiKey",
+    "TRACKER_API_KEY",
+    "ROBUSTAI_SIGNING_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "hydra.job.env_set.GITHUB_TOKEN",
+    "client_secret",
+    "+secrets.api_token",
+    "private_key",
+    "key",
+    "passphrase",
+]
+ORDINARY_KEYS = [
+    "data.eps",
+    "attack.eps",
+    "max_tokens",
+    "key_size",
+    "keys",
+    "monkey",
+    "tokenizer",
+    "trainer.lr",
+    "kv_sep",
+    "exclude_keys",
+    "ROBUSTAI_ACCESS_DB",
+    "name",
+]
+
+
+@pytest.mark.parametrize("key", SECRET_KEYS)
+def test_secret_keys_are_recognised(key: str) -> None:
+    assert is_secret_key(key)
+
+
+@pytest.mark.parametrize("key", ORDINARY_KEYS)
+def test_ordinary_keys_are_left_alone(key: str) -> None:
+    assert not is_secret_key(key)
+
+
+def test_redact_tree_hides_secret_keys_keeps_the_rest() -> None:
+    tree = {
+        "data": {"eps": 0.1, "name": "mnist"},
+        "logger": {"api_key": "sk-live-123456", "token_env": "TRACKER_TOKEN", "n": 3},
+        "tracker": {"password": "${oc.env:TRACKER_PASSWORD}", "secret": 12345678},
+        "hydra": {"overrides": {"task": ["+logger.api_key=sk-live-123456", "data.eps=0.1"]}},
+        "note": "uses sk-live-123456 inside",
+    }
+    out = redact_tree(tree, ["sk-live-123456"])
+    assert out["data"] == {"eps": 0.1, "name": "mnist"}
+    assert out["logger"]["api_key"] == REDACTED
+    assert out["logger"]["token_env"] == REDACTED  # looks secret: hidden although only a name
+    assert out["logger"]["n"] == 3
+    assert out["tracker"]["password"] == "${oc.env:TRACKER_PASSWORD}"  # a name, not a secret
+    assert out["tracker"]["secret"] == REDACTED
+    assert out["hydra"]["overrides"]["task"] == [f"+logger.api_key={REDACTED}", "data.eps=0.1"]
+    assert "sk-live" not in str(out)
+    assert tree["logger"]["api_key"] == "sk-live-123456"  # the input is not modified
+
+
+def test_env_reference_with_a_default_is_redacted() -> None:
+    out = redact_tree({"api_token": "${oc.env:TOKEN,fallback-secret}"})
+    assert out == {"api_token": REDACTED}
+
+
+def test_override_strings() -> None:
+    assert redact_override("+logger.api_key=abc") == f"+logger.api_key={REDACTED}"
+    assert redact_override("hydra.job.env_set.MY_TOKEN=xyz") == (
+        f"hydra.job.env_set.MY_TOKEN={REDACTED}"
+    )
+    assert redact_override("attack.eps=8/255") == "attack.eps=8/255"
+    assert redact_override("x.token=${oc.env:T}") == "x.token=${oc.env:T}"
+
+
+def test_collect_secret_values_from_config_and_overrides() -> None:
+    cfg = {"a": {"api_key": "value-one-1"}, "o": ["+b.token=value-two-2", "c=3"], "d": 4}
+    assert collect_secret_values(cfg) == {"value-one-1", "value-two-2"}
+
+
+def test_scrub_text_free_text_pairs_and_values() -> None:
+    line = "connecting with api_key=abc123xyz token: 'qwerty987' eps=0.1 to host"
+    out = scrub_text(line, ["hunter2-long"])
+    assert "abc123xyz" not in out and "qwerty987" not in out and "eps=0.1" in out
+    assert scrub_text("the password is hunter2-long", ["hunter2-long"]) == (
+        f"the password is {REDACTED}"
+    )
+    assert scrub_text("short 1234", ["1234"]) == "short 1234"  # too short to scrub safely
+
+
+def test_secret_env_values_picks_secret_names_only() -> None:
+    env = {"MY_API_TOKEN": "tok-abcdef", "HOME": "/home/someone", "PIN_KEY": "123"}
+    assert secret_env_values(env) == {"tok-abcdef"}
+
+
+def test_log_filter_scrubs_messages(caplog: pytest.LogCaptureFixture, monkeypatch) -> None:
+    monkeypatch.setenv("ROBUSTAI_SIGNING_KEY", "signing-key-0123456789abcdef")
+    logger = logging.getLogger("robustai.test_redact")
+    f = SecretFilter(["configured-secret-value"])
+    caplog.handler.addFilter(f)
+    try:
+        with caplog.at_level(logging.INFO, logger=logger.name):
+            logger.info(
+                "value %s and key %s", "configured-secret-value", "signing-key-0123456789abcdef"
+            )
+            logger.info("password=plaintext99 ok")
+    finally:
+        caplog.handler.removeFilter(f)
+    text = caplog.text
+    assert "configured-secret-value" not in text
+    assert "signing-key-0123456789abcdef" not in text
+    assert "plaintext99" not in text
+    assert text.count(REDACTED) == 3
+
+
+_SECRET_CHARS = string.ascii_letters + string.digits + "-_.+/!@#%^&*()[]{}<>?,;:'\"\\ |~`$"
+
+
+def _redacted_yaml(key: str, secret: str) -> str:
+    cfg = {
+        "group": {key: secret, "eps": 0.1},
+        "hydra": {"overrides": {"task": [f"+g.{key}={secret}", "data.eps=0.1"]}},
+    }
+    return OmegaConf.to_yaml(OmegaConf.create(redact_tree(cfg, collect_secret_values(cfg))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    secret=st.text(alphabet=_SECRET_CHARS, min_size=6, max_size=40),
+    key=st.sampled_from(SECRET_KEYS).map(lambda k: k.rsplit(".", 1)[-1].lstrip("+")),
+)
+def test_property_written_config_does_not_depend_on_the_secret(secret: str, key: str) -> None:
+    """Whatever the secret, the written YAML is the same as for any other: it carries no trace."""
+    baseline = _redacted_yaml(key, "another-value-entirely")
+    # A "secret" that is also ordinary text (e.g. "passwo", "data.e") would be cut out there too.
+    assume(secret not in baseline and secret not in "data.eps=0.1")
+    text = _redacted_yaml(key, secret)
+    assert text == baseline
+    assert secret not in text
+    assert "eps: 0.1" in text

@@ -1,0 +1,110 @@
+"""No secret reaches the run folder: overrides, env vars and the signing key are searched for in
+every file a real `robustai train` writes (configs, logs, metrics, meta.json, event files)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # two real `robustai train` processes
+
+TINY = [
+    "data=synthetic",
+    "data.num_samples=128",
+    "trainer.epochs=1",
+    "trainer.watchdog.samples=16",
+    "logger.image_grid=2",
+]
+OVERRIDE_SECRET = "ovr-s3cret-Zq81xPp"  # given on the command line
+ENV_SECRET = "env-s3cret-Lk27vNw"  # in the environment, named by the config
+SIGNING_KEY = "sign-s3cret-Hh64mTd-0123456789"  # ROBUSTAI_SIGNING_KEY
+TASK_SECRET = "task-s3cret-Yu55cRe"  # a task override under a secret-looking key
+
+
+def train(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "robustai", "train", *args, *TINY],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+    )
+
+
+def files_holding(folder: Path, secrets: list[str]) -> dict[str, list[str]]:
+    """Every file below ``folder`` (binary ones included) that contains one of ``secrets``."""
+    hits: dict[str, list[str]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found = [s for s in secrets if s.encode() in data]
+            if found:
+                hits[str(path.relative_to(folder))] = found
+    return hits
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("secrets")
+    proc = train(
+        f"hydra.run.dir={tmp / 'run'}",
+        f"+hydra.job.env_set.TRACKER_API_KEY={OVERRIDE_SECRET}",
+        "+hydra.job.env_set.UPLOAD_TOKEN=${oc.env:TRACKER_TOKEN}",  # a config naming an env var
+        cwd=tmp,
+        env={"TRACKER_TOKEN": ENV_SECRET, "ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return tmp / "run"
+
+
+def test_no_secret_in_any_file_of_the_run_folder(run_dir: Path) -> None:
+    names = {p.name for p in run_dir.iterdir()}
+    assert {".hydra", "train.log", "metrics.json", "meta.json", "weights.safetensors"} <= names
+    assert any(n.startswith("events.out.tfevents") for n in names)
+    assert files_holding(run_dir, [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY]) == {}
+
+
+def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
+    hydra = (run_dir / ".hydra" / "hydra.yaml").read_text()
+    assert "TRACKER_API_KEY: <redacted>" in hydra
+    assert "+hydra.job.env_set.TRACKER_API_KEY=<redacted>" in hydra
+    assert "UPLOAD_TOKEN: <redacted>" in hydra  # Hydra resolved the reference: hidden too
+    assert (run_dir / ".hydra" / "config.yaml").read_text().count("eps:") >= 1
+    overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
+    assert "trainer.epochs=1" in overrides
+
+
+def test_the_signing_key_was_used(run_dir: Path) -> None:
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["signature"]["algorithm"] == "hmac-sha256"
+
+
+def test_secret_task_override_in_a_sweep_is_redacted(
+    tmp_path: Path,
+) -> None:
+    """A secret under a secret-looking key, in a sweep: the member fails (no such model
+    parameter), and neither it nor the sweep's multirun.yaml keeps the value."""
+    proc = train(
+        "-m",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"+model.params.api_token={TASK_SECRET}",
+        cwd=tmp_path,
+        env={"ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
+    )
+    assert proc.returncode != 0  # the member failed: an unexpected keyword argument
+    sweep = tmp_path / "sweep"
+    member = sweep / "0"
+    assert (member / "status.json").is_file() and (sweep / "multirun.yaml").is_file()
+    assert files_holding(sweep, [TASK_SECRET, SIGNING_KEY]) == {}
+    assert TASK_SECRET not in proc.stdout + proc.stderr
+    assert (
+        "+model.params.api_token=<redacted>" in (member / ".hydra" / "overrides.yaml").read_text()
+    )
+    assert "api_token: <redacted>" in (member / ".hydra" / "config.yaml").read_text()
+    assert "+model.params.api_token=<redacted>" in (sweep / "multirun.yaml").read_text()

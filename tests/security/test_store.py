@@ -1,0 +1,156 @@
+"""The access store: a private SQLite file of users, grants and hashed secrets."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from passlib.hash import pbkdf2_sha256
+
+from robustai.security import AccessStore, Grant, allows
+from robustai.security.errors import AccessError, PasswordPolicyError
+
+PW = "correct horse battery staple"
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> AccessStore:
+    s = AccessStore(tmp_path / "access.db", create=True)
+    s.add_user("alice", PW)
+    return s
+
+
+def test_store_file_and_its_journals_are_private(tmp_path: Path) -> None:
+    old = os.umask(0o022)  # a permissive umask must not loosen the file
+    try:
+        path = tmp_path / "new" / "access.db"
+        s = AccessStore(path, create=True)
+        s.add_user("alice", PW)
+        s.grant("alice", "viewer", "*")
+    finally:
+        os.umask(old)
+    assert mode(path) == 0o600
+    assert mode(path.parent) == 0o700
+    for sidecar in path.parent.iterdir():  # -wal / -shm, when SQLite keeps them
+        assert mode(sidecar) == 0o600, sidecar.name
+
+
+def test_missing_store_is_not_created_implicitly(tmp_path: Path) -> None:
+    with pytest.raises(AccessError, match="no access store"):
+        AccessStore(tmp_path / "nope.db")
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_store_readable_by_others_is_refused(store: AccessStore) -> None:
+    os.chmod(store.path, 0o644)
+    with pytest.raises(AccessError, match="chmod 600"):
+        AccessStore(store.path)
+
+
+def test_no_password_in_clear_on_disk(store: AccessStore) -> None:
+    store.set_password("alice", "another long passphrase")
+    data = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
+    assert PW.encode() not in data and b"another long passphrase" not in data
+    assert store.password_hash("alice").startswith("$argon2id$")
+
+
+def test_right_password_wrong_password_unknown_user(store: AccessStore) -> None:
+    user = store.authenticate("alice", PW)
+    assert user is not None and user.name == "alice"
+    assert store.authenticate("ALICE", PW) is not None  # names are case-insensitive
+    assert store.authenticate("alice", PW.upper()) is None
+    assert store.authenticate("alice", "") is None
+    assert store.authenticate("mallory", PW) is None
+    assert store.authenticate("bad name with spaces", PW) is None
+
+
+def test_login_rehashes_pbkdf2_to_argon2id(store: AccessStore) -> None:
+    legacy = pbkdf2_sha256.using(rounds=600_000).hash(PW)
+    store.import_password_hash("alice", legacy)
+    assert store.password_hash("alice") == legacy
+    assert store.authenticate("alice", "wrong password 123") is None
+    assert store.password_hash("alice") == legacy  # a failed login changes nothing
+    assert store.authenticate("alice", PW) is not None
+    upgraded = store.password_hash("alice")
+    assert upgraded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert store.authenticate("alice", PW) is not None
+    assert store.password_hash("alice") == upgraded  # no rehash of a current hash
+
+
+def test_import_refuses_unknown_hash_formats(store: AccessStore) -> None:
+    with pytest.raises(AccessError, match="not a password hash"):
+        store.import_password_hash("alice", "5f4dcc3b5aa765d61d8327deb882cf99")  # md5
+
+
+def test_users_are_unique_and_checked(store: AccessStore) -> None:
+    with pytest.raises(AccessError, match="already exists"):
+        store.add_user("Alice", "some other passphrase")
+    with pytest.raises(AccessError, match="invalid user name"):
+        store.add_user("bob smith", PW)
+    with pytest.raises(PasswordPolicyError):
+        store.add_user("bob", "bob")
+    with pytest.raises(AccessError, match="no user 'alicia' \\(did you mean alice\\?\\)"):
+        store.set_password("alicia", PW)
+
+
+def test_grants_scope_roles_to_experiment_patterns(store: AccessStore) -> None:
+    assert store.grant("alice", "viewer", "mnist_*")
+    assert not store.grant("alice", "viewer", "mnist_*")  # already held
+    store.grant("alice", "runner", "cifar10_pgd")
+    grants = store.user("alice").grants
+    assert set(grants) == {Grant("viewer", "mnist_*"), Grant("runner", "cifar10_pgd")}
+    assert allows(grants, "view", "mnist_small_cnn_pgd")
+    assert not allows(grants, "run", "mnist_small_cnn_pgd")
+    assert allows(grants, "run", "cifar10_pgd") and allows(grants, "view", "cifar10_pgd")
+    assert not allows(grants, "manage", "cifar10_pgd")
+    assert not allows(grants, "view", "fashion_mnist_mlp")
+    store.revoke("alice", "viewer", "mnist_*")
+    assert not allows(store.user("alice").grants, "view", "mnist_small_cnn_pgd")
+    with pytest.raises(AccessError, match="has no grant"):
+        store.revoke("alice", "viewer", "mnist_*")
+    with pytest.raises(AccessError, match="unknown role 'viewr' \\(did you mean viewer\\?\\)"):
+        store.grant("alice", "viewr", "*")
+    with pytest.raises(AccessError, match="slashes"):
+        store.grant("alice", "viewer", "../etc")
+
+
+def test_admin_role_covers_everything_on_its_pattern() -> None:
+    grants = [Grant("admin", "*")]
+    assert all(allows(grants, a, "anything") for a in ("view", "run", "manage"))
+
+
+def test_remove_user_removes_grants_and_tokens(store: AccessStore) -> None:
+    store.grant("alice", "viewer", "*")
+    token, _ = store.create_token("alice", "*", store.clock() + 3600)
+    store.remove_user("alice")
+    assert store.find_user("alice") is None
+    assert store.tokens() == []
+    assert store.verify_token(token) is None
+    store.add_user("alice", PW)  # a new alice inherits nothing
+    assert store.user("alice").grants == ()
+
+
+def test_password_change_is_recorded(tmp_path: Path) -> None:
+    clock = Clock()
+    s = AccessStore(tmp_path / "a.db", create=True, clock=clock)
+    s.add_user("alice", PW)
+    before = s.user("alice").password_changed
+    clock.now += 10
+    s.set_password("alice", "a different passphrase")
+    assert s.user("alice").password_changed == before + 10
+    assert s.authenticate("alice", PW) is None
+    assert s.authenticate("alice", "a different passphrase") is not None

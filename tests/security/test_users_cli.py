@@ -1,0 +1,147 @@
+"""`robustai users`: passwords from a prompt or stdin only; bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import io
+import stat
+from pathlib import Path
+
+import pytest
+
+from robustai.cli.main import main
+from robustai.cli.users import parse_expiry
+from robustai.security import AccessStore
+from robustai.security.errors import AccessError
+
+PW = "correct horse battery staple"
+
+
+def users(
+    *args: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stdin: str = ""
+) -> tuple[int, str, str]:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    try:
+        code = main(["users", *args])
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "store" / "access.db"
+    monkeypatch.setenv("ROBUSTAI_ACCESS_DB", str(path))
+    return path
+
+
+def test_add_with_stdin_password_creates_a_private_store(db, capsys, monkeypatch) -> None:
+    code, out, _ = users(
+        "add", "alice", "--grant", "viewer:mnist_*", "--password-stdin",
+        capsys=capsys, monkeypatch=monkeypatch, stdin=PW + "\n",
+    )  # fmt: skip
+    assert code == 0 and "added user alice" in out
+    assert stat.S_IMODE(db.stat().st_mode) == 0o600
+    store = AccessStore(db)
+    assert store.authenticate("alice", PW) is not None
+    assert [str(g) for g in store.user("alice").grants] == ["viewer:mnist_*"]
+    code, out, _ = users("list", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0 and "alice" in out and "viewer:mnist_*" in out and PW not in out
+
+
+def test_prompted_password_is_asked_twice(db, capsys, monkeypatch) -> None:
+    answers = iter([PW, PW])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    code, _, _ = users("add", "bob", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0 and AccessStore(db).authenticate("bob", PW) is not None
+    answers2 = iter(["new passphrase one", "new passphrase two"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers2))
+    code, _, err = users("passwd", "bob", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "differ" in err
+    assert AccessStore(db).authenticate("bob", PW) is not None  # unchanged
+
+
+def test_password_on_the_command_line_is_refused_and_not_echoed(db, capsys, monkeypatch) -> None:
+    for args in (
+        ["--password", "hunter2-secret"],
+        ["--password=hunter2-secret"],
+        ["hunter2-secret"],
+    ):
+        code, out, err = users("add", "carol", *args, capsys=capsys, monkeypatch=monkeypatch)
+        assert code == 2
+        assert "hunter2-secret" not in out + err
+        assert len(err.strip().splitlines()) == 1
+    assert not db.exists()
+
+
+def test_token_lifecycle(db, capsys, monkeypatch) -> None:
+    users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
+    code, out, err = users(
+        "token", "create", "alice", "--scope", "mnist_*", "--expires", "2h",
+        capsys=capsys, monkeypatch=monkeypatch,
+    )  # fmt: skip
+    token = out.strip()
+    assert code == 0 and token.startswith("rai_") and "shown only this once" in err
+    store = AccessStore(db)
+    found = store.verify_token(token)
+    assert found is not None and found[1].scope == "mnist_*"
+    code, out, _ = users("token", "list", capsys=capsys, monkeypatch=monkeypatch)
+    token_id = found[1].token_id
+    assert code == 0 and token_id in out and "active" in out and token not in out
+    code, out, _ = users("token", "revoke", token_id, capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0 and store.verify_token(token) is None
+    code, out, _ = users("token", "list", "alice", capsys=capsys, monkeypatch=monkeypatch)
+    assert "revoked" in out
+
+
+def test_grant_revoke_remove(db, capsys, monkeypatch) -> None:
+    users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
+    assert users("grant", "alice", "admin", "*", capsys=capsys, monkeypatch=monkeypatch)[0] == 0
+    assert [str(g) for g in AccessStore(db).user("alice").grants] == ["admin:*"]
+    assert users("revoke", "alice", "admin", "*", capsys=capsys, monkeypatch=monkeypatch)[0] == 0
+    assert AccessStore(db).user("alice").grants == ()
+    assert users("remove", "alice", capsys=capsys, monkeypatch=monkeypatch)[0] == 0
+    assert AccessStore(db).users() == []
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["add", "alice", "--password-stdin"], "short", "at least 12"),
+        (["add", "alice", "--password-stdin"], "alice", "at least 12"),
+        (["add", "alice", "--password-stdin"], "", "no password"),
+        (["add", "a b", "--password-stdin"], PW, "invalid user name"),
+        (["add", "alice", "--grant", "viewer", "--password-stdin"], PW, "ROLE:PATTERN"),
+        (["add", "alice", "--grant", "boss:*", "--password-stdin"], PW, "unknown role"),
+        (["frobnicate"], "", "invalid choice"),
+        (["token", "create", "alice"], "", "--scope"),
+        (["list", "--db"], "", "expected one argument"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(db, capsys, monkeypatch, args, stdin, message) -> None:
+    code, _, err = users(*args, capsys=capsys, monkeypatch=monkeypatch, stdin=stdin)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robustai users: error:")
+    assert message in lines[0]
+
+
+def test_unknown_user_and_missing_store(db, capsys, monkeypatch) -> None:
+    code, _, err = users("grant", "ghost", "viewer", "*", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "no access store" in err
+    users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
+    code, _, err = users("grant", "alise", "viewer", "*", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "did you mean alice" in err
+    monkeypatch.delenv("ROBUSTAI_ACCESS_DB")
+    code, _, err = users("list", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "--db PATH or set ROBUSTAI_ACCESS_DB" in err
+
+
+def test_parse_expiry() -> None:
+    assert parse_expiry("30d", 0) == 30 * 86400
+    assert parse_expiry("12h", 100) == 100 + 12 * 3600
+    assert parse_expiry("2w", 0) == 14 * 86400
+    assert parse_expiry("2030-01-31", 0) == 1896048000
+    for bad in ("soon", "-3d", "0d"):
+        with pytest.raises(AccessError):
+            parse_expiry(bad, 0)
