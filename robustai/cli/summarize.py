@@ -1,0 +1,461 @@
+"""``robustai summarize <sweep folder>``: compare a sweep's members.
+
+Reads every member's ``.hydra/overrides.yaml`` and ``metrics.json`` (or its failure record),
+prints a table sorted by the sweep's objective, writes it as ``summary.csv`` (full precision,
+the same numbers as metrics.json) and ``summary.md``, and plots the Pareto front of robust
+against clean accuracy (``pareto.png``, privacy epsilon as colour when the members report one).
+An Optuna sweep's ``optimization_results.yaml`` is matched back to the member it names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NoReturn
+
+from robustai.cli.common import fail
+from robustai.cli.sweep_status import FAILED, METRICS_FILE, OK, find_members, member_status
+from robustai.errors import UserError
+from robustai.tracking.hparams import (
+    flat_metrics,
+    known_metric_name,
+    metric_names_help,
+    metric_value,
+)
+
+log = logging.getLogger(__name__)
+
+CSV_FILE, MARKDOWN_FILE, PLOT_FILE = "summary.csv", "summary.md", "pareto.png"
+OPTUNA_RESULTS = "optimization_results.yaml"
+DEFAULT_OBJECTIVE = "worst_case_acc"
+
+
+class SummaryError(UserError):
+    """The folder holds nothing to summarize."""
+
+
+@dataclass
+class Member:
+    name: str  # folder relative to the sweep folder, e.g. "3"
+    folder: Path
+    status: str
+    error: str = ""
+    overrides: dict[str, str] = field(default_factory=dict)  # key -> value as written
+    values: dict[str, Any] = field(default_factory=dict)  # key -> parsed value
+    metrics: dict[str, Any] = field(default_factory=dict)  # metrics.json as written
+    objectives: list[str] = field(default_factory=list)  # the member's optimized_metric
+    directions: list[str] = field(default_factory=list)  # from an Optuna sweeper, if any
+    objective: float | None = None
+    pareto: bool = False
+    optuna_best: bool = False
+
+    @property
+    def flat(self) -> dict[str, float]:
+        return flat_metrics(self.metrics)
+
+    @property
+    def robust(self) -> float | None:
+        """Worst case over the evaluator's attacks at the first eps (the Pareto plot's y)."""
+        return metric_value(self.metrics, "worst_case_acc")
+
+
+@dataclass
+class Summary:
+    folder: Path
+    members: list[Member]
+    objective: str
+    maximize: bool
+    columns: list[str]  # override keys shown
+    metric_columns: list[str]
+    optuna: dict[str, Any] | None = None
+
+    @property
+    def best(self) -> Member | None:
+        ranked = [m for m in self.members if m.objective is not None]
+        return ranked[0] if ranked else None
+
+
+def read_member(root: Path, folder: Path) -> Member:
+    from omegaconf import OmegaConf
+
+    status, error = member_status(folder)
+    member = Member(name=str(folder.relative_to(root)), folder=folder, status=status, error=error)
+    hydra_dir = folder / ".hydra"
+    if (hydra_dir / "overrides.yaml").is_file():
+        lines = OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml"))
+        member.overrides, member.values = _parse_overrides([str(x) for x in lines or []])
+    objective: Any = DEFAULT_OBJECTIVE
+    if (hydra_dir / "config.yaml").is_file():
+        cfg = OmegaConf.load(hydra_dir / "config.yaml")
+        objective = OmegaConf.to_container(cfg).get("optimized_metric", objective)  # type: ignore[union-attr]
+    member.objectives = [objective] if isinstance(objective, str) else [str(o) for o in objective]
+    if (hydra_dir / "hydra.yaml").is_file():
+        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+        direction = OmegaConf.select(hydra_cfg, "hydra.sweeper.direction", default=None)
+        if direction is not None:
+            raw = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
+            member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
+    if status == OK:
+        try:
+            member.metrics = json.loads((folder / METRICS_FILE).read_text())
+        except (OSError, ValueError) as e:
+            member.status, member.error = FAILED, f"unreadable {METRICS_FILE}: {e}"
+    return member
+
+
+def _parse_overrides(lines: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    text: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for line in lines:
+        key_part, _, value_text = line.partition("=")
+        try:
+            (o,) = OverridesParser.create().parse_overrides([line])
+            key, value = o.key_or_group, o.value()
+        except Exception:  # an override Hydra wrote is valid; stay readable regardless
+            key, value = key_part.lstrip("+~"), value_text
+        if key.split("/")[0].split(".")[0] == "hydra":
+            continue
+        text[key] = value_text
+        values[key] = value
+    return text, values
+
+
+def summarize(folder: Path, objective: str | None = None, ascending: bool = False) -> Summary:
+    """Read a sweep folder (or any folder of runs) into a :class:`Summary`, best first."""
+    if not folder.is_dir():
+        raise SummaryError(
+            f"{folder}: no such folder; give a sweep folder such as "
+            "experiments/multirun/<date>/<time>"
+        )
+    if objective is not None and not known_metric_name(objective):
+        raise SummaryError(
+            f"--objective {objective}: not a metrics.json name; valid: {metric_names_help()}"
+        )
+    members = [read_member(folder, f) for f in find_members(folder)]
+    if not members:
+        raise SummaryError(
+            f"{folder}: no runs found (expected member folders with .hydra/ and metrics.json, "
+            "as `robustai train -m ...` writes them)"
+        )
+    name = objective or _common(m.objectives[0] for m in members if m.objectives)
+    name = name or DEFAULT_OBJECTIVE
+    directions = _common(m.directions[0] for m in members if m.directions)
+    maximize = (directions or "maximize") != "minimize" if objective is None else True
+    if ascending:
+        maximize = False
+    for m in members:
+        m.objective = metric_value(m.metrics, name) if m.metrics else None
+    sign = -1.0 if maximize else 1.0
+    members.sort(
+        key=lambda m: (
+            m.objective is None or math.isnan(m.objective),
+            sign * m.objective if m.objective is not None and not math.isnan(m.objective) else 0,
+        )
+    )
+    summary = Summary(
+        folder=folder,
+        members=members,
+        objective=name,
+        maximize=maximize,
+        columns=_varying_keys(members),
+        metric_columns=_metric_columns(members),
+    )
+    _mark_pareto(members)
+    summary.optuna = _read_optuna(folder, members)
+    return summary
+
+
+def _common(values: Any) -> str | None:
+    seen = list(dict.fromkeys(values))
+    return seen[0] if seen else None
+
+
+def _varying_keys(members: list[Member]) -> list[str]:
+    keys = list(dict.fromkeys(k for m in members for k in m.overrides))
+    varying = [k for k in keys if len({m.overrides.get(k) for m in members}) > 1]
+    return varying or keys
+
+
+def _metric_columns(members: list[Member]) -> list[str]:
+    names = list(dict.fromkeys(n for m in members for n in m.flat))
+    ordered = ["clean_acc"] if "clean_acc" in names else []
+    for prefix in ("robust_acc/", "worst_case_acc/", "privacy/epsilon"):
+        ordered += [n for n in names if n.startswith(prefix)]
+    return ordered
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats in both coordinates (both maximized)."""
+    front = []
+    for i, (x, y) in enumerate(points):
+        dominated = any(
+            (a >= x and b >= y) and (a > x or b > y) for j, (a, b) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _mark_pareto(members: list[Member]) -> None:
+    done = [m for m in members if m.status == OK and m.robust is not None]
+    pts = [(float(m.metrics["clean_acc"]), float(m.robust)) for m in done]  # type: ignore[arg-type]
+    for i in pareto_front(pts):
+        done[i].pareto = True
+
+
+def _read_optuna(folder: Path, members: list[Member]) -> dict[str, Any] | None:
+    """The Optuna sweeper's result file, with the member(s) it refers to."""
+    from omegaconf import OmegaConf
+
+    path = folder / OPTUNA_RESULTS
+    if not path.is_file():
+        return None
+    raw = OmegaConf.to_container(OmegaConf.load(path))
+    assert isinstance(raw, dict)
+    result: dict[str, Any] = {"file": path}
+    if "best_params" in raw:
+        params, value = dict(raw["best_params"]), raw.get("best_value")
+        matches = [m for m in members if _same_params(m, params)]
+        exact = [m for m in matches if _close(m.objective, value)]
+        best = (exact or matches or [None])[0]
+        if best is not None:
+            best.optuna_best = True
+        result.update(best_params=params, best_value=value, best=best)
+    elif "solutions" in raw:
+        sols = []
+        for sol in raw["solutions"]:
+            params = dict(sol["params"])
+            match = next((m for m in members if _same_params(m, params)), None)
+            if match is not None:
+                match.optuna_best = True
+            sols.append({"params": params, "values": sol["values"], "member": match})
+        result["solutions"] = sols
+    return result
+
+
+def _same_params(member: Member, params: dict[str, Any]) -> bool:
+    for key, want in params.items():
+        if key not in member.values:
+            return False
+        got = member.values[key]
+        if isinstance(want, int | float) and isinstance(got, int | float):
+            if not math.isclose(float(got), float(want), rel_tol=1e-9, abs_tol=1e-12):
+                return False
+        elif str(got) != str(want):
+            return False
+    return True
+
+
+def _close(a: float | None, b: Any) -> bool:
+    return a is not None and isinstance(b, int | float) and math.isclose(a, float(b))
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def table_rows(summary: Summary, precise: bool) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: full precision for CSV, rounded for people."""
+    header = ["member", *summary.columns, f"objective ({summary.objective})"]
+    header += [*summary.metric_columns, "seconds", "status"]
+    rows = []
+    for m in summary.members:
+        flat = m.flat
+        row = [m.name + (" *" if m.optuna_best and not precise else "")]
+        row += [m.overrides.get(k, "") for k in summary.columns]
+        row.append(_fmt(m.objective, precise))
+        row += [_fmt(flat.get(c), precise) for c in summary.metric_columns]
+        row.append(_fmt(flat.get("wall_seconds"), precise, digits=1))
+        row.append(m.status)
+        rows.append(row)
+    return header, rows
+
+
+def _fmt(value: float | None, precise: bool, digits: int = 4) -> str:
+    if value is None:
+        return ""
+    return repr(float(value)) if precise else f"{value:.{digits}f}"
+
+
+def write_csv(summary: Summary, path: Path) -> None:
+    header, rows = table_rows(summary, precise=True)
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([*header, "pareto", "error", "folder"])
+        for m, row in zip(summary.members, rows, strict=True):
+            w.writerow([*row, str(m.pareto).lower(), m.error, str(m.folder)])
+
+
+def markdown(summary: Summary, plot: Path | None) -> str:
+    header, rows = table_rows(summary, precise=False)
+    counts = {s: sum(m.status == s for m in summary.members) for s in ("ok", "failed")}
+    other = len(summary.members) - counts["ok"] - counts["failed"]
+    lines = [
+        f"# Sweep summary: {summary.folder}",
+        "",
+        f"{len(summary.members)} members: {counts['ok']} ok, {counts['failed']} failed"
+        + (f", {other} incomplete" if other else "")
+        + f". Sorted by {summary.objective} "
+        + ("(higher is better)." if summary.maximize else "(lower is better)."),
+        "",
+    ]
+    lines += [f"- {line}" for line in headline(summary)]
+    lines += [
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(" --- " for _ in header) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    failed = [m for m in summary.members if m.status == FAILED and m.error]
+    if failed:
+        lines += ["", "Failures:", ""] + [f"- {m.name}: {m.error}" for m in failed]
+    if plot is not None:
+        lines += ["", f"![Pareto front: robust vs clean accuracy]({plot.name})"]
+    return "\n".join(lines) + "\n"
+
+
+def headline(summary: Summary) -> list[str]:
+    """The best member, and what an Optuna sweep reported."""
+    out = []
+    best = summary.best
+    if best is not None:
+        out.append(
+            f"best member: {best.name} ({_describe(best, summary.columns)}) "
+            f"{summary.objective} = {best.objective:.4f}"
+        )
+    opt = summary.optuna
+    if opt and "best_params" in opt:
+        m = opt["best"]
+        params = ", ".join(f"{k}={v}" for k, v in opt["best_params"].items())
+        where = f"member {m.name}" if m is not None else "no member folder matches"
+        out.append(f"Optuna best trial: {where} ({params}) value = {opt['best_value']}")
+    elif opt and "solutions" in opt:
+        names = [s["member"].name for s in opt["solutions"] if s["member"] is not None]
+        out.append(f"Optuna Pareto-optimal trials: members {', '.join(names) or 'none matched'}")
+    front = [m.name for m in summary.members if m.pareto]
+    if front:
+        out.append(f"Pareto front (clean vs worst-case robust accuracy): {', '.join(front)}")
+    return out
+
+
+def _describe(m: Member, keys: list[str]) -> str:
+    return ", ".join(f"{k}={m.overrides[k]}" for k in keys if k in m.overrides) or "no overrides"
+
+
+def plot_pareto(summary: Summary, path: Path) -> Path | None:
+    """Robust against clean accuracy per finished member; the Pareto front joined by a line."""
+    done = [m for m in summary.members if m.status == OK and m.robust is not None]
+    if not done:
+        log.warning("no finished members: no Pareto plot")
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [float(m.metrics["clean_acc"]) for m in done]
+    ys = [float(m.robust) for m in done]  # type: ignore[arg-type]
+    eps = [metric_value(m.metrics, "privacy/epsilon") for m in done]
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+    if any(e is not None for e in eps):
+        have = [i for i, e in enumerate(eps) if e is not None]
+        sc = ax.scatter(
+            [xs[i] for i in have],
+            [ys[i] for i in have],
+            c=[eps[i] for i in have],
+            cmap="viridis",
+            s=40,
+            zorder=3,
+        )
+        fig.colorbar(sc, ax=ax, label="privacy epsilon (DP-SGD)")
+        rest = [i for i, e in enumerate(eps) if e is None]
+        if rest:
+            ax.scatter(
+                [xs[i] for i in rest],
+                [ys[i] for i in rest],
+                facecolors="none",
+                edgecolors="grey",
+                s=40,
+                label="no privacy accounting",
+                zorder=3,
+            )
+            ax.legend(loc="best", fontsize=8)
+    else:
+        ax.scatter(xs, ys, color="tab:blue", s=40, zorder=3)
+    front = sorted((x, y) for m, x, y in zip(done, xs, ys, strict=True) if m.pareto)
+    if front:
+        ax.plot(*zip(*front, strict=True), color="tab:red", lw=1.2, zorder=2, label=None)
+    for m, x, y in zip(done, xs, ys, strict=True):
+        ax.annotate(m.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    keys = {k for m in done for k in m.flat if k.startswith("worst_case_acc/")}
+    at = f" at eps={sorted(keys)[0].split('/', 1)[1]}" if len(keys) == 1 else " (first eps)"
+    ax.set_xlabel("clean accuracy")
+    ax.set_ylabel(f"worst-case robust accuracy{at}")
+    ax.set_title(f"{summary.folder.name}: Pareto front (red)")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_all(summary: Summary, plot: bool = True) -> dict[str, Path]:
+    folder = summary.folder
+    out = {"csv": folder / CSV_FILE, "markdown": folder / MARKDOWN_FILE}
+    png = plot_pareto(summary, folder / PLOT_FILE) if plot else None
+    if png is not None:
+        out["plot"] = png
+    write_csv(summary, out["csv"])
+    out["markdown"].write_text(markdown(summary, png))
+    return out
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        fail("summarize", message)
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = _Parser(
+        prog="robustai summarize",
+        description="Compare a sweep's members: a table (printed, summary.csv, summary.md) "
+        "sorted by the objective, and a Pareto plot of robust vs clean accuracy (pareto.png).",
+    )
+    parser.add_argument(
+        "folder", type=Path, help="a sweep folder, e.g. experiments/multirun/<date>/<time>"
+    )
+    parser.add_argument(
+        "--objective",
+        help="metric to sort by (default: the sweep's optimized_metric), e.g. clean_acc, "
+        "robust_acc/pgd20@0.1, privacy/epsilon",
+    )
+    parser.add_argument("--ascending", action="store_true", help="lower is better")
+    parser.add_argument("--no-plot", action="store_true", help="skip pareto.png")
+    args = parser.parse_args(list(argv))
+    try:
+        summary = summarize(args.folder, args.objective, args.ascending)
+    except UserError as e:
+        fail("summarize", str(e))
+    written = write_all(summary, plot=not args.no_plot)
+    header, rows = table_rows(summary, precise=False)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    out = [
+        "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
+        *("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows),
+        "",
+        *headline(summary),
+        "written: " + ", ".join(str(p) for p in written.values()),
+    ]
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0

@@ -1,0 +1,109 @@
+"""A sweep member's status, and a Hydra callback that tallies them when the sweep ends.
+
+A member that fails writes ``status.json`` (``{"status": "failed", ...}``) into its run folder
+and the sweep goes on with the next member; a finished member has ``metrics.json``. When the
+sweep is over, :class:`SweepStatus` counts the failures so that ``robustai train -m`` can exit
+non-zero. It runs in the launching process whatever the launcher (members may run elsewhere),
+and it reads the sweep folder rather than the members' return values, which not every
+launcher and sweeper pass back.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.json"
+OK, FAILED, INCOMPLETE = "ok", "failed", "incomplete"
+
+
+def record_failure(run_dir: Path, error: BaseException) -> None:
+    """Write ``status.json`` saying why the member failed (the traceback goes to the log)."""
+    from robustai.cli.pipeline import write_json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(
+        run_dir / STATUS_FILE,
+        {
+            "status": FAILED,
+            "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
+            "error_type": type(error).__name__,
+            "traceback": "".join(traceback.format_exception(error))[-4000:],
+        },
+    )
+
+
+def member_status(run_dir: Path) -> tuple[str, str]:
+    """(status, error): ``ok`` with metrics.json, ``failed`` with a failure record, else
+    ``incomplete`` (still running, or killed before it could say)."""
+    status_file = run_dir / STATUS_FILE
+    if status_file.is_file():
+        try:
+            record = json.loads(status_file.read_text())
+        except (OSError, ValueError):
+            record = {}
+        if record.get("status") == FAILED:
+            return FAILED, str(record.get("error", ""))
+    if (run_dir / METRICS_FILE).is_file():
+        return OK, ""
+    return INCOMPLETE, ""
+
+
+def find_members(root: Path) -> list[Path]:
+    """Run folders (those with a ``.hydra/`` record) at or below ``root``, in job order."""
+    found = {p.parent.parent for p in root.glob("**/.hydra/config.yaml")}
+    found |= {p.parent for p in root.glob("**/" + STATUS_FILE)}
+    members = [p for p in found if ".submitit" not in p.relative_to(root).parts]
+    return sorted(members, key=lambda p: _natural_key(p.relative_to(root).parts))
+
+
+def _natural_key(parts: tuple[str, ...]) -> list[tuple[int, Any]]:
+    return [(0, int(s)) if s.isdigit() else (1, s) for s in parts]
+
+
+@dataclass
+class SweepOutcome:
+    sweep_dir: Path
+    members: int = 0
+    failed: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+
+
+class SweepStatus(Callback):
+    """Hydra callback (``hydra.callbacks``): counts failed members at the end of a sweep."""
+
+    last: ClassVar[SweepOutcome | None] = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        SweepStatus.last = None
+        # Resolved now, on the sweep's own config: the same folder the launcher writes to.
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = getattr(self, "sweep_dir", None) or Path(str(config.hydra.sweep.dir))
+        outcome = SweepOutcome(sweep_dir)
+        for member in find_members(sweep_dir) if sweep_dir.is_dir() else []:
+            outcome.members += 1
+            status, _ = member_status(member)
+            name = str(member.relative_to(sweep_dir))
+            if status == FAILED:
+                outcome.failed.append(name)
+            elif status == INCOMPLETE:
+                outcome.incomplete.append(name)
+        SweepStatus.last = outcome
+        log.info(
+            "sweep done: %d members, %d failed; compare them with: robustai summarize %s",
+            outcome.members,
+            len(outcome.failed),
+            sweep_dir,
+        )

@@ -1,0 +1,169 @@
+"""`robustai summarize` on sweep folders laid out as `robustai train -m` writes them."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from robustai.cli.main import main
+from robustai.cli.summarize import pareto_front, summarize
+
+
+def make_run(
+    root: Path,
+    name: str,
+    overrides: list[str],
+    metrics: dict[str, Any] | None,
+    config: dict[str, Any] | None = None,
+    hydra: dict[str, Any] | None = None,
+    failed: str | None = None,
+) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config or {}))
+    if hydra is not None:
+        (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": hydra}))
+    if metrics is not None:
+        (run / "metrics.json").write_text(json.dumps(metrics))
+    if failed is not None:
+        (run / "status.json").write_text(json.dumps({"status": "failed", "error": failed}))
+    return run
+
+
+def metrics(clean: float, robust: float, eps: str = "0.1", **extra: Any) -> dict[str, Any]:
+    return {
+        "clean_acc": clean,
+        "robust_acc": {f"fgsm@{eps}": robust + 0.05, f"pgd20@{eps}": robust},
+        "worst_case_acc": {eps: robust},
+        "wall_seconds": 1.5,
+        "privacy": None,
+        **extra,
+    }
+
+
+def rows(folder: Path) -> list[dict[str, str]]:
+    with (folder / "summary.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def one_line_exit_2(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(["summarize", *args])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("robustai summarize: error: ")
+    return lines[0]
+
+
+def test_missing_empty_or_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert "no such folder" in one_line_exit_2(capsys, str(tmp_path / "nope"))
+    assert "no runs found" in one_line_exit_2(capsys, str(tmp_path))
+    (tmp_path / "file.txt").write_text("x")
+    assert "no such folder" in one_line_exit_2(capsys, str(tmp_path / "file.txt"))
+    make_run(tmp_path, "0", ["a=1"], metrics(0.9, 0.5))
+    assert "not a metrics.json name" in one_line_exit_2(
+        capsys, str(tmp_path), "--objective", "accuracy"
+    )
+    assert "required" in one_line_exit_2(capsys)
+
+
+def test_statuses_sorting_and_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_run(tmp_path, "0", ["attack.eps=0.1", "trainer.lr=0.1"], metrics(0.9, 0.4))
+    make_run(tmp_path, "1", ["attack.eps=0.1", "trainer.lr=0.2"], None, failed="diverged")
+    make_run(tmp_path, "2", ["attack.eps=0.1", "trainer.lr=0.3"], metrics(0.8, 0.6))
+    make_run(tmp_path, "10", ["attack.eps=0.1", "trainer.lr=0.4"], None)  # killed: no record
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    table = rows(tmp_path)
+    assert [(r["member"], r["status"]) for r in table] == [
+        ("2", "ok"),
+        ("0", "ok"),
+        ("1", "failed"),
+        ("10", "incomplete"),
+    ]
+    # Only the varying override is a column; values are metrics.json's, at full precision.
+    assert "attack.eps" not in table[0] and table[0]["trainer.lr"] == "0.3"
+    assert float(table[0]["clean_acc"]) == 0.8
+    assert float(table[0]["robust_acc/fgsm@0.1"]) == 0.6 + 0.05
+    assert float(table[0]["objective (worst_case_acc)"]) == 0.6
+    assert table[2]["error"] == "diverged"
+    assert "best member: 2 (trainer.lr=0.3) worst_case_acc = 0.6000" in out
+    md = (tmp_path / "summary.md").read_text()
+    assert "4 members: 2 ok, 1 failed, 1 incomplete" in md and "- 1: diverged" in md
+    assert (tmp_path / "pareto.png").is_file()
+    # Any metric can be the sort key, in either direction.
+    ranked = summarize(tmp_path, "clean_acc", ascending=True).members
+    assert [m.name for m in ranked[:2]] == ["2", "0"]
+    ranked = summarize(tmp_path, "robust_acc/fgsm@0.1").members
+    assert [m.name for m in ranked[:2]] == ["2", "0"]
+
+
+def test_optuna_best_trial_is_matched_to_its_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hydra = {"sweeper": {"direction": "maximize"}}
+    cfg = {"optimized_metric": "clean_acc"}
+    make_run(tmp_path, "0", ["trainer.lr=0.05"], metrics(0.70, 0.3), cfg, hydra)
+    make_run(tmp_path, "1", ["trainer.lr=0.123456789"], metrics(0.75, 0.3), cfg, hydra)
+    make_run(tmp_path, "2", ["trainer.lr=0.123456789"], metrics(0.95, 0.1), cfg, hydra)
+    (tmp_path / "optimization_results.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "optuna", "best_params": {"trainer.lr": 0.123456789}, "best_value": 0.95}
+        )
+    )
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    # Same parameters twice: the member whose objective is the reported best value.
+    assert "Optuna best trial: member 2 (trainer.lr=0.123456789) value = 0.95" in out
+    assert [r["member"] for r in rows(tmp_path)] == ["2", "1", "0"]  # sorted by clean_acc
+
+
+def test_optuna_pareto_solutions_and_privacy_colour(tmp_path: Path) -> None:
+    hydra = {"sweeper": {"direction": ["maximize", "maximize"]}}
+    cfg = {"optimized_metric": ["clean_acc", "worst_case_acc"]}
+    priv = {"epsilon": 3.0, "delta": 1e-5}
+    make_run(tmp_path, "0", ["attack.eps=0.0"], metrics(0.95, 0.1, privacy=priv), cfg, hydra)
+    make_run(tmp_path, "1", ["attack.eps=0.1"], metrics(0.85, 0.5, privacy=priv), cfg, hydra)
+    make_run(tmp_path, "2", ["attack.eps=0.2"], metrics(0.80, 0.4), cfg, hydra)
+    (tmp_path / "optimization_results.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "optuna",
+                "solutions": [
+                    {"params": {"attack.eps": 0.0}, "values": [0.95, 0.1]},
+                    {"params": {"attack.eps": 0.1}, "values": [0.85, 0.5]},
+                ],
+            }
+        )
+    )
+    s = summarize(tmp_path)
+    assert s.optuna is not None
+    assert [sol["member"].name for sol in s.optuna["solutions"]] == ["0", "1"]
+    assert {m.name for m in s.members if m.pareto} == {"0", "1"}  # 2 is dominated by 1
+    assert main(["summarize", str(tmp_path)]) == 0
+    table = {r["member"]: r for r in rows(tmp_path)}
+    assert float(table["0"]["privacy/epsilon"]) == 3.0 and table["2"]["privacy/epsilon"] == ""
+    assert table["2"]["pareto"] == "false"
+
+
+points = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12)
+
+
+@given(points)
+def test_pareto_front_is_exactly_the_undominated_points(pts: list[tuple[float, float]]) -> None:
+    front = set(pareto_front(pts))
+    assert front
+    for i, (x, y) in enumerate(pts):
+        beaten = any(a >= x and b >= y and (a, b) != (x, y) for a, b in pts)
+        assert (i in front) == (not beaten)

@@ -1,0 +1,140 @@
+"""Sweeps and searches are checked before Hydra starts: bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from robustai.cli.common import config_dir
+from robustai.cli.main import main
+from robustai.cli.preflight import preflight
+from robustai.config import to_train_config
+
+CASES = [
+    (["hparams_search=digits_optuna", "trainer.lr=interval(0,2)"], "trainer.lr=0.0: must be > 0"),
+    (
+        ["-m", "hydra/sweeper=optuna", "attack.eps=interval(0.1,1.5)"],
+        "attack.eps=1.5: must be in [0, 1]",
+    ),
+    (["hparams_search=digits_optuna", "trainer.epochs=choice(0,3)"], "trainer.epochs=0: must be"),
+    (["hparams_search=digits_optunaa"], "unknown option (did you mean digits_optuna?)"),
+    (["-m", "hydra/launcher=jooblib", "attack.eps=0.1,0.2"], "(did you mean joblib?)"),
+    (["optimized_metric=accuracy"], "optimized_metric=accuracy: not a metrics.json name"),
+    (["optimized_metric=robust_acc/pgd7@0.1"], "valid: robust_acc/fgsm@0.1, robust_acc/pgd20@0.1"),
+    (["optimized_metric=[clean_acc,3]"], "give a metric name or a list of them"),
+    (["trainer.threads=0"], "trainer.threads=0: must be >= 1"),
+    (["-m", "attack.eps=0.1,0.2", "--cfg", "job"], "--cfg prints one run's config: drop -m"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), CASES, ids=[" ".join(c[0]) for c in CASES])
+def test_bad_sweep_input_exits_2_with_one_line(
+    overrides: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *overrides])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert message in lines[0]
+    assert not (tmp_path / "experiments").exists()  # nothing started
+
+
+def test_a_typo_in_a_search_config_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "hparams_search").mkdir()
+    (tmp_path / "hparams_search" / "typo.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /hydra/sweeper: optuna\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
+        "      trainer.lrr: interval(0.01, 0.1)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "hparams_search=typo", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "search space: trainer.lrr: no such key (did you mean trainer.lr?)" in lines[0]
+
+
+def test_search_space_values_are_each_checked(tmp_path: Path) -> None:
+    """Every value and interval end point of the search config is composed and validated."""
+    seen: list[Any] = []
+
+    def record(cfg: Any) -> None:
+        seen.append(to_train_config(cfg))
+
+    preflight(
+        config_dir(),
+        "train",
+        ["hparams_search=digits_optuna", "attack.alpha=0.1", f"hydra.sweep.dir={tmp_path}"],
+        record,
+    )
+    assert {c.trainer.lr for c in seen} >= {0.01, 0.3}
+    assert {c.attack.eps for c in seen} >= {0.08, 0.15}
+    assert {c.trainer.epochs for c in seen} >= {5, 10, 15}
+    assert {c.attack.alpha for c in seen} == {0.1}  # the command line fixes it, as in Optuna
+    assert all(c.optimized_metric == "worst_case_acc" for c in seen)
+    assert len(seen) <= 4  # the base run plus one run per value of the longest choice
+
+
+@pytest.mark.parametrize("search", ["digits_optuna", "digits_pareto", "mnist_optuna"])
+def test_every_search_config_passes_preflight(search: str, tmp_path: Path) -> None:
+    extra = ["experiment=mnist_idx_fgsm_rs"] if search.startswith("mnist") else []
+    seen: list[Any] = []
+    preflight(
+        config_dir(),
+        "train",
+        [*extra, f"hparams_search={search}", f"hydra.sweep.dir={tmp_path}"],
+        lambda cfg: seen.append(cfg),
+    )
+    assert len(seen) >= 2
+    cfg = seen[0]
+    assert cfg.hydra.sweeper._target_.endswith("OptunaSweeper")
+    assert str(cfg.hydra.mode).endswith("MULTIRUN")
+    directions = cfg.hydra.sweeper.direction
+    metric = cfg.optimized_metric
+    n = 1 if isinstance(metric, str) else len(metric)
+    assert (1 if isinstance(directions, str) else len(directions)) == n
+
+
+@pytest.mark.parametrize(
+    ("launcher", "target"),
+    [
+        ("joblib", "JoblibLauncher"),
+        ("submitit_local", "LocalLauncher"),
+        ("submitit_slurm", "SlurmLauncher"),
+        ("slurm_gpu", "SlurmLauncher"),
+    ],
+)
+def test_launchers_compose_with_a_sweep(launcher: str, target: str, tmp_path: Path) -> None:
+    """Members are checked as usual; the launcher's own fields (partition, GPUs) compose."""
+    seen: list[Any] = []
+    preflight(
+        config_dir(),
+        "train",
+        [
+            "-m",
+            f"hydra/launcher={launcher}",
+            "attack.eps=0.05,0.1",
+            f"hydra.sweep.dir={tmp_path}",
+            *(["hydra.launcher.partition=p100"] if "slurm" in launcher else []),
+        ],
+        lambda cfg: seen.append(cfg),
+    )
+    assert [c.attack.eps for c in seen] == [0.05, 0.1]
+    launch = seen[0].hydra.launcher
+    assert launch._target_.endswith(target)
+    if "slurm" in launcher:
+        assert launch.partition == "p100"
+    if launcher == "slurm_gpu":
+        assert launch.gpus_per_node == 1 and launch.cpus_per_task == 8

@@ -1,0 +1,296 @@
+"""Sweeps end to end: a grid, an Optuna search, a failing member, the submitit launcher; then
+`robustai summarize` and TensorBoard's HParams backend over the sweep folder.
+
+The sweeps run in-process through ``robustai.cli.main.main`` (the same code path as the
+command, without a second interpreter start-up); submitit starts its own processes anyway.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from robustai.cli.main import main
+
+# One member trains in well under a second: 4 epochs on 192 synthetic 8x8 images, one thread.
+TINY = [
+    "data=synthetic",
+    "data.num_samples=256",
+    "trainer.epochs=4",
+    "trainer.threads=1",
+    "trainer.watchdog.samples=32",
+    "logger.image_grid=0",
+]
+
+
+def robustai(*args: str) -> int:
+    """Run the command in-process; its exit status."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["robustai", *args])
+        try:
+            return main(list(args))
+        except SystemExit as e:
+            return int(e.code or 0)
+
+
+def members(sweep: Path) -> list[Path]:
+    return sorted((p for p in sweep.iterdir() if (p / ".hydra").is_dir()), key=lambda p: p.name)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A 2x2 grid sweep (training eps x learning rate), summarized."""
+    tmp = tmp_path_factory.mktemp("grid")
+    sweep = tmp / "sweep"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp)
+        code = robustai(
+            "train",
+            "-m",
+            *TINY,
+            "attack.eps=0.05,0.1",
+            "trainer.lr=0.05,0.2",
+            f"hydra.sweep.dir={sweep}",
+        )
+        assert code == 0
+        assert robustai("summarize", str(sweep)) == 0
+    yield sweep
+
+
+@pytest.mark.slow
+def test_grid_sweep_writes_a_run_folder_per_member(grid: Path) -> None:
+    runs = members(grid)
+    assert [p.name for p in runs] == ["0", "1", "2", "3"]
+    for run in runs:
+        assert {"metrics.json", "weights.safetensors", "meta.json"} <= {
+            p.name for p in run.iterdir()
+        }
+        assert not (run / "status.json").exists()
+    overrides = {
+        tuple(o for o in OmegaConf.load(run / ".hydra" / "overrides.yaml") if "=" in o)[-2:]
+        for run in runs
+    }
+    assert overrides == {
+        (f"attack.eps={e}", f"trainer.lr={lr}") for e in ("0.05", "0.1") for lr in ("0.05", "0.2")
+    }
+
+
+@pytest.mark.slow
+def test_summary_rows_equal_each_members_metrics(grid: Path) -> None:
+    rows = read_csv(grid / "summary.csv")
+    assert len(rows) == 4
+    objective = "objective (worst_case_acc)"
+    values = [float(r[objective]) for r in rows]
+    assert values == sorted(values, reverse=True)  # best first
+    for row in rows:
+        run = grid / row["member"]
+        m = json.loads((run / "metrics.json").read_text())
+        overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
+        assert f"attack.eps={row['attack.eps']}" in overrides
+        assert f"trainer.lr={row['trainer.lr']}" in overrides
+        assert float(row["clean_acc"]) == m["clean_acc"]
+        for key, acc in m["robust_acc"].items():
+            assert float(row[f"robust_acc/{key}"]) == acc
+        for eps, acc in m["worst_case_acc"].items():
+            assert float(row[f"worst_case_acc/{eps}"]) == acc
+        assert float(row[objective]) == next(iter(m["worst_case_acc"].values()))
+        assert float(row["seconds"]) == m["wall_seconds"]
+        assert row["status"] == "ok"
+    # Members differ (the table is not four copies of one run).
+    assert len({r["clean_acc"] for r in rows}) > 1
+    md = (grid / "summary.md").read_text()
+    table = [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
+    assert len(table) == 5  # header + 4 members
+    assert "best member: " + rows[0]["member"] in md
+
+
+@pytest.mark.slow
+def test_pareto_plot_is_a_png(grid: Path) -> None:
+    png = grid / "pareto.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(png).shape
+    assert width > 300 and height > 200
+    front = [r["member"] for r in read_csv(grid / "summary.csv") if r["pareto"] == "true"]
+    assert front  # some member is always on the front
+
+
+@pytest.mark.slow
+def test_hparams_dashboard_lists_every_member(grid: Path) -> None:
+    """TensorBoard's own HParams backend, reading the sweep folder as the dashboard would."""
+    from tensorboard import context
+    from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+    from tensorboard.plugins import base_plugin
+    from tensorboard.plugins.hparams import (
+        api_pb2,
+        backend_context,
+        get_experiment,
+        list_session_groups,
+    )
+
+    mux = plugin_event_multiplexer.EventMultiplexer()
+    mux.AddRunsFromDirectory(str(grid))
+    mux.Reload()
+    provider = data_provider.MultiplexerDataProvider(mux, str(grid))
+    tb = backend_context.Context(
+        base_plugin.TBContext(data_provider=provider, multiplexer=mux, logdir=str(grid))
+    )
+    ctx = context.RequestContext()
+    experiment = get_experiment.Handler(
+        ctx, tb, "", api_pb2.GetExperimentRequest(include_metrics=True)
+    ).run()
+    hparam_names = {h.name for h in experiment.hparam_infos}
+    assert {"attack.eps", "trainer.lr", "data.name", "model.name", "trainer.epochs"} <= hparam_names
+    metric_tags = {m.name.tag for m in experiment.metric_infos}
+    assert {
+        "eval/clean_acc",
+        "eval/worst_case_acc/0.05",
+        "eval/robust_acc/pgd20@0.1",
+    } <= metric_tags
+
+    request = api_pb2.ListSessionGroupsRequest(
+        start_index=0,
+        slice_size=100,
+        allowed_statuses=[api_pb2.STATUS_SUCCESS],
+        include_metrics=True,
+    )
+    groups = list_session_groups.Handler(ctx, tb, "", request).run().session_groups
+    sessions = {s.name: g for g in groups for s in g.sessions}
+    assert set(sessions) == {"0", "1", "2", "3"}
+    for name, group in sessions.items():
+        m = json.loads((grid / name / "metrics.json").read_text())
+        overrides = dict(
+            o.split("=", 1) for o in OmegaConf.load(grid / name / ".hydra" / "overrides.yaml")
+        )
+        hp = group.hparams
+        assert hp["attack.eps"].number_value == pytest.approx(float(overrides["attack.eps"]))
+        assert hp["trainer.lr"].number_value == pytest.approx(float(overrides["trainer.lr"]))
+        assert hp["data"].string_value == "synthetic"
+        assert hp["trainer.epochs"].number_value == 4
+        got = {v.name.tag: v.value for v in group.metric_values}
+        assert got["eval/clean_acc"] == pytest.approx(m["clean_acc"])
+        for key, acc in m["robust_acc"].items():
+            assert got[f"eval/robust_acc/{key}"] == pytest.approx(acc)
+        for eps, acc in m["worst_case_acc"].items():
+            assert got[f"eval/worst_case_acc/{eps}"] == pytest.approx(acc)
+
+
+@pytest.mark.slow
+def test_optuna_search_reports_the_best_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "search"
+    code = robustai(
+        "train",
+        "hparams_search=digits_optuna",
+        *TINY,
+        "trainer.epochs=2",  # a fixed value takes trainer.epochs out of the search space
+        "hydra.sweeper.n_trials=3",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert code == 0
+    runs = members(sweep)
+    assert [p.name for p in runs] == ["0", "1", "2"]
+    result = OmegaConf.to_container(OmegaConf.load(sweep / "optimization_results.yaml"))
+    assert isinstance(result, dict)
+    assert set(result["best_params"]) == {"trainer.lr", "attack.alpha", "attack.eps"}
+    # Every trial returned its objective: the best value is the best member's metrics.json.
+    worst = [
+        next(iter(json.loads((p / "metrics.json").read_text())["worst_case_acc"].values()))
+        for p in runs
+    ]
+    assert result["best_value"] == max(worst)
+
+    capsys.readouterr()
+    assert robustai("summarize", str(sweep)) == 0
+    out = capsys.readouterr().out
+    best = [
+        p.name
+        for p in runs
+        if all(
+            f"{k}={v}" in OmegaConf.load(p / ".hydra" / "overrides.yaml")
+            for k, v in result["best_params"].items()
+        )
+    ]
+    assert len(best) == 1
+    assert f"Optuna best trial: member {best[0]} (" in out
+    rows = read_csv(sweep / "summary.csv")
+    assert float(rows[0]["objective (worst_case_acc)"]) == result["best_value"]
+    assert "Optuna best trial: member" in (sweep / "summary.md").read_text()
+
+
+def test_failed_member_is_recorded_and_the_sweep_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A crash (not bad input) in the first member: recorded, the next member runs, exit 1."""
+    import robustai.cli.pipeline as pipeline
+
+    real = pipeline.make_optimizer
+
+    def crash_at_lr_0_5(cfg, model):  # type: ignore[no-untyped-def]
+        if cfg.trainer.lr == 0.5:
+            raise RuntimeError("simulated crash")
+        return real(cfg, model)
+
+    monkeypatch.setattr(pipeline, "make_optimizer", crash_at_lr_0_5)
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    capsys.readouterr()
+    code = robustai(
+        "train", "-m", *TINY, "trainer.epochs=1", "trainer.lr=0.5,0.05", f"hydra.sweep.dir={sweep}"
+    )
+    assert code == 1
+    err_lines = [ln for ln in capsys.readouterr().err.splitlines() if "robustai train" in ln]
+    assert len(err_lines) == 1
+    assert "1 of 2 sweep members failed (0)" in err_lines[0]
+    status = json.loads((sweep / "0" / "status.json").read_text())
+    assert status["status"] == "failed"
+    assert status["error_type"] == "RuntimeError" and status["error"] == "simulated crash"
+    assert not (sweep / "0" / "metrics.json").exists()
+    assert (sweep / "1" / "metrics.json").is_file()
+
+    assert robustai("summarize", str(sweep)) == 0
+    rows = read_csv(sweep / "summary.csv")
+    assert [(r["member"], r["status"]) for r in rows] == [("1", "ok"), ("0", "failed")]
+    assert rows[1]["error"] == "simulated crash" and rows[1]["clean_acc"] == ""
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    tiny = [a for a in TINY if not a.startswith("trainer.threads")]
+    code = robustai(
+        "train",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=5",
+        "hydra.launcher.cpus_per_task=1",  # also sets each member's torch threads
+        *tiny,
+        "trainer.epochs=1",
+        "attack.eps=0.05,0.1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert code == 0
+    runs = members(sweep)
+    assert [p.name for p in runs] == ["0", "1"]
+    assert (sweep / ".submitit").is_dir()  # the members ran as submitit jobs
+    for run, eps in zip(runs, ("0.05", "0.1"), strict=True):
+        m = json.loads((run / "metrics.json").read_text())
+        assert set(m["robust_acc"]) == {f"fgsm@{eps}", f"pgd20@{eps}"}
+        assert 0.0 <= m["clean_acc"] <= 1.0 and not math.isnan(m["clean_acc"])
+        assert "torch threads: 1 (hydra.launcher.cpus_per_task)" in (run / "train.log").read_text()
