@@ -1,0 +1,448 @@
+"""DP-SGD (Abadi et al. 2016) over Opacus, fitted to robustai's flat training loop.
+
+The pieces are Opacus' own: a ``GradSampleModule`` computes per-sample gradients (or, with
+ghost clipping, only their norms; Li et al. 2022), a ``DPOptimizer`` clips each
+sample's gradient to ``max_grad_norm``, adds Gaussian noise of std ``noise_multiplier *
+max_grad_norm`` and steps, and an accountant counts every step. robustai adds Poisson sampling
+over in-memory tensors (:class:`~robustai.privacy.sampling.PoissonLoader`), an objective that
+works with adversarial training, and the budget bookkeeping.
+
+Adversarial training inside DP-SGD. The attack runs the same model forward and backward
+(gradients w.r.t. the input only). Opacus' hooks would capture those passes as if they were
+training passes: per-sample state would be corrupted or the run would fail. The hooks are
+therefore switched on only for the training pass: :class:`DPObjective` enables them right before
+the forward on the (adversarial) batch, and the optimizer's step hook switches them off after
+clipping and noising, so attacks, callbacks and evaluation never touch per-sample state. The
+accountant counts optimizer steps only; attack passes are not steps. Clipping bounds the
+contribution of each *training record* (its adversarial example is a function of that record and
+the current model), so the guarantee is the usual DP-SGD one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from opacus.accountants import create_accountant
+from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
+from opacus.optimizers import get_optimizer_class
+from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
+from opacus.utils.module_utils import trainable_modules
+from opacus.validators import ModuleValidator
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from robustai.attacks import Attack
+from robustai.privacy.accounting import (
+    ACCOUNTANTS,
+    default_delta,
+    epsilon_spent,
+    noise_multiplier_for,
+)
+from robustai.privacy.sampling import PoissonLoader, entropy_generator
+from robustai.training.objectives import AdversarialObjective
+from robustai.training.trainer import EpochStats, Trainer
+
+log = logging.getLogger(__name__)
+
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "ghost", "hooks")
+
+
+class IncompatibleLayerError(ValueError):
+    """The model has a layer that mixes the samples of a batch (e.g. BatchNorm)."""
+
+
+def incompatible_layers(model: nn.Module) -> list[tuple[str, str]]:
+    """(name, type) of each trainable layer Opacus refuses for DP training, e.g. BatchNorm."""
+    found = []
+    for name, module in trainable_modules(model):
+        validator = ModuleValidator.VALIDATORS.get(type(module))
+        if validator is not None and validator(module):
+            found.append((name, type(module).__name__))
+    return found
+
+
+def check_dp_compatible(model: nn.Module) -> None:
+    """Raise :class:`IncompatibleLayerError` naming the first layer DP-SGD cannot train."""
+    bad = incompatible_layers(model)
+    if bad:
+        name, kind = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise IncompatibleLayerError(
+            f"layer '{name}' is {kind}{more}, which mixes the samples of a batch, so per-sample "
+            "gradients and the DP guarantee do not exist; set privacy.fix_model=true to replace "
+            "it by GroupNorm, or use a model without it"
+        )
+
+
+def make_dp_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
+    """Opacus' ``ModuleValidator.fix``: BatchNorm -> GroupNorm. Returns a copy and the names of
+    the replaced layers; the weights of replaced layers start fresh."""
+    names = [name for name, _ in incompatible_layers(model)]
+    if not names:
+        return model, []
+    fixed = ModuleValidator.fix(model)
+    check_dp_compatible(fixed)
+    return fixed, names
+
+
+def _shares_parameters(model: nn.Module) -> bool:
+    """A parameter registered in two places (e.g. one layer used twice in a Sequential).
+
+    A layer registered once but called twice in ``forward`` cannot be seen without running the
+    model; Opacus' ghost clipping refuses it at the first step (use grad_sample_mode=hooks).
+    """
+    seen: set[int] = set()
+    for _, p in model.named_parameters(remove_duplicate=False):
+        if id(p) in seen:
+            return True
+        seen.add(id(p))
+    return False
+
+
+def choose_grad_sample_mode(model: nn.Module, requested: str = "auto") -> tuple[str, str]:
+    """(mode, description): ghost clipping where the model allows it, per-sample hooks otherwise.
+
+    Ghost clipping computes per-sample gradient *norms* only (for Linear layers without ever
+    forming the per-sample gradients) and clips with a second backward pass. It does not support
+    parameters shared between layers; such models fall back to per-sample hooks.
+    """
+    if requested not in GRAD_SAMPLE_MODES:
+        raise ValueError(
+            f"unknown grad_sample_mode '{requested}'; valid: {', '.join(GRAD_SAMPLE_MODES)}"
+        )
+    shared = _shares_parameters(model)
+    if requested == "ghost" and shared:
+        raise ValueError("grad_sample_mode=ghost does not support parameters shared by layers")
+    mode = requested if requested != "auto" else ("hooks" if shared else "ghost")
+    gsm = GradSampleModuleFastGradientClipping
+    kinds: Counter[str] = Counter()
+    for _, module in trainable_modules(model):
+        t = type(module)
+        if mode == "ghost" and t in gsm.NORM_SAMPLERS:
+            kinds[f"{t.__name__}: ghost norm"] += 1
+        elif t in gsm.GRAD_SAMPLERS:
+            kinds[f"{t.__name__}: per-sample gradient"] += 1
+        else:
+            kinds[f"{t.__name__}: functorch per-sample gradient"] += 1
+    layers = ", ".join(f"{k} x{n}" for k, n in sorted(kinds.items()))
+    if mode == "ghost":
+        why = "fast gradient clipping with ghost norms"
+    elif shared:
+        why = "per-sample hooks (ghost clipping does not support shared parameters)"
+    else:
+        why = "per-sample hooks"
+    return mode, f"{why} [{layers}]"
+
+
+class _GhostLoss(DPTensorFastGradientClipping):
+    """Opacus' ghost-clipping loss, plus what the training loop reads off a loss tensor."""
+
+    @property
+    def device(self) -> torch.device:
+        return self.loss_per_sample.device
+
+    def detach(self) -> Tensor:
+        # The mean over the batch; 0 (not NaN) for an empty Poisson batch.
+        return self.loss_per_sample.detach().sum() / max(1, len(self.loss_per_sample))
+
+
+class DPSGD:
+    """DP-SGD training parts for one run: model, optimizer, Poisson loader and accountant.
+
+    Give either ``noise_multiplier`` or ``target_epsilon`` (then the noise is calibrated so that
+    ``epochs`` epochs spend exactly up to ``target_epsilon`` at ``delta``). ``delta`` defaults to
+    ``min(1e-5, 1/(10 N))``. ``max_epsilon`` stops training before an epoch that would exceed it
+    (see :class:`PrivacyBudgetCallback`). ``noise_seed`` makes noise and sampling reproducible,
+    which removes the privacy from anyone who knows it: for tests and debugging only.
+
+    Train ``self.model`` with ``self.optimizer`` over ``self.loader``, using :meth:`objective`;
+    afterwards :meth:`release` returns the plain model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: Optimizer,
+        x: Tensor,
+        y: Tensor,
+        *,
+        batch_size: int,
+        epochs: int,
+        max_grad_norm: float = 1.0,
+        noise_multiplier: float | None = None,
+        target_epsilon: float | None = None,
+        delta: float | None = None,
+        accountant: str = "prv",
+        grad_sample_mode: str = "auto",
+        max_epsilon: float | None = None,
+        noise_seed: int | None = None,
+    ) -> None:
+        n = len(x)
+        if (noise_multiplier is None) == (target_epsilon is None):
+            raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        if noise_multiplier is not None and noise_multiplier < 0:
+            raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+        if not max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        if accountant not in ACCOUNTANTS:
+            raise ValueError(f"unknown accountant '{accountant}'; valid: {', '.join(ACCOUNTANTS)}")
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        self.delta = default_delta(n) if delta is None else float(delta)
+        if not 0 < self.delta < 1.0 / n:
+            raise ValueError(
+                f"delta={self.delta:g} must be in (0, 1/N) = (0, {1.0 / n:.3g}) for N={n} "
+                "training records: a delta of 1/N permits publishing a whole record"
+            )
+        check_dp_compatible(model)
+        # PyTorch notes each time a full backward hook fires on a layer whose input needs no
+        # gradient (the first layer, every step); Opacus' hooks work exactly that way.
+        warnings.filterwarnings(
+            "ignore", message="Full backward hook is firing when gradients are computed with"
+        )
+        self.grad_sample_mode, self.grad_sample_info = choose_grad_sample_mode(
+            model, grad_sample_mode
+        )
+        self.max_grad_norm = float(max_grad_norm)
+        self.accountant_name = accountant
+        self.target_epsilon = target_epsilon
+        self.max_epsilon = max_epsilon
+        self.epochs = epochs
+        self.num_samples = n
+        self.reproducible_noise = noise_seed is not None
+        device = next(model.parameters()).device
+        self.loader = PoissonLoader(
+            x,
+            y,
+            batch_size,
+            generator=entropy_generator("cpu", None if noise_seed is None else noise_seed + 1),
+        )
+        self.sample_rate = self.loader.sample_rate
+        self.steps_per_epoch = len(self.loader)
+        planned = epochs * self.steps_per_epoch
+        if target_epsilon is not None:
+            noise_multiplier = noise_multiplier_for(
+                target_epsilon, self.delta, self.sample_rate, planned, accountant
+            )
+        assert noise_multiplier is not None
+        self.noise_multiplier = float(noise_multiplier)
+        if self.noise_multiplier == 0:
+            log.warning(
+                "DP-SGD with noise_multiplier=0: gradients are clipped but not noised; "
+                "there is no privacy guarantee"
+            )
+        self._eps_cache: dict[int, float] = {}
+        if max_epsilon is not None:
+            first = self.epsilon_after(self.steps_per_epoch)
+            if first > max_epsilon:
+                raise ValueError(
+                    f"max_epsilon={max_epsilon:g} is exceeded by the first epoch already "
+                    f"(epsilon {first:.3g} after {self.steps_per_epoch} steps); raise "
+                    "max_epsilon or the noise multiplier, or use a smaller batch size"
+                )
+
+        if self.grad_sample_mode == "ghost":
+            self.model: nn.Module = GradSampleModuleFastGradientClipping(
+                model,
+                batch_first=True,
+                loss_reduction="mean",
+                max_grad_norm=self.max_grad_norm,
+                use_ghost_clipping=True,
+            )
+        else:
+            self.model = GradSampleModule(model, batch_first=True, loss_reduction="mean")
+        self.model.forbid_grad_accumulation()  # type: ignore[operator]
+        optim_cls = get_optimizer_class(
+            clipping="flat", distributed=False, grad_sample_mode=self.grad_sample_mode
+        )
+        self.optimizer = optim_cls(
+            optimizer,
+            noise_multiplier=self.noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            expected_batch_size=self.loader.expected_batch_size,
+            loss_reduction="mean",
+            generator=entropy_generator(device, noise_seed),
+        )
+        self.accountant = create_accountant(mechanism=accountant)
+        count_step = self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate)
+
+        def after_noise(opt: Any) -> None:
+            count_step(opt)
+            self.model.disable_hooks()  # type: ignore[operator]
+
+        self.optimizer.attach_step_hook(after_noise)
+        self.model.disable_hooks()  # type: ignore[operator]
+        self.stopped_by_budget = False
+        self._released: nn.Module | None = None
+        log.info(
+            "DP-SGD: %s; N=%d, sample rate %.4g (expected batch %d), %d steps/epoch, "
+            "noise multiplier %.4g%s, max_grad_norm %g, delta %.3g, accountant %s",
+            self.grad_sample_info,
+            n,
+            self.sample_rate,
+            round(self.loader.expected_batch_size),
+            self.steps_per_epoch,
+            self.noise_multiplier,
+            f" (calibrated for epsilon {target_epsilon:g} in {epochs} epochs)"
+            if target_epsilon is not None
+            else "",
+            self.max_grad_norm,
+            self.delta,
+            accountant,
+        )
+        if self.reproducible_noise:
+            log.warning(
+                "DP-SGD noise and sampling are seeded (noise_seed): anyone who knows the seed "
+                "can remove the noise, so this run has no privacy in practice"
+            )
+
+    # ------------------------------------------------------------------ training
+    def objective(
+        self, attack: Attack | None = None, eps_warmup_epochs: float = 0.0
+    ) -> DPObjective:
+        return DPObjective(self, attack, eps_warmup_epochs)
+
+    def callback(self) -> PrivacyBudgetCallback:
+        return PrivacyBudgetCallback(self)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Any:
+        """Mean cross-entropy in the form the chosen per-sample mode needs (empty-batch safe)."""
+        if self.grad_sample_mode == "ghost":
+            per_sample = F.cross_entropy(logits, y, reduction="none")
+            return _GhostLoss(self.model, self.optimizer, per_sample, "mean")  # type: ignore[arg-type]
+        # Opacus' hooks rescale by the actual batch size, so this is the per-sample mean.
+        return F.cross_entropy(logits, y, reduction="sum") / max(1, len(y))
+
+    def start_training_pass(self) -> None:
+        """Let Opacus' hooks see the next forward/backward; the step switches them off again."""
+        self.model.enable_hooks()  # type: ignore[operator]
+
+    def release(self) -> nn.Module:
+        """The trained plain model, with Opacus' hooks and per-sample attributes removed."""
+        if self._released is None:
+            self._released = self.model.to_standard_module()  # type: ignore[operator]
+        return self._released
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accountant's history, for resumable checkpoints (generator states are left out
+        on purpose: they would let a checkpoint's reader reconstruct the noise)."""
+        return {
+            "history": [list(h) for h in self.accountant.history],
+            "stopped_by_budget": self.stopped_by_budget,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.accountant.history = [tuple(h) for h in state["history"]]
+        self.stopped_by_budget = bool(state["stopped_by_budget"])
+
+    # ------------------------------------------------------------------ accounting
+    @property
+    def steps(self) -> int:
+        """Optimizer steps the accountant has counted."""
+        return int(sum(h[2] for h in self.accountant.history))
+
+    def epsilon_after(self, steps: int) -> float:
+        """Epsilon at ``self.delta`` after ``steps`` steps with this run's sigma and q."""
+        if steps not in self._eps_cache:
+            self._eps_cache[steps] = epsilon_spent(
+                self.noise_multiplier, self.sample_rate, steps, self.delta, self.accountant_name
+            )
+        return self._eps_cache[steps]
+
+    def epsilon(self) -> float:
+        """Epsilon spent so far, from Opacus' accountant attached to the optimizer."""
+        steps = self.steps
+        if steps == 0:
+            return 0.0
+        if self.noise_multiplier == 0:
+            return math.inf
+        if steps not in self._eps_cache:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Optimal order is the")
+                self._eps_cache[steps] = float(self.accountant.get_epsilon(delta=self.delta))
+        return self._eps_cache[steps]
+
+    def summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` and ``meta.json`` record under ``privacy``."""
+        from robustai.privacy.statement import privacy_statement
+
+        out: dict[str, Any] = {
+            "method": "dpsgd",
+            "epsilon": self.epsilon(),
+            "delta": self.delta,
+            "accountant": self.accountant_name,
+            "adjacency": "add/remove one record",
+            "noise_multiplier": self.noise_multiplier,
+            "max_grad_norm": self.max_grad_norm,
+            "sample_rate": self.sample_rate,
+            "expected_batch_size": self.loader.expected_batch_size,
+            "steps": self.steps,
+            "steps_per_epoch": self.steps_per_epoch,
+            "num_samples": self.num_samples,
+            "target_epsilon": self.target_epsilon,
+            "max_epsilon": self.max_epsilon,
+            "stopped_by_budget": self.stopped_by_budget,
+            "grad_sample_mode": self.grad_sample_mode,
+            "reproducible_noise": self.reproducible_noise,
+        }
+        out["statement"] = privacy_statement(out)
+        return out
+
+
+class DPObjective:
+    """Cross-entropy on clean or adversarial inputs, with DP-SGD's per-sample loss.
+
+    The attack (if any) runs with Opacus' hooks off, then the hooks are switched on for the one
+    training forward/backward whose gradients the optimizer clips and noises.
+    """
+
+    def __init__(
+        self, dp: DPSGD, attack: Attack | None = None, eps_warmup_epochs: float = 0.0
+    ) -> None:
+        self.dp = dp
+        self._adv = AdversarialObjective(attack, eps_warmup_epochs) if attack is not None else None
+        self.adversarial = attack is not None
+
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, progress: float
+    ) -> tuple[Any, Tensor]:
+        self.dp.model.disable_hooks()  # type: ignore[operator]
+        if self._adv is not None:
+            x = self._adv.attack_at(progress)(model, x, y)
+        self.dp.start_training_pass()
+        logits = model(x)
+        return self.dp.loss(logits, y), logits
+
+
+@dataclass
+class PrivacyBudgetCallback:
+    """Each epoch: epsilon spent (``stats.extra['privacy_epsilon']``); stops training before an
+    epoch whose steps would take epsilon past ``max_epsilon``.
+
+    Every epoch has the same number of steps, so the epsilon after the next epoch is known
+    exactly in advance.
+    """
+
+    dp: DPSGD
+
+    def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
+        dp = self.dp
+        eps = dp.epsilon()
+        stats.extra["privacy_epsilon"] = eps
+        log.info("privacy: epsilon %.4g at delta %.3g after %d steps", eps, dp.delta, dp.steps)
+        if dp.max_epsilon is None or stats.epoch + 1 >= trainer.epochs:
+            return
+        nxt = dp.epsilon_after(dp.steps + dp.steps_per_epoch)
+        if nxt > dp.max_epsilon:
+            dp.stopped_by_budget = True
+            trainer.request_stop(
+                f"privacy budget: another epoch would spend epsilon {nxt:.4g} > "
+                f"privacy.max_epsilon={dp.max_epsilon:g}; stopped at epsilon {eps:.4g}"
+            )

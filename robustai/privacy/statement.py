@@ -1,0 +1,123 @@
+"""The privacy guarantee of a run in one sentence users can quote, and the report section.
+
+The sentence is built from the ``privacy`` entry of ``metrics.json`` alone, so a report writer
+can regenerate it from a finished run folder: ``privacy_section(json.load(metrics.json))``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+REPORT = "report.md"
+SECTION = "## Privacy"
+NO_GUARANTEE = "This run gives no differential-privacy guarantee."
+
+_ACCOUNTANTS = {"prv": "PRV (Gopi et al. 2021)", "rdp": "RDP (Mironov 2017)"}
+_WHAT = {"features": "feature vector", "output": "logit vector", "input": "input"}
+
+
+def _num(v: float) -> str:
+    return f"{v:.3g}"
+
+
+def privacy_statement(privacy: Mapping[str, Any] | None) -> str:
+    """One sentence stating what a run's ``privacy`` record guarantees (or that it does not)."""
+    if not privacy:
+        return NO_GUARANTEE
+    method = privacy.get("method")
+    if method == "dpsgd":
+        return _dpsgd(privacy)
+    if method in ("laplace", "gaussian"):
+        return _mechanism(privacy)
+    if method == "gaussian_noise":
+        return (
+            f"Gaussian noise (sigma={_num(privacy['sigma'])}) was added to the model's "
+            f"{privacy['where']} during training for noise robustness; it gives no "
+            "differential-privacy guarantee."
+        )
+    return NO_GUARANTEE
+
+
+def _seeded(p: Mapping[str, Any]) -> str:
+    if not p.get("reproducible_noise"):
+        return ""
+    return (
+        "; the noise was seeded (privacy.noise_seed), so anyone who knows the seed can remove "
+        "it and the guarantee does not hold in practice"
+    )
+
+
+def _dpsgd(p: Mapping[str, Any]) -> str:
+    eps = float(p["epsilon"])
+    if eps == float("inf"):
+        return (
+            "This run clipped per-sample gradients but added no noise (noise multiplier 0), "
+            "so it gives no differential-privacy guarantee."
+        )
+    return (
+        f"The trained weights are ({_num(eps)}, {_num(float(p['delta']))})-differentially "
+        f"private with respect to adding or removing any one of the {p['num_samples']} "
+        f"training records, by DP-SGD with Poisson sampling rate {_num(p['sample_rate'])}, "
+        f"noise multiplier {_num(p['noise_multiplier'])} and per-sample gradient clipping at "
+        f"{p['max_grad_norm']:g} over {p['steps']} steps, as accounted by Opacus' "
+        f"{_ACCOUNTANTS.get(p['accountant'], p['accountant'])} accountant; metrics computed on "
+        f"the training data and the choice of hyper-parameters are not covered{_seeded(p)}."
+    )
+
+
+def _mechanism(p: Mapping[str, Any]) -> str:
+    laplace = p["method"] == "laplace"
+    name = "Laplace" if laplace else "Gaussian"
+    norm = "L1" if laplace else "L2"
+    noise = (
+        f"noise scale {_num(p['noise_scale'])}"
+        if laplace
+        else f"noise std {_num(p['noise_scale'])}"
+    )
+    dp = (
+        f"{_num(p['epsilon'])}-differentially private"
+        if laplace
+        else f"({_num(p['epsilon'])}, {_num(p['delta'])})-differentially private"
+    )
+    how = f"{norm} sensitivity {p['sensitivity']:g}, {noise}"
+    if p["where"] == "input":
+        return (
+            f"Each training image was released once through the {name} mechanism ({how}) "
+            f"before training, so the weights and everything else computed from the training "
+            f"images are {dp} with respect to replacing any one training image; labels are "
+            f"not protected{_seeded(p)}."
+        )
+    what = _WHAT[p["where"]]
+    return (
+        f"Every forward pass releases each record's {what} through the {name} mechanism "
+        f"({how}), one release that is {dp} with respect to that {what} (k releases of the "
+        "same record spend k times as much); this does not protect the training data held "
+        f"in the weights{_seeded(p)}."
+    )
+
+
+def privacy_section(metrics: Mapping[str, Any]) -> str:
+    """The report's "Privacy" section for a run's ``metrics.json`` content (markdown)."""
+    sentence = metrics.get("privacy_statement") or privacy_statement(metrics.get("privacy"))
+    return f"{SECTION}\n\n{sentence}\n"
+
+
+def append_privacy_section(run_dir: str | Path, metrics: Mapping[str, Any]) -> bool:
+    """Append the Privacy section to ``report.md`` in ``run_dir`` if the report exists and has
+    none yet (the rest of the report is left as it is). Returns whether it appended."""
+    report = Path(run_dir) / REPORT
+    if not report.is_file():
+        return False
+    text = report.read_text()
+    if any(line.strip() == SECTION for line in text.splitlines()):
+        return False
+    sep = "" if text.endswith("\n\n") or not text else ("\n" if text.endswith("\n") else "\n\n")
+    with report.open("a") as f:
+        f.write(sep + privacy_section(metrics))
+    log.info("added the privacy section to %s", report)
+    return True

@@ -1,0 +1,66 @@
+"""Accounting: our epsilon is Opacus' epsilon, and a target is never overshot."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opacus.accountants import PRVAccountant, RDPAccountant
+
+from robustai.privacy import default_delta, epsilon_spent, noise_multiplier_for
+
+
+@pytest.mark.parametrize("name, cls", [("prv", PRVAccountant), ("rdp", RDPAccountant)])
+def test_epsilon_is_opacus_accountant_stepped_one_step_at_a_time(name: str, cls: type) -> None:
+    sigma, q, steps, delta = 1.1, 0.02, 150, 1e-5
+    acc = cls()
+    for _ in range(steps):  # what the optimizer hook does: one call per step
+        acc.step(noise_multiplier=sigma, sample_rate=q)
+    assert epsilon_spent(sigma, q, steps, delta, name) == pytest.approx(acc.get_epsilon(delta))
+
+
+def test_more_noise_fewer_steps_less_epsilon() -> None:
+    e = epsilon_spent(1.0, 0.05, 100, 1e-5, "rdp")
+    assert epsilon_spent(2.0, 0.05, 100, 1e-5, "rdp") < e
+    assert epsilon_spent(1.0, 0.05, 50, 1e-5, "rdp") < e
+    assert epsilon_spent(1.0, 0.05, 0, 1e-5) == 0.0
+    assert epsilon_spent(0.0, 0.05, 10, 1e-5) == math.inf
+
+
+def test_default_delta_is_well_below_one_over_n() -> None:
+    assert default_delta(1000) == 1e-5
+    assert default_delta(60_000) == pytest.approx(1 / 600_000)
+    for n in (1, 10, 1437, 8000, 10**7):
+        assert default_delta(n) <= 0.1 / n
+
+
+def test_unknown_accountant_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="prv, rdp"):
+        epsilon_spent(1.0, 0.1, 10, 1e-5, "gdp")
+
+
+@settings(max_examples=5, deadline=None)
+@given(
+    target=st.floats(0.3, 12.0),
+    q=st.floats(0.004, 0.25),
+    steps=st.integers(1, 400),
+)
+def test_calibrated_noise_never_overshoots_the_target(target: float, q: float, steps: int) -> None:
+    sigma = noise_multiplier_for(target, 1e-5, q, steps, "rdp")
+    spent = epsilon_spent(sigma, q, steps, 1e-5, "rdp")
+    assert spent <= target
+    assert spent >= target - 0.05 or sigma <= 20 / 2**20  # tight, up to Opacus' tolerance
+
+
+@pytest.mark.slow
+def test_calibration_with_prv_is_tight_and_safe() -> None:
+    sigma = noise_multiplier_for(3.0, 1e-5, 64 / 1437, 230, "prv")
+    spent = epsilon_spent(sigma, 64 / 1437, 230, 1e-5, "prv")
+    assert 2.95 <= spent <= 3.0
+
+
+def test_unreachable_target_says_what_to_do() -> None:
+    with pytest.raises(ValueError, match="raise target_epsilon"):
+        noise_multiplier_for(1e-4, 1e-5, 1.0, 10_000, "rdp")

@@ -1,0 +1,268 @@
+"""DP-SGD over Opacus: accounting, budget, model checks, and DP together with adversarial
+training (the attack must not touch Opacus' per-sample state, and only optimizer steps count)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from opacus.accountants import PRVAccountant
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+from robustai.attacks import FGSM
+from robustai.data import build_data
+from robustai.evaluation import accuracy
+from robustai.models import build_model
+from robustai.privacy import (
+    DPSGD,
+    IncompatibleLayerError,
+    check_dp_compatible,
+    choose_grad_sample_mode,
+    make_dp_compatible,
+)
+from robustai.training import Trainer
+
+MODES = ["ghost", "hooks"]
+# PyTorch's note that a full backward hook fired on the first layer (whose input needs no
+# gradient) is how Opacus' hooks work; the library silences it outside pytest.
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    d = build_data("digits", train_size=256)
+    return d.train.x, d.train.y, d.eval.x, d.eval.y
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return build_model("small_cnn", (1, 8, 8), 10, mean=(0.5,), std=(0.5,))
+
+
+def _dp(model: nn.Module, x: Tensor, y: Tensor, lr: float = 0.0, **kw: object) -> DPSGD:
+    kw = {
+        "batch_size": 32,
+        "epochs": 1,
+        "noise_multiplier": 1.0,
+        "noise_seed": 0,
+        "accountant": "rdp",  # fast; the PRV default is checked where accounting is the point
+        **kw,
+    }
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    return DPSGD(model, opt, x, y, **kw)  # type: ignore[arg-type]
+
+
+def _fit(dp: DPSGD, epochs: int, attack: FGSM | None = None) -> Trainer:
+    trainer = Trainer(
+        dp.model,
+        dp.objective(attack),
+        dp.optimizer,
+        epochs=epochs,
+        callbacks=[dp.callback()],
+        progress=False,
+    )
+    trainer.fit(dp.loader)
+    return trainer
+
+
+class RecordingFGSM(FGSM):
+    """FGSM-RS that remembers the adversarial batch it produced."""
+
+    last: Tensor
+
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        self.last = super().perturb(model, x, y).detach().clone()
+        return self.last
+
+
+def _clipped_sum(model: nn.Module, x: Tensor, y: Tensor, c: float) -> dict[str, Tensor]:
+    """Sum over the batch of per-sample gradients clipped to norm ``c``, computed with
+    torch.func on a plain copy of the model (no Opacus)."""
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss(p: dict[str, Tensor], xi: Tensor, yi: Tensor) -> Tensor:
+        return F.cross_entropy(functional_call(model, p, (xi[None],)), yi[None])
+
+    g = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
+    norms = torch.stack([v.flatten(1).norm(dim=1) for v in g.values()], 1).norm(dim=1)
+    factor = (c / (norms + 1e-6)).clamp(max=1.0)
+    return {k: torch.einsum("i,i...->...", factor, v) for k, v in g.items()}
+
+
+# ---------------------------------------------------------------- DP + adversarial training
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dp_gradients_are_those_of_the_adversarial_batch(mode: str, digits: tuple) -> None:
+    x, y, _, _ = digits
+    model = _model()
+    reference = copy.deepcopy(model)
+    dp = _dp(model, x, y, noise_multiplier=0.0, max_grad_norm=0.5, grad_sample_mode=mode)
+    attack = RecordingFGSM(eps=0.1, random_start=True)
+    objective = dp.objective(attack)
+    xb, yb = next(iter(dp.loader))
+    assert len(yb) > 0
+    loss, _ = objective(dp.model, xb, yb, 0.0)
+    dp.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    dp.optimizer.step()  # lr 0: the weights stay; p.grad holds the noise-free DP gradient
+    got = {k.removeprefix("_module."): p.grad for k, p in dp.model.named_parameters()}
+    on_adv = _clipped_sum(reference, attack.last, yb, 0.5)
+    on_clean = _clipped_sum(reference, xb, yb, 0.5)
+    b = dp.loader.expected_batch_size
+    for k, g in got.items():
+        assert g is not None
+        torch.testing.assert_close(g, on_adv[k] / b, rtol=1e-4, atol=1e-6)
+    assert any(not torch.allclose(got[k], on_clean[k] / b, atol=1e-5) for k in got)
+    assert dp.steps == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_attack_leaves_per_sample_state_alone(mode: str, digits: tuple) -> None:
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, grad_sample_mode=mode)
+    attack = FGSM(eps=0.1, random_start=True)
+    xb, yb = x[:16], y[:16]
+    for model_mode in ("eval", "train"):
+        attack.model_mode = model_mode
+        attack(dp.model, xb, yb)
+    for p in dp.model.parameters():
+        assert getattr(p, "grad_sample", None) is None
+        assert getattr(p, "_norm_sample", None) is None
+        assert getattr(p, "_forward_counter", 0) == 0
+        assert p.grad is None
+    assert all(not getattr(m, "activations", []) for m in dp.model.modules())
+    assert dp.steps == 0
+    # Why the hooks are switched off: with Opacus' hooks live, the attack's backward breaks.
+    dp.start_training_pass()
+    with pytest.raises(ValueError, match="activations"):
+        FGSM(eps=0.1)(dp.model, xb, yb)
+
+
+def test_dp_adversarial_run_trains_and_spends_what_the_clean_dp_run_spends() -> None:
+    d = build_data("digits", train_size=512)
+    runs = {}
+    for name, attack in (("clean", None), ("adv", FGSM(eps=0.1, random_start=True))):
+        dp = _dp(_model(), d.train.x, d.train.y, lr=1.0, noise_multiplier=0.8, epochs=4)
+        _fit(dp, 4, attack)
+        runs[name] = dp
+        assert accuracy(dp.release(), d.eval.x, d.eval.y) > 0.4  # chance is 0.1
+    clean, adv = runs["clean"], runs["adv"]
+    assert adv.steps == clean.steps == 4 * len(clean.loader)
+    assert adv.accountant.history == clean.accountant.history
+    assert adv.epsilon() == clean.epsilon()
+
+
+# ---------------------------------------------------------------- accounting and budget
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_epsilon_matches_an_independent_opacus_accountant(mode: str, digits: tuple) -> None:
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, lr=0.5, noise_multiplier=1.3, grad_sample_mode=mode, accountant="prv")
+    _fit(dp, 1)
+    q, steps = 32 / len(x), math.ceil(len(x) / 32)
+    assert dp.sample_rate == pytest.approx(q)
+    assert dp.steps == steps
+    acc = PRVAccountant()
+    acc.history = [(1.3, q, steps)]
+    assert dp.epsilon() == pytest.approx(acc.get_epsilon(delta=1e-5))
+    assert dp.delta == 1e-5
+
+
+def test_target_epsilon_run_never_overshoots(digits: tuple) -> None:
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, lr=0.5, noise_multiplier=None, target_epsilon=2.0, epochs=2)
+    trainer = _fit(dp, 2)
+    assert trainer.history[-1].extra["privacy_epsilon"] == dp.epsilon()
+    assert 1.9 <= dp.epsilon() <= 2.0
+    assert [s.extra["privacy_epsilon"] for s in trainer.history] == sorted(
+        s.extra["privacy_epsilon"] for s in trainer.history
+    )
+
+
+def test_max_epsilon_stops_before_the_budget_would_be_exceeded(digits: tuple) -> None:
+    x, y, _, _ = digits
+    probe = _dp(_model(), x, y)
+    one, two = (probe.epsilon_after(k * probe.steps_per_epoch) for k in (1, 2))
+    dp = _dp(_model(), x, y, epochs=5, max_epsilon=(one + two) / 2)
+    trainer = _fit(dp, 5)
+    assert len(trainer.history) == 1
+    assert dp.epsilon() == pytest.approx(one) and dp.epsilon() <= dp.max_epsilon
+    assert dp.stopped_by_budget
+    assert trainer.stop_reason is not None and "privacy.max_epsilon" in trainer.stop_reason
+    with pytest.raises(ValueError, match="first epoch"):
+        _dp(_model(), x, y, max_epsilon=one / 2)
+
+
+def test_empty_poisson_batches_still_take_a_noisy_step() -> None:
+    x, y = torch.rand(30, 1, 8, 8), torch.randint(0, 10, (30,))
+    for mode in MODES:
+        dp = _dp(_model(), x, y, lr=0.1, batch_size=1, grad_sample_mode=mode, delta=1e-3)
+        trainer = _fit(dp, 2)
+        assert dp.steps == 2 * 30  # empty batches (about 1 in 3 here) are steps too
+        assert all(math.isfinite(s.loss) for s in trainer.history)
+
+
+def test_delta_must_be_below_one_over_n(digits: tuple) -> None:
+    x, y, _, _ = digits
+    with pytest.raises(ValueError, match="1/N"):
+        _dp(_model(), x, y, delta=1.0 / len(x))
+    with pytest.raises(ValueError, match="exactly one"):
+        _dp(_model(), x, y, target_epsilon=1.0)
+
+
+def test_checkpoint_state_carries_the_accountant(digits: tuple) -> None:
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, lr=0.1)
+    _fit(dp, 1)
+    again = _dp(_model(), x, y, lr=0.1)
+    again.load_state_dict(dp.state_dict())
+    assert again.steps == dp.steps and again.epsilon() == dp.epsilon()
+
+
+def test_release_gives_back_the_plain_model(digits: tuple) -> None:
+    x, y, _, _ = digits
+    model = _model()
+    keys = list(model.state_dict())
+    dp = _dp(model, x, y, lr=0.1)
+    _fit(dp, 1)
+    plain = dp.release()
+    assert plain is model and list(plain.state_dict()) == keys
+    assert all(not hasattr(p, "grad_sample") for p in plain.parameters())
+    plain.eval()
+    FGSM(eps=0.1)(plain, x[:8], y[:8])  # no hooks left to trip over
+
+
+# ---------------------------------------------------------------- models
+
+
+def test_batchnorm_is_refused_naming_the_layer_or_fixed_with_groupnorm() -> None:
+    model = build_model("preact_resnet18", (3, 4, 4), 10, width=4)
+    with pytest.raises(IncompatibleLayerError, match=r"'1\.layers\.0\.bn1' is BatchNorm2d"):
+        check_dp_compatible(model)
+    fixed, names = make_dp_compatible(model)
+    assert names[0] == "1.layers.0.bn1" and len(names) == 17
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in fixed.modules())
+    check_dp_compatible(fixed)
+    x, y = torch.rand(8, 3, 4, 4), torch.randint(0, 10, (8,))
+    dp = _dp(fixed, x, y, lr=0.1, batch_size=4, delta=1e-3)
+    _fit(dp, 1)
+    assert dp.steps == 2
+
+
+def test_ghost_clipping_where_possible_hooks_for_shared_parameters() -> None:
+    mode, info = choose_grad_sample_mode(_model())
+    assert mode == "ghost" and "Linear: ghost norm x2" in info
+    a = nn.Linear(4, 4)
+    tied = nn.Sequential(a, nn.ReLU(), a)
+    assert choose_grad_sample_mode(tied)[0] == "hooks"
+    with pytest.raises(ValueError, match="shared"):
+        choose_grad_sample_mode(tied, "ghost")
+    with pytest.raises(ValueError, match="auto, ghost, hooks"):
+        choose_grad_sample_mode(tied, "fast")

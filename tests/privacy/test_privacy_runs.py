@@ -1,0 +1,229 @@
+"""``privacy=...`` through the config and the training pipeline: every option composes and runs,
+DP-SGD runs write their budget where the contract says, and bad settings fail in one line."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opacus.accountants import PRVAccountant
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from robustai.cli.common import config_dir
+from robustai.cli.pipeline import run_train
+from robustai.cli.preflight import preflight
+from robustai.config import TrainConfig, to_train_config
+from robustai.errors import ConfigError
+from robustai.models import load_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
+
+CONFIGS = config_dir()
+OPTIONS = sorted(p.stem for p in (CONFIGS / "privacy").glob("*.yaml"))
+# Small and quick: 256 digits, 2 epochs, a short evaluation, no TensorBoard images.
+TINY = [
+    "data.train_size=256",
+    "data.batch_size=32",
+    "trainer.epochs=2",
+    "trainer.progress=false",
+    "trainer.watchdog.samples=32",
+    "trainer.watchdog.steps=2",
+    "trainer.checkpoint_every=0",
+    "evaluator.samples=64",
+    "logger.image_grid=0",
+]
+
+
+def compose(overrides: list[str]) -> TrainConfig:
+    out: list[TrainConfig] = []
+    preflight(CONFIGS, "train", overrides, lambda cfg: out.append(to_train_config(cfg)))
+    assert len(out) == 1
+    return out[0]
+
+
+def train(overrides: list[str], out_dir: Path) -> dict[str, Any]:
+    return run_train(compose([*TINY, *overrides]), out_dir)
+
+
+def test_the_options_are_the_documented_ones() -> None:
+    assert {"none", "dpsgd", "input_laplace", "input_gaussian", "gaussian_noise"} <= set(OPTIONS)
+    assert compose([]).privacy.name == "none"
+
+
+@pytest.mark.parametrize("option", [o for o in OPTIONS if o != "dpsgd"])
+def test_each_option_runs(option: str, tmp_path: Path) -> None:
+    m = train([f"privacy={option}", "attack=none", "trainer.epochs=1"], tmp_path)
+    assert m["privacy_statement"]
+    if option in ("none", "gaussian_noise"):
+        assert m["privacy"] is None
+    else:
+        assert m["privacy"]["epsilon"] > 0 and m["privacy"]["where"] == "input"
+        assert m["privacy"]["num_samples"] == 256
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert ("privacy" in meta) and (meta["privacy"] is None) == (option == "none")
+
+
+@pytest.fixture(scope="module")
+def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """The same DP-SGD run without and with FGSM-RS adversarial training."""
+    runs = {}
+    for attack in ("none", "fgsm_rs"):
+        out = tmp_path_factory.mktemp(f"dp_{attack}")
+        dp = ["privacy=dpsgd", f"attack={attack}", "data.train_size=null", "data.batch_size=64"]
+        dp.append("privacy.noise_seed=0")  # a reproducible outcome for the accuracy check
+        runs[attack] = (out, train([*dp, "trainer.epochs=4"], out))
+    return runs
+
+
+@pytest.mark.parametrize("attack", ["none", "fgsm_rs"])
+def test_dpsgd_run_reports_opacus_epsilon(attack: str, dp_runs: dict) -> None:
+    out, m = dp_runs[attack]
+    p = m["privacy"]
+    n = 1438  # digits' training split
+    q, steps = 64 / n, 4 * math.ceil(n / 64)
+    assert (p["sample_rate"], p["steps"], p["noise_multiplier"]) == (q, steps, 1.0)
+    acc = PRVAccountant()
+    acc.history = [(1.0, q, steps)]
+    assert p["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5))
+    assert p["delta"] == 1e-5 < 1 / n
+    assert m["privacy_statement"] == p["statement"]
+    assert f"({p['epsilon']:.3g}, 1e-05)-differentially private" in p["statement"]
+    assert m["clean_acc"] > 0.4  # it trains (chance is 0.1)
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["privacy"]["epsilon"] == p["epsilon"]
+    assert meta["normalization"] == {"mean": [0.0], "std": [1.0]}  # not the data's statistics
+    model, _ = load_model(out)  # a plain model: Opacus' wrapper is gone from the weights
+    assert not any(k.startswith("_module") for k in model.state_dict())
+    events = EventAccumulator(str(out))
+    events.Reload()
+    eps = [e.value for e in events.Scalars("privacy/epsilon")]
+    assert len(eps) == 4 and eps == sorted(eps) and eps[-1] == pytest.approx(p["epsilon"])
+
+
+def test_adversarial_dp_run_spends_what_the_clean_dp_run_spends(dp_runs: dict) -> None:
+    clean, adv = dp_runs["none"][1]["privacy"], dp_runs["fgsm_rs"][1]["privacy"]
+    assert adv["steps"] == clean["steps"]
+    assert adv["epsilon"] == clean["epsilon"]
+
+
+def test_max_epsilon_stops_the_run_and_says_so(tmp_path: Path) -> None:
+    m = train(
+        ["privacy=dpsgd", "attack=none", "trainer.epochs=4", "privacy.max_epsilon=4.5"], tmp_path
+    )
+    # Epsilon after 1, 2, 3 epochs: 3.18, 4.03, 4.69; so the third epoch never starts.
+    assert m["stopped_early"] and "privacy.max_epsilon=4.5" in m["stop_reason"]
+    assert m["privacy"]["stopped_by_budget"] and m["privacy"]["epsilon"] <= 4.5
+    assert m["epochs"] == 2
+
+
+def test_target_epsilon_run_does_not_overshoot(tmp_path: Path) -> None:
+    m = train(
+        [
+            "privacy=dpsgd",
+            "attack=none",
+            "privacy.noise_multiplier=null",
+            "privacy.target_epsilon=4",
+        ],
+        tmp_path,
+    )
+    assert 3.9 <= m["privacy"]["epsilon"] <= 4.0
+
+
+def test_batchnorm_model_refused_or_fixed(tmp_path: Path) -> None:
+    bn = ["privacy=dpsgd", "attack=none", "model=preact_resnet18", "model.params.width=4"]
+    with pytest.raises(ConfigError, match=r"'1\.layers\.0\.bn1' is BatchNorm2d.*fix_model=true"):
+        train(bn, tmp_path / "refused")
+    m = train([*bn, "privacy.fix_model=true", "trainer.epochs=1"], tmp_path / "fixed")
+    assert m["privacy"]["model_fixed"][0] == "1.layers.0.bn1"
+    model, _ = load_model(tmp_path / "fixed")  # rebuilt with GroupNorm, as trained
+    assert "GroupNorm" in repr(model) and "BatchNorm" not in repr(model)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["privacy=dpsgd", "privacy.target_epsilon=3"], "both set"),
+        (["privacy=dpsgd", "privacy.noise_multiplier=null"], "noise_multiplier or"),
+        (["privacy=dpsgd", "privacy.accountant=gdp"], "valid: prv, rdp"),
+        (["privacy=dpsgd", "privacy.delta=2"], "privacy.delta"),
+        (["privacy=input_laplace", "privacy.epsilon=null"], "needs privacy.epsilon"),
+        (["privacy=input_gaussian", "privacy.where=logits"], "input, features, output"),
+        (["privacy.name=dp"], "valid: none, dpsgd"),
+        (["privacy=dpsg"], "did you mean dpsgd"),
+    ],
+)
+def test_bad_privacy_settings_fail_in_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as err:
+        compose(overrides)
+    assert "\n" not in str(err.value)
+
+
+def test_resumed_dp_run_keeps_its_accountant(tmp_path: Path) -> None:
+    args = [a for a in TINY if not a.startswith("trainer.checkpoint_every")]
+    dp = ["privacy=dpsgd", "attack=none", "trainer.checkpoint_every=1"]
+    first = run_train(compose([*args, *dp]), tmp_path / "a")
+    state = json.loads((tmp_path / "a" / "checkpoints" / "epoch-0002.json").read_text())
+    assert state["state"]["privacy"]["__dict__"]["history"] == [[1.0, 32 / 256, 16]]
+    assert "generator" not in json.dumps(state["state"]["loader"])  # no sampling RNG on disk
+    again = run_train(compose([*args, *dp, f"trainer.resume={tmp_path / 'a'}"]), tmp_path / "b")
+    assert again["privacy"]["steps"] == first["privacy"]["steps"] == 16
+    assert again["privacy"]["epsilon"] == first["privacy"]["epsilon"]
+
+
+def test_delta_above_one_over_n_is_refused_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"privacy=dpsgd: delta=0\.01 must be in \(0, 1/N\)"):
+        train(["privacy=dpsgd", "privacy.delta=0.01"], tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ["none", "fgsm_rs"])
+def test_cli_dpsgd_on_the_real_mnist_test_split(
+    attack: str, mnist_idx_dir: Path, tmp_path: Path
+) -> None:
+    """``robustai train privacy=dpsgd [attack=fgsm_rs] data=idx`` on the 10k MNIST test images."""
+    # Adversarial training under DP starts slower: 3 epochs, the first ramping eps up from 0.
+    extra = ["trainer.epochs=1"]
+    if attack != "none":
+        extra = ["trainer.epochs=3", "trainer.eps_warmup_epochs=1"]
+    epochs = 1 if attack == "none" else 3
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustai",
+            "train",
+            "privacy=dpsgd",
+            f"attack={attack}",
+            "attack.eps=0.1",  # DP-SGD + FGSM-RS at MNIST's customary 0.3 needs many epochs
+            "data=idx",
+            f"data.root={mnist_idx_dir}",
+            *extra,
+            "privacy.noise_seed=1",  # reproducible outcome (no privacy in practice: a test)
+            "trainer.progress=false",
+            "trainer.threads=1",
+            "evaluator.samples=500",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    p = m["privacy"]
+    steps = 80 * epochs
+    assert p["num_samples"] == 8000 and p["steps"] == steps and p["sample_rate"] == 100 / 8000
+    acc = PRVAccountant()
+    acc.history = [(1.0, 100 / 8000, steps)]
+    assert p["epsilon"] == pytest.approx(acc.get_epsilon(delta=1e-5))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "privacy: epsilon" in log and p["statement"] in log
+    assert m["clean_acc"] > 0.5

@@ -1,0 +1,71 @@
+"""The one-sentence guarantee and the report section."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from robustai.privacy import (
+    append_privacy_section,
+    build_privacy,
+    privacy_section,
+    privacy_statement,
+)
+
+DPSGD = {
+    "method": "dpsgd",
+    "epsilon": 2.338,
+    "delta": 1e-5,
+    "accountant": "prv",
+    "noise_multiplier": 1.0,
+    "max_grad_norm": 1.0,
+    "sample_rate": 0.0445,
+    "steps": 46,
+    "num_samples": 1438,
+    "reproducible_noise": False,
+}
+
+
+def _one_sentence(s: str) -> bool:
+    return s.endswith(".") and not re.search(r"\.\s+[A-Z]", s) and "\n" not in s
+
+
+def test_dpsgd_sentence_states_epsilon_delta_and_the_unit() -> None:
+    s = privacy_statement(DPSGD)
+    assert _one_sentence(s)
+    for part in ("(2.34, 1e-05)-differentially private", "1438 training records", "46 steps"):
+        assert part in s
+    seeded = privacy_statement({**DPSGD, "reproducible_noise": True})
+    assert "seed" in seeded and _one_sentence(seeded)
+    assert "no differential-privacy guarantee" in privacy_statement(
+        {**DPSGD, "epsilon": float("inf")}
+    )
+
+
+def test_each_option_has_an_honest_sentence() -> None:
+    lap = build_privacy("laplace", where="input", sensitivity=2.0, epsilon=1.0)
+    assert "1-differentially private" in lap.statement()
+    assert "labels are not protected" in lap.statement()
+    out = build_privacy("gaussian", where="output", sensitivity=2.0, epsilon=1.0, delta=1e-5)
+    assert "does not protect the training data" in out.statement()
+    noise = build_privacy("gaussian_noise", sigma=0.2)
+    assert noise.summary() is None
+    assert "no differential-privacy guarantee" in noise.statement()
+    assert build_privacy("none").statement() == privacy_statement(None)
+    for plan in (lap, out, noise):
+        assert _one_sentence(plan.statement())
+
+
+def test_report_gets_one_privacy_section_appended(tmp_path: Path) -> None:
+    metrics = {"privacy": DPSGD, "privacy_statement": privacy_statement(DPSGD)}
+    assert not append_privacy_section(tmp_path, metrics)  # no report.md: nothing written
+    assert not (tmp_path / "report.md").exists()
+    report = tmp_path / "report.md"
+    report.write_text("# Report\n\nclean acc 0.9\n")
+    assert append_privacy_section(tmp_path, metrics)
+    assert not append_privacy_section(tmp_path, metrics)  # idempotent
+    text = report.read_text()
+    assert text.startswith("# Report\n\nclean acc 0.9\n")
+    assert text.count("## Privacy") == 1
+    assert text.endswith(privacy_section(metrics))
+    assert privacy_statement(DPSGD) in text
