@@ -1,0 +1,115 @@
+"""The bad-input matrix: each row ends with one clear line and exit 2 (bad input) or 1 (run
+failure), never a traceback, and never leaves a half-written file where a good one was."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "trainer.epochs=1",
+    "logger=none",
+    "trainer.watchdog.samples=16",
+]
+
+# (id, overrides; {tmp} is the test's folder, expected exit status, text of the one line)
+MATRIX = [
+    (
+        "wrong type",
+        ["trainer.epochs=three"],
+        2,
+        "trainer.epochs: Value 'three' of type 'str' could not be converted to Integer",
+    ),
+    ("out of range", ["attack.eps=1.5"], 2, "attack.eps=1.5: must be in [0, 1]"),
+    ("unknown name", ["model=vit"], 2, "model=vit: unknown option"),
+    ("unknown key", ["trainer.lr_max=1"], 2, "trainer.lr_max: no such key"),
+    (
+        "missing data folder",
+        ["data=mnist", "data.root={tmp}/nowhere"],
+        2,
+        "MNIST not found under {tmp}/nowhere/MNIST; set data.download=true",
+    ),
+    (
+        "missing IDX files",
+        ["data=idx", "data.root={tmp}/nowhere"],
+        2,
+        "IDX file not found: {tmp}/nowhere/t10k-images-idx3-ubyte.gz",
+    ),
+    (
+        "model does not fit the data shape",
+        ["data.input_shape=[1,2,2]"],
+        2,
+        "model=small_cnn does not fit data=synthetic of shape (1, 2, 2): small_cnn needs inputs "
+        "of at least 4x4 pixels",
+    ),
+    (
+        "loss becomes NaN",
+        ["trainer.lr=1e30"],
+        1,
+        "the loss became NaN or infinite at epoch 1, step",
+    ),
+    (
+        "unwritable output folder",
+        ["hydra.run.dir=/proc/robustai-run"],
+        2,
+        "cannot write the run folder /proc/robustai-run",
+    ),
+    (
+        "output folder under a file",
+        ["hydra.run.dir={tmp}/a-file/run"],
+        2,
+        "{tmp}/a-file is a file, not a folder",
+    ),
+    (
+        "code in a _target_",
+        ["+hydra.callbacks.x._target_=os.system"],
+        2,
+        "hydra.callbacks.x._target_=os.system: not allowed",
+    ),
+    (
+        "subprocess in a _target_",
+        ["+hydra.callbacks.x._target_=subprocess.run"],
+        2,
+        "hydra.callbacks.x._target_=subprocess.run: not allowed",
+    ),
+    (
+        "resume from nothing",
+        ["trainer.resume={tmp}/nowhere"],
+        2,
+        "trainer.resume={tmp}/nowhere: no such run folder",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "status", "message"), [m[1:] for m in MATRIX], ids=[m[0] for m in MATRIX]
+)
+def test_bad_input(tmp_path: Path, overrides: list[str], status: int, message: str) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    args = [o.format(tmp=tmp_path) for o in overrides]
+    if not any(a.startswith("data=") for a in args):
+        args = ["data=synthetic", "data.num_samples=128", *args]
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={tmp_path / 'run'}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", *TINY, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == status, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr + proc.stdout
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train: error: ")]
+    assert len(errors) == 1, proc.stderr[-2000:]
+    assert message.format(tmp=tmp_path) in errors[0]
+    run = tmp_path / "run"
+    # Nothing half-written: no weights or metrics from a failed run, no temporary files left.
+    assert not (run / "weights.safetensors").exists()
+    assert not (run / "metrics.json").exists()
+    assert not list(tmp_path.rglob("*.tmp"))

@@ -1,0 +1,125 @@
+"""Killed runs resume from their last complete checkpoint and end like uninterrupted ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+ARGS = [
+    "data=synthetic",
+    "data.num_samples=4096",
+    "data.batch_size=16",
+    "trainer.epochs=3",
+    "trainer.watchdog.samples=64",
+    "trainer.progress=false",
+    "logger=none",
+]
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def start(run: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "robustai", "train", *ARGS, *extra, f"hydra.run.dir={run}"],
+        cwd=run.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+
+
+def finish(run: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    proc = start(run, *extra)
+    out, err = proc.communicate(timeout=600)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def wait_for(predicate, timeout: float = 300) -> None:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise TimeoutError("the run did not get there in time")
+        time.sleep(0.05)
+
+
+def same_result(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "weights.safetensors")), load_file(str(b / "weights.safetensors"))
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert (wa[k] == wb[k]).all(), k
+    ma, mb = (json.loads((p / "metrics.json").read_text()) for p in (a, b))
+    for key in ("clean_acc", "robust_acc", "worst_case_acc", "epochs"):
+        assert ma[key] == mb[key], key
+    assert ma["watchdog"]["history"] == mb["watchdog"]["history"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run = tmp_path_factory.mktemp("full") / "run"
+    proc = finish(run)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return run
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    proc = start(run)
+    first = run / "checkpoints" / "epoch-0001.json"
+    wait_for(lambda: first.exists() or proc.poll() is not None)
+    time.sleep(0.5)  # well into the second epoch
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert not (run / "weights.safetensors").exists()
+    assert not list((run / "checkpoints").glob("epoch-0002*"))
+
+    resumed = finish(run, f"trainer.resume={run}")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in (run / "train.log").read_text()
+    same_result(uninterrupted, run)
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_mid_epoch_says_how_to_resume_and_resumes_exactly(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    proc = start(run)
+    log = run / "train.log"
+    wait_for(lambda: (log.exists() and "epoch 1/3" in log.read_text()) or proc.poll() is not None)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("robustai train: error: interrupted at epoch 2, step ")
+    assert f"resume with: robustai train trainer.resume={run}" in line
+    assert list((run / "checkpoints").glob("epoch-0001-step-*.json"))
+
+    # Re-running in the same folder continues too (no trainer.resume needed).
+    resumed = finish(run)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    same_result(uninterrupted, run)
+
+
+def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    small = ["data.num_samples=256", "trainer.epochs=1"]
+    assert finish(run, *small).returncode == 0
+    weights = (run / "weights.safetensors").read_bytes()
+    proc = finish(run, *small, "trainer.lr=0.5", f"trainer.resume={run}")
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "cannot resume from" in line and "trainer.lr: 0.1 -> 0.5" in line
+    assert (run / "weights.safetensors").read_bytes() == weights  # the good file is untouched

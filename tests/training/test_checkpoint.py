@@ -1,0 +1,146 @@
+"""Checkpoints: exact round trips without pickle, atomic files, refusal of damaged ones."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from robustai.data import TensorLoader
+from robustai.errors import CheckpointError
+from robustai.training import (
+    RNGState,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+
+
+def _parts(seed: int = 0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=20)
+    x = torch.rand(20, 4, generator=torch.Generator().manual_seed(7))  # the same data set always
+    loader = TensorLoader(x, torch.arange(20) % 3, 4, shuffle=True, seed=seed)
+    return model, opt, sched, loader
+
+
+def _train(model, opt, sched, it, steps: int) -> None:
+    for _ in range(steps):
+        x, y = next(it)
+        loss = nn.functional.cross_entropy(model(x + 0.01 * torch.randn_like(x)), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
+def test_round_trip_resumes_exactly(tmp_path: Path) -> None:
+    """Save after 2 steps, restore into fresh objects: the next 3 steps are bit-identical."""
+    model, opt, sched, loader = _parts()
+    rng = RNGState()
+    comps = {"model": model, "optimizer": opt, "scheduler": sched, "loader": loader, "rng": rng}
+    random.random()
+    np.random.rand()
+    it = iter(loader)  # one pass of 5 batches, interrupted after 2
+    _train(model, opt, sched, it, 2)
+    path = save_checkpoint(tmp_path, comps, epoch=0, step=2, info={"note": "x"})
+    _train(model, opt, sched, it, 3)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    py_next, np_next = random.random(), np.random.rand()
+
+    model2, opt2, sched2, loader2 = _parts(seed=1)  # different init, different loader seed
+    comps2 = {
+        "model": model2,
+        "optimizer": opt2,
+        "scheduler": sched2,
+        "loader": loader2,
+        "rng": RNGState(),
+    }
+    state, info = read_checkpoint(path)
+    assert info == {"note": "x", "epoch": 0, "step": 2}
+    load_checkpoint(comps2, state, path)
+    _train(model2, opt2, sched2, iter(loader2), 3)  # the replayed pass skips the first 2
+    for k, v in model2.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+    assert random.random() == py_next and np.random.rand() == np_next
+
+
+def test_no_pickle_on_disk_and_no_temporary_files_left(tmp_path: Path) -> None:
+    model, opt, _, _ = _parts()
+    save_checkpoint(tmp_path, {"model": model, "optimizer": opt}, epoch=1)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["epoch-0001.json", "epoch-0001.safetensors"]
+    assert b"\x80" not in (tmp_path / "epoch-0001.json").read_bytes()[:2]  # not a pickle header
+
+
+def test_keeps_only_the_newest(tmp_path: Path) -> None:
+    model = nn.Linear(2, 2)
+    for epoch in range(1, 5):
+        save_checkpoint(tmp_path, {"model": model}, epoch=epoch, keep=2)
+    save_checkpoint(tmp_path, {"model": model}, epoch=4, step=3, keep=2)
+    assert [(c.epoch, c.step) for c in list_checkpoints(tmp_path)] == [(4, 3), (4, 0)]
+    assert len(list(tmp_path.iterdir())) == 4
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "replace"])
+def test_damaged_tensor_file_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
+    model = nn.Linear(3, 3)
+    path = save_checkpoint(tmp_path, {"model": model}, epoch=1)
+    tensors = path.with_suffix(".safetensors")
+    data = tensors.read_bytes()
+    if damage == "truncate":
+        tensors.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        tensors.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    else:
+        save_checkpoint(tmp_path / "other", {"model": nn.Linear(3, 3)}, epoch=1)
+        tensors.write_bytes((tmp_path / "other" / tensors.name).read_bytes())
+    with pytest.raises(CheckpointError, match=r"epoch-0001\.safetensors.*sha256"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("state"), "schema"),
+        (lambda d: d.update(epoch="three"), "schema"),
+        (lambda d: d.update(format_version=99), "format 99"),
+        (lambda d: d.update(tensors_file="../../etc/passwd"), "outside its folder"),
+        (lambda d: d["state"].update(model={"__pickle__": "x"}), "schema"),
+        (lambda d: d["state"].update(model={"__tensor__": "nope"}), "missing from its tensor file"),
+    ],
+)
+def test_metadata_failing_its_schema_is_refused(tmp_path: Path, edit, message: str) -> None:
+    path = save_checkpoint(tmp_path, {"model": nn.Linear(2, 2)}, epoch=1)
+    payload = json.loads(path.read_text())
+    edit(payload)
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match=message) as exc:
+        read_checkpoint(path)
+    assert "epoch-0001" in str(exc.value)
+
+
+def test_invalid_json_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, {"model": nn.Linear(2, 2)}, epoch=1)
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(CheckpointError, match=r"epoch-0001\.json is not a readable checkpoint"):
+        read_checkpoint(path)
+
+
+def test_state_of_another_model_does_not_load(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, {"model": nn.Linear(2, 2)}, epoch=1)
+    state, _ = read_checkpoint(path)
+    with pytest.raises(CheckpointError, match="saved model state does not fit"):
+        load_checkpoint({"model": nn.Linear(5, 2)}, state, path)
+    with pytest.raises(CheckpointError, match="no state for 'optimizer'"):
+        load_checkpoint(
+            {"optimizer": torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1)}, state, path
+        )
