@@ -1,0 +1,353 @@
+"""Side-by-side benchmark of robustai's training and evaluation paths against the usual baselines.
+
+One process, the same model, data, batch size and device for every row; each row is timed over
+``--repeats`` runs taken round-robin (so load changes on a shared machine hit all rows alike) and
+reported as the median, with its ratio to the clean-training epoch and its peak memory.
+
+Rows:
+  clean epoch                     robustai's loop, standard objective (the baseline, 1.0)
+  FGSM-RS epoch (robustai)        AdversarialObjective(FGSM(random_start=True)): input-only grads
+  FGSM-RS epoch (torchattacks)    a plain loop around torchattacks.FFGSM with the same optimizer
+  free AT epoch, m=4 (robustai)   FreeAdversarialObjective: m replays of every minibatch
+  PGD-10 eval (robustai)          images/s over the eval split
+  PGD-10 eval (torchattacks)      torchattacks.PGD on the same model and images
+  DP-SGD epoch (robustai)         privacy=dpsgd (Poisson sampling, Opacus ghost clipping)
+  DP-SGD epoch (Opacus hooks)     stock Opacus make_private with its default per-sample hooks
+
+Suites: ``mnist`` (default): small_cnn on the real MNIST test split in IDX format, 8k train /
+2k eval; ``cifar``: preact_resnet18 on CIFAR-shaped synthetic data (for a GPU).
+
+    python scripts/bench.py [--device cuda] [--suite cifar] [--repeats 5] [--out bench.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from robustai.attacks import FGSM, PGD
+from robustai.data import DataBundle, build_data
+from robustai.evaluation import robust_correct
+from robustai.models import build_model
+from robustai.training import (
+    AdversarialObjective,
+    FreeAdversarialObjective,
+    StandardObjective,
+    Trainer,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+warnings.filterwarnings("ignore")  # Opacus' secure-RNG notice, backward-hook notes
+
+
+class PeakMemory:
+    """Peak memory of a block: CUDA's allocator peak, or the process RSS sampled every 2 ms."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.peak_mb = 0.0
+
+    @staticmethod
+    def _rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            return self
+        self._base = self._rss_mb()
+        self._peak = self._base
+        self._stop = threading.Event()
+
+        def sample() -> None:
+            while not self._stop.wait(0.002):
+                self._peak = max(self._peak, self._rss_mb())
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_mb = max(self._peak, self._rss_mb()) - self._base
+
+
+def load(suite: str, batch_size: int, mnist_dir: Path) -> tuple[DataBundle, str]:
+    if suite == "mnist":
+        data = build_data(
+            "idx",
+            images=mnist_dir / "t10k-images-idx3-ubyte.gz",
+            labels=mnist_dir / "t10k-labels-idx1-ubyte.gz",
+            holdout=0.2,
+            batch_size=batch_size,
+            eval_batch_size=500,
+        )
+        return data, "small_cnn"
+    data = build_data(
+        "synthetic",
+        num_samples=10000,
+        input_shape=(3, 32, 32),
+        num_classes=10,
+        holdout=0.2,
+        batch_size=batch_size,
+        eval_batch_size=500,
+    )
+    return data, "preact_resnet18"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", choices=("mnist", "cifar"), default="mnist")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--mnist-dir", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--eps", type=float, default=None, help="default: 0.3 mnist, 8/255 cifar")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for robustai rows (CUDA)")
+    ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the robustai model")
+    ap.add_argument("--skip", nargs="*", default=[], help="row names (substrings) to leave out")
+    ap.add_argument("--out", type=Path, default=Path("bench.json"))
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    data, model_name = load(args.suite, args.batch_size, args.mnist_dir)
+    eps = args.eps if args.eps is not None else (0.3 if args.suite == "mnist" else 8 / 255)
+    data.train.to(device)
+    data.eval.to(device)
+    x_ev, y_ev = data.eval.x, data.eval.y
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+
+    def fresh(fast: bool = True) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = build_model(model_name, data.input_shape, data.num_classes, data.mean, data.std)
+        model = model.to(device, memory_format=fmt) if fast else model.to(device)
+        return torch.compile(model) if (fast and args.compile) else model
+
+    def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+    def autocast():
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def epoch(objective_factory: Callable[[], Any]) -> Callable[[], float]:
+        def run() -> float:
+            model = fresh()
+            trainer = Trainer(model, objective_factory(), sgd(model), epochs=1, progress=False)
+            with autocast():
+                sync()
+                seconds = trainer.train_epoch(data.train, 0).seconds
+                sync()
+            return seconds
+
+        return run
+
+    def torchattacks_fgsm_rs() -> float:
+        import torchattacks
+
+        model = fresh(fast=False)
+        opt = sgd(model)
+        attack = torchattacks.FFGSM(model, eps=eps, alpha=1.25 * eps)
+        model.train()
+        sync()
+        start = time.perf_counter()
+        for x, y in data.train:
+            x_adv = attack(x, y)
+            model.train()
+            loss = F.cross_entropy(model(x_adv), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync()
+        return time.perf_counter() - start
+
+    trained = fresh()
+    Trainer(trained, StandardObjective(), sgd(trained), epochs=1, progress=False).fit(data.train)
+    trained.eval()
+    robust_acc: dict[str, float] = {}
+
+    def pgd_robustai() -> float:
+        attack = PGD(eps, alpha=eps / 4, steps=10, random_start=False)
+        sync()
+        start = time.perf_counter()
+        with autocast():
+            ok = robust_correct(trained, attack, x_ev, y_ev, batch_size=500)
+        sync()
+        robust_acc["robustai"] = float(ok.float().mean())
+        return time.perf_counter() - start
+
+    def pgd_torchattacks() -> float:
+        import torchattacks
+
+        attack = torchattacks.PGD(trained, eps=eps, alpha=eps / 4, steps=10, random_start=False)
+        sync()
+        start = time.perf_counter()
+        correct = 0
+        for i in range(0, len(x_ev), 500):
+            xb, yb = x_ev[i : i + 500], y_ev[i : i + 500]
+            x_adv = attack(xb, yb)
+            with torch.no_grad():
+                correct += int(
+                    ((trained(xb).argmax(1) == yb) & (trained(x_adv).argmax(1) == yb)).sum()
+                )
+        sync()
+        robust_acc["torchattacks"] = correct / len(x_ev)
+        return time.perf_counter() - start
+
+    def dp_robustai() -> float:
+        from robustai.privacy import DPSGD
+
+        model = fresh(fast=False)
+        dp = DPSGD(
+            model,
+            sgd(model),
+            data.train.x,
+            data.train.y,
+            batch_size=args.batch_size,
+            epochs=1,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+        )
+        trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
+        sync()
+        seconds = trainer.train_epoch(dp.loader, 0).seconds
+        sync()
+        return seconds
+
+    def dp_opacus_hooks() -> float:
+        from opacus import PrivacyEngine
+        from torch.utils.data import DataLoader, TensorDataset
+
+        model = fresh(fast=False)
+        loader = DataLoader(TensorDataset(data.train.x, data.train.y), batch_size=args.batch_size)
+        module, opt, dl = PrivacyEngine().make_private(
+            module=model,
+            optimizer=sgd(model),
+            data_loader=loader,
+            noise_multiplier=1.0,
+            max_grad_norm=1.0,
+        )
+        module.train()
+        sync()
+        start = time.perf_counter()
+        for xb, yb in dl:
+            loss = F.cross_entropy(module(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        sync()
+        return time.perf_counter() - start
+
+    n_eval = len(x_ev)
+    rows: list[tuple[str, str, Callable[[], float]]] = [
+        ("clean epoch", "epoch", epoch(StandardObjective)),
+        (
+            "FGSM-RS epoch (robustai)",
+            "epoch",
+            epoch(lambda: AdversarialObjective(FGSM(eps, random_start=True))),
+        ),
+        ("FGSM-RS epoch (torchattacks)", "epoch", torchattacks_fgsm_rs),
+        (
+            "free AT epoch, m=4 (robustai)",
+            "epoch",
+            epoch(lambda: FreeAdversarialObjective(eps, replays=4)),
+        ),
+        ("PGD-10 eval (robustai)", "eval", pgd_robustai),
+        ("PGD-10 eval (torchattacks)", "eval", pgd_torchattacks),
+        ("DP-SGD epoch (robustai)", "epoch", dp_robustai),
+        ("DP-SGD epoch (Opacus hooks)", "epoch", dp_opacus_hooks),
+    ]
+    rows = [r for r in rows if not any(s in r[0] for s in args.skip)]
+    load_avg = os.getloadavg()
+    for _, _, fn in rows:
+        fn()  # warm-up (and torch.compile, when asked)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    peaks: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for name, _, fn in rows:
+            with PeakMemory(device) as mem:
+                times[name].append(fn())
+            peaks[name] = max(peaks.get(name, 0.0), mem.peak_mb)
+
+    base = statistics.median(times["clean epoch"]) if "clean epoch" in times else float("nan")
+    results: dict[str, dict[str, Any]] = {}
+    for name, kind, _ in rows:
+        med = statistics.median(times[name])
+        r: dict[str, Any] = {"median_s": med, "times_s": times[name], "peak_mb": peaks[name]}
+        if kind == "epoch":
+            r["x_clean_epoch"] = med / base
+        else:
+            r["images_per_s"] = n_eval / med
+        results[name] = r
+    ratios = {}
+    if {"PGD-10 eval (robustai)", "PGD-10 eval (torchattacks)"} <= results.keys():
+        ratios["pgd10_eval_speedup_vs_torchattacks"] = (
+            results["PGD-10 eval (robustai)"]["images_per_s"]
+            / results["PGD-10 eval (torchattacks)"]["images_per_s"]
+        )
+    machine = (
+        f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+    )
+    if device.type == "cuda":
+        machine = torch.cuda.get_device_name(device)
+    print(
+        f"{args.suite}: {model_name}, {data.train.num_samples} train / {n_eval} eval images, "
+        f"batch {args.batch_size}, eps {eps:.4g}, {device}, median of {args.repeats}; {machine}"
+    )
+    print(f"{'row':<32} {'median s':>9} {'x clean':>8} {'images/s':>10} {'peak MB':>8}")
+    for name, r in results.items():
+        ratio = f"{r['x_clean_epoch']:.2f}" if "x_clean_epoch" in r else ""
+        ips = f"{r['images_per_s']:.0f}" if "images_per_s" in r else ""
+        print(f"{name:<32} {r['median_s']:>9.3f} {ratio:>8} {ips:>10} {r['peak_mb']:>8.1f}")
+    for key, value in ratios.items():
+        print(f"{key}: {value:.2f}x")
+    if robust_acc:
+        print(f"PGD-10 robust accuracy (no random start): {robust_acc}")
+    payload = {
+        "suite": args.suite,
+        "model": model_name,
+        "device": str(device),
+        "machine": machine,
+        "batch_size": args.batch_size,
+        "eps": eps,
+        "repeats": args.repeats,
+        "train_images": data.train.num_samples,
+        "eval_images": n_eval,
+        "options": {"amp": args.amp, "channels_last": args.channels_last, "compile": args.compile},
+        "load_average_at_start": load_avg,
+        "torch": torch.__version__,
+        "results": results,
+        "ratios": ratios,
+        "pgd10_robust_acc": robust_acc,
+    }
+    args.out.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""The same contracts on a CUDA device (run by scripts/gpu_check.sh; deselected without CUDA)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustai.attacks import ATTACKS, build_attack
+from robustai.models import build_model
+
+pytestmark = pytest.mark.gpu
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_keep_their_contract_on_cuda(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (1, 28, 28), 10).cuda().eval()
+    x = torch.rand(64, 1, 28, 28, device="cuda")
+    y = torch.randint(10, (64,), device="cuda")
+    kwargs = {"steps": 5} if name in ("pgd", "apgd", "apgd_t") else {}
+    try:
+        attack = build_attack(name, eps=0.1, **kwargs)
+    except ValueError:
+        attack = build_attack(name, eps=0.1)
+    x_adv = attack(model, x, y)
+    assert x_adv.device.type == "cuda" and x_adv.shape == x.shape
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("extra", [[], ["trainer.amp=true", "trainer.channels_last=true"]])
+def test_training_run_on_cuda(tmp_path: Path, extra: list[str]) -> None:
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "trainer.device=cuda", "logger=none",
+         *extra, f"hydra.run.dir={run}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["device"].startswith("cuda")
+    assert metrics["clean_acc"] >= 0.9
+    assert metrics["robust_acc"]["pgd20@0.1"] >= 0.7
