@@ -10,13 +10,21 @@ import inspect
 import logging
 from typing import Any
 
+from robustai.attacks.apgd import APGD, APGDT
 from robustai.attacks.base import Attack
 from robustai.attacks.fgsm import FGSM
 from robustai.attacks.pgd import PGD
+from robustai.attacks.square import Square
 
 logger = logging.getLogger(__name__)
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+ATTACKS: dict[str, type[Attack]] = {
+    "fgsm": FGSM,
+    "pgd": PGD,
+    "apgd": APGD,
+    "apgd_t": APGDT,
+    "square": Square,
+}
 
 
 class AttackArgumentError(ValueError, TypeError):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -11,6 +14,25 @@ from robustai.attacks import Attack
 @torch.inference_mode()
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     return model(x).argmax(dim=1) == y
+
+
+@torch.inference_mode()
+def _predict(model: nn.Module, x: Tensor) -> Tensor:
+    return model(x).argmax(dim=1)
+
+
+def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
+    """Predicted labels (eval mode, restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        if len(x) == 0:
+            return torch.zeros(0, dtype=torch.long, device=x.device)
+        return torch.cat(
+            [_predict(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+    finally:
+        model.train(was_training)
 
 
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
@@ -60,3 +82,55 @@ def robust_accuracy(
         if len(x)
         else float("nan")
     )
+
+
+@dataclass
+class AttackOutcome:
+    """Per-sample result of one attack on a set of samples."""
+
+    robust: Tensor  # bool: right on the clean input and on the attacked one
+    pred: Tensor  # the label predicted on the attacked input (clean prediction if not attacked)
+    x_adv: Tensor | None  # the attacked inputs (x itself where not attacked); None unless kept
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.robust.float().mean()) if len(self.robust) else float("nan")
+
+
+def attack_outcome(
+    model: nn.Module,
+    attack: Attack,
+    x: Tensor,
+    y: Tensor,
+    clean_pred: Tensor,
+    batch_size: int = 512,
+    keep_examples: bool = False,
+) -> AttackOutcome:
+    """Attack the samples the model classifies correctly (``clean_pred == y``) and report, per
+    sample, whether it stays correct.
+
+    Samples that are already wrong count as not robust without being attacked: the robust
+    accuracy is the same as attacking everything (:func:`robust_correct`), with no work spent on
+    them and no second clean forward pass. The model is evaluated in eval mode (restored after).
+    """
+    start = time.perf_counter()
+    was_training = model.training
+    model.eval()
+    try:
+        robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        pred = clean_pred.clone()
+        x_adv_all = x.clone() if keep_examples else None
+        todo = (clean_pred == y).nonzero(as_tuple=True)[0]
+        for i in range(0, len(todo), batch_size):
+            idx = todo[i : i + batch_size]
+            xb, yb = x[idx], y[idx]
+            x_adv = attack(model, xb, yb)
+            pred_b = _predict(model, x_adv)
+            pred[idx] = pred_b
+            robust[idx] = pred_b == yb
+            if x_adv_all is not None:
+                x_adv_all[idx] = x_adv
+        return AttackOutcome(robust, pred, x_adv_all, time.perf_counter() - start)
+    finally:
+        model.train(was_training)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.evaluation.accuracy import predict_correct, robust_correct
+from robustai.evaluation.accuracy import AttackOutcome, attack_outcome, predict
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,11 @@ def metric_key(attack: Attack) -> str:
     return f"{attack.label}@{attack.eps:g}"
 
 
+def eps_key(eps: float) -> str:
+    """The ``<eps>`` key of ``worst_case_acc``, e.g. ``0.1``."""
+    return f"{eps:g}"
+
+
 @dataclass
 class EvalResult:
     clean_acc: float
@@ -29,13 +34,27 @@ class EvalResult:
     worst_case: dict[str, float]  # "<eps>" -> accuracy under the per-sample worst attack
     samples: int
     seconds: float
+    # per sample, for sanity checks, per-class accuracy and saved examples
+    y: Tensor | None = None
+    clean_pred: Tensor | None = None
+    outcomes: dict[str, AttackOutcome] = field(default_factory=dict)  # "<attack>@<eps>" -> ...
+    attacks: dict[str, Attack] = field(default_factory=dict)  # "<attack>@<eps>" -> the attack
+    worst_robust: dict[str, Tensor] = field(default_factory=dict)  # "<eps>" -> bool per sample
+
+    @property
+    def clean_correct(self) -> Tensor | None:
+        if self.clean_pred is None or self.y is None:
+            return None
+        return self.clean_pred == self.y
 
 
 class Evaluator:
     """Runs each attack factory at each eps on the same samples.
 
     A sample is robust at an eps only if the model is right on it clean and under every attack
-    (the worst case), the standard way to report robust accuracy of a suite.
+    (the worst case), the standard way to report robust accuracy of a suite. Samples the model
+    gets wrong clean are not attacked (they cannot count as robust), and the clean forward pass
+    is done once for all attacks.
     """
 
     def __init__(
@@ -47,25 +66,49 @@ class Evaluator:
         self.eps = list(eps)
         self.batch_size = batch_size
 
-    def run(self, model: nn.Module, x: Tensor, y: Tensor) -> EvalResult:
+    def run(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        keep_examples: bool = False,
+        clean_pred: Tensor | None = None,
+    ) -> EvalResult:
+        """Evaluate; ``keep_examples`` keeps the adversarial inputs of every attack, and
+        ``clean_pred`` (the model's labels for x) saves the clean pass when already known."""
         start = time.perf_counter()
-        clean = predict_correct(model, x, y, self.batch_size)
+        if clean_pred is None:
+            clean_pred = predict(model, x, self.batch_size)
+        clean = clean_pred == y
         robust: dict[str, float] = {}
         worst: dict[str, float] = {}
+        outcomes: dict[str, AttackOutcome] = {}
+        attacks: dict[str, Attack] = {}
+        worst_robust: dict[str, Tensor] = {}
         for eps in self.eps:
             all_ok = clean.clone()
             for make in self.attacks:
                 attack = make(eps)
                 key = metric_key(attack)
-                ok = robust_correct(model, attack, x, y, self.batch_size)
-                robust[key] = float(ok.float().mean())
-                all_ok &= ok
-                log.info("robust accuracy %s: %.4f", key, robust[key])
-            worst[f"{eps:g}"] = float(all_ok.float().mean())
+                outcome = attack_outcome(
+                    model, attack, x, y, clean_pred, self.batch_size, keep_examples
+                )
+                robust[key] = outcome.accuracy
+                outcomes[key] = outcome
+                attacks[key] = attack
+                all_ok &= outcome.robust
+                log.info("robust accuracy %s: %.4f (%.1fs)", key, robust[key], outcome.seconds)
+            worst[eps_key(eps)] = float(all_ok.float().mean()) if len(x) else float("nan")
+            worst_robust[eps_key(eps)] = all_ok
         return EvalResult(
-            clean_acc=float(clean.float().mean()),
+            clean_acc=float(clean.float().mean()) if len(x) else float("nan"),
             robust_acc=robust,
             worst_case=worst,
             samples=len(x),
             seconds=time.perf_counter() - start,
+            y=y,
+            clean_pred=clean_pred,
+            outcomes=outcomes,
+            attacks=attacks,
+            worst_robust=worst_robust,
         )

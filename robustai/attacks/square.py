@@ -1,0 +1,174 @@
+"""Square Attack: a score-based black-box attack by random search (L-inf).
+
+Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient black-box adversarial
+attack via random search", ECCV 2020. It needs only the model's scores, never a gradient, which is
+why it belongs in every robustness evaluation: a model whose gradients are masked (quantized
+inputs, saturated softmax, ...) stops gradient attacks but not Square.
+
+The implementation follows the L-inf version used by AutoAttack (github.com/fra31/auto-attack,
+``square.py``), which ``torchattacks.Square`` reproduces: margin loss, an initialisation with
+vertical stripes of +-eps, then at each query one square window of side ``s`` (shared by the batch,
+one +-2*eps value per channel) is proposed and kept per sample if it lowers the margin; ``s``
+shrinks on the reference schedule of ``p`` (fraction of pixels changed), starting at
+``p_init = 0.8`` and rescaled to ``n_queries = 5000``. Random numbers come from a private
+generator seeded with ``seed`` (0, as the reference), so an evaluation repeats exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from robustai.attacks.apgd import seeded_generator
+from robustai.attacks.base import Attack, per_sample_view
+
+logger = logging.getLogger(__name__)
+
+# (iteration upper bound on the 10,000-query scale, divisor of p_init) of the reference schedule
+_P_SCHEDULE: tuple[tuple[int, int], ...] = (
+    (10, 1),
+    (50, 2),
+    (200, 4),
+    (500, 8),
+    (1000, 16),
+    (2000, 32),
+    (4000, 64),
+    (6000, 128),
+    (8000, 256),
+)
+
+
+def margin(logits: Tensor, y: Tensor) -> Tensor:
+    """``z_y - max_{i != y} z_i`` per sample: positive while the sample is classified correctly."""
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.scatter(1, y[:, None], -float("inf"))
+    return z_y - others.max(dim=1)[0]
+
+
+class Square(Attack):
+    """Square Attack (L-inf), untargeted, with the margin loss.
+
+    Defaults are AutoAttack's: ``n_queries=5000`` per restart, ``p_init=0.8``, ``restarts=1``,
+    ``seed=0``. Inputs must be images ``(N, C, H, W)``. Only samples classified correctly are
+    attacked; a sample is returned at the point that fooled it, else at its lowest-margin point.
+    """
+
+    name: ClassVar[str] = "square"
+    supported_norms: ClassVar[tuple[str, ...]] = ("linf",)
+    #: needs only the model's outputs; the evaluator's sanity checks compare it with the
+    #: gradient attacks.
+    gradient_free: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        eps: float,
+        norm: str = "linf",
+        n_queries: int = 5000,
+        restarts: int = 1,
+        p_init: float = 0.8,
+        seed: int | None = 0,
+        model_mode: str = "eval",
+    ) -> None:
+        super().__init__(eps, norm=norm, model_mode=model_mode)
+        if isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1:
+            raise ValueError(f"n_queries must be an integer >= 1; got {n_queries!r}")
+        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+            raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
+        if (
+            isinstance(p_init, bool)
+            or not isinstance(p_init, (int, float))
+            or not 0.0 < p_init <= 1.0
+        ):
+            raise ValueError(f"p_init must be a number in (0, 1]; got {p_init!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None; got {seed!r}")
+        self.n_queries = n_queries
+        self.restarts = restarts
+        self.p_init = float(p_init)
+        self.seed = seed
+
+    @property
+    def label(self) -> str:
+        return "square" if self.restarts == 1 else f"square_r{self.restarts}"
+
+    def p_selection(self, it: int) -> float:
+        """Fraction of pixels in the proposed square at query ``it`` (the reference schedule)."""
+        it = int(it / self.n_queries * 10000)
+        for bound, div in _P_SCHEDULE:
+            if it <= bound:
+                return self.p_init / div
+        return self.p_init / 512
+
+    # ------------------------------------------------------------------ attack
+    def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"Square needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+        generator = seeded_generator(self.seed)
+        with torch.no_grad():
+            robust = model(x).argmax(dim=1) == y
+            adv = x.clone()
+            best = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+            for _ in range(self.restarts):
+                idx = robust.nonzero(as_tuple=True)[0]
+                if idx.numel() == 0:
+                    break
+                x_best, m = self._single_run(model, x[idx], y[idx], generator)
+                fooled = model(x_best).argmax(dim=1) != y[idx]
+                robust[idx[fooled]] = False
+                adv[idx[fooled]] = x_best[fooled]
+                better = ~fooled & (m < best[idx])
+                adv[idx[better]] = x_best[better]
+                best[idx[better]] = m[better]
+        return adv
+
+    def _rand(self, shape: tuple[int, ...], generator: torch.Generator | None) -> Tensor:
+        return torch.rand(shape, generator=generator)
+
+    def _single_run(
+        self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """Random search from the stripes initialisation: (best point, its margin)."""
+        b, c, h, w = x.shape
+        eps = self.eps
+        n_features = c * h * w
+
+        def sign(shape: tuple[int, ...]) -> Tensor:
+            return torch.sign(2 * self._rand(shape, generator) - 1).to(x.device, x.dtype)
+
+        x_best = torch.clamp(x + eps * sign((b, c, 1, w)), 0.0, 1.0)
+        margin_min = margin(model(x_best), y)
+
+        # The samples still classified correctly, kept gathered between queries; written back
+        # into x_best / margin_min when they are fooled, and at the end.
+        idx = (margin_min > 0.0).nonzero(as_tuple=True)[0]
+        xa, xb, ya, ma = x[idx], x_best[idx], y[idx], margin_min[idx]
+        lo, hi = xa - eps, xa + eps
+        for i in range(self.n_queries):
+            if idx.numel() == 0:
+                break
+            p = self.p_selection(i)
+            s = min(max(round(math.sqrt(p * n_features / c)), 1), h, w)
+            vh = int((h - s) * self._rand((1,), generator))
+            vw = int((w - s) * self._rand((1,), generator))
+            window = torch.zeros((c, h, w), dtype=x.dtype, device=x.device)
+            window[:, vh : vh + s, vw : vw + s] = 2.0 * eps * sign((c, 1, 1))
+
+            x_new = torch.min(torch.max(xb + window, lo), hi).clamp(0.0, 1.0)
+            m = margin(model(x_new), ya)
+            # keep the proposal where it lowers the margin (every active margin is > 0, so a
+            # misclassifying proposal always lowers it)
+            keep = m < ma
+            ma = torch.where(keep, m, ma)
+            xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
+            fooled = ma <= 0.0
+            if bool(fooled.any()):
+                x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
+                rest = ~fooled
+                idx, xa, xb, ya, ma = idx[rest], xa[rest], xb[rest], ya[rest], ma[rest]
+                lo, hi = lo[rest], hi[rest]
+        x_best[idx], margin_min[idx] = xb, ma
+        return x_best, margin_min

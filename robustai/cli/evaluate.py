@@ -1,0 +1,358 @@
+"""``robustai evaluate``: the Hydra app over ``configs/evaluate.yaml``, and the config glue of the
+full evaluation (suite, curve, sanity checks, report) that ``robustai train`` runs at its end.
+
+    robustai evaluate checkpoint=experiments/<name>/<date>/<time>
+    robustai evaluate checkpoint=<run> evaluator=quick evaluator.eps=[0.05,0.1] \
+        evaluator.strict=true
+
+The model is rebuilt from ``weights.safetensors`` + ``meta.json`` (never a pickle). Bad input
+(config, a missing or unreadable checkpoint, a checkpoint that does not fit the data) ends with one
+line and exit status 2; a failed sanity check with ``evaluator.strict=true`` with exit status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from robustai.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail
+from robustai.errors import CheckpointError, ConfigError, RunFailure, UserError
+
+log = logging.getLogger(__name__)
+
+CURVE_TAG = "eval/robustness_curve"
+SANITY_SCORE = {"pass": 1.0, "warn": 0.5, "fail": 0.0}
+
+
+# ---------------------------------------------------------------------------- shared glue
+def attack_factories(evaluator: Any) -> list[Any]:
+    """``eps -> Attack`` for every ``evaluator.attacks`` entry (bad arguments: ConfigError)."""
+    from robustai.cli.pipeline import make_attack
+
+    return [
+        (lambda eps, a=a, i=i: make_attack(a, eps, prefix=f"evaluator.attacks[{i}]"))
+        for i, a in enumerate(evaluator.attacks)
+    ]
+
+
+def run_evaluation(
+    evaluator: Any,
+    model: Any,
+    x: Any,
+    y: Any,
+    *,
+    eps: Sequence[float],
+    num_classes: int,
+    batch_size: int,
+) -> Any:
+    """The evaluation an ``EvaluatorConfig`` asks for, on ``(x, y)`` (``evaluator.samples``
+    applied): suite, per-sample worst case, curve, sanity checks, per class."""
+    from robustai.evaluation import CurveSettings, SanitySettings, evaluate_model
+
+    if evaluator.samples is not None:
+        x, y = x[: evaluator.samples], y[: evaluator.samples]
+    s = evaluator.sanity
+    sanity = (
+        SanitySettings(
+            samples=s.samples,
+            tolerance=s.tolerance,
+            large_eps=s.large_eps,
+            chance_margin=s.chance_margin,
+            black_box_queries=s.black_box_queries,
+        )
+        if s.enabled
+        else None
+    )
+    c = evaluator.curve
+    curve = CurveSettings(eps=list(c.eps), samples=c.samples) if c.enabled else None
+    factories = attack_factories(evaluator)
+    for i, make in enumerate(factories):
+        attack = make(eps[0])
+        need = int(getattr(attack, "min_classes", 2))
+        if num_classes < need:
+            raise ConfigError(
+                f"evaluator.attacks[{i}]: {attack.label} needs at least {need} classes; the data "
+                f"has {num_classes} (use evaluator=quick, or loss: ce)"
+            )
+    return evaluate_model(
+        model,
+        x,
+        y,
+        attacks=factories,
+        eps=list(eps),
+        num_classes=num_classes,
+        batch_size=batch_size,
+        curve=curve,
+        sanity=sanity,
+        per_class=evaluator.per_class,
+        keep_examples=evaluator.save_examples,
+    )
+
+
+def write_evaluation(
+    out_dir: Path,
+    evaluation: Any,
+    x: Any,
+    y: Any,
+    *,
+    title: str,
+    context: dict[str, Any],
+    save_examples: bool,
+    tb: Any = None,
+    step: int = 0,
+) -> dict[str, Any]:
+    """Write the curve PNG, the adversarial examples (if asked), report.json and report.md into
+    ``out_dir``; log the curve and the checks to TensorBoard. Returns report.json's content."""
+    from robustai.evaluation.curve import save_curve_png
+    from robustai.evaluation.report import (
+        CURVE_PNG,
+        EXAMPLES,
+        build_report,
+        render_markdown,
+        write_report,
+    )
+    from robustai.evaluation.report import (
+        save_examples as save_examples_file,
+    )
+
+    curve_png = None
+    image = None
+    if evaluation.curve is not None:
+        curve_title = f"{title} ({evaluation.curve.samples} samples)"
+        image = save_curve_png(evaluation.curve, out_dir / CURVE_PNG, title=curve_title)
+        curve_png = CURVE_PNG
+    examples = None
+    if save_examples:
+        n = evaluation.result.samples
+        save_examples_file(out_dir / EXAMPLES, x[:n], y[:n], evaluation)
+        examples = EXAMPLES
+    report = build_report(
+        evaluation, title=title, context=context, curve_png=curve_png, examples=examples
+    )
+    write_report(out_dir, report)
+    if tb is not None:
+        if image is not None:
+            tb.log_image(CURVE_TAG, image, step)
+        if evaluation.sanity is not None:
+            for check in evaluation.sanity.checks:
+                if check.status in SANITY_SCORE:
+                    tb.writer.add_scalar(
+                        f"eval/sanity/{check.name}", SANITY_SCORE[check.status], step
+                    )
+        tb.log_text("eval/report", render_markdown(report))
+    return report
+
+
+def evaluation_metrics(evaluation: Any) -> dict[str, Any]:
+    """What metrics.json gains from the full evaluation (new keys only)."""
+    from robustai.evaluation.report import REPORT_MD
+
+    return {
+        "sanity": None if evaluation.sanity is None else evaluation.sanity.to_dict(),
+        "per_class": evaluation.per_class,
+        "curve": None if evaluation.curve is None else evaluation.curve.to_dict(),
+        "report": REPORT_MD,
+    }
+
+
+def check_strict(evaluation: Any, strict: bool) -> None:
+    """With ``strict``, a failed sanity check ends the command (exit status 1)."""
+    if strict and evaluation.sanity is not None and not evaluation.sanity.passed:
+        raise RunFailure(evaluation.sanity.failure_message())
+
+
+# ---------------------------------------------------------------------------- the command
+def _checkpoint_files(path: str) -> tuple[Path, dict[str, Any]]:
+    from robustai.models.artifact import read_meta
+
+    return read_meta(Path(path).expanduser())
+
+
+def check_evaluate_config(cfg: Any) -> Any:
+    """Pre-flight: the schema, every attack's arguments, and a readable checkpoint."""
+    from robustai.config import to_evaluate_config
+    from robustai.models import load_model
+
+    ev_cfg = to_evaluate_config(cfg)
+    for make in attack_factories(ev_cfg.evaluator):
+        for eps in ev_cfg.evaluator.eps or [ev_cfg.data.eps]:
+            make(eps)
+    load_model(Path(ev_cfg.checkpoint).expanduser())  # sha256, signature, safetensors, shapes
+    return ev_cfg
+
+
+def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
+    """Without a ``data=`` choice, evaluate on the data set the checkpoint was trained on
+    (``meta.json``'s ``data``), when that is a data set needing no further keys."""
+    from robustai.data import data_names
+
+    args = list(argv)
+    if any(a.split("=", 1)[0].lstrip("+~") in ("data", "data.name") for a in args):
+        return args
+    ckpt = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "checkpoint"]
+    if len(ckpt) != 1 or "," in ckpt[0] or not ckpt[0]:
+        return args
+    try:
+        _, meta = _checkpoint_files(ckpt[0])
+    except UserError:
+        return args  # the pre-flight check reports it
+    name = meta.get("data")
+    if isinstance(name, str) and name in data_names() and name not in ("idx", "digits"):
+        args.append(f"data={name}")
+    return args
+
+
+def _threat_eps(meta: dict[str, Any], default: float) -> float:
+    tm = meta.get("threat_model")
+    if isinstance(tm, dict) and isinstance(tm.get("eps"), int | float) and tm["eps"] > 0:
+        return float(tm["eps"])
+    return float(default)
+
+
+def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
+    """Load the checkpoint, evaluate it on the data's eval split and write the run folder;
+    returns report.json's content."""
+    import torch
+
+    from robustai.cli.pipeline import make_data, resolve_device, seed_everything
+    from robustai.config import TrainConfig
+    from robustai.models import load_model
+    from robustai.tracking import TensorBoardLogger
+
+    start = time.perf_counter()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    try:
+        device = resolve_device(cfg.device)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("trainer.device", "device")) from e
+    checkpoint = Path(cfg.checkpoint).expanduser()
+    model, meta = load_model(checkpoint, map_location=device)
+    data = make_data(TrainConfig(data=cfg.data))
+    model_shape = tuple(int(v) for v in meta["input_shape"])
+    if model_shape != tuple(data.input_shape):
+        raise CheckpointError(
+            f"checkpoint {checkpoint} expects inputs of shape {model_shape} but data="
+            f"{data.name} has shape {tuple(data.input_shape)}; choose the data set it was "
+            f"trained on (meta.json says data={meta.get('data', 'unknown')})"
+        )
+    if int(meta["num_classes"]) < data.num_classes:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} predicts {meta['num_classes']} classes but data="
+            f"{data.name} has {data.num_classes}"
+        )
+    if meta.get("data") not in (None, data.name):
+        log.warning(
+            "the model was trained on data=%s and is evaluated on data=%s", meta["data"], data.name
+        )
+    ev = cfg.evaluator
+    eps = list(ev.eps) or [_threat_eps(meta, cfg.data.eps)]
+    x, y = data.eval.x.to(device), data.eval.y.to(device)
+    log.info(
+        "evaluating %s (%s) on %s: %d eval images, suite %s at eps %s, on %s",
+        checkpoint,
+        meta["model"]["name"],
+        data.name,
+        len(x) if ev.samples is None else min(ev.samples, len(x)),
+        ev.name,
+        ", ".join(f"{e:g}" for e in eps),
+        device,
+    )
+    evaluation = run_evaluation(
+        ev, model, x, y, eps=eps, num_classes=data.num_classes, batch_size=cfg.data.eval_batch_size
+    )
+    r = evaluation.result
+    context = {
+        "checkpoint": str(checkpoint),
+        "model": f"{meta['model']['name']} {meta['model'].get('params') or ''}".strip(),
+        "data": f"{data.name}, eval split",
+        "suite": f"{ev.name}: " + ", ".join(dict.fromkeys(a.label for a in r.attacks.values())),
+        "device": str(device),
+        "eps": eps,
+        "trained": {k: meta.get(k) for k in ("data", "attack", "threat_model") if k in meta},
+        "weights_sha256": meta.get("weights_sha256"),
+    }
+    tb = TensorBoardLogger(out_dir) if cfg.logger.tensorboard else None
+    if tb is not None:
+        tb.log_eval(r.clean_acc, r.robust_acc, 0)
+        for e, acc in r.worst_case.items():
+            tb.writer.add_scalar(f"eval/worst_case_acc/{e}", acc, 0)
+        k = min(cfg.logger.image_grid, r.samples)
+        if k > 0 and r.attacks:
+            key, attack = next(reversed(r.attacks.items()))
+            tb.log_adversarial_grid(
+                x[:k], attack(model, x[:k], y[:k]), attack.eps, f"eval/adversarial/{key}", 0
+            )
+    report = write_evaluation(
+        out_dir,
+        evaluation,
+        x,
+        y,
+        title=f"Robustness evaluation of {checkpoint.name or checkpoint}",
+        context=context,
+        save_examples=ev.save_examples,
+        tb=tb,
+    )
+    if tb is not None:
+        tb.close()
+    worst = ", ".join(f"{e}: {a:.3f}" for e, a in r.worst_case.items())
+    log.info("clean acc %.3f | worst case %s", r.clean_acc, worst)
+    if evaluation.sanity is not None:
+        log.info("sanity checks: %s", evaluation.sanity.summary())
+    log.info("report: %s (%.1fs)", out_dir / "report.md", time.perf_counter() - start)
+    check_strict(evaluation, ev.strict)
+    return report
+
+
+def _task(cfg: Any) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from robustai.cli.sweep_status import record_failure
+    from robustai.config import to_evaluate_config
+
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        run_evaluate(to_evaluate_config(cfg), out_dir)
+    except (UserError, RunFailure) as e:
+        if multirun:
+            log.error("evaluation failed: %s", e)
+            record_failure(out_dir, e)
+            return
+        fail("evaluate", str(e), code=EXIT_BAD_INPUT if isinstance(e, UserError) else EXIT_FAILURE)
+
+
+def main(argv: Sequence[str]) -> int:
+    import hydra
+
+    from robustai.cli.common import config_dir
+    from robustai.cli.preflight import preflight
+    from robustai.cli.sweep_status import SweepStatus
+
+    try:
+        cdir = config_dir()
+        args = data_from_checkpoint(argv)
+        preflight(cdir, "evaluate", args, check_evaluate_config)
+    except UserError as e:
+        fail("evaluate", str(e))
+    app = hydra.main(config_path=str(cdir), config_name="evaluate", version_base="1.3")(_task)
+    sys.argv = ["robustai evaluate", *args]
+    SweepStatus.last = None
+    app()
+    sweep = SweepStatus.last  # a sweep (-m): did any member fail?
+    if sweep is not None and sweep.failed:
+        fail(
+            "evaluate",
+            f"{len(sweep.failed)} of {sweep.members} sweep members failed "
+            f"({', '.join(sweep.failed)}); see status.json and evaluate.log in each",
+            code=EXIT_FAILURE,
+        )
+    return 0

@@ -1,0 +1,572 @@
+"""Sanity checks that tell whether a robustness evaluation can be trusted.
+
+Many published defenses were "robust" only because their evaluation followed gradients that
+carried no information (gradient masking: non-differentiable layers, saturated softmax,
+randomness, ...). Carlini et al., "On Evaluating Adversarial Robustness" (2019), and Athalye,
+Carlini & Wagner, "Obfuscated Gradients Give a False Sense of Security" (ICML 2018), list the
+symptoms; each check below tests one of them on the evaluated model and data:
+
+- ``fgsm_baseline``: an iterative attack is not weaker than single-step FGSM at the same eps;
+- ``monotone_eps``: robust accuracy does not rise as eps grows (from the robustness curve);
+- ``large_eps``: at a very large eps (0.5 L-inf on [0,1] data) gradient steps bring accuracy
+  down to about chance;
+- ``black_box``: the black-box attack (Square) is not stronger than the white-box ones;
+- ``gradients``: input gradients are finite and non-zero;
+- ``deterministic``: the forward pass is deterministic (else: a randomized defense, which needs
+  EOT to evaluate);
+- ``convergence``: more steps and restarts of the strongest attack change robust accuracy by
+  less than a point.
+
+Each check passes, warns or fails with a one-line reason (``skip`` when it does not apply). The
+expensive ones run on the first ``samples`` evaluated images; differences within ``tolerance``
+(one point by default, at least one sample) count as noise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
+from robustai.attacks.registry import accepted_kwargs
+from robustai.evaluation.accuracy import attack_outcome, predict
+from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
+from robustai.evaluation.evaluator import AttackFactory, EvalResult, metric_key
+
+log = logging.getLogger(__name__)
+
+PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
+#: share of samples with an exactly zero input gradient above which ``gradients`` fails
+ZERO_GRADIENT_FAIL = 0.1
+CHECKS: tuple[str, ...] = (
+    "fgsm_baseline",
+    "monotone_eps",
+    "large_eps",
+    "black_box",
+    "gradients",
+    "deterministic",
+    "convergence",
+)
+
+
+@dataclass
+class SanitySettings:
+    """How the checks run; the defaults keep them to a few seconds on small models."""
+
+    samples: int = 100  # the checks that attack use the first N evaluated samples
+    tolerance: float = 0.01  # accuracy differences up to this (and one sample) are noise
+    large_eps: float = 0.5  # L-inf eps at which accuracy must fall to about chance
+    large_eps_steps: int = 20  # PGD steps at large_eps
+    chance_margin: float = 0.1  # accuracy up to chance + this passes at large_eps
+    black_box_queries: int = 1000  # Square's queries when the suite has no black-box attack
+    convergence_factor: int = 2  # the convergence check multiplies steps by this, +1 restart
+    checks: tuple[str, ...] = CHECKS
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.checks) - set(CHECKS))
+        if unknown:
+            raise ValueError(
+                f"unknown sanity check(s) {', '.join(unknown)}; valid: {', '.join(CHECKS)}"
+            )
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1; got {self.samples}")
+        if not 0.0 <= self.tolerance < 1.0:
+            raise ValueError(f"tolerance must be in [0, 1); got {self.tolerance}")
+        if not 0.0 < self.large_eps <= 1.0:
+            raise ValueError(f"large_eps must be in (0, 1]; got {self.large_eps}")
+        if self.convergence_factor < 1:
+            raise ValueError(f"convergence_factor must be >= 1; got {self.convergence_factor}")
+
+
+@dataclass
+class Check:
+    """The outcome of one check: ``status`` is pass / warn / fail / skip."""
+
+    name: str
+    status: str
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def line(self) -> str:
+        return f"{self.name}: {self.status.upper()}: {self.reason}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "reason": self.reason, **self.details}
+
+
+@dataclass
+class SanityReport:
+    checks: list[Check]
+    samples: int
+    seconds: float
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == FAIL]
+
+    @property
+    def warned(self) -> list[Check]:
+        return [c for c in self.checks if c.status == WARN]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed (warnings allowed)."""
+        return not self.failed
+
+    def summary(self) -> str:
+        counts = {s: sum(c.status == s for c in self.checks) for s in (PASS, WARN, FAIL, SKIP)}
+        text = f"{counts[PASS]} passed, {counts[WARN]} warned, {counts[FAIL]} failed"
+        return text + (f", {counts[SKIP]} skipped" if counts[SKIP] else "")
+
+    def failure_message(self) -> str:
+        """One line naming every failed check and why."""
+        return "evaluation untrustworthy: " + "; ".join(
+            f"{c.name}: {c.reason}" for c in self.failed
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "passed": self.passed,
+            "failed": [c.name for c in self.failed],
+            "warned": [c.name for c in self.warned],
+            "samples": self.samples,
+            "seconds": self.seconds,
+            "checks": {c.name: c.to_dict() for c in self.checks},
+        }
+
+
+# ---------------------------------------------------------------------------- helpers
+def is_gradient_free(attack: Attack) -> bool:
+    """Whether the attack uses only the model's outputs (a black-box, score-based attack)."""
+    return bool(getattr(attack, "gradient_free", False))
+
+
+def is_single_step(attack: Attack) -> bool:
+    return isinstance(attack, FGSM) or getattr(attack, "steps", None) == 1
+
+
+def is_iterative_white_box(attack: Attack) -> bool:
+    return not is_gradient_free(attack) and not is_single_step(attack)
+
+
+def strengthened(attack: Attack, factor: int = 2) -> Attack:
+    """A copy of ``attack`` with ``factor`` times the steps (or queries) and one more restart
+    where restarts can differ (random starts); default step sizes follow the new step count."""
+    cls = type(attack)
+    kwargs = {k: getattr(attack, k) for k in accepted_kwargs(cls) if hasattr(attack, k)}
+    if "alpha" in kwargs and getattr(attack, "_alpha_is_default", False):
+        del kwargs["alpha"]
+    if "steps" in kwargs:
+        kwargs["steps"] = kwargs["steps"] * factor
+    if "n_queries" in kwargs:
+        kwargs["n_queries"] = kwargs["n_queries"] * factor
+    if "restarts" in kwargs and kwargs.get("random_start", True):
+        kwargs["restarts"] = kwargs["restarts"] + 1
+    return build_attack(cls.name, **kwargs)
+
+
+def _above(value: float, limit: float) -> bool:
+    """``value > limit`` beyond float rounding (0.49 - 0.48 must not exceed 0.01)."""
+    return value > limit + 1e-6
+
+
+def _acc(mask: Tensor) -> float:
+    return float(mask.double().mean()) if len(mask) else float("nan")
+
+
+class _Context:
+    """The evaluated subset and the suite's per-sample results on it, with a cache of attacks
+    the checks had to run themselves."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        attacks: Sequence[AttackFactory],
+        eps: Sequence[float],
+        result: EvalResult | None,
+        batch_size: int,
+    ) -> None:
+        self.model, self.x, self.y = model, x, y
+        self.n = len(x)
+        self.eps = list(eps)
+        self.batch_size = batch_size
+        self.result = result
+        self.suite: dict[str, Attack] = {}
+        self.robust: dict[str, Tensor] = {}  # metric key -> robust mask on the subset
+        for e in self.eps:
+            for make in attacks:
+                a = make(e)
+                key = metric_key(a)
+                self.suite[key] = a
+                if result is not None and key in result.outcomes:
+                    self.robust[key] = result.outcomes[key].robust[: self.n]
+        if result is not None and result.clean_pred is not None:
+            self.clean_pred = result.clean_pred[: self.n]
+        else:
+            self.clean_pred = predict(model, x, batch_size)
+        self.clean = self.clean_pred == y
+
+    def robust_mask(self, attack: Attack, key: str | None = None) -> Tensor:
+        """Robust mask of ``attack`` on the subset: the suite's (by metric ``key``) if known,
+        else computed once and cached."""
+        key = key or f"sanity:{attack!r}"
+        if key not in self.robust:
+            self.robust[key] = attack_outcome(
+                self.model, attack, self.x, self.y, self.clean_pred, self.batch_size
+            ).robust
+        return self.robust[key]
+
+    def suite_at(self, eps: float) -> list[tuple[str, Attack]]:
+        return [(k, a) for k, a in self.suite.items() if a.eps == eps]
+
+    def tol(self, tolerance: float) -> float:
+        """A tolerance of at least one sample."""
+        return max(tolerance, 1.0 / max(self.n, 1))
+
+
+# ---------------------------------------------------------------------------- checks
+def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
+    tol = ctx.tol(s.tolerance)
+    rows: dict[str, Any] = {}
+    worst: tuple[float, str] | None = None
+    for e in ctx.eps:
+        suite = ctx.suite_at(e)
+        norms = {a.norm for _, a in suite} or {"linf"}
+        for norm in sorted(norms):
+            iterative = [(k, a) for k, a in suite if a.norm == norm and is_iterative_white_box(a)]
+            if not iterative:  # no iterative attack in the suite: compare a PGD-20 instead
+                ref = PGD(e, steps=20, norm=norm)
+                iterative = [(metric_key(ref), ref)]
+            single = [(k, a) for k, a in suite if a.norm == norm and isinstance(a, FGSM)]
+            if norm == "linf":
+                key_b, base = single[0] if single else (None, FGSM(e))
+            else:  # one normalized-gradient step (FGM), the L2 single-step attack
+                key_b, base = None, PGD(e, alpha=e, steps=1, random_start=False, norm="l2")
+            base_acc = _acc(ctx.robust_mask(base, key_b))
+            for key, attack in iterative:
+                acc = _acc(ctx.robust_mask(attack, key))
+                rows[key] = {
+                    "acc": acc,
+                    "single_step": metric_key(base),
+                    "single_step_acc": base_acc,
+                }
+                gap = acc - base_acc
+                if worst is None or gap > worst[0]:
+                    worst = (gap, f"{key} {acc:.3f} vs {metric_key(base)} {base_acc:.3f}")
+    assert worst is not None
+    details = {"attacks": rows, "tolerance": tol}
+    if _above(worst[0], tol):
+        return Check(
+            "fgsm_baseline",
+            FAIL,
+            f"an iterative attack is weaker than single-step FGSM ({worst[1]}): its gradient "
+            "steps do not find what one step finds, a sign of masked or noisy gradients",
+            details,
+        )
+    return Check(
+        "fgsm_baseline",
+        PASS,
+        f"every iterative attack is at least as strong as FGSM (closest: {worst[1]})",
+        details,
+    )
+
+
+def _check_monotone(curve: RobustnessCurve | None, s: SanitySettings) -> Check:
+    if curve is None or len(curve.eps) < 2:
+        return Check("monotone_eps", SKIP, "no robustness curve with two or more eps")
+    tol = max(s.tolerance, 1.0 / max(curve.samples, 1))
+    series = {**curve.series, WORST_CASE: curve.worst_case}
+    rises = []
+    for label, values in series.items():
+        low = values[0]
+        for e, v in zip(curve.eps[1:], values[1:], strict=True):
+            if _above(v, low + tol):
+                rises.append(f"{label} rises to {v:.3f} at eps={e:g} (was {low:.3f} below)")
+            low = min(low, v)
+    details = {"eps": curve.eps, "tolerance": tol}
+    if rises:
+        return Check(
+            "monotone_eps",
+            FAIL,
+            f"robust accuracy rises with eps: {rises[0]}; a larger ball contains the smaller "
+            "one, so the attack lost strength",
+            {**details, "rises": rises},
+        )
+    return Check(
+        "monotone_eps",
+        PASS,
+        f"robust accuracy does not rise with eps ({len(curve.eps)} eps from 0 to "
+        f"{curve.eps[-1]:g})",
+        details,
+    )
+
+
+def _check_large_eps(ctx: _Context, s: SanitySettings, num_classes: int) -> Check:
+    if ctx.n == 0:
+        return Check("large_eps", SKIP, "no samples")
+    attack = PGD(s.large_eps, steps=s.large_eps_steps, random_start=False)
+    acc = _acc(ctx.robust_mask(attack))
+    counts = torch.bincount(ctx.y, minlength=num_classes)
+    chance = float(counts.max()) / ctx.n  # the best constant guess on these samples
+    limit = chance + s.chance_margin
+    details = {"attack": metric_key(attack), "acc": acc, "chance": chance, "limit": limit}
+    if _above(acc, limit):
+        return Check(
+            "large_eps",
+            FAIL,
+            f"{metric_key(attack)} (no random start) leaves accuracy {acc:.3f}, far above "
+            f"chance {chance:.3f}: at this eps the ball holds images of other classes, so the "
+            "attack's gradients carry no useful signal",
+            details,
+        )
+    return Check(
+        "large_eps",
+        PASS,
+        f"{metric_key(attack)} brings accuracy to {acc:.3f} (chance {chance:.3f})",
+        details,
+    )
+
+
+def _check_black_box(ctx: _Context, s: SanitySettings) -> Check:
+    tol = ctx.tol(s.tolerance)
+    rows: dict[str, Any] = {}
+    worst: tuple[float, str] | None = None
+    for e in ctx.eps:
+        suite = ctx.suite_at(e)
+        white = [(k, a) for k, a in suite if a.norm == "linf" and not is_gradient_free(a)]
+        if not white:
+            continue
+        black = [(k, a) for k, a in suite if is_gradient_free(a)]
+        if not black:
+            sq = Square(e, n_queries=s.black_box_queries)
+            black = [(f"square{s.black_box_queries}@{e:g}", sq)]
+        wb = [(k, _acc(ctx.robust_mask(a, k))) for k, a in white]
+        wb_key, wb_acc = min(wb, key=lambda kv: kv[1])
+        for key, attack in black:
+            bb_acc = _acc(ctx.robust_mask(attack, key))
+            rows[key] = {"acc": bb_acc, "best_white_box": wb_key, "best_white_box_acc": wb_acc}
+            gap = wb_acc - bb_acc
+            if worst is None or gap > worst[0]:
+                worst = (gap, f"{key} {bb_acc:.3f} vs {wb_key} {wb_acc:.3f}")
+    if worst is None:
+        return Check("black_box", SKIP, "no L-inf white-box attack to compare a black-box one with")
+    details = {"attacks": rows, "tolerance": tol}
+    if _above(worst[0], 3 * tol):
+        return Check(
+            "black_box",
+            FAIL,
+            f"the black-box attack is stronger than every white-box attack ({worst[1]}): "
+            "gradients are masked or obfuscated",
+            details,
+        )
+    if _above(worst[0], tol):
+        return Check(
+            "black_box",
+            WARN,
+            f"the black-box attack is slightly stronger than the white-box ones ({worst[1]})",
+            details,
+        )
+    return Check(
+        "black_box",
+        PASS,
+        f"the white-box attacks are at least as strong as the black-box one ({worst[1]})",
+        details,
+    )
+
+
+def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
+    """Per-sample gradients of the cross-entropy w.r.t. the input (eval mode, parameter
+    ``.grad`` untouched)."""
+    was_training = model.training
+    model.eval()
+    try:
+        grads = []
+        with torch.enable_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i : i + batch_size].detach().clone().requires_grad_(True)
+                loss = nn.functional.cross_entropy(
+                    model(xb), y[i : i + batch_size], reduction="sum"
+                )
+                (g,) = torch.autograd.grad(loss, xb)
+                grads.append(g.detach())
+        return torch.cat(grads) if grads else torch.zeros_like(x)
+    finally:
+        model.train(was_training)
+
+
+def _check_gradients(ctx: _Context, s: SanitySettings) -> Check:
+    if ctx.n == 0:
+        return Check("gradients", SKIP, "no samples")
+    g = input_gradients(ctx.model, ctx.x, ctx.y, ctx.batch_size).reshape(ctx.n, -1)
+    finite = torch.isfinite(g).all(dim=1)
+    norms = g.double().norm(dim=1)
+    norms = torch.where(finite, norms, torch.zeros_like(norms))
+    zero = finite & (norms == 0)
+    n_bad, n_zero = int((~finite).sum()), int(zero.sum())
+    details = {
+        "samples": ctx.n,
+        "non_finite": n_bad,
+        "zero": n_zero,
+        "median_norm": float(norms[finite].median()) if bool(finite.any()) else float("nan"),
+    }
+    if n_bad:
+        return Check(
+            "gradients",
+            FAIL,
+            f"input gradients are NaN or infinite for {n_bad} of {ctx.n} samples",
+            details,
+        )
+    if n_zero / ctx.n > ZERO_GRADIENT_FAIL:
+        return Check(
+            "gradients",
+            FAIL,
+            f"input gradients are exactly zero for {n_zero} of {ctx.n} samples: a "
+            "non-differentiable or saturated layer masks them",
+            details,
+        )
+    if n_zero:
+        return Check(
+            "gradients",
+            WARN,
+            f"input gradients are exactly zero for {n_zero} of {ctx.n} samples",
+            details,
+        )
+    return Check(
+        "gradients",
+        PASS,
+        f"input gradients are finite and non-zero on all {ctx.n} samples "
+        f"(median L2 norm {details['median_norm']:.3g})",
+        details,
+    )
+
+
+@torch.inference_mode()
+def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def _check_deterministic(ctx: _Context, s: SanitySettings) -> Check:
+    if ctx.n == 0:
+        return Check("deterministic", SKIP, "no samples")
+    was_training = ctx.model.training
+    ctx.model.eval()
+    try:
+        a = _logits(ctx.model, ctx.x, ctx.batch_size)
+        b = _logits(ctx.model, ctx.x, ctx.batch_size)
+    finally:
+        ctx.model.train(was_training)
+    diff = float((a - b).abs().max())
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    flips = int((a.argmax(1) != b.argmax(1)).sum())
+    details = {"max_logit_change": diff, "prediction_flips": flips}
+    if not math.isfinite(diff) or diff > 1e-4 * (1.0 + scale):
+        return Check(
+            "deterministic",
+            FAIL,
+            f"two forward passes on the same inputs differ (max logit change {diff:.3g}, "
+            f"{flips} of {ctx.n} predictions flip): a randomized defense; evaluate it with "
+            "expectation over transformation (EOT), not single-sample gradients",
+            details,
+        )
+    return Check("deterministic", PASS, "the forward pass is deterministic", details)
+
+
+def _check_convergence(ctx: _Context, s: SanitySettings) -> Check:
+    tol = ctx.tol(s.tolerance)
+    e = ctx.eps[0]
+    candidates = [(k, a) for k, a in ctx.suite_at(e) if is_iterative_white_box(a)]
+    if not candidates:
+        ref = PGD(e, steps=20)
+        candidates = [(metric_key(ref), ref)]
+    accs = [(k, a, ctx.robust_mask(a, k)) for k, a in candidates]
+    key, attack, base = min(accs, key=lambda t: _acc(t[2]))
+    strong = strengthened(attack, s.convergence_factor)
+    both = base & ctx.robust_mask(strong)
+    drop = _acc(base) - _acc(both)
+    details = {
+        "attack": key,
+        "acc": _acc(base),
+        "stronger": repr(strong),
+        "acc_with_stronger": _acc(both),
+        "drop": drop,
+        "tolerance": tol,
+    }
+    what = (
+        f"{key} {_acc(base):.3f} -> {_acc(both):.3f} with {s.convergence_factor}x steps "
+        "and a restart"
+    )
+    if _above(drop, 3 * tol):
+        return Check(
+            "convergence",
+            FAIL,
+            f"the attack has not converged: {what}; report the stronger attack's number",
+            details,
+        )
+    if _above(drop, tol):
+        return Check("convergence", WARN, f"the attack has nearly converged: {what}", details)
+    return Check("convergence", PASS, f"the attack has converged: {what}", details)
+
+
+# ---------------------------------------------------------------------------- entry point
+def run_sanity_checks(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attacks: Sequence[AttackFactory],
+    eps: Sequence[float],
+    num_classes: int,
+    result: EvalResult | None = None,
+    curve: RobustnessCurve | None = None,
+    settings: SanitySettings | None = None,
+    batch_size: int = 512,
+) -> SanityReport:
+    """Run the checks on the first ``settings.samples`` of ``(x, y)``.
+
+    ``result`` (the suite's evaluation of the same x, in the same order) and ``curve`` are
+    reused where they hold what a check needs; the rest is computed here. Each check's outcome
+    is logged on one line.
+    """
+    s = settings or SanitySettings()
+    if not eps:
+        raise ValueError("eps must list at least one value")
+    start = time.perf_counter()
+    n = min(s.samples, len(x))
+    ctx = _Context(model, x[:n], y[:n], attacks, eps, result, batch_size)
+    runners: dict[str, Callable[[], Check]] = {
+        "fgsm_baseline": lambda: _check_fgsm_baseline(ctx, s),
+        "monotone_eps": lambda: _check_monotone(curve, s),
+        "large_eps": lambda: _check_large_eps(ctx, s, num_classes),
+        "black_box": lambda: _check_black_box(ctx, s),
+        "gradients": lambda: _check_gradients(ctx, s),
+        "deterministic": lambda: _check_deterministic(ctx, s),
+        "convergence": lambda: _check_convergence(ctx, s),
+    }
+    checks = []
+    for name in CHECKS:
+        if name not in s.checks:
+            continue
+        t0 = time.perf_counter()
+        check = runners[name]()
+        check.details["seconds"] = time.perf_counter() - t0
+        level = logging.WARNING if check.status in (WARN, FAIL) else logging.INFO
+        log.log(level, "sanity %s", check.line())
+        checks.append(check)
+    report = SanityReport(checks, n, time.perf_counter() - start)
+    log.log(
+        logging.INFO if report.passed else logging.WARNING,
+        "sanity checks: %s (%d samples, %.1fs)",
+        report.summary(),
+        n,
+        report.seconds,
+    )
+    return report

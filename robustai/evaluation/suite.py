@@ -1,0 +1,118 @@
+"""One call for a full evaluation: attack suite, robustness curve, sanity checks, per class.
+
+Used at the end of ``robustai train`` and by ``robustai evaluate``; plain arguments only, so it
+works from a notebook as well::
+
+    from robustai.attacks import build_attack
+    from robustai.evaluation import evaluate_model
+
+    suite = [lambda eps: build_attack("apgd", eps=eps), lambda eps: build_attack("square", eps=eps)]
+    ev = evaluate_model(model, x, y, attacks=suite, eps=[0.1], num_classes=10)
+    print(ev.result.worst_case, ev.sanity.summary())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
+from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator
+from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CurveSettings:
+    eps: Sequence[float] | None = None  # None or empty: see default_curve_eps
+    samples: int | None = 200  # first N evaluated samples (None: all)
+
+
+@dataclass
+class Evaluation:
+    result: EvalResult
+    curve: RobustnessCurve | None
+    sanity: SanityReport | None
+    per_class: dict[str, Any] | None
+    num_classes: int
+
+
+def per_class_accuracy(
+    y: Tensor, masks: dict[str, Tensor], num_classes: int
+) -> dict[str, dict[str, float]]:
+    """``{name: {class: accuracy}}`` for boolean per-sample masks (NaN for an absent class)."""
+    counts = torch.bincount(y, minlength=num_classes).double()
+    out: dict[str, dict[str, float]] = {}
+    for name, mask in masks.items():
+        hits = torch.bincount(y[mask], minlength=num_classes).double()
+        acc = torch.where(
+            counts > 0, hits / counts.clamp(min=1), torch.full_like(counts, float("nan"))
+        )
+        out[name] = {str(c): float(v) for c, v in enumerate(acc.tolist())}
+    return out
+
+
+def evaluate_model(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attacks: Sequence[AttackFactory],
+    eps: Sequence[float],
+    num_classes: int,
+    batch_size: int = 512,
+    curve: CurveSettings | None = None,
+    sanity: SanitySettings | None = None,
+    per_class: bool = True,
+    keep_examples: bool = False,
+) -> Evaluation:
+    """Clean and robust accuracy of every attack at every eps with the per-sample worst case;
+    then (each optional) the robustness curve, the sanity checks and per-class accuracy."""
+    result = Evaluator(attacks, eps, batch_size).run(model, x, y, keep_examples=keep_examples)
+    rc = None
+    if curve is not None and len(x) and attacks:
+        grid = list(curve.eps) if curve.eps else default_curve_eps(eps)
+        n = len(x) if curve.samples is None else min(curve.samples, len(x))
+        rc = robustness_curve(
+            model, attacks, grid, x[:n], y[:n], batch_size, reuse=result if n == len(x) else None
+        )
+        log.info(
+            "robustness curve on %d samples: %s",
+            n,
+            ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(rc.eps, rc.worst_case, strict=True)),
+        )
+    report = None
+    if sanity is not None and len(x):
+        report = run_sanity_checks(
+            model,
+            x,
+            y,
+            attacks=attacks,
+            eps=eps,
+            num_classes=num_classes,
+            result=result,
+            curve=rc,
+            settings=sanity,
+            batch_size=batch_size,
+        )
+    classes = None
+    if per_class and result.clean_correct is not None:
+        masks = {"clean_acc": result.clean_correct}
+        masks.update({k: o.robust for k, o in result.outcomes.items()})
+        table = per_class_accuracy(y, masks, num_classes)
+        worst = per_class_accuracy(y, result.worst_robust, num_classes)
+        classes = {
+            "samples": {
+                str(c): int(n) for c, n in enumerate(torch.bincount(y, minlength=num_classes))
+            },
+            "clean_acc": table.pop("clean_acc"),
+            "robust_acc": table,
+            "worst_case_acc": worst,
+        }
+    return Evaluation(result, rc, report, classes, num_classes)

@@ -1,0 +1,208 @@
+"""PGD-10 evaluation throughput: robustai against torchattacks, same model, data and device.
+
+Both sides compute the same number, robust accuracy under L-inf PGD-10 with a random start
+(a sample counts if it is classified correctly clean and attacked), over the same images in the
+same batches, with the same step size (2.5 * eps / steps). Reported: images per second (median of
+``--repeats`` interleaved runs after a warm-up), and the ratio robustai / torchattacks.
+
+    python scripts/bench_pgd_eval.py                      # real MNIST from ../shared/data/mnist
+    python scripts/bench_pgd_eval.py --device cuda --samples 10000 --batch-size 1024
+
+The model is the small CNN of Wong et al. (2020), trained for ``--train-epochs`` on the first
+8,000 MNIST test images (or loaded from ``--checkpoint``, a robustai run folder); the benchmark
+runs on the remaining images. torchattacks is a test-only dependency of robustai
+(``pip install -e .[dev]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGES = "t10k-images-idx3-ubyte.gz"
+LABELS = "t10k-labels-idx1-ubyte.gz"
+TRAIN_IMAGES = 8000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "mnist",
+        help="folder with the MNIST test split as gzipped IDX files",
+    )
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--samples", type=int, default=2000, help="images evaluated per run")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--eps", type=float, default=0.1)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
+    p.add_argument("--train-epochs", type=int, default=1)
+    p.add_argument("--checkpoint", type=Path, default=None, help="a robustai run folder")
+    p.add_argument(
+        "--out", type=Path, default=REPO / "experiments" / "bench" / "bench_pgd_eval.json"
+    )
+    return p.parse_args(argv)
+
+
+def load_mnist(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    from robustai.data.idx import load_idx_images
+
+    missing = [f for f in (IMAGES, LABELS) if not (folder / f).is_file()]
+    if missing:
+        sys.exit(f"bench_pgd_eval: {folder} lacks {', '.join(missing)}; pass --mnist-dir")
+    return load_idx_images(folder / IMAGES, folder / LABELS)
+
+
+def trained_model(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> nn.Module:
+    """small_cnn trained with Adam on (x, y): a realistic, mostly-correct model to attack."""
+    from robustai.data.split import channel_stats
+    from robustai.models import build_model
+
+    torch.manual_seed(0)
+    mean, std = channel_stats(x)
+    model = build_model("small_cnn", tuple(x.shape[1:]), 10, mean, std).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = x.to(device), y.to(device)
+    for _ in range(epochs):
+        order = torch.randperm(len(x), device=device)
+        for i in range(0, len(x), 128):
+            idx = order[i : i + 128]
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def robustai_eval(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, a: argparse.Namespace
+) -> float:
+    """robustai's evaluator: one clean pass, then PGD on the samples that are right clean."""
+    from robustai.attacks import PGD
+    from robustai.evaluation import Evaluator
+
+    ev = Evaluator([lambda e: PGD(e, steps=a.steps)], [a.eps], batch_size=a.batch_size)
+    return ev.run(model, x, y).worst_case[f"{a.eps:g}"]
+
+
+def robustai_attack_all(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, a: argparse.Namespace
+) -> float:
+    """robustai's ``robust_accuracy``: attacks every sample (the library function's path)."""
+    from robustai.attacks import PGD
+    from robustai.evaluation import robust_accuracy
+
+    return robust_accuracy(model, PGD(a.eps, steps=a.steps), x, y, a.batch_size)
+
+
+def torchattacks_eval(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, a: argparse.Namespace
+) -> float:
+    """The usual torchattacks loop: clean prediction, attack, prediction on the attacked batch."""
+    import torchattacks
+
+    atk = torchattacks.PGD(
+        model, eps=a.eps, alpha=2.5 * a.eps / a.steps, steps=a.steps, random_start=True
+    )
+    robust = 0
+    for i in range(0, len(x), a.batch_size):
+        xb, yb = x[i : i + a.batch_size], y[i : i + a.batch_size]
+        with torch.no_grad():
+            clean = model(xb).argmax(1) == yb
+        adv = atk(xb, yb)
+        with torch.no_grad():
+            robust += int((clean & (model(adv).argmax(1) == yb)).sum())
+    return robust / len(x)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench_pgd_eval: --device cuda but no CUDA device is available")
+    x_all, y_all = load_mnist(a.mnist_dir)
+    if a.checkpoint:
+        from robustai.models import load_model
+
+        model, _ = load_model(a.checkpoint, map_location=device)
+    else:
+        model = trained_model(x_all[:TRAIN_IMAGES], y_all[:TRAIN_IMAGES], a.train_epochs, device)
+    x = x_all[TRAIN_IMAGES:][: a.samples].to(device)
+    y = y_all[TRAIN_IMAGES:][: a.samples].to(device)
+    with torch.no_grad():
+        clean_acc = float((model(x).argmax(1) == y).float().mean())
+
+    runners: dict[str, Callable[..., float]] = {
+        "robustai": robustai_eval,
+        "robustai_attack_all": robustai_attack_all,
+        "torchattacks": torchattacks_eval,
+    }
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    accs: dict[str, list[float]] = {k: [] for k in runners}
+    for run in runners.values():  # warm-up (allocator, kernels, lazy imports)
+        run(model, x[: a.batch_size], y[: a.batch_size], a)
+    for rep in range(a.repeats):
+        for name, run in runners.items():  # interleaved: every side sees the same load
+            torch.manual_seed(rep)
+            sync(device)
+            start = time.perf_counter()
+            acc = run(model, x, y, a)
+            sync(device)
+            times[name].append(time.perf_counter() - start)
+            accs[name].append(acc)
+
+    rate = {k: len(x) / statistics.median(v) for k, v in times.items()}
+    ratio = rate["robustai"] / rate["torchattacks"]
+    result = {
+        "benchmark": f"PGD-{a.steps} evaluation, L-inf eps={a.eps:g}, random start",
+        "model": "small_cnn" if not a.checkpoint else str(a.checkpoint),
+        "data": f"MNIST test images {TRAIN_IMAGES}..{TRAIN_IMAGES + len(x)}",
+        "device": str(device)
+        if device.type == "cpu"
+        else f"cuda ({torch.cuda.get_device_name(device)})",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": __import__("os").cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "samples": len(x),
+        "batch_size": a.batch_size,
+        "repeats": a.repeats,
+        "clean_acc": clean_acc,
+        "images_per_s": rate,
+        "seconds": times,
+        "robust_acc": {k: statistics.mean(v) for k, v in accs.items()},
+        "ratio_robustai_over_torchattacks": ratio,
+    }
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"{result['benchmark']} on {result['device']} ({result['torch_threads']} threads), "
+        f"{len(x)} images, batch {a.batch_size}, clean acc {clean_acc:.3f}"
+    )
+    for k in runners:
+        print(f"  {k:<20} {rate[k]:9.1f} images/s   robust acc {result['robust_acc'][k]:.4f}")
+    print(f"  ratio robustai / torchattacks: {ratio:.2f}x   (written to {a.out})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+"""``robustai evaluate``: a run of ``robustai train`` in, report / curve / JSON / TensorBoard out;
+bad input (checkpoint missing, unreadable or not fitting the data) is one line and exit 2; a
+failed sanity check with ``evaluator.strict=true`` is exit 1, for train and evaluate alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from robustai.cli.evaluate import data_from_checkpoint, run_evaluate
+from robustai.cli.main import main
+from robustai.config import to_evaluate_config
+from robustai.errors import CheckpointError, ConfigError
+from robustai.models import build_model, save_model
+
+TINY = [
+    "data=synthetic",
+    "data.num_samples=256",
+    "trainer.epochs=15",  # enough to learn the synthetic task (2 epochs stay at chance)
+    "trainer.watchdog.samples=32",
+    "trainer.threads=1",
+    "logger.image_grid=0",
+]
+
+
+def robustai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "robustai", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def strict_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, int]:
+    """A tiny training run whose end-of-training sanity checks fail on purpose (at
+    large_eps=0.02 PGD cannot bring accuracy to chance) with evaluator.strict=true."""
+    tmp = tmp_path_factory.mktemp("train")
+    proc = robustai(
+        "train",
+        *TINY,
+        "evaluator.strict=true",
+        "evaluator.sanity.large_eps=0.02",
+        f"hydra.run.dir={tmp / 'run'}",
+        cwd=tmp,
+    )
+    return tmp / "run", proc.stderr, proc.returncode
+
+
+@pytest.mark.slow
+def test_train_strict_exits_1_naming_the_failed_check(strict_run: tuple[Path, str, int]) -> None:
+    run, stderr, code = strict_run
+    assert code == 1, stderr[-3000:]
+    line = one_line(stderr)
+    assert line.startswith("robustai train: error: evaluation untrustworthy: large_eps: ")
+    # the run folder is complete all the same: metrics, report, curve, weights
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["sanity"]["failed"] == ["large_eps"] and m["sanity"]["passed"] is False
+    assert set(m["sanity"]["checks"]) >= {"gradients", "black_box", "convergence"}
+    assert m["curve"]["eps"][0] == 0.0 and m["report"] == "report.md"
+    assert set(m["per_class"]["clean_acc"]) == {"0", "1", "2", "3"}
+    assert "**Verdict: NOT trustworthy.**" in (run / "report.md").read_text()
+    assert (run / "robustness_curve.png").is_file()
+    assert "sanity large_eps: FAIL" in (run / "train.log").read_text()
+
+
+@pytest.mark.slow
+def test_evaluate_a_training_run(strict_run: tuple[Path, str, int], tmp_path: Path) -> None:
+    """The default command (evaluator=standard) on a finished run: report, curve, JSON,
+    TensorBoard; the data set comes from the checkpoint's meta.json."""
+    run, _, _ = strict_run
+    out = tmp_path / "eval"
+    proc = robustai(
+        "evaluate",
+        f"checkpoint={run}",
+        "data.num_samples=256",  # same split as the training run
+        "threads=1",
+        "evaluator.curve.eps=[0.05,0.1,0.2]",
+        "evaluator.save_examples=true",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "report.md",
+        "report.json",
+        "robustness_curve.png",
+        "adversarial_examples.safetensors",
+        "evaluate.log",
+    } <= names
+    assert any(n.startswith("events.out.tfevents.") for n in names)
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["robust_acc"]) == {"apgd_ce@0.1", "apgd_t@0.1", "square@0.1"}
+    assert report["data"].startswith("synthetic")  # chosen from meta.json
+    assert report["worst_case_acc"]["0.1"] <= min(report["robust_acc"].values())
+    assert report["curve"]["eps"] == [0.0, 0.05, 0.1, 0.2]
+    assert report["trustworthy"] in (True, False)
+    assert len(report["sanity"]["checks"]) == 7
+    text = (out / "report.md").read_text()
+    assert "![robustness curve](robustness_curve.png)" in text and "## Sanity checks" in text
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert report["clean_acc"] == pytest.approx(metrics["clean_acc"])  # same model, same split
+
+    acc = EventAccumulator(str(out), size_guidance={"images": 0, "scalars": 0, "tensors": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"eval/clean_acc", "eval/robust_acc/apgd_t@0.1", "eval/worst_case_acc/0.1"} <= set(
+        tags["scalars"]
+    )
+    assert {f"eval/sanity/{c}" for c in ("gradients", "deterministic")} <= set(tags["scalars"])
+    assert "eval/robustness_curve" in tags["images"]
+    assert any(t.startswith("eval/report") for t in tags["tensors"])
+
+
+# ---------------------------------------------------------------------------- bad input
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """A small_cnn saved as robustai train saves it (1x8x8 inputs, 10 classes)."""
+    model = build_model("small_cnn", (1, 8, 8), 10)
+    run = tmp_path / "ckpt"
+    save_model(
+        model,
+        run,
+        name="small_cnn",
+        params={},
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        mean=(0.0,),
+        std=(1.0,),
+        extra={"data": "digits", "threat_model": {"norm": "linf", "eps": 0.2}},
+    )
+    return run
+
+
+def evaluate_fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", *args])
+    assert exc.value.code == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("robustai evaluate: error: ")
+    return line
+
+
+def test_checkpoint_is_required(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert "checkpoint is not set" in evaluate_fails([], capsys)
+    assert "checkpoint not found" in evaluate_fails([f"checkpoint={tmp_path / 'nope'}"], capsys)
+    assert list(tmp_path.iterdir()) == []  # nothing was written
+
+
+def test_unreadable_checkpoint(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(checkpoint.parent)
+    weights = checkpoint / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert "modified or corrupt" in evaluate_fails([f"checkpoint={checkpoint}"], capsys)
+    (checkpoint / "meta.json").write_text("{not json")
+    assert "not valid JSON" in evaluate_fails([f"checkpoint={weights}"], capsys)
+
+
+def test_bad_evaluator_settings(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(checkpoint.parent)
+    ck = f"checkpoint={checkpoint}"
+    assert "evaluator.sanity.samples=0: must be >= 1" in evaluate_fails(
+        [ck, "evaluator.sanity.samples=0"], capsys
+    )
+    assert "evaluator.curve.eps[1]=2.0: must be in [0, 1]" in evaluate_fails(
+        [ck, "evaluator.curve.eps=[0.1,2]"], capsys
+    )
+    assert "evaluator=strong: unknown option" in evaluate_fails([ck, "evaluator=strong"], capsys)
+    assert "did you mean evaluator.strict" in evaluate_fails([ck, "evaluator.strictt=true"], capsys)
+    assert "evaluator.attacks[0].loss=l1: unknown" in evaluate_fails(
+        [ck, "evaluator.attacks.0.loss=l1"], capsys
+    )
+
+
+def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> None:
+    cfg = to_evaluate_config(
+        {
+            "checkpoint": str(checkpoint),
+            "data": {"name": "synthetic", "input_shape": [1, 12, 12], "num_samples": 64},
+            "logger": {"tensorboard": False},
+        }
+    )
+    with pytest.raises(CheckpointError, match=r"\(1, 8, 8\).*\(1, 12, 12\)"):
+        run_evaluate(cfg, tmp_path / "out")
+
+
+def test_targeted_suite_needs_four_classes(tmp_path: Path) -> None:
+    run = tmp_path / "three"
+    save_model(
+        build_model("small_cnn", (1, 8, 8), 3),
+        run,
+        name="small_cnn",
+        params={},
+        input_shape=(1, 8, 8),
+        num_classes=3,
+        mean=(0.0,),
+        std=(1.0,),
+    )
+    cfg = to_evaluate_config(
+        {
+            "checkpoint": str(run),
+            "data": {"name": "synthetic", "num_classes": 3, "num_samples": 60},
+            "evaluator": {"attacks": [{"name": "apgd"}, {"name": "apgd_t"}]},
+            "logger": {"tensorboard": False},
+        }
+    )
+    with pytest.raises(ConfigError, match=r"evaluator.attacks\[1\]: apgd_t needs at least 4"):
+        run_evaluate(cfg, tmp_path / "out")
+
+
+def test_eps_defaults_to_the_checkpoints_threat_model(checkpoint: Path, tmp_path: Path) -> None:
+    cfg = to_evaluate_config(
+        {
+            "checkpoint": str(checkpoint),
+            "evaluator": {
+                "eps": [],
+                "attacks": [{"name": "fgsm"}],
+                "samples": 40,
+                "sanity": {"enabled": False},
+                "curve": {"enabled": False},
+            },
+            "logger": {"tensorboard": False},
+            "threads": 1,
+        }
+    )
+    threads = torch.get_num_threads()
+    try:
+        report = run_evaluate(cfg, tmp_path / "out")
+        assert torch.get_num_threads() == 1  # threads=1 took effect
+    finally:
+        torch.set_num_threads(threads)
+    assert list(report["robust_acc"]) == ["fgsm@0.2"]  # meta.json's threat_model eps
+    assert report["sanity"] is None and report["trustworthy"] is None
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["data"] = "fashion_mnist"
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    assert data_from_checkpoint([f"checkpoint={checkpoint}"])[-1] == "data=fashion_mnist"
+    given = [f"checkpoint={checkpoint}", "data=mnist"]
+    assert data_from_checkpoint(given) == given
+    assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]

@@ -1,0 +1,76 @@
+"""The robustness curve: robust accuracy against eps, per attack and worst case, as a PNG."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from robustai.attacks import FGSM, build_attack
+from robustai.data import DataBundle
+from robustai.evaluation import Evaluator, default_curve_eps, robustness_curve, save_curve_png
+
+SUITE = [
+    lambda eps: build_attack("fgsm", eps=eps),
+    lambda eps: build_attack("pgd", eps=eps, steps=10),
+]
+
+
+def test_default_eps_grid() -> None:
+    assert default_curve_eps([0.1]) == pytest.approx([0.0, 0.025, 0.05, 0.1, 0.15, 0.2])
+    assert default_curve_eps([0.05, 0.3]) == pytest.approx([0, 0.075, 0.15, 0.3, 0.45, 0.6])
+    assert max(default_curve_eps([0.8])) == 1.0  # capped at the whole [0, 1] range
+
+
+def test_curve_falls_from_clean_accuracy(digits_model: nn.Module, digits: DataBundle) -> None:
+    x, y = digits.eval.x[:120], digits.eval.y[:120]
+    curve = robustness_curve(digits_model, SUITE, [0.05, 0.1, 0.2, 0.3], x, y)
+    assert curve.eps == pytest.approx([0.0, 0.05, 0.1, 0.2, 0.3])
+    assert set(curve.series) == {"fgsm", "pgd10"}
+    clean = curve.worst_case[0]
+    assert clean > 0.9
+    for values in [*curve.series.values(), curve.worst_case]:
+        assert values[0] == clean
+        assert all(b <= a + 0.02 for a, b in itertools.pairwise(values))  # 2 samples of noise
+    # the worst case is at most every attack, point by point
+    for i in range(len(curve.eps)):
+        assert curve.worst_case[i] <= min(v[i] for v in curve.series.values())
+    assert curve.worst_case[-1] < 0.1
+    d = curve.to_dict()
+    assert d["samples"] == 120 and d["norm"] == "linf" and d["eps"] == curve.eps
+
+
+def test_curve_reuses_an_evaluation_of_the_same_samples(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    """Points already evaluated are not attacked again, and agree with a fresh evaluation."""
+    x, y = digits.eval.x[:60], digits.eval.y[:60]
+    attacked: list[float] = []
+
+    class CountingFGSM(FGSM):
+        def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            attacked.append(self.eps)
+            return super().perturb(model, x, y)
+
+    suite = [lambda eps: CountingFGSM(eps)]
+    result = Evaluator(suite, [0.1]).run(digits_model, x, y)
+    attacked.clear()
+    reused = robustness_curve(digits_model, suite, [0.05, 0.1], x, y, reuse=result)
+    assert attacked == [0.05], "only the new eps is attacked"
+    fresh = robustness_curve(digits_model, suite, [0.05, 0.1], x, y)
+    assert attacked == [0.05, 0.05, 0.1]
+    assert reused.series == fresh.series  # FGSM is deterministic
+
+
+def test_png_is_written(digits_model: nn.Module, digits: DataBundle, tmp_path: Path) -> None:
+    curve = robustness_curve(
+        digits_model, SUITE, [0.1, 0.2], digits.eval.x[:30], digits.eval.y[:30]
+    )
+    image = save_curve_png(curve, tmp_path / "curve.png", title="test")
+    data = (tmp_path / "curve.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype.name == "uint8"
+    assert image.shape[1] > image.shape[0] > 100

@@ -1,0 +1,188 @@
+"""The sanity checks pass a normally trained model and flag models whose gradients are masked
+(non-differentiable input quantization, saturated logits), randomized, or weakly attacked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pytest
+import torch
+from torch import nn
+
+from robustai.attacks import PGD, Attack, build_attack
+from robustai.data import DataBundle
+from robustai.evaluation import (
+    CHECKS,
+    CurveSettings,
+    Evaluation,
+    RobustnessCurve,
+    SanitySettings,
+    evaluate_model,
+    run_sanity_checks,
+)
+from robustai.evaluation.sanity import strengthened
+
+EPS = 0.1
+N = 100  # evaluated samples (the sanity checks use all of them)
+
+# The suite a user would report, kept cheap: APGD-CE (white-box) and Square (black-box).
+SUITE: list[Callable[[float], Attack]] = [
+    lambda eps: build_attack("apgd", eps=eps),
+    lambda eps: build_attack("square", eps=eps, n_queries=1000),
+]
+
+
+def evaluate(
+    model: nn.Module,
+    data: DataBundle,
+    suite: Sequence[Callable[[float], Attack]] = SUITE,
+    curve: CurveSettings | None = None,
+) -> Evaluation:
+    return evaluate_model(
+        model,
+        data.eval.x[:N],
+        data.eval.y[:N],
+        attacks=suite,
+        eps=[EPS],
+        num_classes=data.num_classes,
+        curve=curve,
+        sanity=SanitySettings(samples=N),
+    )
+
+
+def statuses(ev: Evaluation) -> dict[str, str]:
+    assert ev.sanity is not None
+    return {c.name: c.status for c in ev.sanity.checks}
+
+
+def test_normally_trained_model_passes_every_check(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    ev = evaluate(digits_model, digits, curve=CurveSettings(eps=[0.05, 0.1, 0.2]))
+    assert ev.result.clean_acc > 0.95
+    assert 0.2 < ev.result.worst_case["0.1"] < 0.8, "the model should be neither robust nor broken"
+    assert statuses(ev) == dict.fromkeys(CHECKS, "pass"), [c.line() for c in ev.sanity.checks]
+    assert ev.sanity.passed and not ev.sanity.warned
+
+
+@pytest.mark.parametrize("masking", ["quantized_input", "saturated_logits"])
+def test_masked_gradients_are_flagged(
+    masking: str, masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    """Both maskings keep the clean predictions and fool APGD-CE (robust accuracy near clean
+    accuracy), yet three checks see through them."""
+    model = masked_models[masking]
+    ev = evaluate(model, digits)
+    assert ev.result.robust_acc["apgd_ce@0.1"] > 0.9, "the masking should fool the attack"
+    s = statuses(ev)
+    assert s["gradients"] == "fail"  # exactly zero input gradients
+    assert s["large_eps"] == "fail"  # gradient steps cannot even reach chance at eps=0.5
+    assert s["black_box"] == "fail"  # Square, which needs no gradient, is far stronger
+    assert s["deterministic"] == "pass"
+    assert not ev.sanity.passed
+    message = ev.sanity.failure_message()
+    assert message.startswith("evaluation untrustworthy: ")
+    assert "gradients:" in message and "black_box:" in message and "\n" not in message
+
+
+def test_randomized_forward_is_flagged(
+    masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    ev = evaluate(masked_models["randomized"], digits)
+    check = next(c for c in ev.sanity.checks if c.name == "deterministic")
+    assert check.status == "fail"
+    assert "EOT" in check.reason
+    assert check.details["max_logit_change"] > 0
+
+
+def test_iterative_attack_weaker_than_fgsm_is_flagged(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    """PGD with a step size far too small does less than one FGSM step: flagged."""
+    weak = [lambda eps: build_attack("pgd", eps=eps, steps=5, alpha=eps / 100)]
+    s = statuses(evaluate(digits_model, digits, suite=weak))
+    assert s["fgsm_baseline"] == "fail"
+
+
+def test_unconverged_attack_is_flagged(digits_model: nn.Module, digits: DataBundle) -> None:
+    """Two short steps without random start: twice the steps find many more examples."""
+    short = [lambda eps: build_attack("pgd", eps=eps, steps=2, alpha=eps / 8, random_start=False)]
+    ev = evaluate(digits_model, digits, suite=short)
+    check = next(c for c in ev.sanity.checks if c.name == "convergence")
+    assert check.status == "fail"
+    assert check.details["drop"] > 0.03
+
+
+def test_rising_curve_is_flagged(digits_model: nn.Module, digits: DataBundle) -> None:
+    x, y = digits.eval.x[:20], digits.eval.y[:20]
+    rising = RobustnessCurve(
+        eps=[0.0, 0.1, 0.2, 0.3],
+        series={"pgd20": [0.9, 0.5, 0.7, 0.2]},
+        worst_case=[0.9, 0.5, 0.7, 0.2],
+        samples=100,
+        norm="linf",
+    )
+    falling = RobustnessCurve(
+        [0.0, 0.1, 0.2], {"pgd20": [0.9, 0.5, 0.505]}, [0.9, 0.5, 0.5], 100, "linf"
+    )  # a rise within one sample is noise
+    only = SanitySettings(checks=("monotone_eps",))
+    common = {"attacks": [], "eps": [EPS], "num_classes": 10, "settings": only}
+    bad = run_sanity_checks(digits_model, x, y, curve=rising, **common)
+    assert [c.status for c in bad.checks] == ["fail"]
+    assert "eps=0.2" in bad.checks[0].reason
+    good = run_sanity_checks(digits_model, x, y, curve=falling, **common)
+    assert [c.status for c in good.checks] == ["pass"]
+    none = run_sanity_checks(digits_model, x, y, curve=None, **common)
+    assert [c.status for c in none.checks] == ["skip"]
+
+
+def test_report_structure(digits_model: nn.Module, digits: DataBundle) -> None:
+    settings = SanitySettings(samples=30, checks=("gradients", "deterministic"))
+    report = run_sanity_checks(
+        digits_model,
+        digits.eval.x,
+        digits.eval.y,
+        attacks=[],
+        eps=[EPS],
+        num_classes=10,
+        settings=settings,
+    )
+    d = report.to_dict()
+    assert d["passed"] is True and d["failed"] == [] and d["samples"] == 30
+    assert list(d["checks"]) == ["gradients", "deterministic"]
+    assert all({"status", "reason", "seconds"} <= set(c) for c in d["checks"].values())
+    assert report.summary() == "2 passed, 0 warned, 0 failed"
+
+
+def test_strengthened_attack() -> None:
+    pgd = strengthened(PGD(0.1, steps=10), 2)
+    assert (pgd.steps, pgd.restarts) == (20, 2)
+    assert pgd.alpha == pytest.approx(2.5 * 0.1 / 20)  # the default step follows the steps
+    fixed = strengthened(PGD(0.1, steps=10, alpha=0.02, random_start=False), 3)
+    assert (fixed.steps, fixed.restarts, fixed.alpha) == (30, 1, 0.02)
+    sq = strengthened(build_attack("square", eps=0.1, n_queries=100))
+    assert (sq.n_queries, sq.restarts) == (200, 2)  # type: ignore[attr-defined]
+
+
+def test_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"unknown sanity check.*valid: fgsm_baseline"):
+        SanitySettings(checks=("gradient",))
+    with pytest.raises(ValueError, match="samples"):
+        SanitySettings(samples=0)
+
+
+def test_checks_leave_the_model_alone(digits_model: nn.Module, digits: DataBundle) -> None:
+    model = nn.Sequential(nn.Identity(), digits_model).train()
+    before = [p.clone() for p in model.parameters()]
+    run_sanity_checks(
+        model,
+        digits.eval.x[:20],
+        digits.eval.y[:20],
+        attacks=[lambda eps: build_attack("fgsm", eps=eps)],
+        eps=[EPS],
+        num_classes=10,
+        settings=SanitySettings(samples=20, black_box_queries=20, checks=CHECKS),
+    )
+    assert model.training
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert all(p.grad is None for p in model.parameters())
