@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
 from torch import Tensor
 
 from robustai.evaluation.accuracy import accuracy
+from robustai.training.checkpoint import save_checkpoint
 from robustai.training.trainer import EpochStats, Trainer
 from robustai.training.watchdog import CatastrophicOverfittingWatchdog
 
@@ -48,3 +53,42 @@ class WatchdogCallback:
                 f"catastrophic overfitting: PGD accuracy fell from {self.watchdog.best_acc:.3f} "
                 f"(epoch {self.watchdog.best_epoch + 1}) to {acc:.3f}; best weights restored"
             )
+
+
+class CheckpointCallback:
+    """Saves a resumable checkpoint every ``every`` epochs, after the final epoch and when training
+    stops early. Must run after every other callback, so the saved RNG state is the one the next
+    epoch starts from."""
+
+    def __init__(
+        self,
+        folder: Path,
+        components: Mapping[str, Any],
+        every: int = 1,
+        keep: int = 2,
+        info: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.folder = folder
+        self.components = components
+        self.every = every
+        self.keep = keep
+        self.info = dict(info or {})
+        self.last: Path | None = None
+
+    def save(self, trainer: Trainer, step: int = 0) -> Path:
+        self.last = save_checkpoint(
+            self.folder,
+            self.components,
+            epoch=trainer.epoch,
+            step=step,
+            info=self.info,
+            keep=self.keep,
+        )
+        return self.last
+
+    def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
+        if self.every <= 0:
+            return
+        final = trainer.epoch >= trainer.epochs or trainer.stop_reason is not None
+        if final or trainer.epoch % self.every == 0:
+            self.save(trainer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -58,3 +59,76 @@ class AdversarialObjective:
         x_adv = self.attack_at(progress)(model, x, y)
         logits = model(x_adv)
         return F.cross_entropy(logits, y), logits
+
+
+class FreeAdversarialObjective:
+    """ "Free" adversarial training (Shafahi et al. 2019, "Adversarial Training for Free!").
+
+    Each minibatch is replayed ``replays`` (m) times; every replay's single backward pass gives
+    both the weight gradient (for the optimizer step) and the input gradient, which moves the
+    perturbation one signed step of size eps. The perturbation is carried across replays and
+    across minibatches, so an epoch costs about m clean epochs and the paper trains for
+    epochs / m epochs. Only L-inf, as in the paper.
+    """
+
+    adversarial = True
+
+    def __init__(self, eps: float, replays: int = 4) -> None:
+        if not 0.0 <= eps <= 1.0:
+            raise ValueError(f"eps must be in [0, 1], got {eps}")
+        if replays < 1:
+            raise ValueError(f"replays must be >= 1, got {replays}")
+        self.eps = eps
+        self.replays = replays
+        self._delta: Tensor | None = None  # the perturbation, one row per batch position
+        self._x_adv: Tensor | None = None  # the last input, whose .grad the loop's backward fills
+
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, progress: float
+    ) -> tuple[Tensor, Tensor]:
+        self._advance()
+        if self._delta is None or self._delta.shape[1:] != x.shape[1:] or len(self._delta) < len(x):
+            self._delta = torch.zeros_like(x)
+        delta = self._delta[: len(x)]
+        # Keep x + delta in [0, 1] (the perturbation stays inside the eps-ball by construction).
+        x_adv = (x + delta).clamp(0.0, 1.0).detach().requires_grad_(True)
+        self._x_adv = x_adv
+        logits = model(x_adv)
+        return F.cross_entropy(logits, y), logits
+
+    def _advance(self) -> None:
+        """Use the input gradient of the previous replay's backward pass: one FGSM step."""
+        if self._x_adv is None or self._x_adv.grad is None or self._delta is None:
+            return
+        n = len(self._x_adv)
+        step = self.eps * self._x_adv.grad.sign()
+        self._delta[:n] = (self._delta[:n] + step).clamp(-self.eps, self.eps)
+        self._x_adv = None
+
+    def state_dict(self) -> dict[str, object]:
+        self._advance()
+        return {"delta": self._delta}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        delta = state["delta"]
+        self._delta = None if delta is None else delta.clone()  # type: ignore[union-attr]
+        self._x_adv = None
+
+
+class AutocastObjective:
+    """Runs another objective under ``torch.autocast`` (bf16 by default): forward passes, the
+    attack's included, use the accelerator's fast matrix units; the loop's backward is unchanged."""
+
+    def __init__(self, inner: Objective, device_type: str, dtype: torch.dtype = torch.bfloat16):
+        self.inner = inner
+        self.device_type = device_type
+        self.dtype = dtype
+        self.adversarial = inner.adversarial
+        self.replays = getattr(inner, "replays", 1)
+
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, progress: float
+    ) -> tuple[Tensor, Tensor]:
+        with torch.autocast(self.device_type, dtype=self.dtype):
+            loss, logits = self.inner(model, x, y, progress)
+        return loss.float(), logits

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
+from robustai.errors import RunFailure
 from robustai.training.objectives import Objective
 
 log = logging.getLogger(__name__)
@@ -52,8 +55,36 @@ class FitResult:
     stop_reason: str | None
 
 
+class TrainingInterrupted(Exception):
+    """A stop was requested (e.g. SIGTERM) and the current step has finished."""
+
+    def __init__(self, epoch: int, step: int) -> None:
+        super().__init__(f"interrupted at epoch {epoch + 1}, step {step}")
+        self.epoch, self.step = epoch, step
+
+
+class TrainingDiverged(RunFailure):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class _Progress:
+    """Running sums of the epoch in progress: checkpointed when a run stops mid-epoch."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0
+
+
 class Trainer:
-    """Runs ``epochs`` of ``objective`` over a loader; callbacks observe and may stop training."""
+    """Runs ``epochs`` of ``objective`` over a loader; callbacks observe and may stop training.
+
+    ``stop_event``, when set (by a signal handler, say), ends training after the current step
+    with :class:`TrainingInterrupted`; the trainer's :meth:`state_dict` then describes the partial
+    epoch, so a checkpoint taken at that moment resumes exactly.
+    """
 
     def __init__(
         self,
@@ -65,6 +96,7 @@ class Trainer:
         epochs: int,
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.model = model
         self.objective = objective
@@ -73,30 +105,39 @@ class Trainer:
         self.epochs = epochs
         self.callbacks = list(callbacks)
         self.progress = progress
+        self.stop_event = stop_event
         self.stop_reason: str | None = None
+        self.epoch = 0  # the next epoch to run
+        self.history: list[EpochStats] = []
+        self._partial = _Progress()
 
     def request_stop(self, reason: str) -> None:
         """Called by a callback: finish after the current epoch."""
         self.stop_reason = reason
 
     def fit(self, train_loader: Iterable[tuple[Tensor, Tensor]]) -> FitResult:
-        history: list[EpochStats] = []
-        for epoch in range(self.epochs):
-            stats = self.train_epoch(train_loader, epoch)
+        while self.epoch < self.epochs and self.stop_reason is None:
+            stats = self.train_epoch(train_loader, self.epoch)
+            self.history.append(stats)
+            self.epoch += 1
             for cb in self.callbacks:
                 cb.on_epoch_end(self, stats)
-            history.append(stats)
             log.info(_epoch_line(stats, self.epochs))
             if self.stop_reason is not None:
-                log.warning("stopped after epoch %d: %s", epoch + 1, self.stop_reason)
-                break
-        seconds = sum(s.seconds for s in history)
-        images = sum(s.images for s in history)
+                log.warning("stopped after epoch %d: %s", stats.epoch + 1, self.stop_reason)
+            elif (
+                self.stop_event is not None
+                and self.stop_event.is_set()
+                and self.epoch < self.epochs
+            ):
+                raise TrainingInterrupted(self.epoch, 0)
+        seconds = sum(s.seconds for s in self.history)
+        images = sum(s.images for s in self.history)
         return FitResult(
-            epochs=len(history),
+            epochs=len(self.history),
             train_seconds=seconds,
             images_per_s=images / seconds if seconds > 0 else float("nan"),
-            history=history,
+            history=list(self.history),
             stopped_early=self.stop_reason is not None,
             stop_reason=self.stop_reason,
         )
@@ -105,30 +146,57 @@ class Trainer:
         model, opt = self.model, self.optimizer
         model.train()
         n_batches = len(loader)  # type: ignore[arg-type]
-        loss_sum = torch.zeros(())
-        correct = torch.zeros((), dtype=torch.long)
-        seen = 0
+        done = self._partial  # non-zero only when resuming in the middle of this epoch
+        self._partial = _Progress()
+        loss_sum = torch.tensor(done.loss_sum, dtype=torch.float64)
+        correct = torch.tensor(done.correct, dtype=torch.long)
+        seen = done.seen
+        # Checking the loss every step costs a device sync on accelerators: check less often there.
+        check_every = 1
         bar = tqdm(
             total=n_batches,
+            initial=done.step,
             desc=f"epoch {epoch + 1}/{self.epochs}",
             leave=False,
             disable=not (self.progress and sys.stderr.isatty()),
         )
         start = time.perf_counter()
-        for i, (x, y) in enumerate(loader):
-            loss, logits = self.objective(model, x, y, epoch + i / max(1, n_batches))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if self.scheduler is not None:
-                self.scheduler.step()
+        step = done.step
+        replays = getattr(self.objective, "replays", 1)  # > 1 only for "free" training
+        for x, y in loader:
+            for _ in range(replays):
+                loss, logits = self.objective(model, x, y, epoch + step / max(1, n_batches))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if self.scheduler is not None:
+                    self.scheduler.step()
+            step += 1
             # Accumulate on the device; one sync at the end of the epoch instead of one per batch.
-            loss_sum = loss_sum.to(loss.device) + loss.detach() * len(y)
-            correct = correct.to(y.device) + (logits.detach().argmax(1) == y).sum()
+            if loss_sum.device != loss.device:
+                loss_sum, correct = loss_sum.to(loss.device), correct.to(loss.device)
+                check_every = 1 if loss.device.type == "cpu" else 25
+            loss_sum += loss.detach().double() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
             bar.update(1)
-        seconds = time.perf_counter() - start
+            if step % check_every == 0 and not bool(torch.isfinite(loss_sum)):
+                bar.close()
+                raise TrainingDiverged(_divergence_message(model, epoch, step))
+            if self.stop_event is not None and self.stop_event.is_set() and step < n_batches:
+                bar.close()
+                self._partial = _Progress(
+                    step,
+                    float(loss_sum),
+                    int(correct),
+                    seen,
+                    done.seconds + time.perf_counter() - start,
+                )
+                raise TrainingInterrupted(epoch, step)
+        seconds = done.seconds + time.perf_counter() - start
         bar.close()
+        if not bool(torch.isfinite(loss_sum)):
+            raise TrainingDiverged(_divergence_message(model, epoch, step))
         return EpochStats(
             epoch=epoch,
             loss=float(loss_sum) / max(1, seen),
@@ -137,6 +205,38 @@ class Trainer:
             seconds=seconds,
             images=seen,
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Epoch counter, history and the partial epoch (model and optimizer save themselves)."""
+        return {
+            "epoch": self.epoch,
+            "stop_reason": self.stop_reason,
+            "history": [dataclasses.asdict(s) for s in self.history],
+            "partial": dataclasses.asdict(self._partial),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.epoch = int(state["epoch"])
+        self.stop_reason = state["stop_reason"]
+        self.history = [EpochStats(**s) for s in state["history"]]
+        self._partial = _Progress(**state["partial"])
+
+
+def _divergence_message(model: nn.Module, epoch: int, step: int) -> str:
+    bad = next(
+        (
+            name
+            for name, p in model.named_parameters()
+            if not torch.isfinite(p).all()
+            or (p.grad is not None and not torch.isfinite(p.grad).all())
+        ),
+        None,
+    )
+    where = f"; first non-finite parameter or gradient: {bad}" if bad else ""
+    return (
+        f"the loss became NaN or infinite at epoch {epoch + 1}, step {step}{where}; "
+        "lower trainer.lr or check the data (the last good checkpoint is kept)"
+    )
 
 
 def _epoch_line(s: EpochStats, epochs: int) -> str:

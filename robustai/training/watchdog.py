@@ -54,10 +54,22 @@ class CatastrophicOverfittingWatchdog:
                 self.best_acc,
             )
 
-    def state_dict(self) -> dict[str, object]:
+    def summary(self) -> dict[str, object]:
+        """What metrics.json reports about the watchdog."""
         return {
             "best_acc": self.best_acc,
             "best_epoch": self.best_epoch,
             "history": list(self.history),
             "collapsed_at": self.collapsed_at,
         }
+
+    def state_dict(self) -> dict[str, object]:
+        return {**self.summary(), "best_state": self.best_state}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.best_acc = float(state["best_acc"])  # type: ignore[arg-type]
+        self.best_epoch = int(state["best_epoch"])  # type: ignore[call-overload]
+        self.history = [float(v) for v in state["history"]]  # type: ignore[attr-defined]
+        collapsed = state["collapsed_at"]
+        self.collapsed_at = None if collapsed is None else int(collapsed)  # type: ignore[call-overload]
+        self.best_state = state["best_state"]  # type: ignore[assignment]

@@ -163,3 +163,23 @@ def test_attack_in_the_loop_leaves_no_parameter_grads_behind() -> None:
     )
     for p, g in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, g)
+
+
+def test_free_adversarial_training_replays_and_stays_in_the_ball() -> None:
+    from robustai.training import FreeAdversarialObjective
+
+    data, model = small_setup()
+    obj = FreeAdversarialObjective(eps=0.15, replays=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    steps = []
+    opt.register_step_post_hook(lambda *_: steps.append(1))
+    trainer = Trainer(model, obj, opt, epochs=2, progress=False)
+    trainer.fit(data.train)
+    assert len(steps) == 2 * len(data.train) * 3  # every minibatch replayed m times
+    assert obj._delta is not None and obj._delta.abs().max() <= 0.15 + 1e-7
+    assert obj._delta.abs().max() > 0.1  # the perturbation really moved
+    pgd = PGD(0.15, steps=10)
+    _, plain, _, _ = fit(StandardObjective(), epochs=2)
+    assert robust_accuracy(model, pgd, data.eval.x, data.eval.y) > robust_accuracy(
+        plain, pgd, data.eval.x, data.eval.y
+    )
