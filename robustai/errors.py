@@ -19,3 +19,15 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A weights file or its metadata is missing, unreadable or does not match."""
+
+
+class RunFailure(Exception):
+    """The run itself failed (e.g. the loss diverged): exit status 1 with one line, no traceback."""
+
+
+class RunInterrupted(Exception):
+    """A signal stopped the run after a checkpoint was saved; exits with 128 + the signal number."""
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

@@ -31,3 +31,29 @@ def mnist_idx_dir() -> Path:
             pytest.fail(f"CI must have the MNIST fixture: {reason}")
         pytest.skip(reason)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """In-process CLI runs let Hydra reconfigure logging onto pytest's captured streams, which
+    are closed after the test; put the root logger back so later tests do not log into them."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` need CUDA: without it they are deselected (reported as such, never
+    counted as passed); ``scripts/gpu_check.sh`` runs them on a machine with a GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]

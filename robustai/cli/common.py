@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from robustai.errors import ConfigError
 
+EXIT_FAILURE = 1  # the run itself failed (e.g. diverged)
 EXIT_BAD_INPUT = 2
 
 

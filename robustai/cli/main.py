@@ -14,6 +14,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "robustai.cli.train",
         "train and evaluate a model; Hydra overrides (see `robustai train --help`)",
     ),
+    "evaluate": (
+        "robustai.cli.evaluate",
+        "attack a saved model, check the result can be trusted, write a report (checkpoint=...)",
+    ),
+    "users": (
+        "robustai.cli.users",
+        "manage dashboard users, roles and tokens (add, list, grant, token create, ...)",
+    ),
+    "dashboard": (
+        "robustai.cli.dashboard",
+        "TensorBoard behind a login: each user sees the runs their grants cover",
+    ),
+    "summarize": (
+        "robustai.cli.summarize",
+        "compare a sweep's runs: table (CSV, Markdown) sorted by the objective, Pareto plot",
+    ),
 }
 
 USAGE = """usage: robustai <command> [args ...]

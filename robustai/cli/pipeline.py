@@ -6,6 +6,7 @@ arguments for the library's classes, runs training and evaluation, and writes th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -14,6 +15,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +25,40 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from robustai.attacks import Attack, build_attack
+from robustai.cli.evaluate import (
+    check_strict,
+    evaluation_metrics,
+    run_evaluation,
+    write_evaluation,
+)
 from robustai.config.schema import AttackConfig, TrainConfig
 from robustai.config.validate import ATTACK_NONE
-from robustai.data import DataBundle, build_data
-from robustai.errors import ConfigError
-from robustai.evaluation import Evaluator, metric_key
+from robustai.data import DataBundle, TensorLoader, build_data
+from robustai.errors import ConfigError, RunInterrupted
+from robustai.evaluation import metric_key
 from robustai.models import build_model, save_model
+from robustai.privacy import append_privacy_section, build_privacy
+from robustai.security import redact_tree, secret_env_values, signing_key_from_env
 from robustai.tracking import TensorBoardLogger
+from robustai.tracking.hparams import eval_metrics, log_hparams
 from robustai.training import (
+    CHECKPOINT_DIR,
     AdversarialObjective,
+    AutocastObjective,
     CatastrophicOverfittingWatchdog,
+    CheckpointCallback,
     EpochAccuracy,
+    FreeAdversarialObjective,
+    RNGState,
     StandardObjective,
     Trainer,
+    TrainingInterrupted,
     WatchdogCallback,
     build_schedule,
+    list_checkpoints,
+    load_checkpoint,
+    read_checkpoint,
+    stop_on_signals,
 )
 
 log = logging.getLogger(__name__)
@@ -103,6 +124,23 @@ def make_data(cfg: TrainConfig) -> DataBundle:
     )
 
 
+def make_privacy(cfg: TrainConfig) -> Any:
+    """The privacy plan of ``privacy=<option>`` (see :mod:`robustai.privacy.plans`)."""
+    p = cfg.privacy
+    kwargs = {f.name: getattr(p, f.name) for f in dataclasses.fields(p) if f.name != "name"}
+    with privacy_errors(p.name):
+        return build_privacy(p.name, **kwargs)
+
+
+@contextlib.contextmanager
+def privacy_errors(name: str) -> Iterator[None]:
+    """A privacy setting that does not fit the data or model: one line, exit 2."""
+    try:
+        yield
+    except ValueError as e:
+        raise ConfigError(f"privacy={name}: {e}") from e
+
+
 def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     try:
         model = build_model(
@@ -116,7 +154,10 @@ def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
     except TypeError as e:
         raise ConfigError(f"model.params: {e}") from e
     except ValueError as e:
-        raise ConfigError(f"model={cfg.model.name}: {e}") from e
+        raise ConfigError(
+            f"model={cfg.model.name} does not fit data={data.name} of shape "
+            f"{tuple(data.input_shape)}: {e}"
+        ) from e
     x = data.train.x[:2]
     try:
         with torch.no_grad():
@@ -148,7 +189,47 @@ def make_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def config_yaml(cfg: TrainConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """The resolved config as YAML, with secret-looking keys and secret env values redacted."""
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg))
+    return OmegaConf.to_yaml(OmegaConf.create(redact_tree(tree, secret_env_values())))
+
+
+# Hyperparameters every run shows in TensorBoard's HParams dashboard (swept ones are added).
+KEY_HPARAMS = (
+    "data.name",
+    "model.name",
+    "attack.name",
+    "attack.eps",
+    "attack.alpha",
+    "attack.steps",
+    "attack.random_start",
+    "trainer.objective",
+    "trainer.epochs",
+    "trainer.optimizer",
+    "trainer.lr",
+    "trainer.schedule",
+    "trainer.weight_decay",
+    "trainer.seed",
+    "data.batch_size",
+)
+
+
+def key_hparams(cfg: TrainConfig) -> dict[str, Any]:
+    """:data:`KEY_HPARAMS` and every field of a privacy config, where set."""
+    out: dict[str, Any] = {}
+    for path in KEY_HPARAMS:
+        node: Any = cfg
+        for part in path.split("."):
+            node = getattr(node, part, None)
+        if node is not None:
+            out[path] = node
+    privacy = getattr(cfg, "privacy", None)
+    if dataclasses.is_dataclass(privacy):
+        for f in dataclasses.fields(privacy):
+            value = getattr(privacy, f.name)
+            if value is None or isinstance(value, bool | int | float | str):
+                out[f"privacy.{f.name}"] = value
+    return out
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
@@ -166,18 +247,114 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
             os.unlink(tmp)
 
 
-def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
-    """Train, evaluate and write the run folder; returns what went into metrics.json."""
+def checkpoint_components(
+    trainer: Trainer, loader: TensorLoader, watchdog: CatastrophicOverfittingWatchdog
+) -> dict[str, Any]:
+    """Everything a resumed run needs, in load order (RNG last: loading others may draw)."""
+    comps: dict[str, Any] = {
+        "model": trainer.model,
+        "optimizer": trainer.optimizer,
+        "loader": loader,
+        "watchdog": watchdog,
+        "trainer": trainer,
+    }
+    if trainer.scheduler is not None:
+        comps["scheduler"] = trainer.scheduler
+    if hasattr(trainer.objective, "state_dict"):
+        comps["objective"] = trainer.objective  # e.g. free training's carried perturbation
+    comps["rng"] = RNGState()
+    return comps
+
+
+# Keys that may differ between a run and its resumption: they do not change what is trained.
+_RESUME_FREE = (
+    "name", "optimized_metric", "paths.", "logger.", "evaluator.", "trainer.resume",
+    "trainer.progress", "trainer.threads", "trainer.device", "trainer.checkpoint_every",
+    "trainer.keep_checkpoints",
+)
+
+
+def resume_fingerprint(cfg: TrainConfig) -> dict[str, str]:
+    """The config values a resumed run must share with the run it continues."""
+    flat: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{prefix}{k}.")
+        else:
+            flat[prefix[:-1]] = repr(node)
+
+    walk(OmegaConf.to_container(OmegaConf.structured(cfg)), "")
+    return {k: v for k, v in flat.items() if not k.startswith(_RESUME_FREE)}
+
+
+def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> None:
+    """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any."""
+    source = Path(cfg.trainer.resume).expanduser() if cfg.trainer.resume else out_dir
+    found = list_checkpoints(source / CHECKPOINT_DIR)
+    if not found:
+        if cfg.trainer.resume:
+            raise ConfigError(f"trainer.resume={cfg.trainer.resume}: no checkpoint to resume from")
+        return
+    latest = found[0].path
+    state, info = read_checkpoint(latest)
+    saved, now = info.get("config", {}), resume_fingerprint(cfg)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
+        raise ConfigError(
+            f"cannot resume from {latest}: it was made with a different config ({diffs}); "
+            "resume with the run's original overrides"
+        )
+    load_checkpoint(components, state, latest)
+    log.info("resumed from %s: epoch %d, step %d", latest, info["epoch"], info["step"])
+
+
+def fast_path(
+    cfg: TrainConfig, model: nn.Module, objective: Any, device: torch.device, data: DataBundle
+) -> tuple[nn.Module, Any]:
+    """Optional speed-ups that leave the training semantics alone: NHWC memory format, bf16
+    autocast, torch.compile. The returned model is used for training only; evaluation and the
+    saved weights use the plain module."""
+    t = cfg.trainer
+    if t.channels_last:
+        model.to(memory_format=torch.channels_last)
+        for loader in (data.train, data.eval):
+            loader.x = loader.x.contiguous(memory_format=torch.channels_last)
+    if t.amp:
+        objective = AutocastObjective(objective, device.type)
+    if t.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+    if t.amp or t.channels_last or t.compile:
+        log.info("fast path: amp=%s channels_last=%s compile=%s", t.amp, t.channels_last, t.compile)
+    return model, objective
+
+
+def run_train(
+    cfg: TrainConfig, out_dir: Path, hparams: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Train, evaluate and write the run folder; returns what went into metrics.json.
+
+    ``hparams`` (e.g. a sweep member's overridden values) join :func:`key_hparams` in the run's
+    TensorBoard HParams entry.
+    """
     wall_start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     if not os.access(out_dir, os.W_OK):
         raise ConfigError(
             f"output folder {out_dir} is not writable; set hydra.run.dir=<writable folder>"
         )
+    signing_key_from_env()  # an unusable ROBUSTAI_SIGNING_KEY fails now, not after training
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+    if cfg.trainer.threads is not None:
+        torch.set_num_threads(cfg.trainer.threads)
     device = resolve_device(cfg.trainer.device)
     data = make_data(cfg)
-    model = make_model(cfg, data).to(device)
+    privacy = make_privacy(cfg)
+    with privacy_errors(cfg.privacy.name):
+        privacy.prepare_data(data)  # e.g. DP normalization, or releasing the inputs once
+        model = privacy.prepare_model(make_model(cfg, data)).to(device)
     data.train.to(device)
     data.eval.to(device)
     log.info(
@@ -194,9 +371,14 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
 
     adversarial = cfg.attack.name != ATTACK_NONE
     threat_eps = float(cfg.attack.eps if cfg.attack.eps is not None else cfg.data.eps)
-    if adversarial and cfg.trainer.objective == "adversarial":
+    replays = 1
+    if adversarial and cfg.trainer.objective == "free":
+        objective: Any = FreeAdversarialObjective(threat_eps, cfg.trainer.replays)
+        replays = cfg.trainer.replays
+        log.info("objective: free adversarial training, %d replays at eps=%g", replays, threat_eps)
+    elif adversarial and cfg.trainer.objective == "adversarial":
         train_attack = make_attack(cfg.attack)
-        objective: Any = AdversarialObjective(train_attack, cfg.trainer.eps_warmup_epochs)
+        objective = AdversarialObjective(train_attack, cfg.trainer.eps_warmup_epochs)
         log.info(
             "objective: adversarial training with %s at eps=%g",
             train_attack.label,
@@ -210,9 +392,12 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     scheduler = build_schedule(
         cfg.trainer.schedule,
         optimizer,
-        cfg.trainer.epochs * len(data.train),
+        cfg.trainer.epochs * len(data.train) * replays,
         cfg.trainer.warmup_fraction,
     )
+    # DP-SGD swaps in Opacus' model wrapper, DP optimizer, Poisson loader and budget callback.
+    with privacy_errors(cfg.privacy.name):
+        parts = privacy.wrap(model, optimizer, objective, data.train, cfg.trainer.epochs)
     wd = cfg.trainer.watchdog
     watch_attack = build_attack("pgd", eps=threat_eps, steps=wd.steps, model_mode="eval")
     watchdog = CatastrophicOverfittingWatchdog(
@@ -227,6 +412,7 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
             cfg.data.eval_batch_size,
         ),
         WatchdogCallback(watchdog, active=wd.enabled and objective.adversarial),
+        *parts.callbacks,  # before TensorBoard, which logs what they measure
     ]
     tb = (
         TensorBoardLogger(out_dir, robust_tag=watch_attack.label)
@@ -237,29 +423,58 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
         callbacks.append(tb)
         tb.log_text("config", "```yaml\n" + config_yaml(cfg) + "```")
 
-    trainer = Trainer(
-        model,
-        objective,
-        optimizer,
-        scheduler,
-        epochs=cfg.trainer.epochs,
-        callbacks=callbacks,
-        progress=cfg.trainer.progress,
-    )
-    fit = trainer.fit(data.train)
+    train_model, train_objective = fast_path(cfg, parts.model, parts.objective, device, data)
+    with stop_on_signals() as stop:
+        trainer = Trainer(
+            train_model,
+            train_objective,
+            parts.optimizer,
+            scheduler,
+            epochs=cfg.trainer.epochs,
+            callbacks=callbacks,
+            progress=cfg.trainer.progress,
+            stop_event=stop,
+        )
+        components = {
+            **parts.state,  # e.g. the privacy accountant; RNG state stays last
+            **checkpoint_components(trainer, parts.loader, watchdog),
+        }
+        resume(cfg, out_dir, components)
+        saver = CheckpointCallback(
+            out_dir / CHECKPOINT_DIR,
+            components,
+            every=cfg.trainer.checkpoint_every,
+            keep=cfg.trainer.keep_checkpoints,
+            info={"config": resume_fingerprint(cfg)},
+        )
+        trainer.callbacks.append(saver)  # last: it saves what the other callbacks left behind
+        try:
+            fit = trainer.fit(parts.loader)
+        except TrainingInterrupted as e:
+            path = saver.save(trainer, step=e.step)
+            raise RunInterrupted(
+                stop.signum or 2,
+                f"{e}; checkpoint {path.name} saved; resume with: robustai train "
+                f"trainer.resume={out_dir} (and the same overrides)",
+            ) from e
+    model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
 
-    # Final evaluation on the eval split.
+    # Final evaluation on the eval split: the suite, then the robustness curve, sanity checks
+    # and per-class accuracy (cli/evaluate.py, shared with `robustai evaluate`).
     ev = cfg.evaluator
-    factories = [
-        (lambda eps, a=a, i=i: make_attack(a, eps, prefix=f"evaluator.attacks[{i}]"))
-        for i, a in enumerate(ev.attacks)
-    ]
     x_ev, y_ev = data.eval.x, data.eval.y
     if ev.samples is not None:
         x_ev, y_ev = x_ev[: ev.samples], y_ev[: ev.samples]
-    result = Evaluator(factories, ev.eps, batch_size=cfg.data.eval_batch_size).run(
-        model, x_ev, y_ev
+    evaluation = run_evaluation(
+        ev,
+        model,
+        x_ev,
+        y_ev,
+        eps=ev.eps,
+        num_classes=data.num_classes,
+        batch_size=cfg.data.eval_batch_size,
     )
+    result = evaluation.result
 
     weights = save_model(
         model,
@@ -274,6 +489,7 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
             "data": data.name,
             "attack": cfg.attack.name,
             "threat_model": {"norm": cfg.attack.norm, "eps": threat_eps},
+            "privacy": privacy.describe(),
         },
     )
     metrics: dict[str, Any] = {
@@ -283,14 +499,15 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
         "train_seconds": fit.train_seconds,
         "epochs": fit.epochs,
         "images_per_s": fit.images_per_s,
-        "privacy": None,
+        "privacy": privacy.summary(),  # {"epsilon", "delta", ...} or None without a DP guarantee
+        "privacy_statement": privacy.statement(),
         "eval_seconds": result.seconds,
         "eval_samples": result.samples,
         "wall_seconds": time.perf_counter() - wall_start,
         "stopped_early": fit.stopped_early,
         "stop_reason": fit.stop_reason,
         "watchdog": {
-            **watchdog.state_dict(),
+            **watchdog.summary(),
             "attack": watch_attack.label,
             "eps": threat_eps,
             "samples": len(watchdog.y),
@@ -299,7 +516,19 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
         "seed": cfg.trainer.seed,
         "device": str(device),
         "weights": weights.name,
+        **evaluation_metrics(evaluation),  # sanity, per_class, curve, report
     }
+    write_evaluation(
+        out_dir,
+        evaluation,
+        x_ev,
+        y_ev,
+        title=f"Robustness evaluation: {cfg.model.name} on {data.name} ({cfg.attack.name})",
+        context={"model": cfg.model.name, "data": f"{data.name}, eval", "device": str(device)},
+        save_examples=ev.save_examples,
+        tb=tb,
+        step=fit.epochs,
+    )
     if tb is not None:
         tb.log_eval(result.clean_acc, result.robust_acc, fit.epochs)
         k = min(cfg.logger.image_grid, len(x_ev))
@@ -313,9 +542,19 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
                 f"eval/adversarial/{metric_key(grid_attack)}",
                 fit.epochs,
             )
+        log_hparams(
+            tb.writer,
+            redact_tree({**key_hparams(cfg), **(hparams or {})}, secret_env_values()),
+            eval_metrics(metrics),
+            fit.epochs,
+            # log_eval wrote these tags already
+            already_logged={"eval/clean_acc", *(f"eval/robust_acc/{k}" for k in result.robust_acc)},
+        )
         tb.close()
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     write_json(out_dir / METRICS, metrics)
+    append_privacy_section(out_dir, metrics)  # only where a report.md exists
+    log.info("privacy: %s", metrics["privacy_statement"])
     robust = ", ".join(f"{k} {v:.3f}" for k, v in result.robust_acc.items())
     log.info(
         "clean acc %.3f | %s | %.1fs training",
@@ -326,4 +565,5 @@ def run_train(cfg: TrainConfig, out_dir: Path) -> dict[str, Any]:
     log.info("run folder: %s", out_dir)
     if any(math.isnan(v) for v in [result.clean_acc, *result.robust_acc.values()]):
         log.warning("some accuracies are NaN: the eval split is empty")
+    check_strict(evaluation, ev.strict)  # evaluator.strict: a failed sanity check -> exit 1
     return metrics

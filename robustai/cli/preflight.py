@@ -9,10 +9,12 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from robustai.config.validate import check_targets
 from robustai.errors import ConfigError
 
 # Hydra's own flags; with these the user wants Hydra's output, not a run.
@@ -67,17 +69,113 @@ def preflight(
     """Raise :class:`ConfigError` unless every run the command line asks for composes and passes
     ``check`` (which receives the composed DictConfig)."""
     flags, overrides = split_args(argv)
-    if _INFO_FLAGS.intersection(f.split("=")[0] for f in flags):
+    names = [f.split("=")[0] for f in flags]
+    if _INFO_FLAGS.intersection(names):
+        if {"-m", "--multirun"}.intersection(names) and not {"--help", "-h"}.intersection(names):
+            shown = sorted(_INFO_FLAGS.intersection(names))[0]
+            raise ConfigError(f"{shown} prints one run's config: drop -m (Hydra allows only one)")
         return
-    if any(
-        f.split("=")[0] in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
-        for f in flags
-    ):
-        return  # another primary config: let Hydra report on it
-    multirun = "-m" in flags or "--multirun" in flags
-    user = [o for o in overrides if not re.match(r"^[+~]*hydra[./]", o)]
-    for combo in _expand(user, multirun):
-        _compose_and_check(config_dir, config_name, combo, check)
+    config_dir, config_name = _primary_config(flags, config_dir, config_name)
+    multirun = "-m" in names or "--multirun" in names
+    if not multirun:
+        multirun = _multirun_by_config(config_dir, config_name, overrides)
+    combos = _expand(overrides, multirun)
+    first = None
+    for combo in combos:
+        cfg = _compose_and_check(config_dir, config_name, combo, check, multirun)
+        first = cfg if first is None else first
+    # Search spaces (interval(...) and the sweeper's own params, e.g. from hparams_search=...)
+    # are not enumerable: check each value or end point at least once.
+    for combo in _search_space_runs(overrides, combos[0], first):
+        try:
+            _compose_and_check(config_dir, config_name, combo, check, multirun)
+        except ConfigError as e:
+            raise ConfigError(f"search space: {e}") from e
+
+
+def _multirun_by_config(config_dir: Path, config_name: str, overrides: list[str]) -> bool:
+    """Whether a config (such as hparams_search=...) sets hydra.mode=MULTIRUN, as -m does."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except Exception:  # _expand reports a bad override
+        return False
+    if not any(o.is_sweep_override() or o.key_or_group == "hparams_search" for o in parsed):
+        return False
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    try:
+        cfg = _compose_and_check(config_dir, config_name, fixed, lambda _: None)
+    except ConfigError:
+        return False  # reported with the full check
+    return str(cfg.hydra.mode) in ("MULTIRUN", "RunMode.MULTIRUN")
+
+
+def _search_space_runs(overrides: list[str], base: list[str], cfg: Any) -> list[list[str]]:
+    """Runs that together take every search-space value once: interval(...) overrides and
+    ``hydra.sweeper.params`` (command-line keys win, as in the Optuna sweeper)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    parser = OverridesParser.create()
+    specs: list[tuple[str, str]] = []  # (where it came from, override)
+    command_keys = set()
+    for o in parser.parse_overrides(overrides):
+        command_keys.add(o.key_or_group)
+        if o.is_sweep_override() and not o.is_hydra_override() and _endpoints(o) is not None:
+            specs.append(("", o.input_line))
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) if cfg else None
+    for key, value in (params or {}).items():
+        if str(key) not in command_keys:
+            specs.append((f"hydra.sweeper.params.{key}: ", f"{key}={value}"))
+    values: list[list[str]] = []
+    for where, spec in specs:
+        try:
+            (o,) = parser.parse_overrides([spec])
+        except Exception as e:
+            raise ConfigError(f"{where}bad search space '{spec}': {_first_line(e)}") from e
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values.append([spec])
+            continue
+        ends = _endpoints(o)
+        if ends is None:
+            try:
+                ends = list(o.sweep_string_iterator())
+            except Exception:  # glob() needs Hydra's config loader: the sweeper checks it
+                continue
+        values.append([f"{key}={v}" for v in ends])
+    if not values:
+        return []
+    keys = {v[0].split("=", 1)[0].lstrip("+~") for v in values}
+    rest = [o for o in base if o.split("=", 1)[0].lstrip("+~") not in keys]
+    return [rest + [v[i % len(v)] for v in values] for i in range(max(len(v) for v in values))]
+
+
+def _endpoints(o: Any) -> list[str] | None:
+    from hydra.core.override_parser.types import IntervalSweep
+
+    value = o.value()
+    return [str(value.start), str(value.end)] if isinstance(value, IntervalSweep) else None
+
+
+def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:
+    """Honour --config-dir / --config-path and --config-name, as Hydra will."""
+    values: dict[str, str] = {}
+    i = 0
+    while i < len(flags):
+        name, _, value = flags[i].partition("=")
+        if name in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"):
+            if not value and i + 1 < len(flags):
+                value, i = flags[i + 1], i + 1
+            values[name.lstrip("-")[:2] if name.startswith("--") else name[1:]] = value
+        i += 1
+    directory = values.get("cd") or values.get("co") or values.get("cp")
+    if directory:
+        config_dir = Path(directory).expanduser().resolve()
+        if not config_dir.is_dir():
+            raise ConfigError(f"config folder {directory} does not exist")
+    return config_dir, values.get("cn", config_name)
 
 
 def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -110,8 +208,13 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 
 def _compose_and_check(
-    config_dir: Path, config_name: str, overrides: list[str], check: Callable[[Any], object]
-) -> None:
+    config_dir: Path,
+    config_name: str,
+    overrides: list[str],
+    check: Callable[[Any], object],
+    multirun: bool = False,
+) -> Any:
+    """The composed config (with its ``hydra`` node), once every check passed."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -133,9 +236,43 @@ def _compose_and_check(
             from hydra.core.hydra_config import HydraConfig
 
             HydraConfig.instance().set_config(cfg)
+            check_targets(cfg)
+            _check_output_dir(cfg, multirun)
             check(cfg)
+            return cfg
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_output_dir(cfg: Any, multirun: bool) -> None:
+    """The run (or sweep) folder must be creatable and writable before Hydra makes it."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    try:
+        target = OmegaConf.select(cfg, key, throw_on_missing=True)
+    except OmegaConfBaseException:
+        return  # an unresolvable folder is reported by Hydra itself
+    if not target:
+        return
+    path = Path(str(target)).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    problem = None
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as e:
+            problem = f"{existing} is not writable ({e.strerror})"
+    if problem:
+        raise ConfigError(
+            f"cannot write the run folder {path}: {problem}; set {key}=<writable folder>"
+        )
 
 
 def _missing_option(e: Exception, overrides: list[str]) -> str:

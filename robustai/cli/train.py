@@ -8,37 +8,148 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from robustai.cli.common import fail
-from robustai.errors import UserError
+from robustai.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail
+from robustai.errors import ConfigError, RunFailure, RunInterrupted, UserError
 
 log = logging.getLogger(__name__)
 
 
-def _objective(metrics: dict[str, Any]) -> float:
-    """What a sweeper maximises by default: the worst-case robust accuracy at the first eps."""
-    worst = metrics.get("worst_case_acc") or {}
-    return float(next(iter(worst.values()))) if worst else float(metrics["clean_acc"])
+def objective_names(value: Any) -> list[str]:
+    """``optimized_metric`` as a list of metric names (one per objective)."""
+    from robustai.tracking.hparams import known_metric_name, metric_names_help
+
+    names = [value] if isinstance(value, str) else value
+    if (
+        not isinstance(names, list | tuple)
+        or not names
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise ConfigError(
+            f"optimized_metric={value}: give a metric name or a list of them, "
+            "e.g. optimized_metric=worst_case_acc or optimized_metric=[clean_acc,worst_case_acc]"
+        )
+    for name in names:
+        if not known_metric_name(name):
+            raise ConfigError(
+                f"optimized_metric={name}: not a metrics.json name; valid: {metric_names_help()}"
+            )
+    return list(names)
 
 
-def _task(cfg: Any) -> float | None:
+def check_train_config(cfg: Any) -> Any:
+    """Pre-flight check: the schema, then that every ``optimized_metric`` name will exist."""
+    from robustai.cli.pipeline import make_attack
+    from robustai.config import to_train_config
+    from robustai.evaluation import metric_key
+
+    train_cfg = to_train_config(cfg)
+    ev = train_cfg.evaluator
+    tables = {
+        "robust_acc": [
+            metric_key(make_attack(a, eps, prefix=f"evaluator.attacks[{i}]"))
+            for eps in ev.eps
+            for i, a in enumerate(ev.attacks)
+        ],
+        "worst_case_acc": [f"{eps:g}" for eps in ev.eps],
+    }
+    for name in objective_names(train_cfg.optimized_metric):
+        table, _, key = name.partition("/")
+        if key and table in tables and key not in tables[table]:
+            valid = ", ".join(f"{table}/{k}" for k in tables[table]) or "none (no attacks)"
+            raise ConfigError(
+                f"optimized_metric={name}: this run reports no such value; valid: {valid}"
+            )
+    return train_cfg
+
+
+def _objective(metrics: dict[str, Any], names: list[str]) -> float | list[float] | None:
+    """What the sweeper optimizes: the ``optimized_metric`` values (None if one is missing)."""
+    from robustai.tracking.hparams import metric_value
+
+    values = [metric_value(metrics, name) for name in names]
+    missing = [n for n, v in zip(names, values, strict=True) if v is None]
+    if missing:
+        log.warning("optimized_metric %s: this run reports no value", ", ".join(missing))
+        return None
+    return values[0] if len(values) == 1 else values  # type: ignore[return-value]
+
+
+def _threads_from_launcher(train_cfg: Any, hc: Any) -> None:
+    """Under a submitit launcher, ``trainer.threads=null`` means the CPUs it reserved per task,
+    so members that share a machine do not each start one torch thread per core."""
+    from omegaconf import OmegaConf
+
+    cpus = OmegaConf.select(hc, "launcher.cpus_per_task", default=None)
+    if train_cfg.trainer.threads is None and isinstance(cpus, int) and cpus > 0:
+        train_cfg.trainer.threads = cpus
+        log.info("torch threads: %d (hydra.launcher.cpus_per_task)", cpus)
+
+
+def _swept_hparams(hc: Any, train_cfg: Any) -> dict[str, Any]:
+    """The member's own overrides (group choices and keys) with their final values."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    choices = hc.runtime.choices
+    node = OmegaConf.structured(train_cfg)
+    out: dict[str, Any] = {}
+    for o in OverridesParser.create().parse_overrides(list(hc.overrides.task)):
+        key = o.key_or_group
+        if o.is_delete() or key.split("/")[0].split(".")[0] == "hydra":
+            continue
+        if key in choices:
+            out[key] = choices[key]
+            continue
+        value = OmegaConf.select(node, key, default=None)
+        if OmegaConf.is_config(value):
+            value = str(OmegaConf.to_container(value))
+        out[key] = value
+    return out
+
+
+def _task(cfg: Any) -> float | list[float] | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from robustai.cli.pipeline import run_train, write_json
+    from robustai.cli.pipeline import run_train
+    from robustai.cli.sweep_status import record_failure
     from robustai.config import to_train_config
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
+    multirun = hc.mode == RunMode.MULTIRUN
     try:
-        metrics = run_train(to_train_config(cfg), out_dir)
-    except UserError as e:
-        if hc.mode == RunMode.MULTIRUN:
+        train_cfg = to_train_config(cfg)
+        _threads_from_launcher(train_cfg, hc)
+        metrics = run_train(train_cfg, out_dir, hparams=_swept_hparams(hc, train_cfg))
+    except RunInterrupted as e:
+        fail("train", str(e), code=e.exit_code)
+    except (UserError, RunFailure) as e:
+        if multirun:
             # One bad member must not end the sweep: record it and go on.
             log.error("run failed: %s", e)
-            write_json(out_dir / "status.json", {"status": "failed", "error": str(e)})
+            record_failure(out_dir, e)
             return None
-        fail("train", str(e))
-    return _objective(metrics)
+        fail("train", str(e), code=EXIT_BAD_INPUT if isinstance(e, UserError) else EXIT_FAILURE)
+    except Exception as e:
+        if not multirun:
+            raise
+        # A crash (a bug, out of memory, ...) in one member: keep its traceback, go on.
+        log.exception("run failed")
+        record_failure(out_dir, e)
+        return None
+    return _objective(metrics, objective_names(train_cfg.optimized_metric))
+
+
+def _resume_in_place(argv: Sequence[str]) -> list[str]:
+    """``trainer.resume=DIR`` continues in DIR itself, unless hydra.run.dir says otherwise."""
+    args = list(argv)
+    resume = [a.split("=", 1)[1] for a in args if a.startswith("trainer.resume=")]
+    if resume and resume[-1] not in ("", "null") and not any(
+        a.startswith("hydra.run.dir=") for a in args
+    ):
+        args.append(f"hydra.run.dir={resume[-1]}")
+    return args
 
 
 def main(argv: Sequence[str]) -> int:
@@ -46,14 +157,24 @@ def main(argv: Sequence[str]) -> int:
 
     from robustai.cli.common import config_dir
     from robustai.cli.preflight import preflight
-    from robustai.config import to_train_config
+    from robustai.cli.sweep_status import SweepStatus
 
     try:
         cdir = config_dir()
-        preflight(cdir, "train", argv, to_train_config)
+        preflight(cdir, "train", argv, check_train_config)
     except UserError as e:
         fail("train", str(e))
     app = hydra.main(config_path=str(cdir), config_name="train", version_base="1.3")(_task)
-    sys.argv = ["robustai train", *argv]
+    sys.argv = ["robustai train", *_resume_in_place(argv)]
+    SweepStatus.last = None
     app()
+    sweep = SweepStatus.last
+    if sweep is not None and (sweep.failed or sweep.incomplete):
+        bad = sweep.failed + sweep.incomplete
+        fail(
+            "train",
+            f"{len(bad)} of {sweep.members} sweep members failed ({', '.join(bad)}); "
+            f"see status.json and train.log in each, or: robustai summarize {sweep.sweep_dir}",
+            code=EXIT_FAILURE,
+        )
     return 0

@@ -3,6 +3,7 @@
 from robustai.config.schema import (
     AttackConfig,
     DataConfig,
+    EvaluateConfig,
     EvaluatorConfig,
     LoggerConfig,
     ModelConfig,
@@ -11,11 +12,18 @@ from robustai.config.schema import (
     TrainerConfig,
     WatchdogConfig,
 )
-from robustai.config.validate import parse_fraction, to_train_config, validate
+from robustai.config.validate import (
+    parse_fraction,
+    to_evaluate_config,
+    to_train_config,
+    validate,
+    validate_evaluate,
+)
 
 __all__ = [
     "AttackConfig",
     "DataConfig",
+    "EvaluateConfig",
     "EvaluatorConfig",
     "LoggerConfig",
     "ModelConfig",
@@ -24,6 +32,8 @@ __all__ = [
     "TrainerConfig",
     "WatchdogConfig",
     "parse_fraction",
+    "to_evaluate_config",
     "to_train_config",
     "validate",
+    "validate_evaluate",
 ]

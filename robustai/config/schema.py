@@ -50,6 +50,10 @@ class AttackConfig:
     restarts: int | None = None
     norm: str = "linf"
     model_mode: str = "eval"  # the model's mode while the attack runs: eval | train | keep
+    loss: str | None = None  # apgd: ce | dlr
+    n_target_classes: int | None = None  # apgd_t: target classes tried per sample
+    n_queries: int | None = None  # square: model queries per restart
+    p_init: float | None = None  # square: initial fraction of pixels changed per query
 
 
 @dataclass
@@ -64,9 +68,9 @@ class WatchdogConfig:
 
 @dataclass
 class TrainerConfig:
-    objective: str = (
-        "adversarial"  # used when an attack is set; attack=none means standard training
-    )
+    # used when an attack is set (attack=none means standard training): adversarial | free
+    objective: str = "adversarial"
+    replays: int = 4  # objective=free: minibatch replays m (Shafahi et al. 2019)
     epochs: int = 10
     optimizer: str = "sgd"  # sgd | adam
     lr: float = 0.1
@@ -79,8 +83,36 @@ class TrainerConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     deterministic: bool = False  # torch.use_deterministic_algorithms (slower on GPU)
+    amp: bool = False  # bf16 autocast for forward passes (on CUDA; also works on CPU)
+    channels_last: bool = False  # NHWC memory format for convolutions (on CUDA)
+    compile: bool = False  # torch.compile the model for training and attacks
     progress: bool = True  # a progress bar within an epoch (on a terminal only)
+    threads: int | None = None  # torch CPU threads (null: torch's default, all cores)
+    checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)
+    keep_checkpoints: int = 2  # newest checkpoints kept in <run>/checkpoints
+    resume: str | None = None  # a run folder to continue (its last complete checkpoint)
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
+
+
+@dataclass
+class CurveConfig:
+    """Robust accuracy against eps (PNG plot, report, TensorBoard)."""
+
+    enabled: bool = True
+    eps: list[float] = field(default_factory=list)  # empty: 0 and 1/4..2x the largest eps
+    samples: int | None = 200  # on the first N evaluated images (null: all)
+
+
+@dataclass
+class SanityConfig:
+    """Checks that flag an untrustworthy evaluation (masked gradients, weak attacks)."""
+
+    enabled: bool = True
+    samples: int = 100  # the checks that attack use the first N evaluated images
+    tolerance: float = 0.01  # accuracy differences within this (and one sample) are noise
+    large_eps: float = 0.5  # L-inf eps at which accuracy must fall to about chance
+    chance_margin: float = 0.1  # accuracy up to chance + this passes at large_eps
+    black_box_queries: int = 1000  # Square's queries when the suite has no black-box attack
 
 
 @dataclass
@@ -91,6 +123,34 @@ class EvaluatorConfig:
     eps: list[float] = field(default_factory=lambda: [0.1])
     attacks: list[AttackConfig] = field(default_factory=list)
     samples: int | None = None  # evaluate on the first N eval images (null: all)
+    strict: bool = False  # a failed sanity check makes the command exit with status 1
+    per_class: bool = True  # robust accuracy per class in metrics / the report
+    save_examples: bool = False  # adversarial examples + per-sample outcomes (safetensors)
+    curve: CurveConfig = field(default_factory=CurveConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+
+
+@dataclass
+class PrivacyConfig:
+    """``none``, DP-SGD (``dpsgd``), a DP noise mechanism (``laplace``, ``gaussian``) or noise
+    augmentation without a DP guarantee (``gaussian_noise``). Each option reads its own keys."""
+
+    name: str = "none"  # none | dpsgd | laplace | gaussian | gaussian_noise
+    # dpsgd: give noise_multiplier, or target_epsilon to calibrate it for trainer.epochs
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float | None = None  # dpsgd: null means min(1e-5, 1/(10 N)); gaussian: required
+    max_grad_norm: float = 1.0  # per-sample gradient clipping norm
+    accountant: str = "prv"  # prv | rdp
+    max_epsilon: float | None = None  # stop before an epoch would spend more than this
+    grad_sample_mode: str = "auto"  # auto (ghost clipping where possible) | ghost | hooks
+    fix_model: bool = False  # replace BatchNorm by GroupNorm instead of refusing the model
+    noise_seed: int | None = None  # reproducible noise: removes the privacy; tests only
+    # laplace | gaussian | gaussian_noise
+    where: str = "input"  # input | features | output
+    sensitivity: float = 1.0  # L1 (laplace) or L2 (gaussian) distance between any two records
+    epsilon: float | None = None  # per record and release (laplace, gaussian)
+    sigma: float = 0.1  # gaussian_noise: noise std (no DP guarantee)
 
 
 @dataclass
@@ -112,6 +172,24 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    # What a sweeper optimizes: a metrics.json name (clean_acc, worst_case_acc, ...) or a list
+    optimized_metric: Any = "worst_case_acc"
+
+
+@dataclass
+class EvaluateConfig:
+    """``robustai evaluate``: a saved model against the evaluator's attack suite."""
+
+    name: str = "evaluate"
+    checkpoint: str | None = None  # a run folder, or its weights.safetensors / meta.json
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    seed: int = 0  # seeds torch (attacks with their own seed, e.g. APGD and Square, keep it)
+    threads: int | None = None  # torch CPU threads (null: torch's default)
+    data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)

@@ -7,22 +7,62 @@ import difflib
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from robustai.config.schema import AttackConfig, TrainConfig
+from robustai.config.schema import (
+    AttackConfig,
+    EvaluateConfig,
+    EvaluatorConfig,
+    PrivacyConfig,
+    TrainConfig,
+)
 from robustai.errors import ConfigError
 
 _FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*/\s*([0-9]*\.?[0-9]+)\s*$")
 
 ATTACK_NONE = "none"
-OBJECTIVES = ("standard", "adversarial")
+OBJECTIVES = ("standard", "adversarial", "free")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "onecycle", "cyclic")
 NORMS = ("linf", "l2")
 MODEL_MODES = ("eval", "train", "keep")
+APGD_LOSSES = ("ce", "dlr")
+
+
+# Hydra ``_target_``s may only name code under these prefixes: a config is data, and must not be
+# able to run arbitrary code such as ``os.system`` when Hydra instantiates it.
+ALLOWED_TARGETS = (
+    "robustai.",
+    "torch.optim.",
+    "torch.nn.",
+    "torchvision.",
+    "hydra._internal.core_plugins.",
+    "hydra_plugins.",
+    "optuna.samplers.",
+    "optuna.pruners.",
+)
+
+
+def check_targets(node: Any, path: str = "") -> None:
+    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        node = OmegaConf.to_container(node, resolve=False)  # raw values: nothing is evaluated
+    if isinstance(node, dict):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "_target_" and not str(value).startswith(ALLOWED_TARGETS):
+                raise ConfigError(
+                    f"{where}={value}: not allowed; _target_ may only name code under "
+                    f"{', '.join(p.rstrip('.') for p in ALLOWED_TARGETS)}"
+                )
+            check_targets(value, where)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            check_targets(value, f"{path}[{i}]")
 
 
 def parse_fraction(value: Any) -> Any:
@@ -39,6 +79,44 @@ def parse_fraction(value: Any) -> Any:
 
 def to_train_config(cfg: DictConfig | dict[str, Any]) -> TrainConfig:
     """Resolve, type-check and range-check a composed train config (ignoring the ``hydra`` node)."""
+    obj = _to_structured(cfg, TrainConfig)
+    validate(obj)
+    return obj
+
+
+def to_evaluate_config(cfg: DictConfig | dict[str, Any]) -> EvaluateConfig:
+    """Resolve, type-check and range-check a composed ``robustai evaluate`` config."""
+    obj = _to_structured(cfg, EvaluateConfig)
+    validate_evaluate(obj)
+    return obj
+
+
+def validate_evaluate(cfg: EvaluateConfig) -> None:
+    """The data, evaluator and logger checks of :func:`validate`, plus the checkpoint and
+    device. An empty ``evaluator.eps`` means the checkpoint's own threat model."""
+    if not cfg.checkpoint:
+        raise ConfigError(
+            "checkpoint is not set: give checkpoint=<run folder or its weights.safetensors>"
+        )
+    evaluator = dataclasses.replace(cfg.evaluator, eps=list(cfg.evaluator.eps) or [cfg.data.eps])
+    validate(
+        TrainConfig(
+            data=cfg.data,
+            attack=AttackConfig(name=ATTACK_NONE),
+            evaluator=evaluator,
+            logger=cfg.logger,
+            paths=cfg.paths,
+        )
+    )
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", cfg.device):
+        raise ConfigError(f"device={cfg.device}: must be auto, cpu, cuda, cuda:N or mps")
+    if cfg.threads is not None:
+        _at_least("threads", cfg.threads, 1)
+
+
+def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
+    """Merge a composed config into the dataclass schema ``cls``: one ConfigError if it does not
+    fit (unknown key, wrong type, bad interpolation, disallowed ``_target_``)."""
     try:
         if isinstance(cfg, DictConfig):
             cfg = cfg.copy()
@@ -51,18 +129,18 @@ def to_train_config(cfg: DictConfig | dict[str, Any]) -> TrainConfig:
         raise ConfigError(_one_line(e)) from e
     assert isinstance(container, dict)
     container.pop("hydra", None)
-    _coerce_fractions(container, TrainConfig)
+    check_targets(container)
+    _coerce_fractions(container, cls)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), container)
+        merged = OmegaConf.merge(OmegaConf.structured(cls), container)
         obj = OmegaConf.to_object(merged)
     except ConfigKeyError as e:
-        raise ConfigError(_unknown_key(e)) from e
+        raise ConfigError(_unknown_key(e, cls)) from e
     except ValidationError as e:
         raise ConfigError(_one_line(e)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(e)) from e
-    assert isinstance(obj, TrainConfig)
-    validate(obj)
+    assert isinstance(obj, cls)
     return obj
 
 
@@ -94,6 +172,10 @@ def validate(cfg: TrainConfig) -> None:
     _check_attack("attack", a, need_eps=a.name != ATTACK_NONE)
     _choice("trainer.objective", t.objective, OBJECTIVES)
     _at_least("trainer.epochs", t.epochs, 1)
+    _at_least("trainer.replays", t.replays, 1)
+    if t.objective == "free" and a.name != ATTACK_NONE and a.norm != "linf":
+        raise ConfigError("trainer.objective=free: free adversarial training is L-inf only; "
+                          "set attack.norm=linf")
     _choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", t.schedule, SCHEDULES)
     _positive("trainer.lr", t.lr)
@@ -103,6 +185,12 @@ def validate(cfg: TrainConfig) -> None:
     _non_negative("trainer.eps_warmup_epochs", t.eps_warmup_epochs)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", t.device):
         raise ConfigError(f"trainer.device={t.device}: must be auto, cpu, cuda, cuda:N or mps")
+    _non_negative("trainer.checkpoint_every", t.checkpoint_every)
+    _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)
+    if t.resume is not None:
+        _check_resume(t.resume)
+    if t.threads is not None:
+        _at_least("trainer.threads", t.threads, 1)
     _at_least("trainer.watchdog.samples", t.watchdog.samples, 1)
     _at_least("trainer.watchdog.steps", t.watchdog.steps, 1)
     _unit("trainer.watchdog.max_drop", t.watchdog.max_drop)
@@ -115,7 +203,83 @@ def validate(cfg: TrainConfig) -> None:
         _check_attack(f"evaluator.attacks[{i}]", ac, need_eps=False)
     if e.samples is not None:
         _at_least("evaluator.samples", e.samples, 1)
+    _check_evaluator_extras(e)
     _non_negative("logger.image_grid", cfg.logger.image_grid)
+    _check_privacy(cfg.privacy)
+    if cfg.privacy.name == "dpsgd" and (t.amp or t.compile):
+        raise ConfigError(
+            "trainer.amp / trainer.compile are not supported with privacy=dpsgd (Opacus' "
+            "per-sample gradients assume full precision, eager modules); set them to false"
+        )
+
+
+def _check_privacy(p: PrivacyConfig) -> None:
+    from robustai.privacy import ACCOUNTANTS, GRAD_SAMPLE_MODES, WHERE, privacy_names
+
+    _choice("privacy.name", p.name, privacy_names())
+    if p.name == "dpsgd":
+        if p.noise_multiplier is not None and p.target_epsilon is not None:
+            raise ConfigError(
+                f"privacy.noise_multiplier={p.noise_multiplier} and privacy.target_epsilon="
+                f"{p.target_epsilon} are both set: give one (privacy.noise_multiplier=null to "
+                "calibrate the noise for the target)"
+            )
+        if p.noise_multiplier is None and p.target_epsilon is None:
+            raise ConfigError(
+                "privacy=dpsgd needs privacy.noise_multiplier or privacy.target_epsilon"
+            )
+        if p.noise_multiplier is not None:
+            _positive("privacy.noise_multiplier", p.noise_multiplier)
+        if p.target_epsilon is not None:
+            _positive("privacy.target_epsilon", p.target_epsilon)
+        if p.delta is not None:
+            _open_unit("privacy.delta", p.delta)
+        _positive("privacy.max_grad_norm", p.max_grad_norm)
+        _choice("privacy.accountant", p.accountant, ACCOUNTANTS)
+        if p.max_epsilon is not None:
+            _positive("privacy.max_epsilon", p.max_epsilon)
+        _choice("privacy.grad_sample_mode", p.grad_sample_mode, GRAD_SAMPLE_MODES)
+    elif p.name in ("laplace", "gaussian"):
+        _choice("privacy.where", p.where, WHERE)
+        _positive("privacy.sensitivity", p.sensitivity)
+        if p.epsilon is None:
+            raise ConfigError(f"privacy={p.name} needs privacy.epsilon (per record and release)")
+        _positive("privacy.epsilon", p.epsilon)
+        if p.name == "gaussian":
+            if p.delta is None:
+                raise ConfigError("privacy=gaussian needs privacy.delta, e.g. 1e-5")
+            _open_unit("privacy.delta", p.delta)
+    elif p.name == "gaussian_noise":
+        _choice("privacy.where", p.where, WHERE)
+        _non_negative("privacy.sigma", p.sigma)
+
+
+def _check_resume(folder: str) -> None:
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"trainer.resume={folder}: no such run folder")
+    if not list_checkpoints(path / CHECKPOINT_DIR):
+        raise ConfigError(
+            f"trainer.resume={folder}: no checkpoint in {path / CHECKPOINT_DIR}; "
+            "give the folder of a run that saved one (trainer.checkpoint_every > 0)"
+        )
+
+
+def _check_evaluator_extras(e: EvaluatorConfig) -> None:
+    """Robustness curve and sanity-check settings."""
+    for i, eps in enumerate(e.curve.eps):
+        _unit(f"evaluator.curve.eps[{i}]", eps)
+    if e.curve.samples is not None:
+        _at_least("evaluator.curve.samples", e.curve.samples, 1)
+    s = e.sanity
+    _at_least("evaluator.sanity.samples", s.samples, 1)
+    _unit("evaluator.sanity.tolerance", s.tolerance)
+    if not 0.0 < s.large_eps <= 1.0:
+        raise ConfigError(f"evaluator.sanity.large_eps={s.large_eps}: must be in (0, 1]")
+    _unit("evaluator.sanity.chance_margin", s.chance_margin)
+    _at_least("evaluator.sanity.black_box_queries", s.black_box_queries, 1)
 
 
 def _check_attack(prefix: str, a: AttackConfig, need_eps: bool) -> None:
@@ -135,6 +299,14 @@ def _check_attack(prefix: str, a: AttackConfig, need_eps: bool) -> None:
         _at_least(f"{prefix}.restarts", a.restarts, 1)
     _choice(f"{prefix}.norm", a.norm, NORMS)
     _choice(f"{prefix}.model_mode", a.model_mode, MODEL_MODES)
+    if a.loss is not None:
+        _choice(f"{prefix}.loss", a.loss, APGD_LOSSES)
+    if a.n_target_classes is not None:
+        _at_least(f"{prefix}.n_target_classes", a.n_target_classes, 1)
+    if a.n_queries is not None:
+        _at_least(f"{prefix}.n_queries", a.n_queries, 1)
+    if a.p_init is not None and not 0.0 < a.p_init <= 1.0:
+        raise ConfigError(f"{prefix}.p_init={a.p_init}: must be in (0, 1]")
 
 
 def _choice(key: str, value: str, allowed: typing.Sequence[str]) -> None:
@@ -177,18 +349,18 @@ def _one_line(e: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key and key not in msg else msg
 
 
-def _unknown_key(e: ConfigKeyError) -> str:
+def _unknown_key(e: ConfigKeyError, root: Any = TrainConfig) -> str:
     full_key = str(getattr(e, "full_key", "") or "")
     parent, _, leaf = full_key.rpartition(".")
-    valid = _keys_at(parent)
+    valid = _keys_at(parent, root)
     hint = difflib.get_close_matches(leaf, valid, n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     where = f" of {parent}" if parent else ""
     return f"{full_key}: no such key{maybe}; valid keys{where}: {', '.join(valid)}"
 
 
-def _keys_at(path: str) -> list[str]:
-    cls: Any = TrainConfig
+def _keys_at(path: str, root: Any = TrainConfig) -> list[str]:
+    cls: Any = root
     for part in [p for p in path.split(".") if p]:
         hints = typing.get_type_hints(cls)
         cls = hints.get(re.sub(r"\[\d+\]$", "", part))

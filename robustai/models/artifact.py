@@ -2,13 +2,15 @@
 
 ``meta.json`` holds what is needed to rebuild the model (registry name and keyword arguments,
 input shape, classes, normalization) and the sha256 of the weights file, so a swapped or damaged
-file is noticed before it is used.
+file is noticed before it is used. With ``ROBUSTAI_SIGNING_KEY`` set, ``meta.json`` also carries an
+HMAC-SHA256 over itself (hence over the weights' sha256), checked on loading.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +23,15 @@ from torch import nn
 
 from robustai.errors import CheckpointError
 from robustai.models.registry import build_model
+from robustai.security.signing import (
+    ENV_SIGNING_KEY,
+    SIGNATURE_FIELD,
+    sign_meta,
+    signing_key_from_env,
+    verify_meta,
+)
+
+log = logging.getLogger(__name__)
 
 WEIGHTS = "weights.safetensors"
 META = "meta.json"
@@ -80,6 +91,9 @@ def save_model(
         "weights_sha256": sha256_file(weights),
         **(extra or {}),
     }
+    key = signing_key_from_env()
+    if key is not None:  # HMAC over the weights' sha256 and all the metadata
+        meta[SIGNATURE_FIELD] = sign_meta(meta, key)
     _atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights
 
@@ -108,6 +122,27 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return weights, meta
 
 
+def check_signature(meta_path: Path, meta: dict[str, Any]) -> None:
+    """With ``ROBUSTAI_SIGNING_KEY`` set, only an artifact signed with that key is accepted."""
+    key = signing_key_from_env()
+    if key is None:
+        if SIGNATURE_FIELD in meta:
+            log.warning(
+                "%s is signed but %s is unset: signature not checked", meta_path, ENV_SIGNING_KEY
+            )
+        return
+    if SIGNATURE_FIELD not in meta or "weights_sha256" not in meta:
+        raise CheckpointError(
+            f"{meta_path} is not signed, but {ENV_SIGNING_KEY} is set: refusing an unsigned "
+            f"artifact (unset {ENV_SIGNING_KEY} to load it without a signature check)"
+        )
+    if not verify_meta(meta, key):
+        raise CheckpointError(
+            f"{meta_path}: signature check failed: the weights or their metadata were modified "
+            f"after signing, or {ENV_SIGNING_KEY} is not the key that signed them"
+        )
+
+
 def load_model(
     path: str | Path, map_location: str | torch.device = "cpu"
 ) -> tuple[nn.Module, dict[str, Any]]:
@@ -118,6 +153,7 @@ def load_model(
         raise CheckpointError(
             f"{weights} does not match the sha256 in its meta.json: modified or corrupt"
         )
+    check_signature(weights.parent / META, meta)
     try:
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
@@ -133,6 +169,10 @@ def load_model(
             std=norm["std"],
             **spec.get("params", {}),
         )
+        if (meta.get("privacy") or {}).get("model_fixed"):  # trained with BatchNorm -> GroupNorm
+            from robustai.privacy import make_dp_compatible
+
+            model, _ = make_dp_compatible(model)
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(

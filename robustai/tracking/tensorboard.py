@@ -6,6 +6,7 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
@@ -37,6 +38,8 @@ class TensorBoardLogger:
             w.add_scalar("val/clean_acc", stats.extra["val_clean_acc"], step)
         if "val_robust_acc" in stats.extra:
             w.add_scalar(f"val/robust_acc/{self.robust_tag}", stats.extra["val_robust_acc"], step)
+        if "privacy_epsilon" in stats.extra:  # DP-SGD: epsilon spent so far, at the run's delta
+            w.add_scalar("privacy/epsilon", stats.extra["privacy_epsilon"], step)
         w.add_scalar("lr", stats.lr, step)
         w.add_scalar("perf/images_per_s", stats.images_per_s, step)
         w.add_scalar("perf/epoch_seconds", stats.seconds, step)
@@ -48,6 +51,10 @@ class TensorBoardLogger:
         for key, value in robust_acc.items():
             if not math.isnan(value):
                 self.writer.add_scalar(f"eval/robust_acc/{key}", value, step)
+
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """An RGB image (H, W, 3 uint8), e.g. a rendered plot such as the robustness curve."""
+        self.writer.add_image(tag, image, step, dataformats="HWC")
 
     def log_adversarial_grid(
         self, clean: Tensor, adv: Tensor, eps: float, tag: str, step: int

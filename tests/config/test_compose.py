@@ -26,7 +26,8 @@ def compose(overrides: list[str]) -> TrainConfig:
     """The CLI's own pre-flight path: Hydra composition, then schema and range checks."""
     out: list[TrainConfig] = []
     preflight(CONFIGS, "train", overrides, lambda cfg: out.append(to_train_config(cfg)))
-    assert len(out) == 1
+    # A search (hparams_search=...) also checks each value of its search space after the base run.
+    assert len(out) == 1 or any(o.startswith("hparams_search=") for o in overrides)
     return out[0]
 
 
