@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -36,6 +34,7 @@ from robustai.config.validate import ATTACK_NONE
 from robustai.data import DataBundle, TensorLoader, build_data
 from robustai.errors import ConfigError, RunInterrupted
 from robustai.evaluation import metric_key
+from robustai.fileio import write_json
 from robustai.models import build_model, save_model
 from robustai.privacy import append_privacy_section, build_privacy
 from robustai.security import redact_tree, secret_env_values, signing_key_from_env
@@ -230,21 +229,6 @@ def key_hparams(cfg: TrainConfig) -> dict[str, Any]:
             if value is None or isinstance(value, bool | int | float | str):
                 out[f"privacy.{f.name}"] = value
     return out
-
-
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic: a reader never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, allow_nan=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def checkpoint_components(

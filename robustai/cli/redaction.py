@@ -13,14 +13,13 @@ run folder are checked once more.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from robustai.fileio import write_text
 from robustai.security.redact import (
     REDACTED,
     collect_secret_values,
@@ -54,16 +53,9 @@ def secret_values(config: DictConfig) -> set[str]:
     return values | secret_env_values()
 
 
-def _atomic_text(path: Path, text: str) -> None:
+def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text(path, text)
 
 
 def _yaml(tree: Any) -> str:
@@ -89,9 +81,9 @@ def write_redacted_hydra_files(config: DictConfig, folder: Path, values: set[str
             job["override_dirname"], seps.get("item_sep", ","), seps.get("kv_sep", "="), values
         )
     overrides = [redact_override(str(o), values) for o in config.hydra.overrides.task]
-    _atomic_text(folder / "config.yaml", _yaml(redact_tree(task, values)))
-    _atomic_text(folder / "hydra.yaml", _yaml({"hydra": hydra}))
-    _atomic_text(folder / "overrides.yaml", _yaml(overrides))
+    _write_text(folder / "config.yaml", _yaml(redact_tree(task, values)))
+    _write_text(folder / "hydra.yaml", _yaml({"hydra": hydra}))
+    _write_text(folder / "overrides.yaml", _yaml(overrides))
 
 
 def redact_yaml_file(path: Path, values: set[str]) -> None:
@@ -104,11 +96,11 @@ def redact_yaml_file(path: Path, values: set[str]) -> None:
         text = path.read_text(encoding="utf-8", errors="replace")
         clean = scrub_text(text, values)
         if clean != text:
-            _atomic_text(path, clean)
+            _write_text(path, clean)
         return
     clean_tree = redact_tree(tree, values)
     if clean_tree != tree:
-        _atomic_text(path, _yaml(clean_tree))
+        _write_text(path, _yaml(clean_tree))
 
 
 def scrub_folder(folder: Path, values: set[str]) -> list[Path]:
@@ -129,7 +121,7 @@ def scrub_folder(folder: Path, values: set[str]) -> list[Path]:
             continue
         found.append(path)
         if path.suffix in _TEXT_SUFFIXES:
-            _atomic_text(path, scrub_text(data.decode("utf-8", errors="replace"), values))
+            _write_text(path, scrub_text(data.decode("utf-8", errors="replace"), values))
             log.warning("removed a secret value from %s (a writer did not redact it)", path.name)
         else:
             log.error("%s holds a secret value and cannot be redacted; delete it", path)

@@ -29,7 +29,7 @@ OK, FAILED, INCOMPLETE = "ok", "failed", "incomplete"
 
 def record_failure(run_dir: Path, error: BaseException) -> None:
     """Write ``status.json`` saying why the member failed (the traceback goes to the log)."""
-    from robustai.cli.pipeline import write_json
+    from robustai.fileio import write_json
 
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(

@@ -7,9 +7,7 @@ import datetime as _dt
 import json
 import logging
 import math
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from robustai.evaluation.suite import Evaluation
+from robustai.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +26,6 @@ CURVE_PNG = "robustness_curve.png"
 EXAMPLES = "adversarial_examples.safetensors"
 
 _STATUS_MARK = {"pass": "PASS", "warn": "WARN", "fail": "**FAIL**", "skip": "skip"}
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    """Write via a temporary file in the same folder and rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def verdict(evaluation: Evaluation) -> bool | None:
@@ -184,9 +171,9 @@ def write_report(out_dir: str | Path, report: Mapping[str, Any]) -> tuple[Path, 
     out.mkdir(parents=True, exist_ok=True)
     js, md = out / REPORT_JSON, out / REPORT_MD
     text = json.dumps(report, indent=2, allow_nan=True) + "\n"
-    _atomic(js, lambda p: p.write_text(text))
+    atomic_write(js, lambda p: p.write_text(text))
     markdown = render_markdown(report)
-    _atomic(md, lambda p: p.write_text(markdown))
+    atomic_write(md, lambda p: p.write_text(markdown))
     log.info("report: %s", md)
     return js, md
 
@@ -215,6 +202,6 @@ def save_examples(path: str | Path, x: Tensor, y: Tensor, evaluation: Evaluation
         "keys": json.dumps(sorted(r.outcomes)),
     }
     p = Path(path)
-    _atomic(p, lambda t: save_file(tensors, str(t), metadata=meta))
+    atomic_write(p, lambda t: save_file(tensors, str(t), metadata=meta))
     log.info("adversarial examples: %s", p)
     return p

@@ -8,11 +8,8 @@ HMAC-SHA256 over itself (hence over the weights' sha256), checked on loading.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from robustai.errors import CheckpointError
+from robustai.fileio import atomic_write, sha256_file
 from robustai.models.registry import build_model
 from robustai.security.signing import (
     ENV_SIGNING_KEY,
@@ -36,28 +34,6 @@ log = logging.getLogger(__name__)
 WEIGHTS = "weights.safetensors"
 META = "meta.json"
 FORMAT_VERSION = 1
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_model(
@@ -79,7 +55,7 @@ def save_model(
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     weights = out / WEIGHTS
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     meta = {
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "params": params},
@@ -94,7 +70,7 @@ def save_model(
     key = signing_key_from_env()
     if key is not None:  # HMAC over the weights' sha256 and all the metadata
         meta[SIGNATURE_FIELD] = sign_meta(meta, key)
-    _atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
+    atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights
 
 

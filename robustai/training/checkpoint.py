@@ -13,14 +13,11 @@ scheduler, loader, watchdog, accountant, ...).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
 import random
 import re
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from robustai.errors import CheckpointError
+from robustai.fileio import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -142,32 +140,6 @@ class RNGState:
 # ---------------------------------------------------------------- files
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def checkpoint_tag(epoch: int, step: int = 0) -> str:
     return f"epoch-{epoch:04d}" + (f"-step-{step:06d}" if step else "")
 
@@ -188,18 +160,19 @@ def save_checkpoint(
     state = {name: _flatten(obj.state_dict(), name, tensors) for name, obj in components.items()}
     tag = checkpoint_tag(epoch, step)
     tensor_file = folder / f"{tag}.safetensors"
-    _atomic(tensor_file, lambda p: save_file(tensors, str(p), metadata={"format": "robustai-ckpt"}))
+    meta = {"format": "robustai-ckpt"}
+    atomic_write(tensor_file, lambda p: save_file(tensors, str(p), metadata=meta))
     payload = {
         "format_version": FORMAT_VERSION,
         "epoch": epoch,
         "step": step,
         "tensors_file": tensor_file.name,
-        "tensors_sha256": _sha256(tensor_file),
+        "tensors_sha256": sha256_file(tensor_file),
         "info": dict(info or {}),
         "state": state,
     }
     json_file = folder / f"{tag}.json"
-    _atomic(json_file, lambda p: p.write_text(json.dumps(payload, allow_nan=True)))
+    atomic_write(json_file, lambda p: p.write_text(json.dumps(payload, allow_nan=True)))
     for old in list_checkpoints(folder)[keep:]:
         for f in (old.path, old.path.with_suffix(".safetensors")):
             f.unlink(missing_ok=True)
@@ -251,7 +224,7 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
     tensor_file = json_file.parent / name
     if not tensor_file.is_file():
         raise CheckpointError(f"{tensor_file} is missing (named by {json_file.name})")
-    if _sha256(tensor_file) != payload["tensors_sha256"]:
+    if sha256_file(tensor_file) != payload["tensors_sha256"]:
         raise CheckpointError(
             f"{tensor_file} does not match the sha256 in {json_file.name}: "
             "truncated, corrupt or replaced"
