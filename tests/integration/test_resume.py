@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,8 @@ ARGS = [
     "data=synthetic",
     "data.num_samples=4096",
     "data.batch_size=16",
+    "attack=pgd",  # ten attack steps per batch: epochs long enough to be interrupted inside
+    "attack.steps=10",
     "trainer.epochs=3",
     "trainer.watchdog.samples=64",
     "trainer.progress=false",
@@ -50,6 +53,16 @@ def wait_for(predicate, timeout: float = 300) -> None:
         time.sleep(0.05)
 
 
+def into_second_epoch(run: Path, proc: subprocess.Popen[str]) -> None:
+    """Wait until epoch 1 is logged, then a third of an epoch more: well inside epoch 2."""
+    log = run / "train.log"
+    pattern = re.compile(r"epoch 1/3 .*\| ([0-9.]+)s \|")
+    wait_for(lambda: (log.exists() and pattern.search(log.read_text())) or proc.poll() is not None)
+    match = pattern.search(log.read_text())
+    assert match and proc.poll() is None, "the run ended before it could be interrupted"
+    time.sleep(float(match.group(1)) / 3)
+
+
 def same_result(a: Path, b: Path) -> None:
     wa, wb = load_file(str(a / "weights.safetensors")), load_file(str(b / "weights.safetensors"))
     assert wa.keys() == wb.keys()
@@ -75,10 +88,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(
 ) -> None:
     run = tmp_path / "run"
     proc = start(run)
-    first = run / "checkpoints" / "epoch-0001.json"
-    wait_for(lambda: first.exists() or proc.poll() is not None)
-    time.sleep(0.5)  # well into the second epoch
-    assert proc.poll() is None, "the run ended before it could be killed"
+    into_second_epoch(run, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert not (run / "weights.safetensors").exists()
@@ -96,9 +106,7 @@ def test_sigterm_checkpoints_mid_epoch_says_how_to_resume_and_resumes_exactly(
 ) -> None:
     run = tmp_path / "run"
     proc = start(run)
-    log = run / "train.log"
-    wait_for(lambda: (log.exists() and "epoch 1/3" in log.read_text()) or proc.poll() is not None)
-    time.sleep(0.3)
+    into_second_epoch(run, proc)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM
@@ -113,6 +121,7 @@ def test_sigterm_checkpoints_mid_epoch_says_how_to_resume_and_resumes_exactly(
     same_result(uninterrupted, run)
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     small = ["data.num_samples=256", "trainer.epochs=1"]
