@@ -30,6 +30,20 @@ def _trap_bytes(marker: Path) -> bytes:
     return data
 
 
+def _trapped_checkpoint(run: Path, marker: Path) -> Path:
+    """A checkpoint folder whose tensor file is the trap, with valid JSON and a matching hash."""
+    folder = run / "checkpoints"
+    folder.mkdir(parents=True)
+    trap = _trap_bytes(marker)
+    (folder / "epoch-0001.safetensors").write_bytes(trap)
+    payload = {
+        "format_version": 1, "epoch": 1, "step": 0, "tensors_file": "epoch-0001.safetensors",
+        "tensors_sha256": hashlib.sha256(trap).hexdigest(), "info": {}, "state": {},
+    }  # fmt: skip
+    (folder / "epoch-0001.json").write_text(json.dumps(payload))
+    return folder
+
+
 def test_pickle_named_as_weights_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     run = tmp_path / "run"
@@ -53,23 +67,7 @@ def test_pickle_named_as_weights_is_refused(tmp_path: Path) -> None:
 
 def test_pickle_named_as_training_checkpoint_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    folder = tmp_path / "run" / "checkpoints"
-    folder.mkdir(parents=True)
-    trap = _trap_bytes(marker)
-    (folder / "epoch-0001.safetensors").write_bytes(trap)
-    (folder / "epoch-0001.json").write_text(
-        json.dumps(
-            {
-                "format_version": 1,
-                "epoch": 1,
-                "step": 0,
-                "tensors_file": "epoch-0001.safetensors",
-                "tensors_sha256": hashlib.sha256(trap).hexdigest(),
-                "info": {},
-                "state": {},
-            }
-        )
-    )
+    folder = _trapped_checkpoint(tmp_path / "run", marker)
     with pytest.raises(CheckpointError, match=r"epoch-0001\.safetensors is not a readable"):
         read_checkpoint(folder / "epoch-0001.json")
     assert not marker.exists()
@@ -79,23 +77,7 @@ def test_resuming_from_a_trapped_checkpoint_exits_2_and_runs_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     marker = tmp_path / "pwned"
-    folder = tmp_path / "run" / "checkpoints"
-    folder.mkdir(parents=True)
-    trap = _trap_bytes(marker)
-    (folder / "epoch-0001.safetensors").write_bytes(trap)
-    (folder / "epoch-0001.json").write_text(
-        json.dumps(
-            {
-                "format_version": 1,
-                "epoch": 1,
-                "step": 0,
-                "tensors_file": "epoch-0001.safetensors",
-                "tensors_sha256": hashlib.sha256(trap).hexdigest(),
-                "info": {},
-                "state": {},
-            }
-        )
-    )
+    _trapped_checkpoint(tmp_path / "run", marker)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exc:
         main(["train", "data=synthetic", "logger=none", f"trainer.resume={tmp_path / 'run'}"])
