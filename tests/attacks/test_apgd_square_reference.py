@@ -3,40 +3,18 @@ independent, test-only reference) on a fixed model and batch: robust accuracy wi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
 
+from attacks.attack_helpers import N_CLASSES, make_batch, train_briefly
 from robustai.attacks import APGD, APGDT, Square, build_attack
 from robustai.attacks.apgd import MOMENTUM, dlr_loss, targeted_dlr_loss
 from robustai.attacks.square import margin
 
 torchattacks = pytest.importorskip("torchattacks")
 
-SHAPE = (1, 8, 8)
-N_CLASSES = 10
 TOLERANCE = 0.01  # one percentage point of robust accuracy
-
-
-def make_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic 10-class data: fixed class prototypes plus noise, clipped to [0,1]."""
-    protos = torch.rand((N_CLASSES, *SHAPE), generator=torch.Generator().manual_seed(1234))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, N_CLASSES, (n,), generator=g)
-    x = (protos[y] + 0.25 * torch.randn((n, *SHAPE), generator=g)).clamp(0, 1)
-    return x, y
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread (no OpenMP hand-offs per small op), and timings do
-    not depend on how busy the other cores are."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +24,7 @@ def model() -> nn.Module:
     net = nn.Sequential(
         nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 64, N_CLASSES)
     )
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for step in range(60):
-        x, y = make_batch(64, seed=step)
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    for p in net.parameters():
-        p.grad = None
-    return net.eval()
+    return train_briefly(net)
 
 
 @pytest.fixture(scope="module")

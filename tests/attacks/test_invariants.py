@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,23 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from attacks.attack_helpers import N_CLASSES, SHAPE, make_batch, train_briefly
 from robustai.attacks import ATTACKS, FGSM, PGD, Attack, attack_names, build_attack
 from robustai.attacks.registry import AttackArgumentError, accepted_kwargs
 
-SHAPE = (1, 8, 8)
-N_CLASSES = 10
 TOL = 1e-6
 FAST = settings(max_examples=15, deadline=None)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """The 8x8 test nets run faster on one thread (no OpenMP hand-off per tiny op), and the
-    timing does not depend on how busy the other cores are."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------------------- fixtures
@@ -64,31 +52,14 @@ class TinyNet(nn.Module):
         return self.head(self.recorder(self.features(x)).flatten(1))
 
 
-def make_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic 10-class data: fixed class prototypes plus noise, clipped to [0,1]."""
-    protos = torch.rand((N_CLASSES, *SHAPE), generator=torch.Generator().manual_seed(1234))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, N_CLASSES, (n,), generator=g)
-    x = (protos[y] + 0.25 * torch.randn((n, *SHAPE), generator=g)).clamp(0, 1)
-    return x, y
-
-
 @functools.cache
 def trained_net() -> TinyNet:
     """A 'trained-ish' TinyNet (high clean accuracy on make_batch data), built once."""
     torch.manual_seed(0)
     net = TinyNet()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    net.train()
-    for step in range(60):
-        x, y = make_batch(64, seed=step)
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    for p in net.parameters():
-        p.grad = None
+    train_briefly(net)
     net.recorder.seen.clear()
-    return net.eval()
+    return net
 
 
 def fresh_net(dtype: torch.dtype = torch.float32) -> TinyNet:

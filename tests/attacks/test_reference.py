@@ -6,22 +6,12 @@ import pytest
 import torch
 from torch import nn
 
+from attacks.attack_helpers import N_CLASSES, make_batch, train_briefly
 from robustai.attacks import FGSM, PGD
 
 torchattacks = pytest.importorskip("torchattacks")
 
-SHAPE = (1, 8, 8)
-N_CLASSES = 10
 ATOL = 1e-6
-
-
-def make_batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Synthetic 10-class data: fixed class prototypes plus noise, clipped to [0,1]."""
-    protos = torch.rand((N_CLASSES, *SHAPE), generator=torch.Generator().manual_seed(1234))
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, N_CLASSES, (n,), generator=g)
-    x = (protos[y] + 0.25 * torch.randn((n, *SHAPE), generator=g)).clamp(0, 1)
-    return x, y
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +25,7 @@ def model() -> nn.Module:
         nn.Flatten(),
         nn.Linear(4 * 8 * 8, N_CLASSES),
     )
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    for step in range(60):
-        x, y = make_batch(64, seed=step)
-        opt.zero_grad()
-        nn.functional.cross_entropy(net(x), y).backward()
-        opt.step()
-    for p in net.parameters():
-        p.grad = None
-    return net.eval()
+    return train_briefly(net)
 
 
 @pytest.fixture(scope="module")
