@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+from robustai.distributed import unwrap_ddp
 
 
 class Objective(Protocol):
@@ -56,7 +57,9 @@ class AdversarialObjective:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
-        x_adv = self.attack_at(progress)(model, x, y)
+        # Under DDP the attack runs on the inner module: its input-only backward must not
+        # start the wrapper's gradient all-reduce (see robustai.distributed.unwrap_ddp).
+        x_adv = self.attack_at(progress)(unwrap_ddp(model), x, y)
         logits = model(x_adv)
         return F.cross_entropy(logits, y), logits
 

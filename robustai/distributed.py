@@ -1,0 +1,208 @@
+"""Data-parallel training across processes: torchrun (or SLURM tasks) + DistributedDataParallel.
+
+robustai does not launch processes itself. ``torchrun`` (one machine or many, with its
+rendezvous flags) or a SLURM job with one task per GPU starts one process per device; each
+process calls :func:`init_distributed`, which reads the standard ``env://`` variables (``RANK``,
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), deriving them from SLURM's
+through submitit when a SLURM task has none, and joins the process group.
+
+The conventions the rest of robustai follows (see docs/ARCHITECTURE.md):
+
+- every rank holds the whole (in-memory) data set and shards each *global* batch, so
+  ``data.batch_size`` means the same thing on 1 or N processes and learning rates carry over;
+- the model's initial weights are rank 0's (DDP broadcasts them); each rank draws its own random
+  numbers for attacks, so adversarial examples are generated per rank, on that rank's shard;
+- training metrics are summed across ranks; rank 0 alone runs the epoch callbacks (validation,
+  watchdog, TensorBoard, checkpoints), evaluates and writes the run folder.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+log = logging.getLogger(__name__)
+
+BACKENDS: tuple[str, ...] = ("auto", "nccl", "gloo")
+_ENV_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedSetupError(RuntimeError):
+    """The process was not started by a launcher that robustai can join."""
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """Where this process stands in the job. ``world_size == 1``: a plain single process."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1 or self.backend is not None
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistContext()
+
+
+def launcher_env() -> dict[str, int] | None:
+    """Rank, world size and local rank set by torchrun (``RANK`` ...), else None."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return None
+    return {
+        "rank": int(os.environ["RANK"]),
+        "world_size": int(os.environ["WORLD_SIZE"]),
+        "local_rank": int(os.environ.get("LOCAL_RANK", "0")),
+    }
+
+
+def in_slurm_task() -> bool:
+    return "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ
+
+
+def export_slurm_env() -> None:
+    """Set torchrun's ``env://`` variables from a SLURM job's, through submitit (the first host
+    of the job's node list is the rendezvous; the port is derived from the job id unless
+    ``MASTER_PORT`` is set)."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+
+
+def process_rank() -> int:
+    """This process's rank as its launcher set it (torchrun or SLURM), before any process group
+    exists; 0 for a plain process. Used to keep ranks > 0 from writing run folders."""
+    env = launcher_env()
+    if env is not None:
+        return env["rank"]
+    if in_slurm_task():
+        return int(os.environ["SLURM_PROCID"])
+    return 0
+
+
+def launched_world_size() -> int:
+    """How many processes the launcher started (1 for a plain process)."""
+    env = launcher_env()
+    if env is not None:
+        return env["world_size"]
+    if in_slurm_task():
+        return int(os.environ["SLURM_NTASKS"])
+    return 1
+
+
+def resolve_backend(backend: str, device_type: str) -> str:
+    """``auto``: NCCL between GPUs, Gloo between CPU processes."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "nccl" if device_type == "cuda" else "gloo"
+    return backend
+
+
+def init_distributed(
+    backend: str = "auto", device_type: str = "cpu", timeout_s: float = 1800.0
+) -> DistContext:
+    """Join the process group the launcher prepared; returns this process's :class:`DistContext`.
+
+    Raises :class:`DistributedSetupError` when the process was started neither by torchrun nor
+    as a SLURM task (there is nobody to rendezvous with).
+    """
+    if launcher_env() is None:
+        if not in_slurm_task():
+            raise DistributedSetupError(
+                "trainer=ddp needs a launcher that starts one process per device: "
+                "torchrun --nproc_per_node=N -m robustai train trainer=ddp ..., or a SLURM job "
+                "with one task per device (hydra/launcher=slurm_ddp)"
+            )
+        export_slurm_env()
+    env = launcher_env()
+    assert env is not None
+    missing = [v for v in _ENV_VARS if v not in os.environ]
+    if missing:
+        raise DistributedSetupError(f"the launcher did not set {', '.join(missing)}")
+    name = resolve_backend(backend, device_type)
+    if device_type == "cuda":
+        torch.cuda.set_device(env["local_rank"])
+    if not dist.is_initialized():
+        dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s))
+    ctx = DistContext(env["rank"], env["world_size"], env["local_rank"], name)
+    log.info(
+        "distributed: rank %d of %d (local rank %d), backend %s, rendezvous %s:%s",
+        ctx.rank,
+        ctx.world_size,
+        ctx.local_rank,
+        name,
+        os.environ["MASTER_ADDR"],
+        os.environ["MASTER_PORT"],
+    )
+    return ctx
+
+
+def shutdown(ctx: DistContext) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def rank_seed(seed: int, rank: int, *salt: int) -> int:
+    """A seed for ``rank``'s own random stream (attack random starts), derived from the run's."""
+    return int(np.random.SeedSequence([seed, rank, *salt]).generate_state(1)[0])
+
+
+def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``model`` (gradients averaged across ranks in backward)."""
+    ids = [device.index if device.index is not None else ctx.local_rank]
+    return DistributedDataParallel(model, device_ids=ids if device.type == "cuda" else None)
+
+
+def unwrap_ddp(model: nn.Module) -> nn.Module:
+    """The module inside a DDP wrapper (or ``model`` itself).
+
+    Attacks, validation and checkpoints use the inner module: a forward pass through the wrapper
+    prepares a gradient all-reduce (and may broadcast buffers) that every rank must then join,
+    which an attack's input-only backward, or a rank-0-only validation, never does.
+    """
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def all_reduce(values: Tensor, op: str = "sum") -> Tensor:
+    """In-place sum or max of ``values`` over all ranks (a no-op in a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(values, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return values
+
+
+def broadcast_tensor(t: Tensor, src: int = 0) -> Tensor:
+    """Rank ``src``'s ``t`` on every rank (same shape and dtype everywhere)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(t, src)
+    return t
+
+
+def broadcast_text(text: str, ctx: DistContext, src: int = 0) -> str:
+    """Rank ``src``'s string on every rank (e.g. rank 0's run folder)."""
+    if not (ctx.world_size > 1 and dist.is_initialized()):
+        return text
+    device = torch.device("cuda", torch.cuda.current_device()) if ctx.backend == "nccl" else None
+    raw = torch.tensor(list(text.encode()) if ctx.rank == src else [], dtype=torch.uint8)
+    size = torch.tensor([len(raw)], dtype=torch.long, device=device)
+    dist.broadcast(size, src)
+    buf = torch.zeros(int(size.item()), dtype=torch.uint8, device=device)
+    if ctx.rank == src:
+        buf.copy_(raw)
+    dist.broadcast(buf, src)
+    return bytes(buf.cpu().tolist()).decode()
