@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import resources
 from pathlib import Path
 from typing import NoReturn
 
@@ -11,25 +12,45 @@ from robustai.errors import ConfigError
 
 EXIT_FAILURE = 1  # the run itself failed (e.g. diverged)
 EXIT_BAD_INPUT = 2
+ENV_CONFIG_DIR = "ROBUSTAI_CONFIG_DIR"
 
 
 def config_dir() -> Path:
-    """``$ROBUSTAI_CONFIG_DIR``, else the ``configs/`` folder of robustai's source tree."""
-    env = os.environ.get("ROBUSTAI_CONFIG_DIR")
+    """The folder of Hydra configs (it holds ``train.yaml``); the first of:
+
+    1. ``$ROBUSTAI_CONFIG_DIR``;
+    2. the ``configs/`` folder at the top of robustai's source checkout, so that with an editable
+       install (``pip install -e .``) edits there take effect;
+    3. the copy installed with the package (``robustai/configs/``: pyproject.toml maps the
+       top-level ``configs/`` there when a wheel is built).
+    """
+    env = os.environ.get(ENV_CONFIG_DIR)
     if env:
         path = Path(env).expanduser().resolve()
         if not (path / "train.yaml").is_file():
             raise ConfigError(
-                f"ROBUSTAI_CONFIG_DIR={env} holds no train.yaml; point it at robustai's configs/"
+                f"{ENV_CONFIG_DIR}={env} holds no train.yaml; point it at robustai's configs/"
             )
         return path
-    path = Path(__file__).resolve().parents[2] / "configs"
-    if not (path / "train.yaml").is_file():
-        raise ConfigError(
-            f"robustai's configs/ folder was not found at {path}; install robustai from a source "
-            "checkout (pip install -e .) or set ROBUSTAI_CONFIG_DIR"
-        )
-    return path
+    for path in (_source_tree_configs(), _installed_configs()):
+        if path is not None and (path / "train.yaml").is_file():
+            return path
+    raise ConfigError(
+        "robustai's configs were not found (neither a source checkout's configs/ nor the copy "
+        f"installed with the package); reinstall robustai or set {ENV_CONFIG_DIR}"
+    )
+
+
+def _source_tree_configs() -> Path | None:
+    """``<checkout>/configs`` when robustai is imported from a source checkout, else None."""
+    root = Path(__file__).resolve().parents[2]
+    return root / "configs" if (root / "pyproject.toml").is_file() else None
+
+
+def _installed_configs() -> Path | None:
+    """The configs installed inside the package, when they are plain files Hydra can read."""
+    path = resources.files("robustai") / "configs"
+    return path if isinstance(path, Path) else None
 
 
 def fail(command: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
