@@ -42,6 +42,9 @@ class TensorLoader:
         self._pass_start: Tensor | None = None
         self._position = 0
         self._skip = 0
+        # Data-parallel training: this process's share of every global batch (see shard()).
+        self.rank, self.world_size = 0, 1
+        self.global_batch = 0  # size of the global batch the last yielded shard belongs to
 
     @property
     def num_samples(self) -> int:
@@ -49,7 +52,29 @@ class TensorLoader:
 
     def __len__(self) -> int:
         n, b = len(self.x), self.batch_size
-        return n // b if self.drop_last else -(-n // b)
+        steps = n // b if self.drop_last else -(-n // b)
+        if steps and self.world_size > 1 and n - (steps - 1) * b < self.world_size:
+            steps -= 1  # a last batch too small to give every rank a sample is dropped
+        return steps
+
+    def shard(self, rank: int, world_size: int) -> TensorLoader:
+        """Yield only ``rank``'s part of every batch, for data-parallel training.
+
+        Every rank draws the same shuffled order (same seed), cuts each global batch of
+        ``batch_size`` into ``world_size`` parts of nearly equal size and keeps part ``rank``.
+        The global batches are exactly those of the single-process loader, so ``batch_size``
+        (and the learning rate that goes with it) keeps its meaning on any number of processes.
+        ``global_batch`` tells the trainer how to weight uneven parts (DDP averages ranks equally).
+        """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        if self.batch_size < world_size:
+            raise ValueError(
+                f"batch_size={self.batch_size} is smaller than the {world_size} processes; "
+                "every process needs at least one sample per batch"
+            )
+        self.rank, self.world_size = rank, world_size
+        return self
 
     def to(self, device: torch.device | str) -> TensorLoader:
         """Move the whole data set to ``device`` once, so batches need no host-to-device copy."""
@@ -65,10 +90,20 @@ class TensorLoader:
         start, self._skip = self._skip, 0
         for i in range(start, len(self)):
             self._position = i + 1
-            if order is None:
-                yield self.x[i * b : (i + 1) * b], self.y[i * b : (i + 1) * b]
+            if self.world_size > 1:
+                lo, hi = i * b, min((i + 1) * b, n)
+                self.global_batch = hi - lo
+                # np.array_split's cut points: the first (hi - lo) % world parts get one more.
+                per, extra = divmod(hi - lo, self.world_size)
+                lo += self.rank * per + min(self.rank, extra)
+                hi = lo + per + (1 if self.rank < extra else 0)
             else:
-                idx = order[i * b : (i + 1) * b]
+                lo, hi = i * b, (i + 1) * b
+                self.global_batch = min(hi, n) - lo
+            if order is None:
+                yield self.x[lo:hi], self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
                 yield self.x[idx], self.y[idx]
         self._pass_start, self._position = None, 0
 

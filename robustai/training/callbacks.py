@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
+from robustai.distributed import unwrap_ddp
 from robustai.evaluation.accuracy import accuracy
 from robustai.training.checkpoint import save_checkpoint
 from robustai.training.trainer import EpochStats, Trainer
@@ -29,12 +30,10 @@ class EpochAccuracy:
         self.batch_size = batch_size
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        stats.extra["train_clean_acc"] = accuracy(
-            trainer.model, self.train_x, self.train_y, self.batch_size
-        )
-        stats.extra["val_clean_acc"] = accuracy(
-            trainer.model, self.val_x, self.val_y, self.batch_size
-        )
+        model = unwrap_ddp(trainer.model)
+        b = self.batch_size
+        stats.extra["train_clean_acc"] = accuracy(model, self.train_x, self.train_y, b)
+        stats.extra["val_clean_acc"] = accuracy(model, self.val_x, self.val_y, b)
 
 
 class WatchdogCallback:
@@ -45,10 +44,11 @@ class WatchdogCallback:
         self.active = active  # measure only (e.g. standard training) when False
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        acc, collapsed = self.watchdog.check(trainer.model, stats.epoch)
+        model = unwrap_ddp(trainer.model)
+        acc, collapsed = self.watchdog.check(model, stats.epoch)
         stats.extra["val_robust_acc"] = acc
         if collapsed and self.active:
-            self.watchdog.restore_best(trainer.model)
+            self.watchdog.restore_best(model)
             trainer.request_stop(
                 f"catastrophic overfitting: PGD accuracy fell from {self.watchdog.best_acc:.3f} "
                 f"(epoch {self.watchdog.best_epoch + 1}) to {acc:.3f}; best weights restored"

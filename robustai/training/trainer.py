@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
+from robustai.distributed import all_reduce
 from robustai.errors import RunFailure
 from robustai.training.objectives import Objective
 
@@ -84,6 +85,12 @@ class Trainer:
     ``stop_event``, when set (by a signal handler, say), ends training after the current step
     with :class:`TrainingInterrupted`; the trainer's :meth:`state_dict` then describes the partial
     epoch, so a checkpoint taken at that moment resumes exactly.
+
+    ``world_size > 1`` (data-parallel training, one trainer per process): the model is a
+    DistributedDataParallel wrapper and the loader yields this rank's shard of each global batch.
+    The trainer then weights uneven shards so the averaged gradient is the global batch's, sums
+    the epoch's loss and accuracy over ranks, and agrees with the other ranks on every stop (a
+    signal, a non-finite loss, a callback's request on rank 0) so that no rank is left waiting.
     """
 
     def __init__(
@@ -97,6 +104,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         progress: bool = True,
         stop_event: threading.Event | None = None,
+        world_size: int = 1,
     ) -> None:
         self.model = model
         self.objective = objective
@@ -106,6 +114,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.progress = progress
         self.stop_event = stop_event
+        self.world_size = world_size
+        self._sync_device = torch.device("cpu")  # where collectives run: the loss's device
         self.stop_reason: str | None = None
         self.epoch = 0  # the next epoch to run
         self.history: list[EpochStats] = []
@@ -123,13 +133,14 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_epoch_end(self, stats)
             log.info(_epoch_line(stats, self.epochs))
+            requested, interrupted = self._agree(
+                self.stop_reason is not None, self._stop_requested()
+            )
+            if requested and self.stop_reason is None:
+                self.stop_reason = "stopped by rank 0"  # its callbacks decided; it logs why
             if self.stop_reason is not None:
                 log.warning("stopped after epoch %d: %s", stats.epoch + 1, self.stop_reason)
-            elif (
-                self.stop_event is not None
-                and self.stop_event.is_set()
-                and self.epoch < self.epochs
-            ):
+            elif interrupted and self.epoch < self.epochs:
                 raise TrainingInterrupted(self.epoch, 0)
         seconds = sum(s.seconds for s in self.history)
         images = sum(s.images for s in self.history)
@@ -148,6 +159,8 @@ class Trainer:
         n_batches = len(loader)  # type: ignore[arg-type]
         done = self._partial  # non-zero only when resuming in the middle of this epoch
         self._partial = _Progress()
+        if self.world_size > 1 and torch.distributed.get_rank() != 0:
+            done = _Progress(step=done.step, seconds=done.seconds)  # the sums count once, on rank 0
         loss_sum = torch.tensor(done.loss_sum, dtype=torch.float64)
         correct = torch.tensor(done.correct, dtype=torch.long)
         seen = done.seen
@@ -164,10 +177,15 @@ class Trainer:
         step = done.step
         replays = getattr(self.objective, "replays", 1)  # > 1 only for "free" training
         for x, y in loader:
+            # DDP averages the ranks' gradients with equal weights; a shard smaller or larger
+            # than its fair share of the global batch is weighted so the result is the global
+            # batch's mean gradient.
+            global_batch = getattr(loader, "global_batch", 0) if self.world_size > 1 else 0
+            weight = len(y) * self.world_size / global_batch if global_batch else 1.0
             for _ in range(replays):
                 loss, logits = self.objective(model, x, y, epoch + step / max(1, n_batches))
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * weight if weight != 1.0 else loss).backward()
                 opt.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
@@ -176,15 +194,29 @@ class Trainer:
             if loss_sum.device != loss.device:
                 loss_sum, correct = loss_sum.to(loss.device), correct.to(loss.device)
                 check_every = 1 if loss.device.type == "cpu" else 25
+                self._sync_device = loss.device
             loss_sum += loss.detach().double() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
             bar.update(1)
-            if step % check_every == 0 and not bool(torch.isfinite(loss_sum)):
+            if self.world_size > 1:  # a collective: every rank checks at the same steps
+                if step % check_every != 0:
+                    continue
+                diverged, stop = self._agree(
+                    not bool(torch.isfinite(loss_sum)), self._stop_requested()
+                )
+            else:
+                diverged = step % check_every == 0 and not bool(torch.isfinite(loss_sum))
+                stop = self._stop_requested()
+            if diverged:
                 bar.close()
                 raise TrainingDiverged(_divergence_message(model, epoch, step))
-            if self.stop_event is not None and self.stop_event.is_set() and step < n_batches:
+            if stop and step < n_batches:
                 bar.close()
+                if self.world_size > 1:  # the checkpoint (rank 0's) holds every rank's sums
+                    totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
+                    all_reduce(totals)
+                    loss_sum, correct, seen = totals[0], totals[1].long(), int(totals[2])
                 self._partial = _Progress(
                     step,
                     float(loss_sum),
@@ -195,6 +227,10 @@ class Trainer:
                 raise TrainingInterrupted(epoch, step)
         seconds = done.seconds + time.perf_counter() - start
         bar.close()
+        if self.world_size > 1:  # the epoch's loss and accuracy over every rank's samples
+            totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
+            all_reduce(totals)
+            loss_sum, correct, seen = totals[0], totals[1].long(), int(totals[2])
         if not bool(torch.isfinite(loss_sum)):
             raise TrainingDiverged(_divergence_message(model, epoch, step))
         return EpochStats(
@@ -205,6 +241,17 @@ class Trainer:
             seconds=seconds,
             images=seen,
         )
+
+    def _stop_requested(self) -> bool:
+        return self.stop_event is not None and self.stop_event.is_set()
+
+    def _agree(self, first: bool, second: bool) -> tuple[bool, bool]:
+        """Two flags, each true on any rank made true on all (a no-op in one process)."""
+        if self.world_size <= 1:
+            return first, second
+        flags = torch.tensor([first, second], dtype=torch.int32, device=self._sync_device)
+        all_reduce(flags, "max")
+        return bool(flags[0]), bool(flags[1])
 
     def state_dict(self) -> dict[str, Any]:
         """Epoch counter, history and the partial epoch (model and optimizer save themselves)."""
