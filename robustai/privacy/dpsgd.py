@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from opacus.accountants import create_accountant
+from opacus.distributed import DifferentiallyPrivateDistributedDataParallel as DPDDP
 from opacus.grad_sample import GradSampleModule, GradSampleModuleFastGradientClipping
 from opacus.optimizers import get_optimizer_class
 from opacus.utils.fast_gradient_clipping_utils import DPTensorFastGradientClipping
@@ -183,6 +185,7 @@ class DPSGD:
         grad_sample_mode: str = "auto",
         max_epsilon: float | None = None,
         noise_seed: int | None = None,
+        distributed: bool = False,
     ) -> None:
         n = len(x)
         if (noise_multiplier is None) == (target_epsilon is None):
@@ -218,11 +221,19 @@ class DPSGD:
         self.num_samples = n
         self.reproducible_noise = noise_seed is not None
         device = next(model.parameters()).device
+        # Under DDP (Opacus' distributed DP-SGD): each rank Poisson-samples its shard of the
+        # records at the global rate q, clips its samples' gradients, rank 0 alone adds the
+        # noise, and the sums are all-reduced; the accountant sees the same q and steps.
+        self.distributed = distributed
+        rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
         self.loader = PoissonLoader(
-            x,
-            y,
+            x[rank::world],
+            y[rank::world],
             batch_size,
-            generator=entropy_generator("cpu", None if noise_seed is None else noise_seed + 1),
+            generator=entropy_generator(
+                "cpu", None if noise_seed is None else noise_seed + 1 + 7919 * rank
+            ),
+            population=n,
         )
         self.sample_rate = self.loader.sample_rate
         self.steps_per_epoch = len(self.loader)
@@ -248,6 +259,8 @@ class DPSGD:
                     "max_epsilon or the noise multiplier, or use a smaller batch size"
                 )
 
+        if distributed:
+            model = DPDDP(model)  # broadcasts rank 0's weights; the optimizer all-reduces
         if self.grad_sample_mode == "ghost":
             self.model: nn.Module = GradSampleModuleFastGradientClipping(
                 model,
@@ -260,12 +273,13 @@ class DPSGD:
             self.model = GradSampleModule(model, batch_first=True, loss_reduction="mean")
         self.model.forbid_grad_accumulation()  # type: ignore[operator]
         optim_cls = get_optimizer_class(
-            clipping="flat", distributed=False, grad_sample_mode=self.grad_sample_mode
+            clipping="flat", distributed=distributed, grad_sample_mode=self.grad_sample_mode
         )
         self.optimizer = optim_cls(
             optimizer,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.max_grad_norm,
+            # per rank: the optimizer divides by it, then averages over the ranks
             expected_batch_size=self.loader.expected_batch_size,
             loss_reduction="mean",
             generator=entropy_generator(device, noise_seed),
@@ -287,7 +301,7 @@ class DPSGD:
             self.grad_sample_info,
             n,
             self.sample_rate,
-            round(self.loader.expected_batch_size),
+            round(self.expected_batch_size),
             self.steps_per_epoch,
             self.noise_multiplier,
             f" (calibrated for epsilon {target_epsilon:g} in {epochs} epochs)"
@@ -302,6 +316,11 @@ class DPSGD:
                 "DP-SGD noise and sampling are seeded (noise_seed): anyone who knows the seed "
                 "can remove the noise, so this run has no privacy in practice"
             )
+
+    @property
+    def expected_batch_size(self) -> float:
+        """Of the global batch (all ranks together): q * N."""
+        return self.sample_rate * self.num_samples
 
     # ------------------------------------------------------------------ training
     def objective(
@@ -327,7 +346,8 @@ class DPSGD:
     def release(self) -> nn.Module:
         """The trained plain model, with Opacus' hooks and per-sample attributes removed."""
         if self._released is None:
-            self._released = self.model.to_standard_module()  # type: ignore[operator]
+            plain = self.model.to_standard_module()  # type: ignore[operator]
+            self._released = plain.module if isinstance(plain, DPDDP) else plain
         return self._released
 
     def state_dict(self) -> dict[str, Any]:
@@ -382,7 +402,7 @@ class DPSGD:
             "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": self.max_grad_norm,
             "sample_rate": self.sample_rate,
-            "expected_batch_size": self.loader.expected_batch_size,
+            "expected_batch_size": self.expected_batch_size,
             "steps": self.steps,
             "steps_per_epoch": self.steps_per_epoch,
             "num_samples": self.num_samples,

@@ -57,6 +57,12 @@ class NoPrivacy:
     """``privacy=none``: nothing changes."""
 
     name = "none"
+    #: True when :meth:`wrap` with ``distributed=True`` synchronizes the ranks itself (DP-SGD's
+    #: noise must be added once, not per rank); otherwise the caller wraps the model in DDP.
+    handles_distributed = False
+    #: True when :meth:`prepare_data` replaces the training inputs by a private release: under
+    #: DDP every rank must then train on rank 0's release (one release per record, not per rank).
+    releases_inputs = False
 
     def prepare_data(self, data: DataBundle) -> None:
         return None
@@ -71,6 +77,7 @@ class NoPrivacy:
         objective: Any,
         train: Any,
         epochs: int,
+        distributed: bool = False,
     ) -> TrainingParts:
         return TrainingParts(model, optimizer, objective, train)
 
@@ -102,6 +109,7 @@ class DPSGDPrivacy(NoPrivacy):
     """``privacy=dpsgd``: DP-SGD over Opacus (see :class:`~robustai.privacy.dpsgd.DPSGD`)."""
 
     name = "dpsgd"
+    handles_distributed = True
 
     def __init__(
         self,
@@ -155,6 +163,7 @@ class DPSGDPrivacy(NoPrivacy):
         objective: Any,
         train: Any,
         epochs: int,
+        distributed: bool = False,
     ) -> TrainingParts:
         if isinstance(objective, AdversarialObjective):
             attack, warmup = objective.attack, objective.eps_warmup_epochs
@@ -172,6 +181,7 @@ class DPSGDPrivacy(NoPrivacy):
             train.y,
             batch_size=train.batch_size,
             epochs=epochs,
+            distributed=distributed,
             **self.kwargs,  # type: ignore[arg-type]
         )
         return TrainingParts(
@@ -236,6 +246,7 @@ class MechanismPrivacy(NoPrivacy):
         self.noise_seed = noise_seed
         self.handle: Any = None
         self.num_records: int | None = None
+        self.releases_inputs = where == "input"
 
     def prepare_data(self, data: DataBundle) -> None:
         if self.where != "input":

@@ -51,6 +51,7 @@ class PoissonLoader:
         batch_size: int,
         *,
         generator: torch.Generator | None = None,
+        population: int | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
@@ -61,8 +62,12 @@ class PoissonLoader:
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.generator = generator if generator is not None else entropy_generator()
-        self.sample_rate = min(1.0, batch_size / len(x))
-        self.steps = math.ceil(len(x) / batch_size)
+        # Data-parallel DP-SGD: each rank samples its own shard of a ``population``-record data
+        # set at the global rate; every record still joins each step's (global) batch
+        # independently with probability q, so the accounting is that of one process.
+        self.population = len(x) if population is None else int(population)
+        self.sample_rate = min(1.0, batch_size / self.population)
+        self.steps = math.ceil(self.population / batch_size)
         self._position = 0  # batches yielded in the current epoch
         self._resume_at = 0
 
@@ -72,6 +77,7 @@ class PoissonLoader:
 
     @property
     def expected_batch_size(self) -> float:
+        """Of this loader's batches (a rank's share of the global batch when sharded)."""
         return self.sample_rate * len(self.x)
 
     def __len__(self) -> int:
