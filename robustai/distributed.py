@@ -3,8 +3,8 @@
 robustai does not launch processes itself. ``torchrun`` (one machine or many, with its
 rendezvous flags) or a SLURM job with one task per GPU starts one process per device; each
 process calls :func:`init_distributed`, which reads the standard ``env://`` variables (``RANK``,
-``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), deriving them from SLURM's
-through submitit when a SLURM task has none, and joins the process group.
+``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``), deriving them through submitit
+in a job it started (SLURM or local, ``tasks_per_node`` > 1), and joins the process group.
 
 The conventions the rest of robustai follows (see docs/ARCHITECTURE.md):
 
@@ -60,7 +60,7 @@ class DistContext:
 SINGLE = DistContext()
 
 
-def launcher_env() -> dict[str, int] | None:
+def torchrun_env() -> dict[str, int] | None:
     """Rank, world size and local rank set by torchrun (``RANK`` ...), else None."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
@@ -71,38 +71,38 @@ def launcher_env() -> dict[str, int] | None:
     }
 
 
-def in_slurm_task() -> bool:
-    return "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ
+def submitit_env() -> dict[str, int] | None:
+    """Rank, world size and local rank of a job started by submitit (SLURM or local), else None.
+
+    A multi-task submitit job (``tasks_per_node`` > 1) runs one process per task, like torchrun.
+    """
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return None
+    from submitit import JobEnvironment
+
+    env = JobEnvironment()
+    return {"rank": env.global_rank, "world_size": env.num_tasks, "local_rank": env.local_rank}
 
 
-def export_slurm_env() -> None:
-    """Set torchrun's ``env://`` variables from a SLURM job's, through submitit (the first host
-    of the job's node list is the rendezvous; the port is derived from the job id unless
-    ``MASTER_PORT`` is set)."""
-    from submitit.helpers import TorchDistributedEnvironment
-
-    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+def launcher_env() -> dict[str, int] | None:
+    """This process's place as its launcher (torchrun, else submitit) set it; None if neither."""
+    return torchrun_env() or submitit_env()
 
 
 def process_rank() -> int:
-    """This process's rank as its launcher set it (torchrun or SLURM), before any process group
-    exists; 0 for a plain process. Used to keep ranks > 0 from writing run folders."""
+    """This process's rank before any process group exists; 0 for a plain process. Used to keep
+    ranks > 0 from writing run folders."""
     env = launcher_env()
-    if env is not None:
-        return env["rank"]
-    if in_slurm_task():
-        return int(os.environ["SLURM_PROCID"])
-    return 0
+    return env["rank"] if env is not None else 0
 
 
-def launched_world_size() -> int:
-    """How many processes the launcher started (1 for a plain process)."""
-    env = launcher_env()
-    if env is not None:
-        return env["world_size"]
-    if in_slurm_task():
-        return int(os.environ["SLURM_NTASKS"])
-    return 1
+def export_submitit_env() -> None:
+    """Set torchrun's ``env://`` variables from a submitit job's (SLURM's): the first host of the
+    job is the rendezvous, the port is derived from the job id unless ``MASTER_PORT`` is set.
+    Every task keeps seeing all of its node's GPUs and picks the one of its local rank."""
+    from submitit.helpers import TorchDistributedEnvironment
+
+    TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
 
 
 def resolve_backend(backend: str, device_type: str) -> str:
@@ -120,17 +120,17 @@ def init_distributed(
     """Join the process group the launcher prepared; returns this process's :class:`DistContext`.
 
     Raises :class:`DistributedSetupError` when the process was started neither by torchrun nor
-    as a SLURM task (there is nobody to rendezvous with).
+    by submitit (there is nobody to rendezvous with).
     """
-    if launcher_env() is None:
-        if not in_slurm_task():
+    if torchrun_env() is None:
+        if submitit_env() is None:
             raise DistributedSetupError(
                 "trainer=ddp needs a launcher that starts one process per device: "
-                "torchrun --nproc_per_node=N -m robustai train trainer=ddp ..., or a SLURM job "
-                "with one task per device (hydra/launcher=slurm_ddp)"
+                "torchrun --nproc_per_node=N -m robustai train trainer=ddp ..., or a submitit "
+                "job with one task per device (hydra/launcher=slurm_ddp)"
             )
-        export_slurm_env()
-    env = launcher_env()
+        export_submitit_env()
+    env = torchrun_env()
     assert env is not None
     missing = [v for v in _ENV_VARS if v not in os.environ]
     if missing:

@@ -32,6 +32,19 @@ from robustai.cli.evaluate import (
 from robustai.config.schema import AttackConfig, TrainConfig
 from robustai.config.validate import ATTACK_NONE
 from robustai.data import DataBundle, TensorLoader, build_data
+from robustai.distributed import (
+    SINGLE,
+    DistContext,
+    DistributedSetupError,
+    broadcast_tensor,
+    broadcast_text,
+    init_distributed,
+    launcher_env,
+    rank_seed,
+    shutdown,
+    unwrap_ddp,
+    wrap_ddp,
+)
 from robustai.errors import ConfigError, RunInterrupted
 from robustai.evaluation import metric_key
 from robustai.fileio import write_json
@@ -75,10 +88,13 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.use_deterministic_algorithms(True)
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, ctx: DistContext = SINGLE) -> torch.device:
+    """``auto``: a GPU where there is one. Under DDP each process takes its local rank's GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
+    if ctx.enabled and device.type == "cuda":
+        device = torch.device("cuda", ctx.local_rank)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"trainer.device={name}: no CUDA device is available; use trainer.device=cpu"
@@ -236,7 +252,7 @@ def checkpoint_components(
 ) -> dict[str, Any]:
     """Everything a resumed run needs, in load order (RNG last: loading others may draw)."""
     comps: dict[str, Any] = {
-        "model": trainer.model,
+        "model": unwrap_ddp(trainer.model),  # the same keys with or without DDP
         "optimizer": trainer.optimizer,
         "loader": loader,
         "watchdog": watchdog,
@@ -254,7 +270,7 @@ def checkpoint_components(
 _RESUME_FREE = (
     "name", "optimized_metric", "paths.", "logger.", "evaluator.", "trainer.resume",
     "trainer.progress", "trainer.threads", "trainer.device", "trainer.checkpoint_every",
-    "trainer.keep_checkpoints",
+    "trainer.keep_checkpoints", "trainer.distributed", "trainer.backend",
 )
 
 
@@ -315,32 +331,97 @@ def fast_path(
     return model, objective
 
 
+def start_distributed_error(ddp: bool, world_size: int | None) -> str | None:
+    """Why ``trainer.distributed`` does not fit how this process was started, if it does not.
+
+    ``world_size``: the launcher's (torchrun or submitit), None without one.
+    """
+    if not ddp and world_size is not None and world_size > 1:
+        return (
+            f"this process is one of {world_size} that a launcher started (torchrun, or "
+            f"submitit with tasks_per_node > 1), but trainer.distributed=none would train "
+            f"{world_size} separate copies; add trainer=ddp, or start a single process"
+        )
+    if ddp and world_size is None:
+        return (
+            "trainer=ddp needs a launcher that starts one process per device: torchrun "
+            "--nproc_per_node=N -m robustai train trainer=ddp ..., or a submitit job with one "
+            "task per device (hydra/launcher=slurm_ddp)"
+        )
+    return None
+
+
+def start_distributed(cfg: TrainConfig) -> DistContext:
+    """Join the launcher's process group for ``trainer=ddp``; refuse a multi-process launch
+    without it (every process would train its own copy and write its own run folder)."""
+    ddp = cfg.trainer.distributed == "ddp"
+    env = launcher_env()
+    message = start_distributed_error(ddp, env["world_size"] if env else None)
+    if message:
+        raise ConfigError(message)
+    if not ddp:
+        return SINGLE
+    try:
+        return init_distributed(cfg.trainer.backend, resolve_device(cfg.trainer.device).type)
+    except DistributedSetupError as e:
+        raise ConfigError(str(e)) from e
+
+
+def share_inputs(data: DataBundle, device: torch.device) -> None:
+    """Rank 0's training inputs and normalization on every rank: a privacy mechanism that
+    releases the inputs must release each record once for the whole job, not once per rank."""
+    stats = torch.tensor([*data.mean, *data.std], dtype=torch.float64, device=device)
+    x = broadcast_tensor(data.train.x.to(device))
+    broadcast_tensor(stats)
+    data.train.x = x.to(data.train.x.device)
+    c = len(data.mean)
+    data.mean, data.std = tuple(stats[:c].tolist()), tuple(stats[c:].tolist())
+
+
 def run_train(
     cfg: TrainConfig, out_dir: Path, hparams: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """Train, evaluate and write the run folder; returns what went into metrics.json.
 
     ``hparams`` (e.g. a sweep member's overridden values) join :func:`key_hparams` in the run's
-    TensorBoard HParams entry.
+    TensorBoard HParams entry. Under ``trainer=ddp`` every process calls this; rank 0 writes the
+    run folder and returns the metrics, the other ranks train and return ``{}``.
     """
+    ctx = start_distributed(cfg)
+    try:
+        return _run_train(cfg, out_dir, hparams, ctx)
+    finally:
+        shutdown(ctx)
+
+
+def _run_train(
+    cfg: TrainConfig, out_dir: Path, hparams: Mapping[str, Any] | None, ctx: DistContext
+) -> dict[str, Any]:
     wall_start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not os.access(out_dir, os.W_OK):
-        raise ConfigError(
-            f"output folder {out_dir} is not writable; set hydra.run.dir=<writable folder>"
-        )
+    if ctx.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not os.access(out_dir, os.W_OK):
+            raise ConfigError(
+                f"output folder {out_dir} is not writable; set hydra.run.dir=<writable folder>"
+            )
+    # Rank 0's folder everywhere: a resumed run reads its checkpoints from there.
+    out_dir = Path(broadcast_text(str(out_dir), ctx))
     signing_key_from_env()  # an unusable ROBUSTAI_SIGNING_KEY fails now, not after training
     seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
-    device = resolve_device(cfg.trainer.device)
+    device = resolve_device(cfg.trainer.device, ctx)
     data = make_data(cfg)
     privacy = make_privacy(cfg)
     with privacy_errors(cfg.privacy.name):
         privacy.prepare_data(data)  # e.g. DP normalization, or releasing the inputs once
+        if ctx.world_size > 1 and privacy.releases_inputs:
+            share_inputs(data, device)
         model = privacy.prepare_model(make_model(cfg, data)).to(device)
     data.train.to(device)
     data.eval.to(device)
+    if ctx.rank > 0:  # same initial weights as rank 0, but its own attack random starts
+        torch.manual_seed(rank_seed(cfg.trainer.seed, ctx.rank))
     log.info(
         "data %s: %d train / %d eval images of shape %s, %d classes; model %s (%d params) on %s",
         data.name,
@@ -381,26 +462,33 @@ def run_train(
     )
     # DP-SGD swaps in Opacus' model wrapper, DP optimizer, Poisson loader and budget callback.
     with privacy_errors(cfg.privacy.name):
-        parts = privacy.wrap(model, optimizer, objective, data.train, cfg.trainer.epochs)
+        parts = privacy.wrap(
+            model, optimizer, objective, data.train, cfg.trainer.epochs, distributed=ctx.enabled
+        )
+    ddp = ctx.enabled and not privacy.handles_distributed  # DP-SGD synchronizes ranks itself
+    if ddp:
+        data.train.shard(ctx.rank, ctx.world_size)
     wd = cfg.trainer.watchdog
     watch_attack = build_attack("pgd", eps=threat_eps, steps=wd.steps, model_mode="eval")
     watchdog = CatastrophicOverfittingWatchdog(
         watch_attack, data.eval.x[: wd.samples], data.eval.y[: wd.samples], max_drop=wd.max_drop
     )
-    callbacks: list[Any] = [
-        EpochAccuracy(
-            data.train.x[:512],
-            data.train.y[:512],
-            data.eval.x,
-            data.eval.y,
-            cfg.data.eval_batch_size,
-        ),
-        WatchdogCallback(watchdog, active=wd.enabled and objective.adversarial),
-        *parts.callbacks,  # before TensorBoard, which logs what they measure
-    ]
+    callbacks: list[Any] = []
+    if ctx.is_main:  # validation, watchdog, privacy budget and logging: rank 0's (see Trainer)
+        callbacks = [
+            EpochAccuracy(
+                data.train.x[:512],
+                data.train.y[:512],
+                data.eval.x,
+                data.eval.y,
+                cfg.data.eval_batch_size,
+            ),
+            WatchdogCallback(watchdog, active=wd.enabled and objective.adversarial),
+            *parts.callbacks,  # before TensorBoard, which logs what they measure
+        ]
     tb = (
         TensorBoardLogger(out_dir, robust_tag=watch_attack.label)
-        if cfg.logger.tensorboard
+        if cfg.logger.tensorboard and ctx.is_main
         else None
     )
     if tb is not None:
@@ -408,6 +496,10 @@ def run_train(
         tb.log_text("config", "```yaml\n" + config_yaml(cfg) + "```")
 
     train_model, train_objective = fast_path(cfg, parts.model, parts.objective, device, data)
+    if ddp:
+        if device.type == "cuda":  # batch statistics over the global batch, as on one device
+            train_model = nn.SyncBatchNorm.convert_sync_batchnorm(train_model)
+        train_model = wrap_ddp(train_model, ctx, device)
     with stop_on_signals() as stop:
         trainer = Trainer(
             train_model,
@@ -416,14 +508,18 @@ def run_train(
             scheduler,
             epochs=cfg.trainer.epochs,
             callbacks=callbacks,
-            progress=cfg.trainer.progress,
+            progress=cfg.trainer.progress and ctx.is_main,
             stop_event=stop,
+            world_size=ctx.world_size,
         )
         components = {
             **parts.state,  # e.g. the privacy accountant; RNG state stays last
             **checkpoint_components(trainer, parts.loader, watchdog),
         }
         resume(cfg, out_dir, components)
+        if ctx.rank > 0:  # the checkpoint holds rank 0's random state; each rank needs its own
+            step = trainer.state_dict()["partial"]["step"]
+            torch.manual_seed(rank_seed(cfg.trainer.seed, ctx.rank, trainer.epoch, step))
         saver = CheckpointCallback(
             out_dir / CHECKPOINT_DIR,
             components,
@@ -431,10 +527,13 @@ def run_train(
             keep=cfg.trainer.keep_checkpoints,
             info={"config": resume_fingerprint(cfg)},
         )
-        trainer.callbacks.append(saver)  # last: it saves what the other callbacks left behind
+        if ctx.is_main:
+            trainer.callbacks.append(saver)  # last: it saves what the other callbacks left
         try:
             fit = trainer.fit(parts.loader)
         except TrainingInterrupted as e:
+            if not ctx.is_main:
+                raise RunInterrupted(stop.signum or 2, f"{e}; rank 0 saved the checkpoint") from e
             path = saver.save(trainer, step=e.step)
             raise RunInterrupted(
                 stop.signum or 2,
@@ -442,6 +541,9 @@ def run_train(
                 f"trainer.resume={out_dir} (and the same overrides)",
             ) from e
     model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
+    if not ctx.is_main:
+        log.info("rank %d: training done; rank 0 evaluates and writes %s", ctx.rank, out_dir)
+        return {}
 
     # Final evaluation on the eval split: the suite, then the robustness curve, sanity checks
     # and per-class accuracy (cli/evaluate.py, shared with `robustai evaluate`).
@@ -499,6 +601,9 @@ def run_train(
         },
         "seed": cfg.trainer.seed,
         "device": str(device),
+        "distributed": (
+            {"world_size": ctx.world_size, "backend": ctx.backend} if ctx.enabled else None
+        ),
         "weights": weights.name,
         **evaluation_metrics(evaluation),  # sanity, per_class, curve, report
     }

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,31 @@ def objective_names(value: Any) -> list[str]:
     return list(names)
 
 
+def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
+    """trainer=ddp if and only if several processes train one run: started by torchrun, or by a
+    launcher with several tasks per run (submitit's tasks_per_node). Checked before Hydra makes
+    a run folder; :func:`robustai.cli.pipeline.start_distributed` checks the same at run time."""
+    from omegaconf import OmegaConf
+
+    from robustai.cli.pipeline import start_distributed_error
+    from robustai.distributed import launcher_env
+
+    tasks = OmegaConf.select(cfg, "hydra.launcher.tasks_per_node", default=None)
+    nodes = OmegaConf.select(cfg, "hydra.launcher.nodes", default=None) or 1
+    ddp = train_cfg.trainer.distributed == "ddp"
+    if isinstance(tasks, int) and tasks * nodes > 1:
+        if not ddp:
+            raise ConfigError(
+                f"hydra.launcher starts {tasks * nodes} processes per run (tasks_per_node="
+                f"{tasks}, nodes={nodes}); add trainer=ddp so that they train one model together"
+            )
+        return  # the launcher's tasks will rendezvous
+    env = launcher_env()
+    message = start_distributed_error(ddp, env["world_size"] if env else None)
+    if message:
+        raise ConfigError(message)
+
+
 def check_train_config(cfg: Any) -> Any:
     """Pre-flight check: the schema, then that every ``optimized_metric`` name will exist."""
     from robustai.cli.pipeline import make_attack
@@ -43,6 +70,7 @@ def check_train_config(cfg: Any) -> Any:
     from robustai.evaluation import metric_key
 
     train_cfg = to_train_config(cfg)
+    _check_launcher_processes(cfg, train_cfg)
     ev = train_cfg.evaluator
     tables = {
         "robust_acc": [
@@ -114,14 +142,20 @@ def _task(cfg: Any) -> float | list[float] | None:
     from robustai.cli.pipeline import run_train
     from robustai.cli.sweep_status import record_failure
     from robustai.config import to_train_config
+    from robustai.distributed import process_rank
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
+    secondary = process_rank() > 0
+    if secondary:
+        _quiet_secondary_rank()
     try:
         train_cfg = to_train_config(cfg)
         _threads_from_launcher(train_cfg, hc)
         metrics = run_train(train_cfg, out_dir, hparams=_swept_hparams(hc, train_cfg))
+        if secondary:
+            return None  # rank 0 reports the run
     except RunInterrupted as e:
         fail("train", str(e), code=e.exit_code)
     except (UserError, RunFailure) as e:
@@ -139,6 +173,37 @@ def _task(cfg: Any) -> float | list[float] | None:
         record_failure(out_dir, e)
         return None
     return _objective(metrics, objective_names(train_cfg.optimized_metric))
+
+
+def _quiet_secondary_rank() -> None:
+    """Ranks > 0 of a DDP job: warnings and errors on the console only. Rank 0 writes the run's
+    log file; a job whose ranks share one run folder (submitit) would interleave theirs."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(logging.WARNING)
+
+
+def _torchrun_args(argv: list[str]) -> tuple[list[str], Path | None]:
+    """Under torchrun: refuse a sweep, and give ranks > 0 a scratch run folder to discard (rank 0
+    alone writes the real one, whose name it resolves, e.g. from the time, and shares)."""
+    from robustai.distributed import torchrun_env
+
+    env = torchrun_env()
+    if env is None or env["world_size"] <= 1:
+        return argv, None
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise ConfigError(
+            "a sweep (-m) cannot run under torchrun: torchrun starts the processes of one run; "
+            "sweep with a submitit launcher instead (hydra/launcher=slurm_ddp)"
+        )
+    if env["rank"] == 0:
+        return argv, None
+    scratch = Path(tempfile.mkdtemp(prefix=f"robustai-rank{env['rank']}-"))
+    args = [a for a in argv if not a.startswith("hydra.run.dir=")]
+    return [*args, f"hydra.run.dir={scratch}"], scratch
 
 
 def _resume_in_place(argv: Sequence[str]) -> list[str]:
@@ -162,12 +227,17 @@ def main(argv: Sequence[str]) -> int:
     try:
         cdir = config_dir()
         preflight(cdir, "train", argv, check_train_config)
+        args, scratch = _torchrun_args(_resume_in_place(argv))
     except UserError as e:
         fail("train", str(e))
     app = hydra.main(config_path=str(cdir), config_name="train", version_base="1.3")(_task)
-    sys.argv = ["robustai train", *_resume_in_place(argv)]
+    sys.argv = ["robustai train", *args]
     SweepStatus.last = None
-    app()
+    try:
+        app()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     sweep = SweepStatus.last
     if sweep is not None and (sweep.failed or sweep.incomplete):
         bad = sweep.failed + sweep.incomplete

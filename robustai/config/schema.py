@@ -91,6 +91,9 @@ class TrainerConfig:
     checkpoint_every: int = 1  # epochs between resumable checkpoints (0: none)
     keep_checkpoints: int = 2  # newest checkpoints kept in <run>/checkpoints
     resume: str | None = None  # a run folder to continue (its last complete checkpoint)
+    # none | ddp: one process per device under torchrun or submitit (trainer=ddp; README)
+    distributed: str = "none"
+    backend: str = "auto"  # auto (nccl on GPUs, gloo on CPUs) | nccl | gloo
     watchdog: WatchdogConfig = field(default_factory=WatchdogConfig)
 
 

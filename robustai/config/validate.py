@@ -28,6 +28,8 @@ ATTACK_NONE = "none"
 OBJECTIVES = ("standard", "adversarial", "free")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "onecycle", "cyclic")
+DISTRIBUTED = ("none", "ddp")
+BACKENDS = ("auto", "nccl", "gloo")
 NORMS = ("linf", "l2")
 MODEL_MODES = ("eval", "train", "keep")
 APGD_LOSSES = ("ce", "dlr")
@@ -185,6 +187,10 @@ def validate(cfg: TrainConfig) -> None:
     _non_negative("trainer.eps_warmup_epochs", t.eps_warmup_epochs)
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", t.device):
         raise ConfigError(f"trainer.device={t.device}: must be auto, cpu, cuda, cuda:N or mps")
+    _choice("trainer.distributed", t.distributed, DISTRIBUTED)
+    _choice("trainer.backend", t.backend, BACKENDS)
+    if t.distributed == "ddp" and cfg.data.batch_size < 2:
+        raise ConfigError("trainer=ddp: data.batch_size must be at least the number of processes")
     _non_negative("trainer.checkpoint_every", t.checkpoint_every)
     _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)
     if t.resume is not None:

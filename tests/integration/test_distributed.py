@@ -1,0 +1,228 @@
+"""Data-parallel training for real: torchrun with 2 CPU processes (gloo) against one process.
+
+Each pair trains the same config with the same global batch; DDP must reproduce the single
+process's losses and accuracies (up to float summation order), and rank 0 alone writes outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+pytestmark = pytest.mark.slow
+
+# 383 training images in batches of 64: the last global batch (63) splits unevenly over 2 ranks.
+BASE = [
+    "data=synthetic",
+    "trainer.epochs=3",
+    "trainer.progress=false",
+    "trainer.watchdog.samples=32",
+    "evaluator.curve.enabled=false",
+    "evaluator.sanity.enabled=false",
+    "logger.image_grid=0",
+]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    scratch = tmp / "scratch"
+    scratch.mkdir(exist_ok=True)
+    # One thread per process: 2 processes share the CPU cores. TMPDIR: to see what ranks leave.
+    return {
+        **os.environ,
+        "PYTHONWARNINGS": "ignore",
+        "OMP_NUM_THREADS": "1",
+        "TMPDIR": str(scratch),
+    }
+
+
+def run(cmd: list[str], tmp: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=600, env=_env(tmp))
+    assert proc.returncode == expect, proc.stderr[-4000:]
+    return proc
+
+
+def single(tmp: Path, *overrides: str) -> Path:
+    out = tmp / "single"
+    run([sys.executable, "-m", "robustai", "train", *overrides, f"hydra.run.dir={out}"], tmp)
+    return out
+
+
+def torchrun(tmp: Path, *overrides: str) -> Path:
+    """2 processes; the run folder is left to Hydra's time-stamped default under ``exp/``."""
+    exp = tmp / "exp"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "robustai",
+            "train",
+            "trainer=ddp",
+            *overrides,
+            f"paths.experiments_dir={exp}",
+        ],
+        tmp,
+    )
+    found = [p.parent for p in exp.rglob("metrics.json")]
+    assert len(found) == 1, f"expected one run folder, found {found}"
+    return found[0]
+
+
+def scalars(run_dir: Path, tag: str) -> list[float]:
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def metrics(run_dir: Path) -> dict:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def assert_one_set_of_outputs(ddp: Path, one: Path, tmp: Path) -> None:
+    def kinds(folder: Path) -> list[str]:
+        tb = "events.out.tfevents."
+        return sorted(tb if p.name.startswith(tb) else p.name for p in folder.iterdir())
+
+    assert kinds(ddp) == kinds(one)  # the same files, one TensorBoard event file each
+    assert len(list((ddp / "checkpoints").iterdir())) == len(list((one / "checkpoints").iterdir()))
+    log = (ddp / "train.log").read_text()
+    assert "rank 0 of 2" in log and "rank 1" not in log
+    assert not list((tmp / "scratch").glob("robustai-rank*")), "a rank left its scratch folder"
+
+
+@pytest.fixture(scope="module")
+def adversarial_pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    tmp = tmp_path_factory.mktemp("ddp_adv")
+    args = [*BASE, "attack=fgsm"]  # deterministic attack: per-rank examples equal the global ones
+    return torchrun(tmp, *args), single(tmp, *args), tmp
+
+
+def test_ddp_matches_one_process_with_the_same_global_batch(adversarial_pair) -> None:
+    ddp, one, _ = adversarial_pair
+    for tag in ("train/loss", "train/adv_acc", "train/acc", "val/clean_acc"):
+        assert scalars(ddp, tag) == pytest.approx(scalars(one, tag), abs=1e-4), tag
+    m_ddp, m_one = metrics(ddp), metrics(one)
+    assert m_ddp["clean_acc"] == pytest.approx(m_one["clean_acc"], abs=1e-6)
+    assert m_ddp["robust_acc"] == pytest.approx(m_one["robust_acc"], abs=0.01)
+    assert m_ddp["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert m_one["distributed"] is None
+    assert m_ddp["epochs"] == 3
+    assert scalars(ddp, "train/loss")[-1] < scalars(ddp, "train/loss")[0]  # it did learn
+
+
+def test_ddp_writes_one_set_of_outputs(adversarial_pair) -> None:
+    ddp, one, tmp = adversarial_pair
+    assert_one_set_of_outputs(ddp, one, tmp)
+
+
+def test_dpsgd_under_ddp_computes_the_one_process_gradients(tmp_path: Path) -> None:
+    # Sample rate 1 (batch >= N), clipping norm far above every gradient, negligible noise:
+    # DP-SGD is then full-batch gradient descent, so distributed Opacus (per-rank clipping,
+    # noise on rank 0, all-reduce, per-rank expected batch) must give the same steps.
+    args = [
+        *BASE,
+        "model=mlp",
+        "attack=fgsm",
+        "privacy=dpsgd",
+        "privacy.noise_multiplier=1e-9",
+        "privacy.max_grad_norm=1000",
+        "privacy.accountant=rdp",
+        "data.batch_size=512",
+        "trainer.lr=0.5",
+        "trainer.epochs=4",
+    ]
+    ddp, one = torchrun(tmp_path, *args), single(tmp_path, *args)
+    for tag in ("train/loss", "train/acc", "val/clean_acc"):
+        assert scalars(ddp, tag) == pytest.approx(scalars(one, tag), abs=1e-4), tag
+    assert scalars(one, "val/clean_acc")[-1] > 0.8
+    assert_one_set_of_outputs(ddp, one, tmp_path)
+
+
+def test_dpsgd_under_ddp_reports_the_one_process_epsilon(tmp_path: Path) -> None:
+    args = [*BASE, "model=mlp", "attack=fgsm_rs", "privacy=dpsgd", "privacy.noise_multiplier=1.0"]
+    ddp, one = torchrun(tmp_path, *args), single(tmp_path, *args)
+    p_ddp, p_one = metrics(ddp)["privacy"], metrics(one)["privacy"]
+    for key in (
+        "epsilon",
+        "delta",
+        "sample_rate",
+        "steps",
+        "noise_multiplier",
+        "expected_batch_size",
+        "num_samples",
+    ):
+        assert p_ddp[key] == p_one[key], key
+    assert 1.0 < p_ddp["epsilon"] < 20.0
+    # Noise and sampling are random, so accuracies only roughly agree.
+    assert metrics(ddp)["clean_acc"] == pytest.approx(metrics(one)["clean_acc"], abs=0.2)
+    assert scalars(ddp, "privacy/epsilon") == scalars(one, "privacy/epsilon")
+
+
+def test_a_submitit_job_with_two_tasks_trains_one_ddp_run(tmp_path: Path) -> None:
+    # The same code path as hydra/launcher=slurm_ddp, with submitit's local executor.
+    sweep = tmp_path / "sweep"
+    run(
+        [
+            sys.executable,
+            "-m",
+            "robustai",
+            "train",
+            "-m",
+            "hydra/launcher=submitit_local",
+            "hydra.launcher.tasks_per_node=2",
+            "trainer=ddp",
+            *BASE,
+            "model=mlp",
+            "trainer.epochs=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        tmp_path,
+    )
+    found = list(sweep.rglob("metrics.json"))
+    assert len(found) == 1
+    assert metrics(found[0].parent)["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert "rank 1" not in (found[0].parent / "train.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "message"),
+    [
+        ({}, ["trainer=ddp"], "trainer=ddp needs a launcher"),
+        ({"RANK": "0", "WORLD_SIZE": "2"}, [], "would train 2 separate copies; add trainer=ddp"),
+        ({"RANK": "1", "WORLD_SIZE": "2"}, ["-m", "trainer=ddp"], "cannot run under torchrun"),
+        ({}, ["-m", "hydra/launcher=slurm_ddp"], "starts 4 processes per run"),
+    ],
+)
+def test_a_launch_that_does_not_fit_trainer_distributed_exits_2(
+    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustai",
+            "train",
+            *args,
+            "data=synthetic",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
