@@ -535,9 +535,10 @@ def _run_train(
             if not ctx.is_main:
                 raise RunInterrupted(stop.signum or 2, f"{e}; rank 0 saved the checkpoint") from e
             path = saver.save(trainer, step=e.step)
+            launch = "torchrun --nproc_per_node=N -m robustai" if ctx.enabled else "robustai"
             raise RunInterrupted(
                 stop.signum or 2,
-                f"{e}; checkpoint {path.name} saved; resume with: robustai train "
+                f"{e}; checkpoint {path.name} saved; resume with: {launch} train "
                 f"trainer.resume={out_dir} (and the same overrides)",
             ) from e
     model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
