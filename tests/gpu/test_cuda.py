@@ -48,3 +48,19 @@ def test_training_run_on_cuda(tmp_path: Path, extra: list[str]) -> None:
     assert metrics["device"].startswith("cuda")
     assert metrics["clean_acc"] >= 0.9
     assert metrics["robust_acc"]["pgd20@0.1"] >= 0.7
+
+
+def test_ddp_on_cuda_with_nccl_and_sync_batchnorm(tmp_path: Path) -> None:
+    # One GPU here: one NCCL process; preact_resnet18's BatchNorm becomes SyncBatchNorm.
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1",
+         "-m", "robustai", "train", "trainer=ddp", "model=preact_resnet18", "data=synthetic",
+         "data.input_shape=[3,32,32]", "trainer.epochs=1", "logger=none",
+         "evaluator.sanity.enabled=false", f"hydra.run.dir={run}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["distributed"] == {"world_size": 1, "backend": "nccl"}
+    assert metrics["device"] == "cuda:0"
