@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -250,6 +251,19 @@ class DPSGD:
                 "there is no privacy guarantee"
             )
         self._eps_cache: dict[int, float] = {}
+        if self.noise_multiplier > 0:
+            # Fail now, not after the first epoch: some accountants cannot handle every sigma
+            # (PRV's discretization blows up for very small noise multipliers).
+            try:
+                with warnings.catch_warnings(), np.errstate(all="ignore"):
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.epsilon_after(planned)
+            except (ValueError, MemoryError, OverflowError) as e:
+                raise ValueError(
+                    f"the {accountant} accountant cannot compute epsilon for noise multiplier "
+                    f"{self.noise_multiplier:g} over {planned} steps ({str(e).splitlines()[0]}); "
+                    "use a larger noise multiplier or privacy.accountant=rdp"
+                ) from e
         if max_epsilon is not None:
             first = self.epsilon_after(self.steps_per_epoch)
             if first > max_epsilon:

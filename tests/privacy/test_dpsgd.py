@@ -216,6 +216,13 @@ def test_delta_must_be_below_one_over_n(digits: tuple) -> None:
         _dp(_model(), x, y, target_epsilon=1.0)
 
 
+def test_an_accountant_that_cannot_handle_the_noise_fails_before_training(digits: tuple) -> None:
+    x, y, _, _ = digits
+    with pytest.raises(ValueError, match=r"cannot compute epsilon.*accountant=rdp"):
+        _dp(_model(), x, y, noise_multiplier=1e-9, accountant="prv")
+    assert _dp(_model(), x, y, noise_multiplier=1e-9).noise_multiplier == 1e-9  # rdp copes
+
+
 def test_checkpoint_state_carries_the_accountant(digits: tuple) -> None:
     x, y, _, _ = digits
     dp = _dp(_model(), x, y, lr=0.1)
