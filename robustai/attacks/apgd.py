@@ -32,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks.base import Attack, per_sample_view
+from robustai.attacks.kernels import input_grad_kernels
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,8 @@ class APGD(Attack):
 
         def loss_and_grad(point: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             point = point.detach().requires_grad_(True)
-            logits = model(point)
+            with input_grad_kernels():
+                logits = model(point)
             loss_indiv = criterion(logits, y)
             (grad,) = torch.autograd.grad(loss_indiv.sum(), point)
             return logits.detach(), loss_indiv.detach(), grad.detach()

@@ -17,6 +17,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustai.attacks.kernels import input_grad_kernels
+
 logger = logging.getLogger(__name__)
 
 NORMS: tuple[str, ...] = ("linf", "l2")
@@ -45,6 +47,8 @@ class Attack(ABC):
     supported_norms: ClassVar[tuple[str, ...]] = NORMS
     #: attributes holding step sizes in pixel units; :meth:`with_eps` rescales them.
     step_size_attrs: ClassVar[tuple[str, ...]] = ()
+    #: whether the attack has an ``early_stop`` option (see :meth:`with_early_stop`).
+    supports_early_stop: ClassVar[bool] = False
 
     def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 1.0:
@@ -130,6 +134,17 @@ class Attack(ABC):
             setattr(new, attr, value)
         return new
 
+    def with_early_stop(self, early_stop: bool = True) -> Attack:
+        """A shallow copy with per-sample early stopping set, for attacks that have it (others
+        are returned as they are: single-step attacks have nothing to stop, and APGD and Square
+        already keep the first example that fools each sample). Evaluators use this; the attack's
+        own default stays as constructed."""
+        if not self.supports_early_stop or getattr(self, "early_stop", None) == early_stop:
+            return self
+        new = copy.copy(self)
+        new.early_stop = early_stop  # type: ignore[attr-defined]
+        return new
+
     @property
     def label(self) -> str:
         """Short name used in metric keys and TensorBoard tags (e.g. ``pgd20``)."""
@@ -155,18 +170,21 @@ class Attack(ABC):
                 f" got {alpha!r}"
             )
 
-    @staticmethod
-    def _loss(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """Mean cross-entropy, as in torchattacks."""
-        return nn.functional.cross_entropy(model(x), y)
-
     @classmethod
     def _input_grad(cls, model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
         """Gradient of the loss w.r.t. the input only; parameter ``.grad`` is not touched."""
+        return cls._logits_and_input_grad(model, x_adv, y)[1]
+
+    @staticmethod
+    def _logits_and_input_grad(model: nn.Module, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits at ``x_adv`` (detached) and the gradient of the mean cross-entropy (as in
+        torchattacks) w.r.t. the input only; parameter ``.grad`` is not touched."""
         x_adv = x_adv.detach().requires_grad_(True)
-        loss = cls._loss(model, x_adv, y)
+        with input_grad_kernels():
+            logits = model(x_adv)
+        loss = nn.functional.cross_entropy(logits, y)
         (grad,) = torch.autograd.grad(loss, x_adv)
-        return grad
+        return logits.detach(), grad
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

@@ -69,5 +69,7 @@ class FGSM(Attack):
             delta = torch.zeros_like(x)
             start = x
         grad = self._input_grad(model, start, y)
-        delta = torch.clamp(delta + self.alpha * grad.sign(), min=-self.eps, max=self.eps)
-        return torch.clamp(x + delta, min=0, max=1)
+        # in place on tensors this call owns; the same float operations as the textbook form
+        # clamp(x + clamp(delta + alpha * sign(grad), -eps, eps), 0, 1)
+        delta = delta.add_(grad.sign_(), alpha=self.alpha).clamp_(min=-self.eps, max=self.eps)
+        return delta.add_(x).clamp_(min=0, max=1)
