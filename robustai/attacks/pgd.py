@@ -8,6 +8,7 @@ torchattacks.PGDL2 (L2) step for step, so results can be checked against them.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -37,10 +38,18 @@ class PGD(Attack):
       kept. Samples are not re-attacked once misclassified, and the loop stops early when the
       whole batch is. The choice is made with one extra forward pass per restart, in the attack
       mode of the model.
+    - ``early_stop`` (off by default, so the iterates are torchattacks' step for step): each
+      sample leaves the loop at the first iterate the model misclassifies, and that iterate is
+      returned for it. The gradient step's own forward pass tells, so it costs no extra pass,
+      and later steps run on the samples still classified correctly only. A sample counts as
+      fooled if any iterate fools it (as in AutoAttack), so robust accuracy is the same as or
+      lower than without it; samples that are never fooled follow the same iterates.
+      :class:`robustai.evaluation.Evaluator` turns it on (``early_stop=True``).
     """
 
     name: ClassVar[str] = "pgd"
     step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
+    supports_early_stop: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -51,9 +60,11 @@ class PGD(Attack):
         restarts: int = 1,
         norm: str = "linf",
         model_mode: str = "eval",
+        early_stop: bool = False,
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
+        self.early_stop = bool(early_stop)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
@@ -109,10 +120,33 @@ class PGD(Attack):
     def _run_once(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         x_adv = self._random_start(x) if self.random_start else x.clone()
         step = self._linf_step if self.norm == "linf" else self._l2_step
+        if self.early_stop:
+            return self._run_early_stop(model, x, y, x_adv, step)
         for _ in range(self.steps):
             grad = self._input_grad(model, x_adv, y)
-            x_adv = step(x, x_adv.detach(), grad)
+            x_adv = step(x, x_adv, grad)
         return x_adv
+
+    def _run_early_stop(
+        self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, step: Callable[..., Tensor]
+    ) -> Tensor:
+        """The same iterates, each sample leaving at the first one the model misclassifies."""
+        out = x_adv.clone()
+        active = torch.arange(x.shape[0], device=x.device)  # samples still attacked
+        xs, ys = x, y
+        for i in range(self.steps):
+            logits, grad = self._logits_and_input_grad(model, x_adv, ys)
+            fooled = logits.argmax(dim=1) != ys
+            if bool(fooled.any()):
+                out[active[fooled]] = x_adv[fooled]
+                keep = ~fooled
+                active, xs, ys, x_adv, grad = (t[keep] for t in (active, xs, ys, x_adv, grad))
+                if active.numel() == 0:
+                    logger.debug("PGD: every sample misclassified after %d steps", i)
+                    return out
+            x_adv = step(xs, x_adv, grad)
+        out[active] = x_adv
+        return out
 
     def _random_start(self, x: Tensor) -> Tensor:
         if self.norm == "linf":
@@ -125,9 +159,11 @@ class PGD(Attack):
         return torch.clamp(x_adv, min=0, max=1)
 
     def _linf_step(self, x: Tensor, x_adv: Tensor, grad: Tensor) -> Tensor:
-        x_adv = x_adv + self.alpha * grad.sign()
-        delta = torch.clamp(x_adv - x, min=-self.eps, max=self.eps)
-        return torch.clamp(x + delta, min=0, max=1)
+        """In place on ``x_adv`` and ``grad`` (both owned by the loop); the same float operations
+        as torchattacks.PGD, so the iterates match it bit for bit."""
+        x_adv.add_(grad.sign_(), alpha=self.alpha)
+        delta = x_adv.sub_(x).clamp_(min=-self.eps, max=self.eps)
+        return delta.add_(x).clamp_(min=0, max=1)
 
     def _l2_step(self, x: Tensor, x_adv: Tensor, grad: Tensor) -> Tensor:
         b = x.shape[0]
