@@ -90,6 +90,7 @@ def run_evaluation(
         sanity=sanity,
         per_class=evaluator.per_class,
         keep_examples=evaluator.save_examples,
+        early_stop=evaluator.early_stop,
     )
 
 

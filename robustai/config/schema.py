@@ -129,6 +129,9 @@ class EvaluatorConfig:
     strict: bool = False  # a failed sanity check makes the command exit with status 1
     per_class: bool = True  # robust accuracy per class in metrics / the report
     save_examples: bool = False  # adversarial examples + per-sample outcomes (safetensors)
+    # per sample, keep the first iterate that fools the model and stop attacking it (PGD);
+    # robust accuracy is the same or lower (AutoAttack's counting), the evaluation much faster
+    early_stop: bool = True
     curve: CurveConfig = field(default_factory=CurveConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
 

@@ -15,7 +15,13 @@ from robustai.evaluation.curve import (
     robustness_curve,
     save_curve_png,
 )
-from robustai.evaluation.evaluator import EvalResult, Evaluator, eps_key, metric_key
+from robustai.evaluation.evaluator import (
+    EvalResult,
+    Evaluator,
+    early_stopping,
+    eps_key,
+    metric_key,
+)
 from robustai.evaluation.report import build_report, render_markdown, save_examples, write_report
 from robustai.evaluation.sanity import (
     CHECKS,
@@ -41,6 +47,7 @@ __all__ = [
     "attack_outcome",
     "build_report",
     "default_curve_eps",
+    "early_stopping",
     "eps_key",
     "evaluate_model",
     "metric_key",

@@ -61,11 +61,12 @@ def robustness_curve(
     y: Tensor,
     batch_size: int = 512,
     reuse: EvalResult | None = None,
+    early_stop: bool = True,
 ) -> RobustnessCurve:
     """Robust accuracy of every attack (and the per-sample worst case) at each eps.
 
     ``reuse``: an evaluation of the same attacks on the same samples; its eps are not attacked
-    again.
+    again. ``early_stop``: as :class:`Evaluator`'s.
     """
     grid = sorted({0.0, *(float(e) for e in eps)})
     same_samples = reuse is not None and reuse.samples == len(x) and reuse.clean_pred is not None
@@ -80,7 +81,7 @@ def robustness_curve(
     done = set(reuse.worst_case) if same_samples and reuse is not None else set()
     todo = [e for e in grid if e > 0 and eps_key(e) not in done]
     fresh = (
-        Evaluator(attacks, todo, batch_size).run(model, x, y, clean_pred=clean_pred)
+        Evaluator(attacks, todo, batch_size, early_stop).run(model, x, y, clean_pred=clean_pred)
         if todo and attacks
         else None
     )

@@ -22,6 +22,16 @@ def metric_key(attack: Attack) -> str:
     return f"{attack.label}@{attack.eps:g}"
 
 
+def early_stopping(make: AttackFactory) -> AttackFactory:
+    """``make`` with per-sample early stopping turned on where the attack has it (see
+    :class:`Evaluator`), so the curve and the sanity checks see the same attacks as the suite."""
+
+    def make_early_stopping(eps: float) -> Attack:
+        return make(eps).with_early_stop()
+
+    return make_early_stopping
+
+
 def eps_key(eps: float) -> str:
     """The ``<eps>`` key of ``worst_case_acc``, e.g. ``0.1``."""
     return f"{eps:g}"
@@ -55,16 +65,28 @@ class Evaluator:
     (the worst case), the standard way to report robust accuracy of a suite. Samples the model
     gets wrong clean are not attacked (they cannot count as robust), and the clean forward pass
     is done once for all attacks.
+
+    ``early_stop`` (default on, as AutoAttack and RobustBench count robustness): attacks that
+    have the option (:attr:`Attack.supports_early_stop`, e.g. PGD) keep, per sample, the first
+    iterate that fools the model and stop attacking that sample. Robust accuracy is then the
+    same as or lower than with the plain attack (a sample is non-robust if any iterate fools
+    it), and an evaluation of a model that is not robust costs a fraction of the plain one.
+    ``early_stop=False`` runs the attacks exactly as the factories build them.
     """
 
     def __init__(
-        self, attacks: Sequence[AttackFactory], eps: Sequence[float], batch_size: int = 512
+        self,
+        attacks: Sequence[AttackFactory],
+        eps: Sequence[float],
+        batch_size: int = 512,
+        early_stop: bool = True,
     ) -> None:
         if not eps:
             raise ValueError("eps must list at least one value")
         self.attacks = list(attacks)
         self.eps = list(eps)
         self.batch_size = batch_size
+        self.early_stop = early_stop
 
     def run(
         self,
@@ -89,6 +111,8 @@ class Evaluator:
             all_ok = clean.clone()
             for make in self.attacks:
                 attack = make(eps)
+                if self.early_stop:
+                    attack = attack.with_early_stop()
                 key = metric_key(attack)
                 outcome = attack_outcome(
                     model, attack, x, y, clean_pred, self.batch_size, keep_examples

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
-from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator
+from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator, early_stopping
 from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,31 @@ def evaluate_model(
     sanity: SanitySettings | None = None,
     per_class: bool = True,
     keep_examples: bool = False,
+    early_stop: bool = True,
 ) -> Evaluation:
     """Clean and robust accuracy of every attack at every eps with the per-sample worst case;
-    then (each optional) the robustness curve, the sanity checks and per-class accuracy."""
-    result = Evaluator(attacks, eps, batch_size).run(model, x, y, keep_examples=keep_examples)
+    then (each optional) the robustness curve, the sanity checks and per-class accuracy.
+
+    ``early_stop``: per-sample early stopping for the attacks that have it (see
+    :class:`Evaluator`), in the suite, the curve and the sanity checks alike."""
+    if early_stop:
+        attacks = [early_stopping(make) for make in attacks]
+    result = Evaluator(attacks, eps, batch_size, early_stop).run(
+        model, x, y, keep_examples=keep_examples
+    )
     rc = None
     if curve is not None and len(x) and attacks:
         grid = list(curve.eps) if curve.eps else default_curve_eps(eps)
         n = len(x) if curve.samples is None else min(curve.samples, len(x))
         rc = robustness_curve(
-            model, attacks, grid, x[:n], y[:n], batch_size, reuse=result if n == len(x) else None
+            model,
+            attacks,
+            grid,
+            x[:n],
+            y[:n],
+            batch_size,
+            reuse=result if n == len(x) else None,
+            early_stop=early_stop,
         )
         log.info(
             "robustness curve on %d samples: %s",
