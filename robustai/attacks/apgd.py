@@ -227,7 +227,7 @@ class APGD(Attack):
 
         def loss_and_grad(point: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             point = point.detach().requires_grad_(True)
-            with input_grad_kernels():
+            with input_grad_kernels(model):
                 logits = model(point)
             loss_indiv = criterion(logits, y)
             (grad,) = torch.autograd.grad(loss_indiv.sum(), point)

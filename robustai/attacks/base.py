@@ -180,7 +180,7 @@ class Attack(ABC):
         """Logits at ``x_adv`` (detached) and the gradient of the mean cross-entropy (as in
         torchattacks) w.r.t. the input only; parameter ``.grad`` is not touched."""
         x_adv = x_adv.detach().requires_grad_(True)
-        with input_grad_kernels():
+        with input_grad_kernels(model):
             logits = model(x_adv)
         loss = nn.functional.cross_entropy(logits, y)
         (grad,) = torch.autograd.grad(loss, x_adv)

@@ -14,7 +14,7 @@ from robustai.attacks.kernels import input_grad_kernels
 def _grads(conv: nn.Module, x: torch.Tensor, rerouted: bool) -> tuple[torch.Tensor, str]:
     x = x.clone().requires_grad_(True)
     if rerouted:
-        with input_grad_kernels():
+        with input_grad_kernels(conv):
             out = conv(x)
     else:
         out = conv(x)
@@ -54,11 +54,22 @@ def test_other_convolutions_keep_the_stock_kernels(conv: nn.Module) -> None:
     assert node == "ConvolutionBackward0"
 
 
-def test_off_switch_and_no_grad_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_switch_no_grad_inputs_and_restored_forward(monkeypatch: pytest.MonkeyPatch) -> None:
     conv = nn.Conv2d(1, 4, 3)
+    model = nn.Sequential(nn.Identity(), conv)
     x = torch.rand(2, 1, 10, 10)
-    with input_grad_kernels():  # an input that needs no gradient: the stock forward
-        assert conv(x).grad_fn is not None and conv(x).grad_fn.name() == "ConvolutionBackward0"
+    with input_grad_kernels(model):
+        assert "forward" in conv.__dict__
+        out = model(x)  # an input that needs no gradient: the stock forward
+        assert out.grad_fn is not None and out.grad_fn.name() == "ConvolutionBackward0"
+    assert "forward" not in conv.__dict__
     monkeypatch.setattr(kernels, "enabled", False)
     _, node = _grads(conv, x, rerouted=True)
     assert node == "ConvolutionBackward0"
+
+
+def test_forward_restored_when_the_block_raises() -> None:
+    conv = nn.Conv2d(1, 4, 3)
+    with pytest.raises(RuntimeError), input_grad_kernels(conv):
+        conv(torch.rand(2, 3, 10, 10))  # wrong channel count
+    assert "forward" not in conv.__dict__
