@@ -2,15 +2,23 @@
 
 One process, the same model, data, batch size and device for every row; each row is timed over
 ``--repeats`` runs taken round-robin (so load changes on a shared machine hit all rows alike) and
-reported as the median, with its ratio to the clean-training epoch and its peak memory.
+reported as the median, with its ratio to the clean-training epoch. Peak memory is measured in
+one more, untimed run of each row: on CPU it samples the process RSS from a thread every 2 ms,
+which would take CPU time from the timed runs on a small machine.
 
 Rows:
   clean epoch                     robustai's loop, standard objective (the baseline, 1.0)
   FGSM-RS epoch (robustai)        AdversarialObjective(FGSM(random_start=True)): input-only grads
   FGSM-RS epoch (torchattacks)    a plain loop around torchattacks.FFGSM with the same optimizer
   free AT epoch, m=4 (robustai)   FreeAdversarialObjective: m replays of every minibatch
-  PGD-10 eval (robustai)          images/s over the eval split
+  PGD-10 eval (robustai)          images/s over the eval split: PGD-10 (no random start) on
+                                  every sample, the same iterates as torchattacks (robust_correct)
   PGD-10 eval (torchattacks)      torchattacks.PGD on the same model and images
+  PGD-10 eval, early stop         robustai's Evaluator with its defaults: samples wrong clean are
+                                  not attacked, and each sample leaves PGD at the first iterate
+                                  that fools it (robust accuracy the same or lower)
+  ... , AT model                  the three PGD rows again on a model adversarially trained for a
+                                  few epochs (FGSM-RS), where fewer samples fall early
   DP-SGD epoch (robustai)         privacy=dpsgd (Poisson sampling, Opacus ghost clipping)
   DP-SGD epoch (Opacus hooks)     stock Opacus make_private with its default per-sample hooks
 
@@ -39,7 +47,7 @@ import torch.nn.functional as F
 
 from robustai.attacks import FGSM, PGD
 from robustai.data import DataBundle, build_data
-from robustai.evaluation import robust_correct
+from robustai.evaluation import Evaluator, robust_correct
 from robustai.models import build_model
 from robustai.training import (
     AdversarialObjective,
@@ -126,6 +134,7 @@ def main() -> None:
     ap.add_argument("--amp", action="store_true", help="bf16 autocast for robustai rows (CUDA)")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the robustai model")
+    ap.add_argument("--at-epochs", type=int, default=5, help="FGSM-RS epochs of the AT model")
     ap.add_argument("--skip", nargs="*", default=[], help="row names (substrings) to leave out")
     ap.add_argument("--out", type=Path, default=Path("bench.json"))
     args = ap.parse_args()
@@ -189,35 +198,66 @@ def main() -> None:
     trained = fresh()
     Trainer(trained, StandardObjective(), sgd(trained), epochs=1, progress=False).fit(data.train)
     trained.eval()
+    robust = fresh()  # a few epochs of FGSM-RS: most samples take PGD several steps to fall
+    Trainer(
+        robust,
+        AdversarialObjective(FGSM(eps, random_start=True), eps_warmup_epochs=1),
+        sgd(robust),
+        epochs=args.at_epochs,
+        progress=False,
+    ).fit(data.train)
+    robust.eval()
     robust_acc: dict[str, float] = {}
 
-    def pgd_robustai() -> float:
-        attack = PGD(eps, alpha=eps / 4, steps=10, random_start=False)
-        sync()
-        start = time.perf_counter()
-        with autocast():
-            ok = robust_correct(trained, attack, x_ev, y_ev, batch_size=500)
-        sync()
-        robust_acc["robustai"] = float(ok.float().mean())
-        return time.perf_counter() - start
+    def pgd() -> PGD:
+        return PGD(eps, alpha=eps / 4, steps=10, random_start=False)
 
-    def pgd_torchattacks() -> float:
-        import torchattacks
+    def pgd_robustai(model: torch.nn.Module, row: str) -> Callable[[], float]:
+        def run() -> float:
+            attack = pgd()
+            sync()
+            start = time.perf_counter()
+            with autocast():
+                ok = robust_correct(model, attack, x_ev, y_ev, batch_size=500)
+            sync()
+            robust_acc[row] = float(ok.float().mean())
+            return time.perf_counter() - start
 
-        attack = torchattacks.PGD(trained, eps=eps, alpha=eps / 4, steps=10, random_start=False)
-        sync()
-        start = time.perf_counter()
-        correct = 0
-        for i in range(0, len(x_ev), 500):
-            xb, yb = x_ev[i : i + 500], y_ev[i : i + 500]
-            x_adv = attack(xb, yb)
-            with torch.no_grad():
-                correct += int(
-                    ((trained(xb).argmax(1) == yb) & (trained(x_adv).argmax(1) == yb)).sum()
-                )
-        sync()
-        robust_acc["torchattacks"] = correct / len(x_ev)
-        return time.perf_counter() - start
+        return run
+
+    def pgd_early_stop(model: torch.nn.Module, row: str) -> Callable[[], float]:
+        def run() -> float:
+            evaluator = Evaluator([lambda e: pgd()], [eps], batch_size=500)  # early_stop=True
+            sync()
+            start = time.perf_counter()
+            with autocast():
+                result = evaluator.run(model, x_ev, y_ev)
+            sync()
+            robust_acc[row] = result.worst_case[f"{eps:g}"]
+            return time.perf_counter() - start
+
+        return run
+
+    def pgd_torchattacks(model: torch.nn.Module, row: str) -> Callable[[], float]:
+        def run() -> float:
+            import torchattacks
+
+            attack = torchattacks.PGD(model, eps=eps, alpha=eps / 4, steps=10, random_start=False)
+            sync()
+            start = time.perf_counter()
+            correct = 0
+            for i in range(0, len(x_ev), 500):
+                xb, yb = x_ev[i : i + 500], y_ev[i : i + 500]
+                x_adv = attack(xb, yb)
+                with torch.no_grad():
+                    correct += int(
+                        ((model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)).sum()
+                    )
+            sync()
+            robust_acc[row] = correct / len(x_ev)
+            return time.perf_counter() - start
+
+        return run
 
     def dp_robustai() -> float:
         from robustai.privacy import DPSGD
@@ -277,8 +317,15 @@ def main() -> None:
             "epoch",
             epoch(lambda: FreeAdversarialObjective(eps, replays=4)),
         ),
-        ("PGD-10 eval (robustai)", "eval", pgd_robustai),
-        ("PGD-10 eval (torchattacks)", "eval", pgd_torchattacks),
+    ]
+    for model, suffix in ((trained, ""), (robust, ", AT model")):
+        for name, make in (
+            (f"PGD-10 eval (robustai){suffix}", pgd_robustai),
+            (f"PGD-10 eval (torchattacks){suffix}", pgd_torchattacks),
+            (f"PGD-10 eval, early stop{suffix}", pgd_early_stop),
+        ):
+            rows.append((name, "eval", make(model, name)))
+    rows += [
         ("DP-SGD epoch (robustai)", "epoch", dp_robustai),
         ("DP-SGD epoch (Opacus hooks)", "epoch", dp_opacus_hooks),
     ]
@@ -287,12 +334,14 @@ def main() -> None:
     for _, _, fn in rows:
         fn()  # warm-up (and torch.compile, when asked)
     times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
-    peaks: dict[str, float] = {}
     for _ in range(args.repeats):
         for name, _, fn in rows:
-            with PeakMemory(device) as mem:
-                times[name].append(fn())
-            peaks[name] = max(peaks.get(name, 0.0), mem.peak_mb)
+            times[name].append(fn())
+    peaks: dict[str, float] = {}
+    for name, _, fn in rows:  # untimed: the RSS sampler thread would slow the timed runs
+        with PeakMemory(device) as mem:
+            fn()
+        peaks[name] = mem.peak_mb
 
     base = statistics.median(times["clean epoch"]) if "clean epoch" in times else float("nan")
     results: dict[str, dict[str, Any]] = {}
@@ -304,12 +353,17 @@ def main() -> None:
         else:
             r["images_per_s"] = n_eval / med
         results[name] = r
+    for name, acc in robust_acc.items():
+        results[name]["robust_acc"] = acc
     ratios = {}
-    if {"PGD-10 eval (robustai)", "PGD-10 eval (torchattacks)"} <= results.keys():
-        ratios["pgd10_eval_speedup_vs_torchattacks"] = (
-            results["PGD-10 eval (robustai)"]["images_per_s"]
-            / results["PGD-10 eval (torchattacks)"]["images_per_s"]
-        )
+    for suffix, tag in (("", ""), (", AT model", "_at_model")):
+        base_row = f"PGD-10 eval (torchattacks){suffix}"
+        for row, key in (
+            (f"PGD-10 eval (robustai){suffix}", f"pgd10_eval_speedup_vs_torchattacks{tag}"),
+            (f"PGD-10 eval, early stop{suffix}", f"pgd10_early_stop_speedup_vs_torchattacks{tag}"),
+        ):
+            if {row, base_row} <= results.keys():
+                ratios[key] = results[row]["images_per_s"] / results[base_row]["images_per_s"]
     machine = (
         f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
     )
@@ -319,15 +373,23 @@ def main() -> None:
         f"{args.suite}: {model_name}, {data.train.num_samples} train / {n_eval} eval images, "
         f"batch {args.batch_size}, eps {eps:.4g}, {device}, median of {args.repeats}; {machine}"
     )
-    print(f"{'row':<32} {'median s':>9} {'x clean':>8} {'images/s':>10} {'peak MB':>8}")
+    print(
+        f"{'row':<42} {'median s':>9} {'x clean':>8} {'images/s':>10} {'robust acc':>10}"
+        f" {'peak MB':>8}"
+    )
     for name, r in results.items():
         ratio = f"{r['x_clean_epoch']:.2f}" if "x_clean_epoch" in r else ""
         ips = f"{r['images_per_s']:.0f}" if "images_per_s" in r else ""
-        print(f"{name:<32} {r['median_s']:>9.3f} {ratio:>8} {ips:>10} {r['peak_mb']:>8.1f}")
+        acc = f"{r['robust_acc']:.4f}" if "robust_acc" in r else ""
+        print(
+            f"{name:<42} {r['median_s']:>9.3f} {ratio:>8} {ips:>10} {acc:>10} {r['peak_mb']:>8.1f}"
+        )
     for key, value in ratios.items():
         print(f"{key}: {value:.2f}x")
-    if robust_acc:
-        print(f"PGD-10 robust accuracy (no random start): {robust_acc}")
+    print(
+        "PGD-10: eps/4 steps, no random start; robust acc counts a sample right clean and"
+        f" attacked; AT model: {args.at_epochs} epochs of FGSM-RS"
+    )
     payload = {
         "suite": args.suite,
         "model": model_name,
@@ -344,6 +406,7 @@ def main() -> None:
         "results": results,
         "ratios": ratios,
         "pgd10_robust_acc": robust_acc,
+        "at_model_epochs": args.at_epochs,
     }
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"written: {args.out}")
