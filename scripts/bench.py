@@ -3,8 +3,11 @@
 One process, the same model, data, batch size and device for every row; each row is timed over
 ``--repeats`` runs taken round-robin (so load changes on a shared machine hit all rows alike) and
 reported as the median, with its ratio to the clean-training epoch. Peak memory is measured in
-one more, untimed run of each row: on CPU it samples the process RSS from a thread every 2 ms,
-which would take CPU time from the timed runs on a small machine.
+one more, untimed run of each row: on CUDA the allocator's peak; on CPU the growth of the process
+RSS, sampled from a thread every 2 ms, in a child process whose malloc returns every block above
+64 KiB to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so that RSS follows the live
+tensors instead of the allocator's cache. That setting slows allocation, hence the separate
+process; the sampler may miss peaks shorter than 2 ms.
 
 Rows:
   clean epoch                     robustai's loop, standard objective (the baseline, 1.0)
@@ -35,6 +38,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -99,6 +104,29 @@ class PeakMemory:
             self.peak_mb = max(self._peak, self._rss_mb()) - self._base
 
 
+def peak_memory(rows: list[tuple[str, str, Callable[[], float]]], device: torch.device) -> dict:
+    """One more run of every row, under :class:`PeakMemory`."""
+    peaks: dict[str, float] = {}
+    for name, _, fn in rows:
+        with PeakMemory(device) as mem:
+            fn()
+        peaks[name] = mem.peak_mb
+    return peaks
+
+
+def cpu_peak_memory(out: Path) -> dict[str, float]:
+    """The rows' peak memory on CPU, from a child process (see the module docstring)."""
+    child_out = out.with_name(out.stem + ".memory.json")
+    subprocess.run(
+        [sys.executable, __file__, *sys.argv[1:], "--memory-only", "--out", str(child_out)],
+        check=True,
+        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
+    )
+    peaks = json.loads(child_out.read_text())
+    child_out.unlink()
+    return peaks
+
+
 def load(suite: str, batch_size: int, mnist_dir: Path) -> tuple[DataBundle, str]:
     if suite == "mnist":
         data = build_data(
@@ -137,6 +165,7 @@ def main() -> None:
     ap.add_argument("--at-epochs", type=int, default=5, help="FGSM-RS epochs of the AT model")
     ap.add_argument("--skip", nargs="*", default=[], help="row names (substrings) to leave out")
     ap.add_argument("--out", type=Path, default=Path("bench.json"))
+    ap.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -333,15 +362,15 @@ def main() -> None:
     load_avg = os.getloadavg()
     for _, _, fn in rows:
         fn()  # warm-up (and torch.compile, when asked)
+    if args.memory_only:
+        args.out.write_text(json.dumps(peak_memory(rows, device)) + "\n")
+        return
     times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
     for _ in range(args.repeats):
         for name, _, fn in rows:
             times[name].append(fn())
-    peaks: dict[str, float] = {}
-    for name, _, fn in rows:  # untimed: the RSS sampler thread would slow the timed runs
-        with PeakMemory(device) as mem:
-            fn()
-        peaks[name] = mem.peak_mb
+    # untimed: the RSS sampler thread (and, on CPU, the malloc setting) would slow the timed runs
+    peaks = peak_memory(rows, device) if device.type == "cuda" else cpu_peak_memory(args.out)
 
     base = statistics.median(times["clean epoch"]) if "clean epoch" in times else float("nan")
     results: dict[str, dict[str, Any]] = {}
