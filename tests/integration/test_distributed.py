@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.slow
@@ -226,3 +231,59 @@ def test_a_launch_that_does_not_fit_trainer_distributed_exits_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def _torchrun_cmd(run: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "robustai", "train", "trainer=ddp", *RESUME_ARGS, *extra, f"hydra.run.dir={run}",
+    ]  # fmt: skip
+
+
+# Deterministic (FGSM without random start) and long enough to be interrupted mid-epoch.
+RESUME_ARGS = [
+    "data=synthetic", "data.num_samples=4096", "data.batch_size=16", "attack=fgsm",
+    "trainer.epochs=3", "trainer.watchdog.samples=64", "trainer.progress=false", "logger=none",
+    "evaluator.curve.enabled=false", "evaluator.sanity.enabled=false",
+]  # fmt: skip
+
+
+def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    run([*_torchrun_cmd(full)], tmp_path)
+
+    part = tmp_path / "part"
+    proc = subprocess.Popen(
+        _torchrun_cmd(part), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=_env(tmp_path),
+    )  # fmt: skip
+    log = part / "train.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 1/3" in log.read_text()):
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the run did not reach epoch 2 in time"
+        time.sleep(0.05)
+    seconds = float(re.search(r"epoch 1/3 .*\| ([0-9.]+)s \|", log.read_text()).group(1))
+    time.sleep(seconds / 3)  # well inside epoch 2
+    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "checkpoint epoch-0001-step-" in err and "rank 0 saved the checkpoint" in err
+    assert not (part / "weights.safetensors").exists()
+
+    run([*_torchrun_cmd(part, f"trainer.resume={part}")], tmp_path)
+    assert "resumed from" in log.read_text()
+    wa, wb = (load_file(str(p / "weights.safetensors")) for p in (full, part))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    ma, mb = metrics(full), metrics(part)
+    for key in ("clean_acc", "robust_acc", "epochs"):
+        assert ma[key] == mb[key], key
+    # The interrupted epoch's loss sums both halves on both ranks exactly once.
+    ha, hb = (_history(p) for p in (full, part))
+    assert [e["loss"] for e in ha] == pytest.approx([e["loss"] for e in hb], rel=1e-6)
+    assert [e["images"] for e in ha] == [e["images"] for e in hb] == [3072] * 3
+
+
+def _history(run_dir: Path) -> list[dict]:
+    state = json.loads((run_dir / "checkpoints" / "epoch-0003.json").read_text())["state"]
+    return [e["__dict__"] for e in state["trainer"]["__dict__"]["history"]]
