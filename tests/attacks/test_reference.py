@@ -46,6 +46,50 @@ def test_fgsm_matches_torchattacks(model: nn.Module, batch: tuple, eps: float) -
     torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("eps", [8 / 255, 0.3])
+def test_fgsm_rs_takes_torchattacks_ffgsm_step_from_the_same_start(
+    model: nn.Module, batch: tuple, eps: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the same random start, FGSM-RS is torchattacks.FFGSM bit for bit."""
+    import types
+
+    from robustai.attacks import fgsm
+
+    x, y = batch
+    torch.manual_seed(3)
+    noise = fgsm.uniform_noise(x, eps)
+    monkeypatch.setattr(fgsm, "uniform_noise", lambda like, e: noise.clone())
+    ours = FGSM(eps, random_start=True)(model, x, y)
+    # torchattacks draws torch.randn_like(images).uniform_(-eps, eps): hand it the same noise
+    drawn = types.SimpleNamespace(uniform_=lambda *a: noise)
+    monkeypatch.setattr(torch, "randn_like", lambda t: drawn)
+    ref = torchattacks.FFGSM(model, eps=eps, alpha=1.25 * eps)(x, y)
+    assert torch.equal(ours, ref)
+    assert not torch.equal(ours, FGSM(eps, alpha=1.25 * eps)(model, x, y))  # the start matters
+
+
+def test_uniform_noise_is_uniform_on_the_open_ball_and_seeded() -> None:
+    from robustai.attacks.fgsm import uniform_noise
+
+    eps = 0.3
+    like = torch.empty(100_001)  # odd: one draw gives two elements
+    torch.manual_seed(0)
+    a = uniform_noise(like, eps)
+    torch.manual_seed(0)
+    assert torch.equal(a, uniform_noise(like, eps))
+    assert a.shape == like.shape and a.dtype == like.dtype
+    assert -eps < a.min().item() < -eps * 0.999 and eps * 0.999 < a.max().item() < eps
+    # 32768 evenly spaced levels, symmetric about 0
+    levels = (a + eps) / (2 * eps / 32768) - 0.5
+    torch.testing.assert_close(levels, levels.round(), atol=1e-2, rtol=0)
+    assert abs(a.mean().item()) < 6 * (eps / 3**0.5) / like.numel() ** 0.5  # six standard errors
+    counts = torch.histc(a, bins=20, min=-eps, max=eps)
+    expected = like.numel() / 20
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 43.8  # 99.9% quantile of chi-square with 19 degrees of freedom
+    assert uniform_noise(torch.empty(2, 3, dtype=torch.float64), eps).dtype == torch.float64
+
+
 @pytest.mark.parametrize(("eps", "alpha", "steps"), [(8 / 255, 2 / 255, 10), (0.1, 0.02, 7)])
 def test_pgd_linf_matches_torchattacks(
     model: nn.Module, batch: tuple, eps: float, alpha: float, steps: int

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustai.attacks import FGSM
+from robustai.attacks.fgsm import uniform_noise
 from robustai.data import build_data
 from robustai.models import build_model
 from robustai.training import AdversarialObjective, Trainer
@@ -23,14 +24,14 @@ def _setup():
 
 
 def _textbook_fgsm_rs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float):
-    """FGSM-RS as often written: loss.backward() fills parameter grads as a side effect."""
+    """FGSM-RS as often written (torchattacks.FFGSM's steps): loss.backward() fills parameter
+    grads as a side effect."""
     alpha = 1.25 * eps
-    delta = torch.empty_like(x).uniform_(-eps, eps)
-    delta = torch.clamp(delta, min=-x, max=1 - x).requires_grad_(True)
+    start = torch.clamp(x + uniform_noise(x, eps), 0, 1).requires_grad_(True)
     model.eval()
-    F.cross_entropy(model(x + delta), y).backward()
+    F.cross_entropy(model(start), y).backward()
     model.train()
-    delta = torch.clamp(delta.detach() + alpha * delta.grad.sign(), -eps, eps)
+    delta = torch.clamp(start.detach() + alpha * start.grad.sign() - x, -eps, eps)
     return torch.clamp(x + delta, 0, 1)
 
 
