@@ -3,8 +3,9 @@
 TensorBoard hands a request context (``ctx``) to every data-provider call, and its ``AuthContext``
 lets a provider ask who is calling. :class:`GrantFilteredProvider` wraps TensorBoard's own data
 provider and answers every call with the runs the caller's grants cover, and nothing else: run
-listings are filtered, reads are restricted to allowed runs before they reach the data, and a blob
-key naming another run is refused. A call without an identity sees nothing (fail closed).
+and plugin listings are filtered, reads are restricted to allowed runs before they reach the
+data, and a blob key naming another run is refused. A call without an identity sees nothing
+(fail closed).
 """
 
 from __future__ import annotations
@@ -111,8 +112,23 @@ class GrantFilteredProvider(tb_provider.DataProvider):
         return self._inner.experiment_metadata(ctx, experiment_id=experiment_id)
 
     def list_plugins(self, ctx: Any = None, *, experiment_id: str) -> Any:
-        identity_of(ctx)
-        return self._inner.list_plugins(ctx, experiment_id=experiment_id)
+        """The plugins with data in the caller's runs: which dashboards light up must not tell
+        a user what kinds of data other users' runs hold."""
+        allowed = self._allowed_runs(ctx, experiment_id)
+        if not allowed:
+            return []
+        only = tb_provider.RunTagFilter(runs=allowed)
+
+        def has_data(plugin: str) -> bool:
+            return any(
+                getattr(self._inner, method)(
+                    ctx, experiment_id=experiment_id, plugin_name=plugin, run_tag_filter=only
+                )
+                for method in ("list_scalars", "list_tensors", "list_blob_sequences")
+            )
+
+        plugins = self._inner.list_plugins(ctx, experiment_id=experiment_id)
+        return [plugin for plugin in plugins if has_data(plugin)]
 
     def list_runs(self, ctx: Any = None, *, experiment_id: str) -> list[tb_provider.Run]:
         ident = identity_of(ctx)

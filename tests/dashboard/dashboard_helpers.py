@@ -97,6 +97,8 @@ def write_runs(logdir: Path) -> None:
             w.add_scalar("train/loss", offset + 1.0 / (step + 1), step)
             w.add_scalar("val/clean_acc", 0.5 + 0.1 * step, step)
         w.add_image("eval/adversarial/pgd20@0.1", torch.rand(1, 8, 8), 4)
+        if run == CIFAR_RUN:  # a kind of data only one user's run has
+            w.add_histogram("weights/fc", torch.randn(100), 4)
         w.close()
 
 

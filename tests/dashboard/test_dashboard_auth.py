@@ -107,6 +107,20 @@ def test_each_user_sees_only_the_runs_their_grants_cover(server: DashboardServer
     assert seen == {"alice": [MNIST_RUN], "bob": [CIFAR_RUN], "nobody": []}
 
 
+def test_dashboards_light_up_only_for_data_in_the_users_runs(server: DashboardServer) -> None:
+    """Only bob's run has a histogram: alice must not learn that such data exists."""
+    enabled = {}
+    for user in ("alice", "bob", "nobody"):
+        c = Client(server.url)
+        c.login(user)
+        listing = c.get("/data/plugins_listing").json()
+        enabled[user] = {name for name, plugin in listing.items() if plugin["enabled"]}
+    assert {"scalars", "images", "histograms"} <= enabled["bob"]
+    assert {"scalars", "images"} <= enabled["alice"]
+    assert "histograms" not in enabled["alice"] and "distributions" not in enabled["alice"]
+    assert not {"scalars", "images", "histograms"} & enabled["nobody"]
+
+
 def test_time_series_dashboard_is_filtered(server: DashboardServer) -> None:
     c = Client(server.url)
     c.login("alice")
