@@ -2,17 +2,23 @@
 
 One process, the same model, data, batch size and device for every row; each row is timed over
 ``--repeats`` runs taken round-robin (so load changes on a shared machine hit all rows alike) and
-reported as the median, with its ratio to the clean-training epoch. Peak memory is measured in
-one more, untimed run of each row: on CUDA the allocator's peak; on CPU the growth of the process
-RSS, sampled from a thread every 2 ms, in a child process whose malloc returns every block above
-64 KiB to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so that RSS follows the live
-tensors instead of the allocator's cache. That setting slows allocation, hence the separate
-process; the sampler may miss peaks shorter than 2 ms.
+reported as the median. An epoch row's ratio to the clean-training epoch is the median, over the
+repeats, of its time over that of a clean epoch run just before it (a shared machine's speed can
+drift within a round); the clean row's median is over all its runs, those pairs included. Peak
+memory is measured in one more, untimed run of each row: on CUDA the allocator's peak; on CPU the
+growth of the process RSS, sampled from a thread every 2 ms, in a child process whose malloc
+returns every block above 64 KiB to the system when it is freed (``MALLOC_MMAP_THRESHOLD_``), so
+that RSS follows the live tensors instead of the allocator's cache. That setting slows allocation,
+hence the separate process; the sampler may miss peaks shorter than 2 ms.
 
 Rows:
   clean epoch                     robustai's loop, standard objective (the baseline, 1.0)
   FGSM-RS epoch (robustai)        AdversarialObjective(FGSM(random_start=True)): input-only grads
   FGSM-RS epoch (torchattacks)    a plain loop around torchattacks.FFGSM with the same optimizer
+  attack floor epoch              a clean epoch plus, per batch, only the attack's forward pass and
+                                  input-only backward pass at the clean input (robustai's kernels),
+                                  without random start, step or checks: what FGSM-RS cannot go
+                                  below with these kernels; the FGSM-RS row minus this is ours
   free AT epoch, m=4 (robustai)   FreeAdversarialObjective: m replays of every minibatch
   PGD-10 eval (robustai)          images/s over the eval split: PGD-10 (no random start) on
                                   every sample, the same iterates as torchattacks (robust_correct)
@@ -51,6 +57,7 @@ import torch
 import torch.nn.functional as F
 
 from robustai.attacks import FGSM, PGD
+from robustai.attacks.kernels import input_grad_kernels
 from robustai.data import DataBundle, build_data
 from robustai.evaluation import Evaluator, robust_correct
 from robustai.models import build_model
@@ -63,6 +70,25 @@ from robustai.training import (
 
 REPO = Path(__file__).resolve().parent.parent
 warnings.filterwarnings("ignore")  # Opacus' secure-RNG notice, backward-hook notes
+
+
+class AttackFloorObjective:
+    """A clean step after the part of an FGSM-RS step no attack can skip: one forward pass and
+    one input-only backward pass (in the attack's eval mode, with its CPU kernels)."""
+
+    adversarial = False
+
+    def __call__(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, progress: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x_in = x.detach().requires_grad_(True)
+        model.eval()
+        with input_grad_kernels(model):
+            loss = F.cross_entropy(model(x_in), y)
+        torch.autograd.grad(loss, x_in)
+        model.train()
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
 
 
 class PeakMemory:
@@ -341,6 +367,7 @@ def main() -> None:
             epoch(lambda: AdversarialObjective(FGSM(eps, random_start=True))),
         ),
         ("FGSM-RS epoch (torchattacks)", "epoch", torchattacks_fgsm_rs),
+        ("attack floor epoch", "epoch", epoch(AttackFloorObjective)),
         (
             "free AT epoch, m=4 (robustai)",
             "epoch",
@@ -366,9 +393,19 @@ def main() -> None:
         args.out.write_text(json.dumps(peak_memory(rows, device)) + "\n")
         return
     times: dict[str, list[float]] = {name: [] for name, _, _ in rows}
+    # Each epoch row is timed right after a clean epoch of its own, and its ratio is the median
+    # of those pairs: a shared machine's speed can drift between rows of one round.
+    clean = next((fn for name, _, fn in rows if name == "clean epoch"), None)
+    paired: dict[str, list[float]] = {name: [] for name, kind, _ in rows if kind == "epoch"}
     for _ in range(args.repeats):
-        for name, _, fn in rows:
-            times[name].append(fn())
+        for name, kind, fn in rows:
+            if kind == "epoch" and clean is not None and fn is not clean:
+                base_s = clean()
+                times["clean epoch"].append(base_s)
+                times[name].append(fn())
+                paired[name].append(times[name][-1] / base_s)
+            else:
+                times[name].append(fn())
     # untimed: the RSS sampler thread (and, on CPU, the malloc setting) would slow the timed runs
     peaks = peak_memory(rows, device) if device.type == "cuda" else cpu_peak_memory(args.out)
 
@@ -378,7 +415,7 @@ def main() -> None:
         med = statistics.median(times[name])
         r: dict[str, Any] = {"median_s": med, "times_s": times[name], "peak_mb": peaks[name]}
         if kind == "epoch":
-            r["x_clean_epoch"] = med / base
+            r["x_clean_epoch"] = statistics.median(paired[name]) if paired[name] else med / base
         else:
             r["images_per_s"] = n_eval / med
         results[name] = r
