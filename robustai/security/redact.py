@@ -4,7 +4,8 @@ Configs refer to secrets by environment-variable name only. As a second line of 
 written to a run folder passes through these helpers: a value under a key that looks like a secret
 (``password``, ``token``, ``secret``, ``api_key``, ``AWS_SECRET_ACCESS_KEY``, ...) becomes
 ``<redacted>``, and the values of secret-looking environment variables (``ROBUSTAI_SIGNING_KEY``
-among them) are cut out of any text. Ordinary keys such as ``data.eps`` or ``max_tokens`` stay.
+among them) and the passwords of URLs (a database URL's ``user:password@``) are cut out of any
+text. Ordinary keys such as ``data.eps`` or ``max_tokens`` stay.
 """
 
 from __future__ import annotations
@@ -44,6 +45,31 @@ _OVERRIDE_KEY = re.compile(r"^[+~]*[A-Za-z_][\w.\-/@]*$")
 _KEY_VALUE = re.compile(
     r"""(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*[=:]\s*)(?P<q>['"]?)(?P<value>[^\s'",;}\]]+)(?P=q)"""
 )
+
+
+# The password of a URL's user info (postgresql://user:PASSWORD@host/db), e.g. an Optuna storage.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?P<at>@)"
+)
+
+
+def url_passwords(text: str) -> set[str]:
+    """Passwords written into URLs in ``text`` (env references such as ``${oc.env:DB_PW}`` are
+    names, not passwords)."""
+    return {
+        m.group("password")
+        for m in _URL_PASSWORD.finditer(text)
+        if not m.group("password").startswith("${")
+    }
+
+
+def _scrub_url_passwords(text: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group("password").startswith("${"):
+            return m.group(0)
+        return f"{m.group('head')}{REDACTED}{m.group('at')}"
+
+    return _URL_PASSWORD.sub(sub, text)
 
 
 def key_words(key: str) -> list[str]:
@@ -86,6 +112,7 @@ def collect_secret_values(tree: Any) -> set[str]:
             for v in node:
                 walk(v, secret)
         elif isinstance(node, str):
+            found.update(url_passwords(node))
             if secret and not _is_env_reference(node):
                 found.add(node)
             else:
@@ -100,10 +127,12 @@ def collect_secret_values(tree: Any) -> set[str]:
 
 
 def scrub_text(text: str, values: Iterable[str] = (), *, pairs: bool = True) -> str:
-    """Cut ``values`` out of text and, with ``pairs``, the values of secret-looking
-    ``key=value`` / ``key: value`` pairs (for free text such as log lines)."""
+    """Cut ``values`` and the passwords of URLs (``scheme://user:<redacted>@host``) out of text
+    and, with ``pairs``, the values of secret-looking ``key=value`` / ``key: value`` pairs (for
+    free text such as log lines)."""
     for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
         text = text.replace(v, REDACTED)
+    text = _scrub_url_passwords(text)
     if not pairs:
         return text
 

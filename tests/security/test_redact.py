@@ -103,6 +103,27 @@ def test_scrub_text_free_text_pairs_and_values() -> None:
     assert scrub_text("short 1234", ["1234"]) == "short 1234"  # too short to scrub safely
 
 
+def test_url_passwords_are_scrubbed_and_collected() -> None:
+    """A database URL (an Optuna storage, say) carries its password under no secret-looking key."""
+    url = "postgresql://alice:pw-9f8e7d@db.example:5432/studies"
+    line = f"[HYDRA] Storage: {url}"
+    assert (
+        scrub_text(line)
+        == f"[HYDRA] Storage: postgresql://alice:{REDACTED}@db.example:5432/studies"
+    )
+    assert scrub_text(url, pairs=False) == f"postgresql://alice:{REDACTED}@db.example:5432/studies"
+    tree = {"hydra": {"sweeper": {"storage": url}}}
+    assert collect_secret_values(tree) == {"pw-9f8e7d"}
+    assert redact_tree(tree)["hydra"]["sweeper"]["storage"] == (
+        f"postgresql://alice:{REDACTED}@db.example:5432/studies"
+    )
+    # An env reference names the password without holding it; URLs without one are left alone.
+    ref = "postgresql://alice:${oc.env:DB_PASSWORD}@db.example/studies"
+    for kept in (ref, "sqlite:///study.db", "https://host:8443/path", "user@example.com"):
+        assert scrub_text(kept) == kept
+        assert collect_secret_values({"storage": kept}) == set()
+
+
 def test_secret_env_values_picks_secret_names_only() -> None:
     env = {"MY_API_TOKEN": "tok-abcdef", "HOME": "/home/someone", "PIN_KEY": "123"}
     assert secret_env_values(env) == {"tok-abcdef"}
