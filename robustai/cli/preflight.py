@@ -238,6 +238,7 @@ def _compose_and_check(
             HydraConfig.instance().set_config(cfg)
             check_targets(cfg)
             _check_output_dir(cfg, multirun)
+            _check_study_storage(cfg)
             check(cfg)
             return cfg
     finally:
@@ -272,6 +273,63 @@ def _check_output_dir(cfg: Any, multirun: bool) -> None:
     if problem:
         raise ConfigError(
             f"cannot write the run folder {path}: {problem}; set {key}=<writable folder>"
+        )
+
+
+def _check_study_storage(cfg: Any) -> None:
+    """An Optuna study's database (``hydra.sweeper.storage``) must be one the sweeper can open:
+    a URL SQLAlchemy reads, with its driver installed, and for SQLite a file in an existing,
+    writable folder (SQLite creates the file, not its folder)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.security.redact import scrub_text
+
+    key = "hydra.sweeper.storage"
+    try:
+        storage = OmegaConf.select(cfg, key, default=None)
+    except OmegaConfBaseException:
+        return  # an unresolvable value is reported by Hydra itself
+    if storage is None or not isinstance(storage, str):
+        return  # None: the study lives in memory; objects are the sweeper's to check
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    shown = scrub_text(storage, pairs=False)
+    try:
+        url = make_url(storage)
+        dialect = url.get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise ConfigError(
+            f"{key}={shown}: not a database URL SQLAlchemy knows ({_first_line(e)});"
+            " e.g. sqlite:///study.db"
+        ) from e
+    load_driver = getattr(dialect, "import_dbapi", None) or dialect.dbapi  # SQLAlchemy 2 / 1.4
+    try:
+        load_driver()
+    except ImportError as e:
+        raise ConfigError(
+            f"{key}={shown}: the {url.get_backend_name()} driver is not installed"
+            f" ({_first_line(e)}); install it or use sqlite:///<file>"
+        ) from e
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database).expanduser().absolute()
+    problem = None
+    if path.is_dir():
+        problem = f"{path} is a folder"
+    elif not path.parent.is_dir():
+        problem = f"folder {path.parent} does not exist"
+    else:
+        try:
+            with tempfile.TemporaryFile(dir=path.parent):
+                pass
+        except OSError as e:
+            problem = f"folder {path.parent} is not writable ({e.strerror})"
+    if problem:
+        raise ConfigError(
+            f"{key}={shown}: cannot keep the study in {path.name}: {problem};"
+            " point it at a file in a writable folder"
         )
 
 

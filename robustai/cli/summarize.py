@@ -335,7 +335,8 @@ def headline(summary: Summary) -> list[str]:
     if opt and "best_params" in opt:
         m = opt["best"]
         params = ", ".join(f"{k}={v}" for k, v in opt["best_params"].items())
-        where = f"member {m.name}" if m is not None else "no member folder matches"
+        # No match: a stored study's best trial may come from an earlier sweep's folder.
+        where = f"member {m.name}" if m is not None else "an earlier sweep's (no member matches)"
         out.append(f"Optuna best trial: {where} ({params}) value = {opt['best_value']}")
     elif opt and "solutions" in opt:
         names = [s["member"].name for s in opt["solutions"] if s["member"] is not None]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ CASES = [
     (["optimized_metric=[clean_acc,3]"], "give a metric name or a list of them"),
     (["trainer.threads=0"], "trainer.threads=0: must be >= 1"),
     (["-m", "attack.eps=0.1,0.2", "--cfg", "job"], "--cfg prints one run's config: drop -m"),
+    (
+        ["hparams_search=digits_optuna", "hydra.sweeper.storage=sqlite:///no/such/dir/study.db"],
+        "cannot keep the study in study.db: folder",
+    ),
+    (
+        ["hparams_search=digits_optuna", "hydra.sweeper.storage=study.db"],
+        "hydra.sweeper.storage=study.db: not a database URL SQLAlchemy knows",
+    ),
 ]
 
 
@@ -138,3 +147,18 @@ def test_launchers_compose_with_a_sweep(launcher: str, target: str, tmp_path: Pa
         assert launch.partition == "p100"
     if launcher == "slurm_gpu":
         assert launch.gpus_per_node == 1 and launch.cpus_per_task == 8
+
+
+def test_a_storage_without_its_driver_is_one_line_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if importlib.util.find_spec("psycopg2") is not None:
+        pytest.skip("psycopg2 is installed here: there is no missing driver to report")
+    monkeypatch.chdir(tmp_path)
+    storage = "postgresql://alice:pw-9f8e7d@db.example/studies"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "hparams_search=digits_optuna", f"hydra.sweeper.storage={storage}"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "the postgresql driver is not installed" in line
+    assert "alice:<redacted>@db.example" in line and "pw-9f8e7d" not in line

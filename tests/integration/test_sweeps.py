@@ -233,6 +233,50 @@ def test_optuna_search_reports_the_best_member(
     assert "Optuna best trial: member" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
+def test_an_optuna_study_in_a_sqlite_file_goes_on_in_the_next_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``hydra.sweeper.storage=sqlite:///...`` keeps the study in a real SQLite file: a second
+    sweep with the same study name adds its trials to the first one's."""
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    search = [
+        "train",
+        "hparams_search=digits_optuna",
+        *TINY,
+        "trainer.epochs=4",
+        "optimized_metric=clean_acc",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=tiny",
+    ]
+    assert robustai(*search, "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path / 'a'}") == 0
+    # A new sampler seed, or the seeded start-up trials would repeat the first sweep's.
+    second = ["hydra.sweeper.n_trials=1", "hydra.sweeper.sampler.seed=1"]
+    assert robustai(*search, *second, f"hydra.sweep.dir={tmp_path / 'b'}") == 0
+
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    clean = [
+        json.loads((p / "metrics.json").read_text())["clean_acc"]
+        for p in members(tmp_path / "a") + members(tmp_path / "b")
+    ]
+    assert [t.value for t in study.trials] == clean
+    # The second sweep reports the best of the whole study, trials of the first sweep included.
+    result = OmegaConf.load(tmp_path / "b" / "optimization_results.yaml")
+    assert result.best_value == max(clean)
+    capsys.readouterr()
+    assert robustai("summarize", str(tmp_path / "b")) == 0
+    out = capsys.readouterr().out
+    # The summary of the second sweep's folder names its member, or says the best is elsewhere.
+    if clean[2] == max(clean):
+        assert "Optuna best trial: member 0 (" in out
+    else:
+        assert "Optuna best trial: an earlier sweep's (no member matches)" in out
+
+
 def test_failed_member_is_recorded_and_the_sweep_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
