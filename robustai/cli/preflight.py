@@ -314,7 +314,7 @@ def _check_study_storage(cfg: Any) -> None:
         ) from e
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return
-    path = Path(url.database).expanduser().absolute()
+    path = Path(url.database).absolute()  # as SQLite opens it: no ~ expansion
     problem = None
     if path.is_dir():
         problem = f"{path} is a folder"
