@@ -261,19 +261,24 @@ def _check_output_dir(cfg: Any, multirun: bool) -> None:
     existing = path
     while not existing.exists():
         existing = existing.parent
-    problem = None
     if not existing.is_dir():
-        problem = f"{existing} is a file, not a folder"
+        problem: str | None = f"{existing} is a file, not a folder"
     else:
-        try:
-            with tempfile.TemporaryFile(dir=existing):
-                pass
-        except OSError as e:
-            problem = f"{existing} is not writable ({e.strerror})"
+        problem = _not_writable(existing)
     if problem:
         raise ConfigError(
             f"cannot write the run folder {path}: {problem}; set {key}=<writable folder>"
         )
+
+
+def _not_writable(folder: Path) -> str | None:
+    """Why no file can be created in an existing ``folder``, or None if one can."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        return f"{folder} is not writable ({e.strerror})"
+    return None
 
 
 def _check_study_storage(cfg: Any) -> None:
@@ -315,17 +320,12 @@ def _check_study_storage(cfg: Any) -> None:
     if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
         return
     path = Path(url.database).absolute()  # as SQLite opens it: no ~ expansion
-    problem = None
     if path.is_dir():
-        problem = f"{path} is a folder"
+        problem: str | None = f"{path} is a folder"
     elif not path.parent.is_dir():
         problem = f"folder {path.parent} does not exist"
     else:
-        try:
-            with tempfile.TemporaryFile(dir=path.parent):
-                pass
-        except OSError as e:
-            problem = f"folder {path.parent} is not writable ({e.strerror})"
+        problem = _not_writable(path.parent)
     if problem:
         raise ConfigError(
             f"{key}={shown}: cannot keep the study in {path.name}: {problem};"
