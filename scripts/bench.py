@@ -180,7 +180,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=("mnist", "cifar"), default="mnist")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--mnist-dir", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
+    ap.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=Path(os.environ.get("ROBUSTAI_MNIST_IDX") or REPO.parent / "shared/data/mnist"),
+        help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
+        "../shared/data/mnist beside the repository)",
+    )
     ap.add_argument("--batch-size", type=int, default=100)
     ap.add_argument("--eps", type=float, default=None, help="default: 0.3 mnist, 8/255 cifar")
     ap.add_argument("--repeats", type=int, default=5)
