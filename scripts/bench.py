@@ -29,7 +29,12 @@ Rows:
   ... , AT model                  the three PGD rows again on a model adversarially trained for a
                                   few epochs (FGSM-RS), where fewer samples fall early
   DP-SGD epoch (robustai)         privacy=dpsgd (Poisson sampling, Opacus ghost clipping)
+  DP-SGD epoch (robustai, hooks)  the same with privacy.grad_sample_mode=hooks
   DP-SGD epoch (Opacus hooks)     stock Opacus make_private with its default per-sample hooks
+
+``--amp`` (bf16 autocast) and ``--channels-last`` apply to every attack and clean row, robustai's
+and torchattacks' alike, so that their ratios compare the same arithmetic; the DP rows run in
+float32 with the default layout.
 
 Suites: ``mnist`` (default): small_cnn on the real MNIST test split in IDX format, 8k train /
 2k eval; ``cifar``: preact_resnet18 on CIFAR-shaped synthetic data (for a GPU).
@@ -191,7 +196,7 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=None, help="default: 0.3 mnist, 8/255 cifar")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast for robustai rows (CUDA)")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast for the attack and clean rows")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the robustai model")
     ap.add_argument("--at-epochs", type=int, default=5, help="FGSM-RS epochs of the AT model")
@@ -209,11 +214,15 @@ def main() -> None:
     x_ev, y_ev = data.eval.x, data.eval.y
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    def fresh(fast: bool = True) -> torch.nn.Module:
+    def fresh(robustai: bool = True, layout: bool = True) -> torch.nn.Module:
+        """A fresh model for a row. ``--channels-last`` applies to the attack and clean rows,
+        robustai's and the baselines' alike; DP rows keep the default layout (``layout=False``).
+        ``--compile`` applies to robustai's training rows and to the two models the PGD rows
+        evaluate (so the torchattacks PGD rows see the compiled model too)."""
         torch.manual_seed(0)
         model = build_model(model_name, data.input_shape, data.num_classes, data.mean, data.std)
-        model = model.to(device, memory_format=fmt) if fast else model.to(device)
-        return torch.compile(model) if (fast and args.compile) else model
+        model = model.to(device, memory_format=fmt) if layout else model.to(device)
+        return torch.compile(model) if (robustai and args.compile) else model
 
     def sgd(model: torch.nn.Module) -> torch.optim.Optimizer:
         return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
@@ -240,19 +249,20 @@ def main() -> None:
     def torchattacks_fgsm_rs() -> float:
         import torchattacks
 
-        model = fresh(fast=False)
+        model = fresh(robustai=False)
         opt = sgd(model)
         attack = torchattacks.FFGSM(model, eps=eps, alpha=1.25 * eps)
         model.train()
         sync()
         start = time.perf_counter()
-        for x, y in data.train:
-            x_adv = attack(x, y)
-            model.train()
-            loss = F.cross_entropy(model(x_adv), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        with autocast():
+            for x, y in data.train:
+                x_adv = attack(x, y)
+                model.train()
+                loss = F.cross_entropy(model(x_adv), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
         sync()
         return time.perf_counter() - start
 
@@ -307,23 +317,27 @@ def main() -> None:
             sync()
             start = time.perf_counter()
             correct = 0
-            for i in range(0, len(x_ev), 500):
-                xb, yb = x_ev[i : i + 500], y_ev[i : i + 500]
-                x_adv = attack(xb, yb)
-                with torch.no_grad():
-                    correct += int(
-                        ((model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)).sum()
-                    )
+            with autocast():
+                for i in range(0, len(x_ev), 500):
+                    xb, yb = x_ev[i : i + 500], y_ev[i : i + 500]
+                    x_adv = attack(xb, yb)
+                    with torch.no_grad():
+                        correct += int(
+                            ((model(xb).argmax(1) == yb) & (model(x_adv).argmax(1) == yb)).sum()
+                        )
             sync()
             robust_acc[row] = correct / len(x_ev)
             return time.perf_counter() - start
 
         return run
 
-    def dp_robustai() -> float:
+    def dp_robustai(grad_sample_mode: str = "auto") -> Callable[[], float]:
+        return lambda: _dp_robustai(grad_sample_mode)
+
+    def _dp_robustai(grad_sample_mode: str) -> float:
         from robustai.privacy import DPSGD
 
-        model = fresh(fast=False)
+        model = fresh(robustai=False, layout=False)
         dp = DPSGD(
             model,
             sgd(model),
@@ -333,6 +347,7 @@ def main() -> None:
             epochs=1,
             noise_multiplier=1.0,
             max_grad_norm=1.0,
+            grad_sample_mode=grad_sample_mode,
         )
         trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
         sync()
@@ -344,7 +359,7 @@ def main() -> None:
         from opacus import PrivacyEngine
         from torch.utils.data import DataLoader, TensorDataset
 
-        model = fresh(fast=False)
+        model = fresh(robustai=False, layout=False)
         loader = DataLoader(TensorDataset(data.train.x, data.train.y), batch_size=args.batch_size)
         module, opt, dl = PrivacyEngine().make_private(
             module=model,
@@ -388,7 +403,8 @@ def main() -> None:
         ):
             rows.append((name, "eval", make(model, name)))
     rows += [
-        ("DP-SGD epoch (robustai)", "epoch", dp_robustai),
+        ("DP-SGD epoch (robustai)", "epoch", dp_robustai()),
+        ("DP-SGD epoch (robustai, hooks)", "epoch", dp_robustai("hooks")),
         ("DP-SGD epoch (Opacus hooks)", "epoch", dp_opacus_hooks),
     ]
     rows = [r for r in rows if not any(s in r[0] for s in args.skip)]
