@@ -28,6 +28,14 @@ def batch() -> tuple[torch.Tensor, torch.Tensor]:
     return make_batch(128, seed=7)
 
 
+@pytest.fixture(params=["drop", "mask"])
+def strategy(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of leaving the loop: fooled samples dropped from the batch (CPU) or masked
+    (accelerators, where dropping costs a device sync per step)."""
+    monkeypatch.setattr(PGD, "_drops_fooled", staticmethod(lambda device: request.param == "drop"))
+    return request.param
+
+
 def _right(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return model(x).argmax(1) == y
@@ -38,7 +46,13 @@ def _right(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 )
 @pytest.mark.parametrize("random_start", [False, True])
 def test_never_more_robust_than_plain_pgd(
-    model: nn.Module, batch: tuple, norm: str, eps: float, alpha: float | None, random_start: bool
+    model: nn.Module,
+    batch: tuple,
+    norm: str,
+    eps: float,
+    alpha: float | None,
+    random_start: bool,
+    strategy: str,
 ) -> None:
     x, y = batch
     plain = PGD(eps, alpha=alpha, steps=10, norm=norm, random_start=random_start)
@@ -58,7 +72,9 @@ def test_never_more_robust_than_plain_pgd(
     assert bool((norms <= eps + 1e-5).all()) and x_stop.min() >= 0 and x_stop.max() <= 1
 
 
-def test_identical_to_plain_pgd_when_no_sample_is_fooled(model: nn.Module, batch: tuple) -> None:
+def test_identical_to_plain_pgd_when_no_sample_is_fooled(
+    model: nn.Module, batch: tuple, strategy: str
+) -> None:
     x, y = batch
     ok = _right(model, x, y)
     x, y = x[ok], y[ok]
@@ -68,7 +84,7 @@ def test_identical_to_plain_pgd_when_no_sample_is_fooled(model: nn.Module, batch
     assert torch.equal(attack.with_early_stop()(model, x, y), plain)
 
 
-def test_misclassified_samples_are_not_moved(model: nn.Module, batch: tuple) -> None:
+def test_misclassified_samples_are_not_moved(model: nn.Module, batch: tuple, strategy: str) -> None:
     """A sample wrong on x itself is fooled by the first iterate (x, without a random start)."""
     x, y = batch
     y = y.clone()
@@ -77,6 +93,22 @@ def test_misclassified_samples_are_not_moved(model: nn.Module, batch: tuple) -> 
     assert wrong[:10].all()
     x_adv = PGD(0.1, steps=10, random_start=False, early_stop=True)(model, x, y)
     assert torch.equal(x_adv[wrong], x[wrong])
+
+
+@pytest.mark.parametrize(("norm", "eps"), [("linf", 0.15), ("l2", 1.0)])
+def test_masking_keeps_the_same_iterates_as_dropping(
+    model: nn.Module, batch: tuple, norm: str, eps: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, y = batch
+    attack = PGD(eps, steps=10, norm=norm, random_start=False, early_stop=True)
+    runs = {}
+    for drop in (True, False):
+        monkeypatch.setattr(PGD, "_drops_fooled", staticmethod(lambda device, d=drop: d))
+        runs[drop] = attack(model, x, y)
+    fooled = ~_right(model, runs[True], y)
+    assert 0 < int(fooled.sum()) < len(y)
+    assert torch.equal(~_right(model, runs[False], y), fooled)
+    torch.testing.assert_close(runs[False], runs[True], atol=1e-6, rtol=0)
 
 
 def test_with_early_stop_is_a_copy_and_off_by_default() -> None:
