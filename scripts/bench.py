@@ -64,6 +64,7 @@ import torch.nn.functional as F
 from robustai.attacks import FGSM, PGD
 from robustai.attacks.kernels import input_grad_kernels
 from robustai.data import DataBundle, build_data
+from robustai.errors import UserError
 from robustai.evaluation import Evaluator, robust_correct
 from robustai.models import build_model
 from robustai.training import (
@@ -158,25 +159,34 @@ def cpu_peak_memory(out: Path) -> dict[str, float]:
     return peaks
 
 
-def load(suite: str, batch_size: int, mnist_dir: Path) -> tuple[DataBundle, str]:
+def load(
+    suite: str, batch_size: int, mnist_dir: Path, sizes: tuple[int | None, int | None]
+) -> tuple[DataBundle, str]:
+    """The suite's data (8000 train / 2000 eval images unless ``sizes`` takes fewer)."""
+    train_size, eval_size = sizes
+    common = {
+        "holdout": 0.2,
+        "batch_size": batch_size,
+        "eval_batch_size": 500,
+        "train_size": train_size,
+        "eval_size": eval_size,
+    }
     if suite == "mnist":
+        for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+            if not (mnist_dir / name).is_file():
+                raise UserError(
+                    f"{mnist_dir / name} not found; pass --mnist-dir (or set ROBUSTAI_MNIST_IDX) "
+                    "to the folder with the MNIST t10k IDX files"
+                )
         data = build_data(
             "idx",
             images=mnist_dir / "t10k-images-idx3-ubyte.gz",
             labels=mnist_dir / "t10k-labels-idx1-ubyte.gz",
-            holdout=0.2,
-            batch_size=batch_size,
-            eval_batch_size=500,
+            **common,
         )
         return data, "small_cnn"
     data = build_data(
-        "synthetic",
-        num_samples=10000,
-        input_shape=(3, 32, 32),
-        num_classes=10,
-        holdout=0.2,
-        batch_size=batch_size,
-        eval_batch_size=500,
+        "synthetic", num_samples=10000, input_shape=(3, 32, 32), num_classes=10, **common
     )
     return data, "preact_resnet18"
 
@@ -196,18 +206,22 @@ def main() -> None:
     ap.add_argument("--eps", type=float, default=None, help="default: 0.3 mnist, 8/255 cifar")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast for the attack and clean rows")
+    ap.add_argument("--amp", action="store_true", help="bf16 autocast, attack and clean rows")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the robustai model")
     ap.add_argument("--at-epochs", type=int, default=5, help="FGSM-RS epochs of the AT model")
     ap.add_argument("--skip", nargs="*", default=[], help="row names (substrings) to leave out")
+    ap.add_argument("--train-size", type=int, default=None, help="fewer training images (smoke)")
+    ap.add_argument("--eval-size", type=int, default=None, help="fewer eval images (smoke)")
     ap.add_argument("--out", type=Path, default=Path("bench.json"))
     ap.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    data, model_name = load(args.suite, args.batch_size, args.mnist_dir)
+    data, model_name = load(
+        args.suite, args.batch_size, args.mnist_dir, (args.train_size, args.eval_size)
+    )
     eps = args.eps if args.eps is not None else (0.3 if args.suite == "mnist" else 8 / 255)
     data.train.to(device)
     data.eval.to(device)
@@ -501,4 +515,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as err:  # bad input (e.g. no MNIST files there): one line, exit status 2
+        print(f"bench.py: {err}", file=sys.stderr)
+        sys.exit(2)

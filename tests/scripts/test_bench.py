@@ -1,0 +1,80 @@
+"""scripts/bench.py end to end on a small slice of the real MNIST split: every row runs and the
+JSON holds what the README quotes. No timing is asserted (speed is the benchmark's job); the
+checks are the ones a wrong benchmark would fail: PGD-10 rows compare the same attack, and
+early stop is never more robust than the plain pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+ROWS = (
+    "clean epoch",
+    "FGSM-RS epoch (robustai)",
+    "FGSM-RS epoch (torchattacks)",
+    "attack floor epoch",
+    "free AT epoch, m=4 (robustai)",
+    "PGD-10 eval (robustai)",
+    "PGD-10 eval (torchattacks)",
+    "PGD-10 eval, early stop",
+    "PGD-10 eval (robustai), AT model",
+    "PGD-10 eval (torchattacks), AT model",
+    "PGD-10 eval, early stop, AT model",
+    "DP-SGD epoch (robustai)",
+    "DP-SGD epoch (robustai, hooks)",
+    "DP-SGD epoch (Opacus hooks)",
+)
+
+
+@pytest.mark.slow
+def test_bench_runs_every_row_and_writes_its_json(tmp_path: Path, mnist_idx_dir: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--repeats", "2", "--at-epochs", "2",
+         "--train-size", "600", "--eval-size", "500", "--eps", "0.05", "--threads", "1",
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "ROBUSTAI_MNIST_IDX": str(mnist_idx_dir), "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "x clean" in proc.stdout and "written:" in proc.stdout  # the printed table
+    report = json.loads(out.read_text())
+    assert (report["train_images"], report["eval_images"], report["repeats"]) == (600, 500, 2)
+    results = report["results"]
+    assert tuple(results) == ROWS
+    for name, row in results.items():
+        assert len(row["times_s"]) >= 2 and all(t > 0 for t in row["times_s"]), name
+        assert row["peak_mb"] >= 0, name
+        assert ("x_clean_epoch" in row) == (" eval" not in name), name
+    assert results["clean epoch"]["x_clean_epoch"] == 1.0
+    for suffix in ("", ", AT model"):
+        ours = results[f"PGD-10 eval (robustai){suffix}"]["robust_acc"]
+        theirs = results[f"PGD-10 eval (torchattacks){suffix}"]["robust_acc"]
+        stop = results[f"PGD-10 eval, early stop{suffix}"]["robust_acc"]
+        assert 0.0 < theirs < 1.0  # the comparison means something at this eps
+        assert ours == pytest.approx(theirs, abs=1e-6)  # the very same iterates
+        assert stop <= ours + 1e-6  # first fooling iterate: never more robust
+    assert set(report["ratios"]) == {
+        "pgd10_eval_speedup_vs_torchattacks",
+        "pgd10_early_stop_speedup_vs_torchattacks",
+        "pgd10_eval_speedup_vs_torchattacks_at_model",
+        "pgd10_early_stop_speedup_vs_torchattacks_at_model",
+    }
+
+
+def test_bench_names_the_missing_mnist_file_in_one_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--mnist-dir", str(tmp_path),
+         "--out", str(tmp_path / "b.json")],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "t10k-images-idx3-ubyte.gz" in proc.stderr
+    assert not (tmp_path / "b.json").exists()
