@@ -105,6 +105,10 @@ def input_grad_kernels(model: nn.Module) -> Iterator[None]:
     if not enabled or hasattr(model, "_orig_mod") or torch.compiler.is_compiling():
         yield  # a compiled model would recompile for the swapped forward methods
         return
+    first = next(model.parameters(), None)
+    if first is None or first.device.type != "cpu":  # the kernels are CPU kernels
+        yield
+        return
     convs = [m for m in model.modules() if _eligible(m)]
     for conv in convs:
         conv.forward = functools.partial(_conv_forward, conv)

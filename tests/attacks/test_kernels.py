@@ -73,3 +73,13 @@ def test_forward_restored_when_the_block_raises() -> None:
     with pytest.raises(RuntimeError), input_grad_kernels(conv):
         conv(torch.rand(2, 3, 10, 10))  # wrong channel count
     assert "forward" not in conv.__dict__
+
+
+def test_models_off_the_cpu_are_left_alone() -> None:
+    """The kernels are CPU kernels: on another device no forward method is swapped."""
+    conv = nn.Conv2d(1, 4, 3).to("meta")
+    with input_grad_kernels(conv):
+        assert "forward" not in conv.__dict__
+    cpu = nn.Conv2d(1, 4, 3)  # the control: on CPU it is swapped
+    with input_grad_kernels(cpu):
+        assert "forward" in cpu.__dict__
