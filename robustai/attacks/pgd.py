@@ -43,9 +43,8 @@ class PGD(Attack):
       returned for it. The gradient step's own forward pass tells, so it costs no extra pass;
       on CPU later steps run on the samples still classified correctly only (on a GPU the batch
       stays whole and fooled samples are masked, which spares a device sync per step). A sample
-      counts as
-      fooled if any iterate fools it (as in AutoAttack), so robust accuracy is the same as or
-      lower than without it; samples that are never fooled follow the same iterates.
+      counts as fooled if any iterate fools it (as in AutoAttack), so robust accuracy is the
+      same as or lower than without it; samples that are never fooled follow the same iterates.
       :class:`robustai.evaluation.Evaluator` turns it on (``early_stop=True``).
     """
 
