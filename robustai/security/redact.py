@@ -53,19 +53,19 @@ _URL_PASSWORD = re.compile(
 )
 
 
+def _literal_password(m: re.Match[str]) -> bool:
+    """A URL password written out, not an interpolation such as ``${oc.env:DB_PW}`` (a name)."""
+    return not m.group("password").startswith("${")
+
+
 def url_passwords(text: str) -> set[str]:
-    """Passwords written into URLs in ``text`` (env references such as ``${oc.env:DB_PW}`` are
-    names, not passwords)."""
-    return {
-        m.group("password")
-        for m in _URL_PASSWORD.finditer(text)
-        if not m.group("password").startswith("${")
-    }
+    """Passwords written into URLs in ``text`` (interpolations are names, not passwords)."""
+    return {m.group("password") for m in _URL_PASSWORD.finditer(text) if _literal_password(m)}
 
 
 def _scrub_url_passwords(text: str) -> str:
     def sub(m: re.Match[str]) -> str:
-        if m.group("password").startswith("${"):
+        if not _literal_password(m):
             return m.group(0)
         return f"{m.group('head')}{REDACTED}{m.group('at')}"
 
