@@ -317,7 +317,14 @@ def _check_study_storage(cfg: Any) -> None:
             f"{key}={shown}: the {url.get_backend_name()} driver is not installed"
             f" ({_first_line(e)}); install it or use sqlite:///<file>"
         ) from e
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if url.get_backend_name() != "sqlite":
+        return
+    if url.host or url.port or url.username or url.password:
+        raise ConfigError(
+            f"{key}={shown}: an SQLite URL has no host or user; write sqlite:///<relative path>"
+            " or sqlite:////<absolute path>"
+        )
+    if url.database in (None, "", ":memory:"):
         return
     path = Path(url.database).absolute()  # as SQLite opens it: no ~ expansion
     if path.is_dir():

@@ -80,14 +80,45 @@ def check_train_config(cfg: Any) -> Any:
         ],
         "worst_case_acc": [f"{eps:g}" for eps in ev.eps],
     }
-    for name in objective_names(train_cfg.optimized_metric):
+    names = objective_names(train_cfg.optimized_metric)
+    for name in names:
         table, _, key = name.partition("/")
         if key and table in tables and key not in tables[table]:
             valid = ", ".join(f"{table}/{k}" for k in tables[table]) or "none (no attacks)"
             raise ConfigError(
                 f"optimized_metric={name}: this run reports no such value; valid: {valid}"
             )
+    _check_search_direction(cfg, names)
     return train_cfg
+
+
+def _check_search_direction(cfg: Any, names: list[str]) -> None:
+    """An Optuna search must move each objective the way it improves. The sweeper's default
+    direction is minimize, which for an accuracy would crown the least robust trial."""
+    from omegaconf import OmegaConf
+
+    from robustai.tracking.hparams import better_direction
+
+    target = OmegaConf.select(cfg, "hydra.sweeper._target_", default=None)
+    raw = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
+    if raw is None or "optuna" not in str(target).lower():
+        return
+    given = [raw] if isinstance(raw, str) or not OmegaConf.is_list(raw) else list(raw)
+    given = [str(getattr(d, "name", d)).lower() for d in given]  # the sweeper's Direction enum
+    if len(given) != len(names):
+        raise ConfigError(
+            f"optimized_metric has {len(names)} objective(s) ({', '.join(names)}) but "
+            f"hydra.sweeper.direction has {len(given)}; give one direction per objective"
+        )
+    wanted = [better_direction(n) or d for n, d in zip(names, given, strict=True)]
+    if wanted != given:
+        name, way = next((n, d) for n, d, w in zip(names, given, wanted, strict=True) if d != w)
+        fix = wanted[0] if len(wanted) == 1 else f"[{','.join(wanted)}]"
+        extreme = "lowest" if way == "minimize" else "highest"
+        raise ConfigError(
+            f"hydra.sweeper.direction={way} would pick the trial with the {extreme} {name};"
+            f" add hydra.sweeper.direction={fix}"
+        )
 
 
 def _objective(metrics: dict[str, Any], names: list[str]) -> float | list[float] | None:

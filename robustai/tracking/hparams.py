@@ -76,6 +76,17 @@ def metric_value(metrics: Mapping[str, Any], name: str) -> float | None:
     return None
 
 
+def better_direction(name: str) -> str | None:
+    """How a search should optimize metric ``name``: "maximize" for accuracies and throughput,
+    "minimize" for the privacy loss and times; None where either way makes sense (epochs)."""
+    table = name.partition("/")[0]
+    if name in ("clean_acc", "images_per_s") or table in ("robust_acc", "worst_case_acc"):
+        return "maximize"
+    if name.endswith("_seconds") or name in ("privacy/epsilon", "privacy/delta"):
+        return "minimize"
+    return None
+
+
 def known_metric_name(name: str) -> bool:
     """Whether ``name`` has the shape of a metric name (the keys themselves depend on the run)."""
     if name in _SCALARS or name in _TABLE_ALIASES:

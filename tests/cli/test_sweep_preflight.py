@@ -16,7 +16,12 @@ from robustai.config import to_train_config
 CASES = [
     (["hparams_search=digits_optuna", "trainer.lr=interval(0,2)"], "trainer.lr=0.0: must be > 0"),
     (
-        ["-m", "hydra/sweeper=optuna", "attack.eps=interval(0.1,1.5)"],
+        [
+            "-m",
+            "hydra/sweeper=optuna",
+            "hydra.sweeper.direction=maximize",
+            "attack.eps=interval(0.1,1.5)",
+        ],
         "attack.eps=1.5: must be in [0, 1]",
     ),
     (["hparams_search=digits_optuna", "trainer.epochs=choice(0,3)"], "trainer.epochs=0: must be"),
@@ -34,6 +39,28 @@ CASES = [
     (
         ["hparams_search=digits_optuna", "hydra.sweeper.storage=study.db"],
         "hydra.sweeper.storage=study.db: not a database URL SQLAlchemy knows",
+    ),
+    (  # two slashes: SQLAlchemy reads "study.db" as a host
+        ["hparams_search=digits_optuna", "hydra.sweeper.storage=sqlite://study.db"],
+        "an SQLite URL has no host or user; write sqlite:///<relative path>",
+    ),
+    (  # the Optuna sweeper minimizes unless told otherwise
+        ["-m", "hydra/sweeper=optuna", "trainer.lr=tag(log,interval(0.01,0.3))"],
+        "direction=minimize would pick the trial with the lowest worst_case_acc; "
+        "add hydra.sweeper.direction=maximize",
+    ),
+    (
+        ["hparams_search=digits_pareto", "hydra.sweeper.direction=[maximize,minimize]"],
+        "add hydra.sweeper.direction=[maximize,maximize]",
+    ),
+    (
+        ["hparams_search=digits_pareto", "hydra.sweeper.direction=maximize"],
+        "optimized_metric has 2 objective(s) (clean_acc, worst_case_acc) but "
+        "hydra.sweeper.direction has 1",
+    ),
+    (
+        ["hparams_search=digits_optuna", "privacy=dpsgd", "optimized_metric=privacy/epsilon"],
+        "direction=maximize would pick the trial with the highest privacy/epsilon",
     ),
 ]
 
@@ -63,7 +90,7 @@ def test_a_typo_in_a_search_config_is_one_line(
     (tmp_path / "hparams_search" / "typo.yaml").write_text(
         "# @package _global_\n"
         "defaults:\n  - override /hydra/sweeper: optuna\n"
-        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    params:\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    direction: maximize\n    params:\n"
         "      trainer.lrr: interval(0.01, 0.1)\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -162,3 +189,17 @@ def test_a_storage_without_its_driver_is_one_line_without_the_password(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "the postgresql driver is not installed" in line
     assert "alice:<redacted>@db.example" in line and "pw-9f8e7d" not in line
+
+
+def test_a_malformed_sqlite_url_is_one_line_without_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    storage = "sqlite://alice:pw-9f8e7d@/studies.db"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "hparams_search=digits_optuna", f"hydra.sweeper.storage={storage}"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "an SQLite URL has no host or user" in line
+    assert "alice:<redacted>@" in line and "pw-9f8e7d" not in line
+    assert not (tmp_path / "studies.db").exists()
