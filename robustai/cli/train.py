@@ -89,7 +89,37 @@ def check_train_config(cfg: Any) -> Any:
                 f"optimized_metric={name}: this run reports no such value; valid: {valid}"
             )
     _check_search_direction(cfg, names)
+    _check_dp_model(train_cfg)
     return train_cfg
+
+
+# The input shape of each data set, for checks that build the model before the data is loaded.
+_USUAL_SHAPES = {"digits": (1, 8, 8), "cifar10": (3, 32, 32)}
+
+
+def _check_dp_model(train_cfg: Any) -> None:
+    """DP-SGD refuses a model with BatchNorm (unless privacy.fix_model): say so before a sweep
+    trains the members before such a one. Which layers a model has does not depend on the data,
+    so it is built on the meta device (no memory, no data) with the data set's usual shape; a
+    model that does not build so is left to the run."""
+    import torch
+
+    from robustai.cli.pipeline import privacy_errors
+    from robustai.models import build_model
+    from robustai.privacy import check_dp_compatible
+
+    if train_cfg.privacy.name != "dpsgd" or train_cfg.privacy.fix_model:
+        return
+    data = train_cfg.data
+    shape = tuple(data.input_shape) if data.name == "synthetic" else None
+    shape = shape or _USUAL_SHAPES.get(data.name, (1, 28, 28))
+    try:
+        with torch.device("meta"):
+            model = build_model(train_cfg.model.name, shape, 10, **train_cfg.model.params)
+    except Exception:  # e.g. a shape the guess got wrong: the run reports what is wrong
+        return
+    with privacy_errors(train_cfg.privacy.name):
+        check_dp_compatible(model)
 
 
 def _check_search_direction(cfg: Any, names: list[str]) -> None:

@@ -58,6 +58,10 @@ CASES = [
         "optimized_metric has 2 objective(s) (clean_acc, worst_case_acc) but "
         "hydra.sweeper.direction has 1",
     ),
+    (  # found before member 0 trains, though only member 1 refuses the model
+        ["-m", "model=preact_resnet18", "privacy=none,dpsgd"],
+        "privacy=dpsgd: layer '1.layers.0.bn1' is BatchNorm2d (and 16 more)",
+    ),
     (
         ["hparams_search=digits_optuna", "privacy=dpsgd", "optimized_metric=privacy/epsilon"],
         "direction=maximize would pick the trial with the highest privacy/epsilon",
