@@ -9,6 +9,8 @@ plugins are left out, since they would bypass the per-user filter.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import ipaddress
 import logging
 import os
@@ -151,12 +153,19 @@ class DashboardServer:
             throttle=throttle,
             access_log=access_log,
         )
+        said = io.StringIO()
         try:
-            self._server = make_server(
-                host, port, self.app, threaded=True, request_handler=_Handler
-            )
-        except OSError as e:
-            raise UserError(f"cannot listen on {host}:{port}: {e.strerror or e}") from e
+            # werkzeug prints why it cannot bind (e.g. the port is taken) and calls sys.exit(1)
+            with contextlib.redirect_stderr(said):
+                self._server = make_server(
+                    host, port, self.app, threaded=True, request_handler=_Handler
+                )
+        except (OSError, SystemExit) as e:
+            reason = said.getvalue().strip().splitlines() or [str(getattr(e, "strerror", e))]
+            raise UserError(
+                f"cannot listen on {host}:{port}: {reason[0]}; stop what uses it or pick "
+                "another --port"
+            ) from None
         self.host = host
         self.port = int(self._server.server_port)
         self._thread: threading.Thread | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -61,3 +62,15 @@ def test_store_must_exist_and_have_users(tmp_path: Path, capsys, monkeypatch) ->
     AccessStore(tmp_path / "empty.db", create=True)
     code, err = run(["--db", str(tmp_path / "empty.db"), "--logdir", str(tmp_path)], capsys)
     assert code == 2 and "no users yet" in err
+
+
+def test_a_port_in_use_is_one_line(db: Path, tmp_path: Path, capsys) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = run(["--db", str(db), "--logdir", str(tmp_path), "--port", str(port)], capsys)
+    assert code == 2
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"robustai dashboard: error: cannot listen on 127.0.0.1:{port}:")
+    assert "in use" in line and "--port" in line
