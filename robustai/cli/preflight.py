@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -238,8 +239,12 @@ def _compose_and_check(
             HydraConfig.instance().set_config(cfg)
             check_targets(cfg)
             _check_output_dir(cfg, multirun)
+            if multirun:
+                _check_search_size(cfg)
             _check_study_storage(cfg)
             check(cfg)
+            if multirun:  # after the config's own checks: a config error is the one to fix
+                _check_launcher(cfg)
             return cfg
     finally:
         GlobalHydra.instance().clear()
@@ -279,6 +284,36 @@ def _not_writable(folder: Path) -> str | None:
     except OSError as e:
         return f"{folder} is not writable ({e.strerror})"
     return None
+
+
+def _check_launcher(cfg: Any) -> None:
+    """A Slurm launcher submits with srun, which exists only on a Slurm cluster's machines;
+    submitit would otherwise fail with a traceback after the sweep folder was made."""
+    from omegaconf import OmegaConf
+
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if target.endswith("SlurmLauncher") and shutil.which("srun") is None:
+        name = OmegaConf.select(cfg, "hydra.runtime.choices.hydra/launcher", default=None)
+        raise ConfigError(
+            f"hydra/launcher={name or 'submitit_slurm'} submits to Slurm, but this machine has no"
+            " srun: start the sweep on a machine of the cluster, or use"
+            " hydra/launcher=submitit_local here"
+        )
+
+
+def _check_search_size(cfg: Any) -> None:
+    """An Optuna search runs ``n_trials`` trials, ``n_jobs`` at a time: both at least 1."""
+    from omegaconf import OmegaConf
+
+    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    if "optuna" not in target.lower():
+        return
+    for key in ("n_trials", "n_jobs"):
+        value = OmegaConf.select(cfg, f"hydra.sweeper.{key}", default=None)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"hydra.sweeper.{key}={value}: must be a whole number >= 1")
 
 
 def _check_study_storage(cfg: Any) -> None:

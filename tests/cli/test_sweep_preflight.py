@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ CASES = [
     ),
     (["hparams_search=digits_optuna", "trainer.epochs=choice(0,3)"], "trainer.epochs=0: must be"),
     (["hparams_search=digits_optunaa"], "unknown option (did you mean digits_optuna?)"),
+    (["hparams_search=digits_optuna", "hydra.sweeper.n_trials=0"], "n_trials=0: must be a whole"),
     (["-m", "hydra/launcher=jooblib", "attack.eps=0.1,0.2"], "(did you mean joblib?)"),
     (["optimized_metric=accuracy"], "optimized_metric=accuracy: not a metrics.json name"),
     (["optimized_metric=robust_acc/pgd7@0.1"], "valid: robust_acc/fgsm@0.1, robust_acc/pgd20@0.1"),
@@ -156,8 +158,15 @@ def test_every_search_config_passes_preflight(search: str, tmp_path: Path) -> No
         ("slurm_gpu", "SlurmLauncher"),
     ],
 )
-def test_launchers_compose_with_a_sweep(launcher: str, target: str, tmp_path: Path) -> None:
+def test_launchers_compose_with_a_sweep(
+    launcher: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Members are checked as usual; the launcher's own fields (partition, GPUs) compose."""
+    real_which = shutil.which
+    # as on a Slurm cluster's login node, where submitit finds srun
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **k: cmd if cmd == "srun" else real_which(cmd, *a, **k)
+    )
     seen: list[Any] = []
     preflight(
         config_dir(),
@@ -207,3 +216,24 @@ def test_a_malformed_sqlite_url_is_one_line_without_the_password(
     assert "an SQLite URL has no host or user" in line
     assert "alice:<redacted>@" in line and "pw-9f8e7d" not in line
     assert not (tmp_path / "studies.db").exists()
+
+
+@pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu", "slurm_ddp"])
+def test_a_slurm_launcher_off_a_cluster_is_one_line(
+    launcher: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    real_which = shutil.which
+    monkeypatch.setattr(
+        shutil, "which", lambda cmd, *a, **k: None if cmd == "srun" else real_which(cmd, *a, **k)
+    )
+    ddp = ["trainer=ddp"] if launcher == "slurm_ddp" else []
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "-m", f"hydra/launcher={launcher}", *ddp, "attack.eps=0.05,0.1"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra/launcher={launcher} submits to Slurm, but this machine has no srun" in line
+    assert not (tmp_path / "experiments").exists()
