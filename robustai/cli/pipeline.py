@@ -229,13 +229,18 @@ KEY_HPARAMS = (
 )
 
 
-def key_hparams(cfg: TrainConfig) -> dict[str, Any]:
-    """:data:`KEY_HPARAMS` and every field of a privacy config, where set."""
+def key_hparams(cfg: TrainConfig, attack: Attack | None = None) -> dict[str, Any]:
+    """:data:`KEY_HPARAMS` and every field of a privacy config, where set. With the training
+    ``attack``, step sizes and steps left null in the config show the values it uses (e.g.
+    FGSM-RS's default alpha of 1.25 eps)."""
     out: dict[str, Any] = {}
     for path in KEY_HPARAMS:
         node: Any = cfg
         for part in path.split("."):
             node = getattr(node, part, None)
+        group, _, field = path.partition(".")
+        if node is None and group == "attack" and attack is not None:
+            node = getattr(attack, field, None)
         if node is not None:
             out[path] = node
     privacy = getattr(cfg, "privacy", None)
@@ -437,6 +442,7 @@ def _run_train(
     adversarial = cfg.attack.name != ATTACK_NONE
     threat_eps = float(cfg.attack.eps if cfg.attack.eps is not None else cfg.data.eps)
     replays = 1
+    train_attack: Attack | None = None
     if adversarial and cfg.trainer.objective == "free":
         objective: Any = FreeAdversarialObjective(threat_eps, cfg.trainer.replays)
         replays = cfg.trainer.replays
@@ -634,7 +640,7 @@ def _run_train(
             )
         log_hparams(
             tb.writer,
-            redact_tree({**key_hparams(cfg), **(hparams or {})}, secret_env_values()),
+            redact_tree({**key_hparams(cfg, train_attack), **(hparams or {})}, secret_env_values()),
             eval_metrics(metrics),
             fit.epochs,
             # log_eval wrote these tags already

@@ -178,6 +178,9 @@ def test_hparams_dashboard_lists_every_member(grid: Path) -> None:
         hp = group.hparams
         assert hp["attack.eps"].number_value == pytest.approx(float(overrides["attack.eps"]))
         assert hp["trainer.lr"].number_value == pytest.approx(float(overrides["trainer.lr"]))
+        # alpha is null in the config: the row shows the step FGSM-RS takes, 1.25 eps
+        eps = float(overrides["attack.eps"])
+        assert hp["attack.alpha"].number_value == pytest.approx(1.25 * eps)
         assert hp["data"].string_value == "synthetic"
         assert hp["trainer.epochs"].number_value == 4
         got = {v.name.tag: v.value for v in group.metric_values}
