@@ -294,6 +294,19 @@ def resume_fingerprint(cfg: TrainConfig) -> dict[str, str]:
     return {k: v for k, v in flat.items() if not k.startswith(_RESUME_FREE)}
 
 
+def check_resume_config(cfg: TrainConfig, checkpoint: Path, saved: Mapping[str, Any]) -> None:
+    """Refuse to continue a checkpoint whose run was made with a config that trains otherwise
+    (``saved``: the :func:`resume_fingerprint` the checkpoint recorded)."""
+    now = resume_fingerprint(cfg)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if changed:
+        diffs = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
+        raise ConfigError(
+            f"cannot resume from {checkpoint}: it was made with a different config ({diffs}); "
+            "resume with the run's original overrides"
+        )
+
+
 def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> None:
     """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any."""
     source = Path(cfg.trainer.resume).expanduser() if cfg.trainer.resume else out_dir
@@ -304,14 +317,7 @@ def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> No
         return
     latest = found[0].path
     state, info = read_checkpoint(latest)
-    saved, now = info.get("config", {}), resume_fingerprint(cfg)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
-        raise ConfigError(
-            f"cannot resume from {latest}: it was made with a different config ({diffs}); "
-            "resume with the run's original overrides"
-        )
+    check_resume_config(cfg, latest, info.get("config", {}))
     load_checkpoint(components, state, latest)
     log.info("resumed from %s: epoch %d, step %d", latest, info["epoch"], info["step"])
 

@@ -90,7 +90,36 @@ def check_train_config(cfg: Any) -> Any:
             )
     _check_search_direction(cfg, names)
     _check_dp_model(train_cfg)
+    _check_resume_config(cfg, train_cfg)
     return train_cfg
+
+
+def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
+    """A resume made with another config is refused before Hydra writes into the run folder,
+    which would otherwise record the refused config in place of the one the run was made with.
+    The checkpoint's own JSON says which config that was; the run reads it again in full."""
+    import json
+
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.cli.pipeline import check_resume_config
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    folder = train_cfg.trainer.resume
+    if not folder and "MULTIRUN" not in str(OmegaConf.select(cfg, "hydra.mode", default="")):
+        try:  # a run started again in its own folder continues from its checkpoints too
+            folder = OmegaConf.select(cfg, "hydra.run.dir", default=None)
+        except OmegaConfBaseException:
+            folder = None
+    found = list_checkpoints(Path(str(folder)).expanduser() / CHECKPOINT_DIR) if folder else []
+    if not found:
+        return
+    try:
+        saved = json.loads(found[0].path.read_text())["info"]["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # an unreadable checkpoint is reported, with its reason, when the run reads it
+    check_resume_config(train_cfg, found[0].path, saved)
 
 
 # The input shape of each data set, for checks that build the model before the data is loaded.

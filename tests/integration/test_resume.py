@@ -126,9 +126,11 @@ def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
     small = ["data.num_samples=256", "trainer.epochs=1"]
     assert finish(run, *small).returncode == 0
-    weights = (run / "weights.safetensors").read_bytes()
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     proc = finish(run, *small, "trainer.lr=0.5", f"trainer.resume={run}")
     assert proc.returncode == 2
-    line = proc.stderr.strip().splitlines()[-1]
+    (line,) = proc.stderr.strip().splitlines()
     assert "cannot resume from" in line and "trainer.lr: 0.1 -> 0.5" in line
-    assert (run / "weights.safetensors").read_bytes() == weights  # the good file is untouched
+    # refused before anything is written: the run's recorded config still matches its weights
+    after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
