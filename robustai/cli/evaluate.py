@@ -188,7 +188,8 @@ def check_evaluate_config(cfg: Any) -> Any:
 
 def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     """Without a ``data=`` choice, evaluate on the data set the checkpoint was trained on
-    (``meta.json``'s ``data``), when that is a data set needing no further keys."""
+    (``meta.json``'s ``data``), with its config group's settings; ``data.*`` overrides (e.g.
+    ``data.root`` of an IDX copy) then apply to that group."""
     from robustai.data import data_names
 
     args = list(argv)
@@ -202,7 +203,7 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     except UserError:
         return args  # the pre-flight check reports it
     name = meta.get("data")
-    if isinstance(name, str) and name in data_names() and name not in ("idx", "digits"):
+    if isinstance(name, str) and name in data_names() and name != "digits":  # digits: default
         args.append(f"data={name}")
     return args
 

@@ -26,9 +26,14 @@ def load_torchvision(
     try:
         ds = cls(root=str(root), train=train, download=download)
     except RuntimeError as e:
-        if download:
-            raise DataError(f"could not download {cls.__name__} into {root}: {e}") from e
         folder = getattr(cls, "base_folder", cls.__name__)  # CIFAR10 keeps cifar-10-batches-py/
+        if download:  # torchvision lists each mirror it tried, one line each: keep the gist
+            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [repr(e)]
+            reason = " ".join(dict.fromkeys([lines[0], lines[-1]]))
+            raise DataError(
+                f"could not download {cls.__name__} into {root}: {reason}; check the network, "
+                f"or fetch it elsewhere and set data.root=<folder holding {folder}/>"
+            ) from e
         raise DataError(
             f"{cls.__name__} not found under {root / folder}; set data.download=true to fetch "
             f"it, or data.root=<folder holding {folder}/>"

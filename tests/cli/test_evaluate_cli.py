@@ -265,6 +265,10 @@ def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
     meta["data"] = "fashion_mnist"
     (checkpoint / "meta.json").write_text(json.dumps(meta))
     assert data_from_checkpoint([f"checkpoint={checkpoint}"])[-1] == "data=fashion_mnist"
+    meta["data"] = "idx"  # an IDX copy: its folder comes as data.root, as in training
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    given = [f"checkpoint={checkpoint}", "data.root=path/to/mnist"]
+    assert data_from_checkpoint(given) == [*given, "data=idx"]
     given = [f"checkpoint={checkpoint}", "data=mnist"]
     assert data_from_checkpoint(given) == given
     assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]

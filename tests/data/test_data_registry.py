@@ -161,3 +161,17 @@ def test_torchvision_set_missing_without_download(tmp_path: Path, name: str, fol
     assert str(root / folder) in msg
     assert "data.download=true" in msg
     assert not root.exists() or not any(root.rglob("*"))
+
+
+def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchvision's own download code, against mirrors that refuse the connection."""
+    import torchvision.datasets as tvd
+
+    dead = ["http://127.0.0.1:1/a/", "http://127.0.0.1:1/b/"]
+    monkeypatch.setattr(tvd.MNIST, "mirrors", dead)
+    with pytest.raises(DataError) as info:
+        build_data("mnist", root=tmp_path, download=True)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith(f"could not download MNIST into {tmp_path}: Error downloading ")
+    assert "Connection refused" in msg and "data.root=<folder holding MNIST/>" in msg
