@@ -12,6 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf.nodes import ValueNode
 
 from robustai.config.schema import (
     AttackConfig,
@@ -352,6 +353,10 @@ def _open_unit(key: str, value: float) -> None:
 def _one_line(e: OmegaConfBaseException) -> str:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     key = getattr(e, "full_key", None)
+    if key and "is not a ListConfig, list or tuple" in msg:  # OmegaConf's words for a scalar
+        node = getattr(e, "value", None)
+        value = node._value() if isinstance(node, ValueNode) else node
+        return f"{key}={value}: must be a list, e.g. {key}=[{value}]"
     return f"{key}: {msg}" if key and key not in msg else msg
 
 

@@ -21,6 +21,7 @@ CASES = [
     (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
     (["attack.eps=1/0"], "divides by zero"),
     (["evaluator.eps=[0.1,2]"], "evaluator.eps[1]=2.0: must be in [0, 1]"),
+    (["evaluator.eps=0.05"], "evaluator.eps=0.05: must be a list, e.g. evaluator.eps=[0.05]"),
     (["trainer.epochs=0"], "trainer.epochs=0: must be >= 1"),
     (["data.batch_size=0"], "data.batch_size=0: must be >= 1"),
     (["data.eval_batch_size=-4"], "data.eval_batch_size=-4: must be >= 1"),
