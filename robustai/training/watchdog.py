@@ -55,16 +55,23 @@ class CatastrophicOverfittingWatchdog:
             )
 
     def summary(self) -> dict[str, object]:
-        """What metrics.json reports about the watchdog."""
+        """What metrics.json reports about the watchdog. Epochs count from 1, as in the log and
+        in metrics.json's ``epochs`` (``best_epoch: 3`` is the weights after the third epoch)."""
         return {
             "best_acc": self.best_acc,
-            "best_epoch": self.best_epoch,
+            "best_epoch": self.best_epoch + 1 if self.best_epoch >= 0 else None,
             "history": list(self.history),
-            "collapsed_at": self.collapsed_at,
+            "collapsed_at": None if self.collapsed_at is None else self.collapsed_at + 1,
         }
 
     def state_dict(self) -> dict[str, object]:
-        return {**self.summary(), "best_state": self.best_state}
+        return {
+            "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,  # 0-based here, as check() counts
+            "history": list(self.history),
+            "collapsed_at": self.collapsed_at,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state: dict[str, object]) -> None:
         self.best_acc = float(state["best_acc"])  # type: ignore[arg-type]

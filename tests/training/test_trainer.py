@@ -136,6 +136,8 @@ def test_watchdog_detects_collapse_and_restores_best_weights() -> None:
     for k, v in model.state_dict().items():
         assert torch.equal(v, best[k]), k
     assert watchdog.state_dict()["collapsed_at"] == 1
+    # metrics.json counts epochs from 1, as the log does: best after the 1st, collapse in the 2nd
+    assert watchdog.summary()["best_epoch"] == 1 and watchdog.summary()["collapsed_at"] == 2
 
 
 def test_trainer_stops_when_a_callback_asks() -> None:
