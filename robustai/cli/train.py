@@ -131,14 +131,14 @@ def _check_dp_model(train_cfg: Any) -> None:
     trains the members before such a one. Which layers a model has does not depend on the data,
     so it is built on the meta device (no memory, no data) with the data set's usual shape; a
     model that does not build so is left to the run."""
+    if train_cfg.privacy.name != "dpsgd" or train_cfg.privacy.fix_model:
+        return
     import torch
 
     from robustai.cli.pipeline import privacy_errors
     from robustai.models import build_model
     from robustai.privacy import check_dp_compatible
 
-    if train_cfg.privacy.name != "dpsgd" or train_cfg.privacy.fix_model:
-        return
     data = train_cfg.data
     shape = tuple(data.input_shape) if data.name == "synthetic" else None
     shape = shape or _USUAL_SHAPES.get(data.name, (1, 28, 28))
