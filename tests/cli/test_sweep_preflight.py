@@ -149,6 +149,18 @@ def test_every_search_config_passes_preflight(search: str, tmp_path: Path) -> No
     assert (1 if isinstance(directions, str) else len(directions)) == n
 
 
+def srun_on_path(monkeypatch: pytest.MonkeyPatch, present: bool) -> None:
+    """Whether Slurm's srun is found, whatever this machine has."""
+    real_which = shutil.which
+
+    def which(cmd: str, *args: Any, **kwargs: Any) -> str | None:
+        if cmd == "srun":
+            return "/usr/bin/srun" if present else None
+        return real_which(cmd, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "which", which)
+
+
 @pytest.mark.parametrize(
     ("launcher", "target"),
     [
@@ -162,11 +174,7 @@ def test_launchers_compose_with_a_sweep(
     launcher: str, target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Members are checked as usual; the launcher's own fields (partition, GPUs) compose."""
-    real_which = shutil.which
-    # as on a Slurm cluster's login node, where submitit finds srun
-    monkeypatch.setattr(
-        shutil, "which", lambda cmd, *a, **k: cmd if cmd == "srun" else real_which(cmd, *a, **k)
-    )
+    srun_on_path(monkeypatch, True)  # as on a Slurm cluster's login node
     seen: list[Any] = []
     preflight(
         config_dir(),
@@ -189,33 +197,39 @@ def test_launchers_compose_with_a_sweep(
         assert launch.gpus_per_node == 1 and launch.cpus_per_task == 8
 
 
-def test_a_storage_without_its_driver_is_one_line_without_the_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("storage", "message", "shown"),
+    [
+        (
+            "postgresql://alice:pw-9f8e7d@db.example/studies",
+            "the postgresql driver is not installed",
+            "alice:<redacted>@db.example",
+        ),
+        (  # SQLite has no host or user: it failed inside the sweeper, password and all
+            "sqlite://alice:pw-9f8e7d@/studies.db",
+            "an SQLite URL has no host or user",
+            "alice:<redacted>@",
+        ),
+    ],
+)
+def test_a_bad_storage_is_one_line_without_the_password(
+    storage: str,
+    message: str,
+    shown: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if importlib.util.find_spec("psycopg2") is not None:
+    if storage.startswith("postgresql") and importlib.util.find_spec("psycopg2") is not None:
         pytest.skip("psycopg2 is installed here: there is no missing driver to report")
     monkeypatch.chdir(tmp_path)
-    storage = "postgresql://alice:pw-9f8e7d@db.example/studies"
     with pytest.raises(SystemExit) as exc:
         main(["train", "hparams_search=digits_optuna", f"hydra.sweeper.storage={storage}"])
     assert exc.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "the postgresql driver is not installed" in line
-    assert "alice:<redacted>@db.example" in line and "pw-9f8e7d" not in line
-
-
-def test_a_malformed_sqlite_url_is_one_line_without_the_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    storage = "sqlite://alice:pw-9f8e7d@/studies.db"
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "hparams_search=digits_optuna", f"hydra.sweeper.storage={storage}"])
-    assert exc.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "an SQLite URL has no host or user" in line
-    assert "alice:<redacted>@" in line and "pw-9f8e7d" not in line
-    assert not (tmp_path / "studies.db").exists()
+    assert message in line
+    assert shown in line and "pw-9f8e7d" not in line
+    assert not list(tmp_path.iterdir())  # no study file, no sweep folder
 
 
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu", "slurm_ddp"])
@@ -226,10 +240,7 @@ def test_a_slurm_launcher_off_a_cluster_is_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    real_which = shutil.which
-    monkeypatch.setattr(
-        shutil, "which", lambda cmd, *a, **k: None if cmd == "srun" else real_which(cmd, *a, **k)
-    )
+    srun_on_path(monkeypatch, False)
     ddp = ["trainer=ddp"] if launcher == "slurm_ddp" else []
     with pytest.raises(SystemExit) as exc:
         main(["train", "-m", f"hydra/launcher={launcher}", *ddp, "attack.eps=0.05,0.1"])
