@@ -301,12 +301,19 @@ def _check_launcher(cfg: Any) -> None:
         )
 
 
+def is_optuna_search(cfg: Any) -> bool:
+    """Whether a composed config (with its ``hydra`` node) sweeps with the Optuna sweeper."""
+    from omegaconf import OmegaConf
+
+    target = OmegaConf.select(cfg, "hydra.sweeper._target_", default=None)
+    return "optuna" in str(target or "").lower()
+
+
 def _check_search_size(cfg: Any) -> None:
     """An Optuna search runs ``n_trials`` trials, ``n_jobs`` at a time: both at least 1."""
     from omegaconf import OmegaConf
 
-    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
-    if "optuna" not in target.lower():
+    if not is_optuna_search(cfg):
         return
     for key in ("n_trials", "n_jobs"):
         value = OmegaConf.select(cfg, f"hydra.sweeper.{key}", default=None)

@@ -156,11 +156,11 @@ def _check_search_direction(cfg: Any, names: list[str]) -> None:
     direction is minimize, which for an accuracy would crown the least robust trial."""
     from omegaconf import OmegaConf
 
+    from robustai.cli.preflight import is_optuna_search
     from robustai.tracking.hparams import better_direction
 
-    target = OmegaConf.select(cfg, "hydra.sweeper._target_", default=None)
     raw = OmegaConf.select(cfg, "hydra.sweeper.direction", default=None)
-    if raw is None or "optuna" not in str(target).lower():
+    if raw is None or not is_optuna_search(cfg):
         return
     given = [raw] if isinstance(raw, str) or not OmegaConf.is_list(raw) else list(raw)
     given = [str(getattr(d, "name", d)).lower() for d in given]  # the sweeper's Direction enum
