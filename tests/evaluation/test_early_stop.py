@@ -5,12 +5,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import pytest
 import torch
 from torch import Tensor, nn
 
 from robustai.attacks import PGD, build_attack
 from robustai.data import DataBundle
-from robustai.evaluation import Evaluator, evaluate_model, predict
+from robustai.evaluation import (
+    CurveSettings,
+    Evaluator,
+    SanitySettings,
+    evaluate_model,
+    predict,
+)
 
 
 class CountingPGD(PGD):
@@ -60,13 +67,39 @@ def test_clean_mistakes_are_not_attacked_and_fooled_samples_leave(
 
 
 def test_evaluate_model_passes_the_setting_to_curve_and_checks(
-    digits_model: nn.Module, digits: DataBundle
+    digits_model: nn.Module, digits: DataBundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The suite, the curve's new eps and the convergence check's stronger attack all run with
+    the early-stop setting given to evaluate_model."""
+    flags: list[bool] = []
+    perturb = PGD.perturb
+
+    def recording(self: PGD, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        flags.append(self.early_stop)
+        return perturb(self, model, x, y)
+
+    monkeypatch.setattr(PGD, "perturb", recording)
     x, y = digits.eval.x[:200], digits.eval.y[:200]
-    kwargs = dict(attacks=_suite(5), eps=[0.1], num_classes=10, batch_size=512)
-    plain = evaluate_model(digits_model, x, y, early_stop=False, **kwargs)
-    stop = evaluate_model(digits_model, x, y, **kwargs)
+    kwargs = dict(
+        attacks=_suite(5),
+        eps=[0.1],
+        num_classes=10,
+        batch_size=512,
+        curve=CurveSettings(eps=[0.05, 0.1]),
+        sanity=SanitySettings(samples=200, checks=("convergence",)),
+    )
+    runs = {}
+    for early_stop in (False, True):
+        flags.clear()
+        runs[early_stop] = evaluate_model(digits_model, x, y, early_stop=early_stop, **kwargs)
+        # one batch each: the suite at 0.1, the curve at 0.05 (0.1 is reused), convergence
+        assert flags == [early_stop] * 3
+    plain, stop = runs[False], runs[True]
     key = "pgd5@0.1"
     assert stop.result.attacks[key].early_stop and not plain.result.attacks[key].early_stop
     assert stop.result.robust_acc[key] <= plain.result.robust_acc[key]
     assert torch.equal(stop.result.clean_pred, plain.result.clean_pred)
+    for ev in (plain, stop):
+        assert ev.curve is not None and ev.curve.eps == pytest.approx([0.0, 0.05, 0.1])
+        assert ev.sanity is not None and [c.name for c in ev.sanity.checks] == ["convergence"]
+    assert stop.curve.series["pgd5"][1] <= plain.curve.series["pgd5"][1]
