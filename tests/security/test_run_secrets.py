@@ -81,8 +81,12 @@ def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
 
 
 def test_the_signing_key_was_used(run_dir: Path) -> None:
+    from robustai.security import verify_meta
+
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["signature"]["algorithm"] == "hmac-sha256"
+    assert verify_meta(meta, SIGNING_KEY.encode())  # signed with the key from the environment
+    assert not verify_meta(meta, b"another-key-0123456789abcdefgh")
 
 
 def test_secret_task_override_in_a_sweep_is_redacted(
