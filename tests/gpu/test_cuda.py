@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from robustai.attacks import ATTACKS, build_attack
+from robustai.attacks.registry import accepted_kwargs
 from robustai.models import build_model
 
 pytestmark = pytest.mark.gpu
@@ -23,12 +24,8 @@ def test_attacks_keep_their_contract_on_cuda(name: str) -> None:
     model = build_model("small_cnn", (1, 28, 28), 10).cuda().eval()
     x = torch.rand(64, 1, 28, 28, device="cuda")
     y = torch.randint(10, (64,), device="cuda")
-    kwargs = {"steps": 5} if name in ("pgd", "apgd", "apgd_t") else {}
-    try:
-        attack = build_attack(name, eps=0.1, **kwargs)
-    except ValueError:
-        attack = build_attack(name, eps=0.1)
-    x_adv = attack(model, x, y)
+    kwargs = {"steps": 5} if "steps" in accepted_kwargs(ATTACKS[name]) else {}
+    x_adv = build_attack(name, eps=0.1, **kwargs)(model, x, y)
     assert x_adv.device.type == "cuda" and x_adv.shape == x.shape
     assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
     assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
