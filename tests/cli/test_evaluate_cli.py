@@ -111,9 +111,12 @@ def test_evaluate_a_training_run(strict_run: tuple[Path, str, int], tmp_path: Pa
     assert report["data"].startswith("synthetic")  # chosen from meta.json
     assert report["worst_case_acc"]["0.1"] <= min(report["robust_acc"].values())
     assert report["curve"]["eps"] == [0.0, 0.05, 0.1, 0.2]
-    assert report["trustworthy"] in (True, False)
     assert len(report["sanity"]["checks"]) == 7
+    # the verdict follows the checks: trustworthy exactly when none failed, and report.md says so
+    assert report["trustworthy"] is (report["sanity"]["failed"] == [])
     text = (out / "report.md").read_text()
+    verdict = "trustworthy.**" if report["trustworthy"] else "NOT trustworthy.**"
+    assert f"**Verdict: {verdict}" in text
     assert "![robustness curve](robustness_curve.png)" in text and "## Sanity checks" in text
     metrics = json.loads((run / "metrics.json").read_text())
     assert report["clean_acc"] == pytest.approx(metrics["clean_acc"])  # same model, same split
