@@ -54,6 +54,10 @@ def test_bench_runs_every_row_and_writes_its_json(tmp_path: Path, mnist_idx_dir:
         assert row["peak_mb"] >= 0, name
         assert ("x_clean_epoch" in row) == (" eval" not in name), name
     assert results["clean epoch"]["x_clean_epoch"] == 1.0
+    # the memory column sees memory: Opacus' per-sample gradients of small_cnn's ~166k weights
+    # for a batch of 100 hold about 66 MB that a clean epoch never allocates
+    clean_mb = results["clean epoch"]["peak_mb"]
+    assert results["DP-SGD epoch (Opacus hooks)"]["peak_mb"] > clean_mb + 30
     for suffix in ("", ", AT model"):
         ours = results[f"PGD-10 eval (robustai){suffix}"]["robust_acc"]
         theirs = results[f"PGD-10 eval (torchattacks){suffix}"]["robust_acc"]
