@@ -216,7 +216,7 @@ class AuthLayer:
         trusted = device is not None and str(device.get("u", "")).casefold() == name.casefold()
         client = f"device:{device['d']}" if trusted and device else f"ip:{ip}"
         key = (name.casefold(), client)
-        verdict = self.throttle.check(key)
+        verdict = self.throttle.begin(key)  # one attempt per (user, client) at a time
         if not verdict.allowed:
             wait = max(1, round(verdict.retry_after))
             self.log.info(
@@ -232,12 +232,16 @@ class AuthLayer:
             resp.headers["Retry-After"] = str(wait)
             return resp
         if not self._hashing.acquire(timeout=10):
+            self.throttle.release(key)
             self.log.info("login busy user=%s ip=%s", _clean(name), _clean(ip))
             resp = self._page(login_page("The server is busy; try again.", target, name), 503)
             resp.headers["Retry-After"] = "5"
             return resp
         try:
             user = self.store.authenticate(name, password)
+        except BaseException:
+            self.throttle.release(key)
+            raise
         finally:
             self._hashing.release()
         if user is None:

@@ -5,6 +5,10 @@ Keys are chosen by the caller. The dashboard uses (user name, client), where the
 device cookie that this user earned by logging in before, or else the client's address. So an
 attacker guessing a user's password locks out only their own attempts: the user's browser, their
 sessions and their tokens keep working (OWASP's "device cookie" defence against lockout abuse).
+
+A caller that checks a password uses :meth:`LoginThrottle.begin`, not :meth:`check`: it admits one
+attempt per key at a time, so parallel requests cannot all pass the check before the first
+failure is counted (which would let an attacker try any number of passwords at once).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class _Entry:
     next_allowed: float = 0.0
     locked_until: float = 0.0
     last_seen: float = 0.0
+    in_flight: bool = False  # an attempt admitted by begin() is being checked
 
 
 @dataclass(frozen=True)
@@ -73,11 +78,44 @@ class LoginThrottle:
                 return Verdict(False, e.next_allowed - now)
             return Verdict(True)
 
+    def begin(self, key: Hashable) -> Verdict:
+        """Admit one attempt for ``key`` if :meth:`check` allows it and no other attempt for
+        ``key`` is still being checked; end it with :meth:`failure`, :meth:`success` or
+        :meth:`release`. Without this reservation, requests sent in parallel would all pass the
+        check before the first failure is recorded."""
+        verdict = self.check(key)
+        if not verdict.allowed:
+            return verdict
+        now = self.clock()
+        with self._lock:
+            e = self._entries.get(key)
+            if e is not None and e.in_flight:
+                return Verdict(False, max(self.base_delay, 1.0))
+            if e is None:
+                e = self._entries[key] = _Entry()
+            e.in_flight = True
+            e.last_seen = now
+            self._entries.move_to_end(key)
+            self._prune(now)
+            return Verdict(True)
+
+    def release(self, key: Hashable) -> None:
+        """End an attempt admitted by :meth:`begin` that was not checked (e.g. the server was
+        busy), without counting it either way."""
+        with self._lock:
+            e = self._entries.get(key)
+            if e is None:
+                return
+            e.in_flight = False
+            if not e.failures:
+                del self._entries[key]
+
     def failure(self, key: Hashable) -> Verdict:
         """Record a failed attempt; returns what the next attempt will meet."""
         now = self.clock()
         with self._lock:
             e = self._entries.pop(key, None) or _Entry()
+            e.in_flight = False
             e.failures += 1
             e.last_seen = now
             if e.failures >= self.max_failures:

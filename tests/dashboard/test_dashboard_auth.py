@@ -6,6 +6,7 @@ import re
 import stat
 import time
 import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -272,6 +273,26 @@ def test_failed_logins_slow_down_then_lock_out_but_not_the_real_user(
         assert Client(srv.url).login("bob").status == 303
     text = (tmp_path / "access.log").read_text()
     assert "locked" in text and "login throttled user=alice" in text
+
+
+def test_parallel_guesses_do_not_outrun_the_lockout(logdir: Path, tmp_path: Path) -> None:
+    """Many wrong passwords sent at once: only as many are checked as the lockout allows."""
+    store = make_store(tmp_path / "access.db")
+    throttle = LoginThrottle(base_delay=0.2, max_delay=0.4, max_failures=3, lockout_seconds=120)
+    log = access_logger(tmp_path / "access.log")
+    with (
+        DashboardServer(
+            logdir, store, port=0, reload_interval=0, throttle=throttle, access_log=log
+        ) as srv,
+        ThreadPoolExecutor(24) as pool,
+    ):
+        replies = list(
+            pool.map(lambda i: Client(srv.url).login("alice", f"parallel guess {i}"), range(24))
+        )
+    statuses = [r.status for r in replies]
+    assert statuses.count(401) <= 3, statuses  # at most max_failures passwords were tried
+    assert statuses.count(401) + statuses.count(429) == len(statuses)
+    assert (tmp_path / "access.log").read_text().count("login failed user=alice") <= 3
 
 
 @pytest.mark.parametrize(

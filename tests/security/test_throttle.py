@@ -52,3 +52,21 @@ def test_memory_is_bounded() -> None:
     for i in range(500):
         t.failure((f"user{i}", "ip:1"))
     assert len(t._entries) <= 51
+
+
+def test_begin_admits_one_attempt_per_key_at_a_time() -> None:
+    """Parallel requests must not all pass before the first failure is counted."""
+    clock = Clock()
+    t = LoginThrottle(base_delay=1, max_failures=3, clock=clock)
+    key, other = ("alice", "ip:10.0.0.1"), ("alice", "device:abc")
+    assert t.begin(key).allowed
+    second = t.begin(key)  # the first attempt is still being checked
+    assert not second.allowed and second.retry_after >= 1
+    assert t.begin(other).allowed  # another client of the same user is not held up
+    t.failure(key)
+    clock.now += 1
+    assert t.begin(key).allowed
+    t.release(key)  # not checked (server busy): neither a failure nor a success
+    assert t.failures(key) == 1 and t.begin(key).allowed
+    t.success(key)
+    assert t.failures(key) == 0 and t.begin(key).allowed
