@@ -51,8 +51,8 @@ class CookieSigner:
 
     def loads(self, value: str | None) -> dict[str, Any] | None:
         """The payload if ``value`` is ours, untampered and unexpired; else None."""
-        if not value or len(value) > 4096 or value.count(".") != 1:
-            return None
+        if not value or len(value) > 4096 or not value.isascii() or value.count(".") != 1:
+            return None  # not ours: we only issue ASCII (and the MAC needs ASCII to compare)
         body, mac = value.split(".")
         if not hmac.compare_digest(mac, self._mac(body)):
             return None

@@ -88,6 +88,18 @@ def test_tampered_or_foreign_cookies_are_refused(
         other.close()
 
 
+@pytest.mark.parametrize("value", ["\xe9t\xe9.x", "abc.d\xe9f", "\xff"])
+def test_non_ascii_cookies_are_refused_not_a_server_error(
+    server: DashboardServer, value: str
+) -> None:
+    """A cookie value a browser would never get from us is an unknown cookie: 401, no 500."""
+    client = Client(server.url, cookies={"robustai_session": value, "robustai_device": value})
+    assert client.get("/data/runs").status == 401
+    assert client.login("alice", "not the password").status == 401
+    time.sleep(0.1)  # the throttle's delay after one failure
+    assert client.login("alice").status == 303
+
+
 def test_each_user_sees_only_the_runs_their_grants_cover(server: DashboardServer) -> None:
     seen = {}
     for user in ("alice", "bob", "nobody"):
