@@ -37,6 +37,11 @@ _SECRET_WORDS = frozenset(
 )
 # ...and "key" when it ends the name (api_key, signing_key, ACCESS_KEY; not key_size, keys).
 _TRAILING_WORDS = frozenset({"key"})
+# Stems that make a key secret inside a longer word too: variables such as PGPASSWORD (libpq's)
+# or DBPASSWORD are written without a separator, and a "secrets" mapping holds secrets.
+_SECRET_STEMS = ("password", "passwd", "passphrase", "secret")
+# Abbreviations that name a password only after another word (MYSQL_PWD, DB_PASS; not PWD).
+_QUALIFIED_WORDS = frozenset({"pwd", "pass"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # An env reference without a default is only a name, so it may stay visible.
 _ENV_REFERENCE = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}$")
@@ -85,6 +90,10 @@ def is_secret_key(key: Any) -> bool:
     if not words:
         return False
     if _SECRET_WORDS.intersection(words) or words[-1] in _TRAILING_WORDS:
+        return True
+    if any(stem in w for w in words for stem in _SECRET_STEMS):
+        return True
+    if len(words) > 1 and words[-1] in _QUALIFIED_WORDS:
         return True
     joined = "".join(words)
     return any(w in joined for w in ("apikey", "privatekey", "accesskey", "secretkey"))

@@ -27,6 +27,12 @@ SECRET_KEYS = [
     "private_key",
     "key",
     "passphrase",
+    "PGPASSWORD",
+    "hydra.job.env_set.PGPASSWORD",
+    "dbpassword",
+    "client_secrets",
+    "MYSQL_PWD",
+    "DB_PASS",
 ]
 ORDINARY_KEYS = [
     "data.eps",
@@ -41,6 +47,10 @@ ORDINARY_KEYS = [
     "exclude_keys",
     "ROBUSTAI_ACCESS_DB",
     "name",
+    "PWD",
+    "OLDPWD",
+    "bypass",
+    "passes",
 ]
 
 

@@ -24,6 +24,7 @@ OVERRIDE_SECRET = "ovr-s3cret-Zq81xPp"  # given on the command line
 ENV_SECRET = "env-s3cret-Lk27vNw"  # in the environment, named by the config
 SIGNING_KEY = "sign-s3cret-Hh64mTd-0123456789"  # ROBUSTAI_SIGNING_KEY
 TASK_SECRET = "task-s3cret-Yu55cRe"  # a task override under a secret-looking key
+PG_SECRET = "pg-s3cret-Rb39sKt"  # libpq's PGPASSWORD: "password" inside one word
 
 
 def train(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -56,6 +57,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"hydra.run.dir={tmp / 'run'}",
         f"+hydra.job.env_set.TRACKER_API_KEY={OVERRIDE_SECRET}",
         "+hydra.job.env_set.UPLOAD_TOKEN=${oc.env:TRACKER_TOKEN}",  # a config naming an env var
+        f"+hydra.job.env_set.PGPASSWORD={PG_SECRET}",
         cwd=tmp,
         env={"TRACKER_TOKEN": ENV_SECRET, "ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
     )
@@ -67,7 +69,7 @@ def test_no_secret_in_any_file_of_the_run_folder(run_dir: Path) -> None:
     names = {p.name for p in run_dir.iterdir()}
     assert {".hydra", "train.log", "metrics.json", "meta.json", "weights.safetensors"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
-    assert files_holding(run_dir, [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY]) == {}
+    assert files_holding(run_dir, [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY, PG_SECRET]) == {}
 
 
 def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
@@ -75,6 +77,7 @@ def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
     assert "TRACKER_API_KEY: <redacted>" in hydra
     assert "+hydra.job.env_set.TRACKER_API_KEY=<redacted>" in hydra
     assert "UPLOAD_TOKEN: <redacted>" in hydra  # Hydra resolved the reference: hidden too
+    assert "PGPASSWORD: <redacted>" in hydra
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("eps:") >= 1
     overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "trainer.epochs=1" in overrides
