@@ -53,8 +53,9 @@ _KEY_VALUE = re.compile(
 
 
 # The password of a URL's user info (postgresql://user:PASSWORD@host/db), e.g. an Optuna storage.
+# As for SQLAlchemy, it runs to the first "@" and may hold "/" (base64-made passwords do).
 _URL_PASSWORD = re.compile(
-    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s@/]+)(?P<at>@)"
+    r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/@]*:)(?P<password>[^\s@]+)(?P<at>@)"
 )
 
 

@@ -127,6 +127,10 @@ def test_url_passwords_are_scrubbed_and_collected() -> None:
     assert redact_tree(tree)["hydra"]["sweeper"]["storage"] == (
         f"postgresql://alice:{REDACTED}@db.example:5432/studies"
     )
+    # SQLAlchemy reads a "/" in the password as part of it (base64-made passwords have them)
+    slash = "postgresql://alice:Zm9v/YmFy+cQ@db.example/studies"
+    assert scrub_text(slash) == f"postgresql://alice:{REDACTED}@db.example/studies"
+    assert collect_secret_values({"storage": slash}) == {"Zm9v/YmFy+cQ"}
     # An env reference names the password without holding it; URLs without one are left alone.
     ref = "postgresql://alice:${oc.env:DB_PASSWORD}@db.example/studies"
     for kept in (ref, "sqlite:///study.db", "https://host:8443/path", "user@example.com"):
