@@ -150,7 +150,7 @@ def load_model(
 
             model, _ = make_dp_compatible(model)
         model.load_state_dict(state)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(
             f"{weights} does not fit the model described in its meta.json: {e}"
         ) from e

@@ -192,6 +192,9 @@ def test_truncated_weights_without_sha(saved: Path, keep: float) -> None:
         {"input_shape": 5},
         {"input_shape": [1, 4, 4]},
         {"num_classes": "six"},
+        {"privacy": 1},
+        {"privacy": "dpsgd"},
+        {"model": {"name": "mlp", "params": {}}, "privacy": ["model_fixed"]},
     ],
     ids=lambda c: json.dumps(c),
 )
