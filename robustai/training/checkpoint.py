@@ -89,7 +89,7 @@ def _unflatten(obj: Any, tensors: Mapping[str, Tensor], where: Path) -> Any:
         )
     ((tag, value),) = obj.items()
     if tag in ("__tensor__", "__ndarray__"):
-        if value not in tensors:
+        if not isinstance(value, str) or value not in tensors:
             raise CheckpointError(
                 f"{where} refers to tensor {value!r}, missing from its tensor file"
             )
@@ -97,7 +97,14 @@ def _unflatten(obj: Any, tensors: Mapping[str, Tensor], where: Path) -> Any:
     if tag == "__dict__" and isinstance(value, dict):
         return {k: _unflatten(v, tensors, where) for k, v in value.items()}
     if tag == "__items__" and isinstance(value, list):
-        return {_unflatten(k, tensors, where): _unflatten(v, tensors, where) for k, v in value}
+        if not all(isinstance(kv, list) and len(kv) == 2 for kv in value):
+            raise CheckpointError(f"{where} does not follow the checkpoint schema (bad __items__)")
+        try:
+            return {_unflatten(k, tensors, where): _unflatten(v, tensors, where) for k, v in value}
+        except TypeError as e:  # a key that cannot be a dict key (a list, a tensor)
+            raise CheckpointError(
+                f"{where} does not follow the checkpoint schema (bad __items__ key: {e})"
+            ) from e
     if tag == "__tuple__" and isinstance(value, list):
         return tuple(_unflatten(v, tensors, where) for v in value)
     raise CheckpointError(f"{where} does not follow the checkpoint schema (unknown node {tag!r})")
@@ -197,7 +204,7 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
     json_file = Path(json_file)
     try:
         payload = json.loads(json_file.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(
             f"{json_file} is not a readable checkpoint (invalid JSON: {e})"
         ) from e
@@ -233,7 +240,12 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
         tensors = load_file(str(tensor_file))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{tensor_file} is not a readable safetensors file: {e}") from e
-    state = {k: _unflatten(v, tensors, json_file) for k, v in payload["state"].items()}
+    try:
+        state = {k: _unflatten(v, tensors, json_file) for k, v in payload["state"].items()}
+    except RecursionError:
+        raise CheckpointError(
+            f"{json_file} does not follow the checkpoint schema (nested too deeply)"
+        ) from None
     info = dict(payload["info"], epoch=payload["epoch"], step=payload["step"])
     return state, info
 

@@ -116,6 +116,9 @@ def test_damaged_tensor_file_is_refused_naming_it(tmp_path: Path, damage: str) -
         (lambda d: d.update(tensors_file="../../etc/passwd"), "outside its folder"),
         (lambda d: d["state"].update(model={"__pickle__": "x"}), "schema"),
         (lambda d: d["state"].update(model={"__tensor__": "nope"}), "missing from its tensor file"),
+        (lambda d: d["state"].update(model={"__tensor__": ["t0"]}), "missing from its tensor file"),
+        (lambda d: d["state"].update(model={"__items__": [[1]]}), "schema"),
+        (lambda d: d["state"].update(model={"__items__": [[[1], 2]]}), "schema"),
     ],
 )
 def test_metadata_failing_its_schema_is_refused(tmp_path: Path, edit, message: str) -> None:
@@ -128,9 +131,21 @@ def test_metadata_failing_its_schema_is_refused(tmp_path: Path, edit, message: s
     assert "epoch-0001" in str(exc.value)
 
 
-def test_invalid_json_is_refused(tmp_path: Path) -> None:
+def test_state_nested_too_deeply_is_refused(tmp_path: Path) -> None:
+    """Whether the JSON reader or the unflattening runs out of stack first, it is refused."""
     path = save_checkpoint(tmp_path, {"model": nn.Linear(2, 2)}, epoch=1)
-    path.write_text(path.read_text()[:20])
+    text = path.read_text()
+    deep = '{"__tuple__": [' * 600 + "1" + "]}" * 600
+    head, _, _ = text.partition('"state": ')
+    path.write_text(head + '"state": {"model": ' + deep + "}}")
+    with pytest.raises(CheckpointError, match=r"epoch-0001\.json"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("text", ["cut", "[" * 100_000 + "]" * 100_000])
+def test_invalid_json_is_refused(tmp_path: Path, text: str) -> None:
+    path = save_checkpoint(tmp_path, {"model": nn.Linear(2, 2)}, epoch=1)
+    path.write_text(path.read_text()[:20] if text == "cut" else text)
     with pytest.raises(CheckpointError, match=r"epoch-0001\.json is not a readable checkpoint"):
         read_checkpoint(path)
 
