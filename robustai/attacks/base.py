@@ -30,6 +30,23 @@ def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
+def _class_indices(y: Tensor) -> Tensor:
+    """``y`` as int64 class indices of shape (B,), or a one-line error naming what it is instead.
+
+    Integer labels of any width (int32 from numpy, uint8 from image files) are widened, as the
+    losses and ``gather`` need int64; float, boolean, one-hot or column labels would otherwise
+    fail deep inside a loss, or be silently broadcast into a (B, B) comparison.
+    """
+    if not isinstance(y, Tensor):
+        raise TypeError(f"labels y must be a tensor of class indices; got {type(y).__name__}")
+    if y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool or y.dim() != 1:
+        raise ValueError(
+            f"labels y must be class indices of shape (batch,) and an integer dtype; got shape"
+            f" {tuple(y.shape)} and dtype {y.dtype} (for one-hot labels pass y.argmax(1))"
+        )
+    return y if y.dtype == torch.int64 else y.long()
+
+
 class Attack(ABC):
     """An evasion attack under a norm-ball threat model.
 
@@ -74,6 +91,7 @@ class Attack(ABC):
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Return adversarial examples for ``(x, y)``: detached, same shape/dtype/device as x,
         in [0,1] and inside the eps-ball around x."""
+        y = _class_indices(y)
         if x.dim() < 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"x and y must share the batch dimension; got x {tuple(x.shape)},"

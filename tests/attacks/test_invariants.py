@@ -334,3 +334,31 @@ def test_default_step_sizes() -> None:
     assert PGD(0.5, steps=20, norm="l2").alpha == pytest.approx(0.0625)
     # from eps=0 the default ratio is used again
     assert PGD(0.0, steps=10).with_eps(0.1).alpha == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+def test_integer_labels_of_any_width(name: str, kwargs: dict[str, Any]) -> None:
+    """int32 / uint8 labels (numpy's default on some platforms, many datasets) attack like int64."""
+    x, y = make_batch(6, seed=5)
+    torch.manual_seed(0)
+    reference = build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, y)
+    for dtype in (torch.int32, torch.uint8):
+        torch.manual_seed(0)
+        out = build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, y.to(dtype))
+        assert torch.equal(out, reference), dtype
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("bad", ["float", "column", "one_hot", "bool"])
+def test_labels_that_are_not_class_indices_rejected(
+    name: str, kwargs: dict[str, Any], bad: str
+) -> None:
+    x, y = make_batch(6, seed=5)
+    labels = {
+        "float": y.float(),
+        "column": y[:, None],
+        "one_hot": nn.functional.one_hot(y, N_CLASSES),
+        "bool": y > 4,
+    }[bad]
+    with pytest.raises((ValueError, TypeError), match="class indices"):
+        build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, labels)
