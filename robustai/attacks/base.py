@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from robustai.attacks.kernels import input_grad_kernels
 
@@ -45,6 +46,41 @@ def _class_indices(y: Tensor) -> Tensor:
             f" {tuple(y.shape)} and dtype {y.dtype} (for one-hot labels pass y.argmax(1))"
         )
     return y if y.dtype == torch.int64 else y.long()
+
+
+def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
+    """x, y and the model on one device, or a one-line error saying which is where (the
+    attack would otherwise fail inside the first layer, or move nothing and compare labels
+    across devices)."""
+    if y.device != x.device:
+        raise ValueError(
+            f"x is on {x.device} but y is on {y.device}; move both to the model's device"
+        )
+    first = next(model.parameters(), None)
+    if first is None or first.device == x.device:
+        return
+    devices = {p.device for p in model.parameters()}
+    if x.device not in devices:  # a model split over devices takes x on one of them
+        where = ", ".join(sorted(str(d) for d in devices))
+        raise ValueError(
+            f"the model's parameters are on {where} but x and y are on {x.device};"
+            f" move the inputs (or the model) so that they share a device"
+        )
+
+
+def _check_logits(out: object, hook: RemovableHandle) -> None:
+    """Once, on the first forward pass of an attack: the model's output must be logits."""
+    hook.remove()
+    if not isinstance(out, Tensor) or out.dim() != 2:
+        what = (
+            f"a tensor of shape {tuple(out.shape)}"
+            if isinstance(out, Tensor)
+            else f"a {type(out).__name__}"
+        )
+        raise TypeError(
+            f"attacks need a model that returns logits of shape (batch, classes); it returned"
+            f" {what} (wrap it, e.g. in a module whose forward returns out['logits'] or out[0])"
+        )
 
 
 class Attack(ABC):
@@ -91,7 +127,13 @@ class Attack(ABC):
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Return adversarial examples for ``(x, y)``: detached, same shape/dtype/device as x,
         in [0,1] and inside the eps-ball around x."""
+        if not isinstance(model, nn.Module):
+            raise TypeError(
+                f"model must be a torch.nn.Module (attacks set and restore its train/eval mode);"
+                f" got {type(model).__name__}"
+            )
         y = _class_indices(y)
+        _check_devices(model, x, y)
         if x.dim() < 1 or x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"x and y must share the batch dimension; got x {tuple(x.shape)},"
@@ -115,6 +157,10 @@ class Attack(ABC):
 
         modules = list(model.modules())
         modes = [m.training for m in modules]
+        # The first forward pass checks that the model returns a logits tensor, then the hook
+        # removes itself: a tuple or dict would otherwise fail inside a loss, differently per
+        # attack.
+        hook = model.register_forward_hook(lambda module, args, out: _check_logits(out, hook))
         try:
             if self.model_mode == "eval":
                 model.eval()
@@ -123,6 +169,7 @@ class Attack(ABC):
             with torch.enable_grad():
                 x_adv = self.perturb(model, x, y)
         finally:
+            hook.remove()
             for module, mode in zip(modules, modes, strict=True):
                 module.training = mode
         return x_adv.detach()

@@ -362,3 +362,49 @@ def test_labels_that_are_not_class_indices_rejected(
     }[bad]
     with pytest.raises((ValueError, TypeError), match="class indices"):
         build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, labels)
+
+
+class _Wrapped(nn.Module):
+    """Returns the net's logits inside a tuple or a dict, as detection / HF-style models do."""
+
+    def __init__(self, net: nn.Module, kind: str) -> None:
+        super().__init__()
+        self.net, self.kind = net, kind
+
+    def forward(self, x: torch.Tensor) -> Any:
+        logits = self.net(x)
+        return (logits, x) if self.kind == "tuple" else {"logits": logits}
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("kind", ["tuple", "dict"])
+def test_model_that_does_not_return_logits_rejected(
+    name: str, kwargs: dict[str, Any], kind: str
+) -> None:
+    x, y = make_batch(6, seed=5)
+    model = _Wrapped(fresh_net(), kind)
+    with pytest.raises(TypeError, match=f"returns logits of shape.*returned a {kind}"):
+        build_attack(name, eps=0.1, **kwargs)(model, x, y)
+    assert not model._forward_hooks  # the check leaves nothing behind
+    out = build_attack(name, eps=0.1, **kwargs)(model.net, x, y)  # and the net itself works
+    assert not model.net._forward_hooks and out.shape == x.shape
+
+
+def test_model_must_be_a_module() -> None:
+    x, y = make_batch(4, seed=4)
+    net = fresh_net()
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        PGD(eps=0.1, steps=1)(lambda t: net(t), x, y)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+def test_inputs_on_another_device_than_the_model_rejected(
+    name: str, kwargs: dict[str, Any]
+) -> None:
+    """As a CUDA model with CPU inputs: the meta device stands in for the other device."""
+    x, y = make_batch(4, seed=4)
+    attack = build_attack(name, eps=0.1, **kwargs)
+    with pytest.raises(ValueError, match="parameters are on meta but x and y are on cpu"):
+        attack(fresh_net().to("meta"), x, y)
+    with pytest.raises(ValueError, match="x is on cpu but y is on meta"):
+        attack(fresh_net(), x, y.to("meta"))
