@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """The model in eval mode inside the block; afterwards every submodule's own train/eval flag
+    is restored, not just the top module's (``model.train(was_training)`` would switch a frozen
+    BatchNorm inside a training model back to train mode)."""
+    modules = list(model.modules())
+    modes = [m.training for m in modules]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in zip(modules, modes, strict=True):
+            module.training = mode
 
 
 @torch.inference_mode()
@@ -23,31 +40,23 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Predicted labels (eval mode, restored after)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         if len(x) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
         return torch.cat(
             [_predict(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-    finally:
-        model.train(was_training)
 
 
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Boolean per sample: is the model right on the clean input? (eval mode, restored after)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         return torch.cat(
             [
                 _correct(model, x[i : i + batch_size], y[i : i + batch_size])
                 for i in range(0, len(x), batch_size)
             ]
         )
-    finally:
-        model.train(was_training)
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
@@ -60,9 +69,7 @@ def robust_correct(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> Tensor:
     """Boolean per sample: does the model stay right on the attacked input? (eval mode)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = []
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
@@ -70,8 +77,6 @@ def robust_correct(
             # A sample counts as robust only if it is right both clean and attacked.
             out.append(_correct(model, xb, yb) & _correct(model, x_adv, yb))
         return torch.cat(out)
-    finally:
-        model.train(was_training)
 
 
 def robust_accuracy(
@@ -115,9 +120,7 @@ def attack_outcome(
     them and no second clean forward pass. The model is evaluated in eval mode (restored after).
     """
     start = time.perf_counter()
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         pred = clean_pred.clone()
         x_adv_all = x.clone() if keep_examples else None
@@ -132,5 +135,3 @@ def attack_outcome(
             if x_adv_all is not None:
                 x_adv_all[idx] = x_adv
         return AttackOutcome(robust, pred, x_adv_all, time.perf_counter() - start)
-    finally:
-        model.train(was_training)

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
 from robustai.attacks.registry import accepted_kwargs
-from robustai.evaluation.accuracy import attack_outcome, predict
+from robustai.evaluation.accuracy import attack_outcome, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
 from robustai.evaluation.evaluator import AttackFactory, EvalResult, metric_key
 
@@ -386,9 +386,7 @@ def _check_black_box(ctx: _Context, s: SanitySettings) -> Check:
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Per-sample gradients of the cross-entropy w.r.t. the input (eval mode, parameter
     ``.grad`` untouched)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         grads = []
         with torch.enable_grad():
             for i in range(0, len(x), batch_size):
@@ -399,8 +397,6 @@ def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 51
                 (g,) = torch.autograd.grad(loss, xb)
                 grads.append(g.detach())
         return torch.cat(grads) if grads else torch.zeros_like(x)
-    finally:
-        model.train(was_training)
 
 
 def _check_gradients(ctx: _Context, s: SanitySettings) -> Check:
@@ -457,13 +453,9 @@ def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
 def _check_deterministic(ctx: _Context, s: SanitySettings) -> Check:
     if ctx.n == 0:
         return Check("deterministic", SKIP, "no samples")
-    was_training = ctx.model.training
-    ctx.model.eval()
-    try:
+    with eval_mode(ctx.model):
         a = _logits(ctx.model, ctx.x, ctx.batch_size)
         b = _logits(ctx.model, ctx.x, ctx.batch_size)
-    finally:
-        ctx.model.train(was_training)
     diff = float((a - b).abs().max())
     scale = float(a.abs().max()) if a.numel() else 0.0
     flips = int((a.argmax(1) != b.argmax(1)).sum())
