@@ -4,11 +4,16 @@ Used at the end of ``robustai train`` and by ``robustai evaluate``; plain argume
 works from a notebook as well::
 
     from robustai.attacks import build_attack
-    from robustai.evaluation import evaluate_model
+    from robustai.evaluation import SanitySettings, evaluate_model
 
     suite = [lambda eps: build_attack("apgd", eps=eps), lambda eps: build_attack("square", eps=eps)]
-    ev = evaluate_model(model, x, y, attacks=suite, eps=[0.1], num_classes=10)
+    ev = evaluate_model(
+        model, x, y, attacks=suite, eps=[0.1], num_classes=10, sanity=SanitySettings()
+    )
     print(ev.result.worst_case, ev.sanity.summary())
+
+The robustness curve and the sanity checks are opt-in (``curve=CurveSettings()``,
+``sanity=SanitySettings()``); without them ``ev.curve`` and ``ev.sanity`` are None.
 """
 
 from __future__ import annotations
