@@ -126,6 +126,11 @@ class Trainer:
         self.stop_reason = reason
 
     def fit(self, train_loader: Iterable[tuple[Tensor, Tensor]]) -> FitResult:
+        """Train for the remaining epochs over ``train_loader``, any re-iterable of ``(x, y)``
+        batches already on the model's device (robustai's loaders, a ``DataLoader``, a list).
+        Without ``len()`` (an ``IterableDataset``, say) there is no progress bar total, and the
+        objective's fractional epoch (eps warm-up) advances once per epoch instead of per step.
+        """
         while self.epoch < self.epochs and self.stop_reason is None:
             stats = self.train_epoch(train_loader, self.epoch)
             self.history.append(stats)
@@ -156,7 +161,7 @@ class Trainer:
     def train_epoch(self, loader: Iterable[tuple[Tensor, Tensor]], epoch: int) -> EpochStats:
         model, opt = self.model, self.optimizer
         model.train()
-        n_batches = len(loader)  # type: ignore[arg-type]
+        n_batches = _length(loader)
         done = self._partial  # non-zero only when resuming in the middle of this epoch
         self._partial = _Progress()
         if self.world_size > 1 and torch.distributed.get_rank() != 0:
@@ -183,7 +188,8 @@ class Trainer:
             global_batch = getattr(loader, "global_batch", 0) if self.world_size > 1 else 0
             weight = len(y) * self.world_size / global_batch if global_batch else 1.0
             for _ in range(replays):
-                loss, logits = self.objective(model, x, y, epoch + step / max(1, n_batches))
+                progress = epoch + step / n_batches if n_batches else float(epoch)
+                loss, logits = self.objective(model, x, y, progress)
                 opt.zero_grad(set_to_none=True)
                 (loss * weight if weight != 1.0 else loss).backward()
                 opt.step()
@@ -211,7 +217,7 @@ class Trainer:
             if diverged:
                 bar.close()
                 raise TrainingDiverged(_divergence_message(model, epoch, step))
-            if stop and step < n_batches:
+            if stop and (n_batches is None or step < n_batches):
                 bar.close()
                 if self.world_size > 1:  # the checkpoint (rank 0's) holds every rank's sums
                     totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
@@ -267,6 +273,14 @@ class Trainer:
         self.stop_reason = state["stop_reason"]
         self.history = [EpochStats(**s) for s in state["history"]]
         self._partial = _Progress(**state["partial"])
+
+
+def _length(loader: Iterable[Any]) -> int | None:
+    """Batches per epoch, or None for an iterable without a length."""
+    try:
+        return len(loader)  # type: ignore[arg-type]
+    except TypeError:  # no __len__, or a DataLoader over an IterableDataset
+        return None
 
 
 def _divergence_message(model: nn.Module, epoch: int, step: int) -> str:

@@ -188,3 +188,49 @@ def test_free_adversarial_training_replays_and_stays_in_the_ball() -> None:
     assert robust_accuracy(model, pgd, data.eval.x, data.eval.y) > robust_accuracy(
         plain, pgd, data.eval.x, data.eval.y
     )
+
+
+class _Batches:
+    """An iterable of batches without a length, as a generator or a streaming data set gives."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __iter__(self):
+        for i in range(0, len(self.x), self.batch_size):
+            yield self.x[i : i + self.batch_size], self.y[i : i + self.batch_size]
+
+
+class _Stream(torch.utils.data.IterableDataset):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __iter__(self):
+        return zip(self.x, self.y, strict=True)
+
+
+@pytest.mark.parametrize("kind", ["iterable", "iterable_dataset"])
+def test_fit_over_batches_without_a_length(kind: str) -> None:
+    """``fit`` takes any iterable of (x, y) batches, as its type says: a loader without a length
+    trains exactly as a list of the same batches."""
+    data, model = small_setup()
+    x, y = data.train.x, data.train.y
+    if kind == "iterable":
+        loader = _Batches(x, y, 64)
+    else:
+        loader = torch.utils.data.DataLoader(_Stream(x, y), batch_size=64)
+    with pytest.raises(TypeError):
+        len(loader)  # type: ignore[arg-type]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    objective = AdversarialObjective(FGSM(0.1))  # no random start: DataLoader draws a seed
+    torch.manual_seed(1)
+    result = Trainer(model, objective, opt, epochs=2, progress=False).fit(loader)
+
+    _, reference = small_setup()
+    opt = torch.optim.SGD(reference.parameters(), lr=0.05)
+    objective = AdversarialObjective(FGSM(0.1))  # no random start: DataLoader draws a seed
+    torch.manual_seed(1)
+    batches = list(_Batches(x, y, 64))
+    expected = Trainer(reference, objective, opt, epochs=2, progress=False).fit(batches)
+    assert [s.images for s in result.history] == [len(x)] * 2
+    assert [s.loss for s in result.history] == pytest.approx([s.loss for s in expected.history])
