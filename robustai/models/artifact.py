@@ -51,6 +51,16 @@ def save_model(
     """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path."""
     from robustai import __version__
 
+    _check_rebuildable(
+        model,
+        name=name,
+        params=params,
+        input_shape=input_shape,
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
+        extra=extra,
+    )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -72,6 +82,71 @@ def save_model(
         meta[SIGNATURE_FIELD] = sign_meta(meta, key)
     atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights
+
+
+def _rebuild(meta: dict[str, Any]) -> nn.Module:
+    """The model ``meta.json`` describes, freshly initialised (on the current default device)."""
+    spec = meta["model"]
+    norm = meta["normalization"]
+    model = build_model(
+        spec["name"],
+        input_shape=tuple(meta["input_shape"]),
+        num_classes=int(meta["num_classes"]),
+        mean=norm["mean"],
+        std=norm["std"],
+        **spec.get("params", {}),
+    )
+    if (meta.get("privacy") or {}).get("model_fixed"):  # trained with BatchNorm -> GroupNorm
+        from robustai.privacy import make_dp_compatible
+
+        model, _ = make_dp_compatible(model)
+    return model
+
+
+def _check_rebuildable(
+    model: nn.Module,
+    *,
+    name: str,
+    params: dict[str, Any],
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    extra: dict[str, Any] | None,
+) -> None:
+    """Refuse to write an artifact that :func:`load_model` could not load: the registry name
+    and params must rebuild a model with ``model``'s tensor names and shapes (built on the meta
+    device, so nothing is allocated)."""
+    meta = {
+        "model": {"name": name, "params": params},
+        "input_shape": list(input_shape),
+        "num_classes": num_classes,
+        "normalization": {"mean": list(mean), "std": list(std)},
+        **(extra or {}),
+    }
+    try:
+        with torch.device("meta"):
+            expected = _rebuild(meta).state_dict()
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"save_model writes models that build_model can rebuild ({e}); for an architecture"
+            " of your own, save its state_dict with safetensors.torch.save_file"
+        ) from e
+    got = model.state_dict()
+    if {k: tuple(v.shape) for k, v in got.items()} != {
+        k: tuple(v.shape) for k, v in expected.items()
+    }:
+        missing = sorted(set(expected) - set(got))[:3]
+        unexpected = sorted(set(got) - set(expected))[:3]
+        shapes = [k for k in sorted(set(got) & set(expected)) if got[k].shape != expected[k].shape][
+            :3
+        ]
+        raise ValueError(
+            f"the model does not match build_model({name!r}, params={params!r}, input_shape="
+            f"{tuple(input_shape)}, num_classes={num_classes}), so load_model could not load it"
+            f" (missing {missing}, unexpected {unexpected}, other shapes {shapes}); pass the"
+            " name and params it was built with"
+        )
 
 
 def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -134,21 +209,8 @@ def load_model(
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from e
-    spec = meta["model"]
-    norm = meta["normalization"]
     try:
-        model = build_model(
-            spec["name"],
-            input_shape=tuple(meta["input_shape"]),
-            num_classes=int(meta["num_classes"]),
-            mean=norm["mean"],
-            std=norm["std"],
-            **spec.get("params", {}),
-        )
-        if (meta.get("privacy") or {}).get("model_fixed"):  # trained with BatchNorm -> GroupNorm
-            from robustai.privacy import make_dp_compatible
-
-            model, _ = make_dp_compatible(model)
+        model = _rebuild(meta)
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(

@@ -236,3 +236,36 @@ def test_path_that_does_not_exist(tmp_path: Path, sub: str) -> None:
 def test_folder_without_checkpoint(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="missing"):
         load_model(tmp_path)
+
+
+# ------------------------------------------------------------------ saving what cannot be loaded
+def test_save_refuses_a_model_the_registry_cannot_rebuild(tmp_path: Path) -> None:
+    """An architecture of one's own under a made-up name used to be written, then refused by
+    load_model; it is refused when saving, with what to do instead, and nothing is written."""
+    own = nn.Sequential(nn.Flatten(), nn.Linear(64, NUM_CLASSES))
+    spec = {"input_shape": (1, 8, 8), "num_classes": NUM_CLASSES, "mean": (0.5,), "std": (0.25,)}
+    with pytest.raises(ValueError, match=r"unknown model 'mynet'.*safetensors"):
+        save_model(own, tmp_path / "own", name="mynet", params={}, **spec)
+    with pytest.raises(ValueError, match=r"does not match build_model\('mlp'"):
+        save_model(own, tmp_path / "own", name="mlp", params={}, **spec)
+    small = build_model("small_cnn", (1, 8, 8), NUM_CLASSES, hidden=20)
+    with pytest.raises(ValueError, match="other shapes"):  # params it was not built with
+        save_model(small, tmp_path / "own", name="small_cnn", params={"hidden": 30}, **spec)
+    assert not (tmp_path / "own").exists()
+
+
+def test_dp_fixed_model_round_trip(tmp_path: Path) -> None:
+    """A model whose BatchNorm DP-SGD replaced by GroupNorm saves and loads (meta says so)."""
+    from robustai.privacy import make_dp_compatible
+
+    torch.manual_seed(0)
+    model, replaced = make_dp_compatible(build_model("preact_resnet18", (3, 32, 32), 4, width=8))
+    assert replaced
+    spec = {"input_shape": (3, 32, 32), "num_classes": 4, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    extra = {"privacy": {"model_fixed": replaced}}
+    save_model(
+        model, tmp_path / "dp", name="preact_resnet18", params={"width": 8}, **spec, extra=extra
+    )
+    loaded, _ = load_model(tmp_path / "dp")
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(loaded(x), model.eval()(x))
