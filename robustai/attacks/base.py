@@ -31,7 +31,7 @@ def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
-def _class_indices(y: Tensor) -> Tensor:
+def class_indices(y: Tensor) -> Tensor:
     """``y`` as int64 class indices of shape (B,), or a one-line error naming what it is instead.
 
     Integer labels of any width (int32 from numpy, uint8 from image files) are widened, as the
@@ -132,7 +132,7 @@ class Attack(ABC):
                 f"model must be a torch.nn.Module (attacks set and restore its train/eval mode);"
                 f" got {type(model).__name__}"
             )
-        y = _class_indices(y)
+        y = class_indices(y)
         _check_devices(model, x, y)
         if x.dim() < 1 or x.shape[0] != y.shape[0]:
             raise ValueError(

@@ -11,6 +11,16 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+from robustai.attacks.base import class_indices
+
+
+def checked_labels(x: Tensor, y: Tensor) -> Tensor:
+    """``y`` as int64 class indices, one per input (integer labels of any width are widened;
+    anything else, or a count that differs from ``x``'s, is a one-line ValueError)."""
+    y = class_indices(y)
+    if len(y) != len(x):
+        raise ValueError(f"got {len(x)} inputs but {len(y)} labels; give one label per input")
+    return y
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.evaluation.accuracy import AttackOutcome, attack_outcome, predict
+from robustai.evaluation.accuracy import AttackOutcome, attack_outcome, checked_labels, predict
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,7 @@ class Evaluator:
         """Evaluate; ``keep_examples`` keeps the adversarial inputs of every attack, and
         ``clean_pred`` (the model's labels for x) saves the clean pass when already known."""
         start = time.perf_counter()
+        y = checked_labels(x, y)
         if clean_pred is None:
             clean_pred = predict(model, x, self.batch_size)
         clean = clean_pred == y

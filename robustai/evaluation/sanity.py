@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
 from robustai.attacks.registry import accepted_kwargs
-from robustai.evaluation.accuracy import attack_outcome, eval_mode, predict
+from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
 from robustai.evaluation.evaluator import AttackFactory, EvalResult, metric_key
 
@@ -386,6 +386,7 @@ def _check_black_box(ctx: _Context, s: SanitySettings) -> Check:
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Per-sample gradients of the cross-entropy w.r.t. the input (eval mode, parameter
     ``.grad`` untouched)."""
+    y = checked_labels(x, y)
     with eval_mode(model):
         grads = []
         with torch.enable_grad():
@@ -529,6 +530,7 @@ def run_sanity_checks(
     is logged on one line.
     """
     s = settings or SanitySettings()
+    y = checked_labels(x, y)
     if not eps:
         raise ValueError("eps must list at least one value")
     start = time.perf_counter()

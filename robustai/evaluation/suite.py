@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator, early_stopping
 from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
@@ -83,6 +84,12 @@ def evaluate_model(
 
     ``early_stop``: per-sample early stopping for the attacks that have it (see
     :class:`Evaluator`), in the suite, the curve and the sanity checks alike."""
+    y = checked_labels(x, y)
+    if len(y) and int(y.max()) >= num_classes:
+        raise ValueError(
+            f"label {int(y.max())} is out of range for num_classes={num_classes}"
+            " (labels are 0 .. num_classes - 1)"
+        )
     if early_stop:
         attacks = [early_stopping(make) for make in attacks]
     result = Evaluator(attacks, eps, batch_size, early_stop).run(

@@ -1,0 +1,74 @@
+"""What the evaluation entry points accept from a caller's own data, and what they refuse in one
+line instead of failing deep inside a loss or a bincount."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from robustai.attacks import PGD
+from robustai.evaluation import (
+    CurveSettings,
+    Evaluator,
+    SanitySettings,
+    evaluate_model,
+    run_sanity_checks,
+)
+
+
+def pgd(eps: float) -> PGD:
+    return PGD(eps, steps=2)
+
+
+def setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10)).eval()
+    g = torch.Generator().manual_seed(0)
+    return model, torch.rand((20, 1, 8, 8), generator=g), torch.randint(0, 10, (20,), generator=g)
+
+
+def full(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int = 10):
+    return evaluate_model(
+        model,
+        x,
+        y,
+        attacks=[pgd],
+        eps=[0.1],
+        num_classes=num_classes,
+        curve=CurveSettings(eps=[0.05, 0.1]),
+        sanity=SanitySettings(samples=20),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+def test_integer_labels_of_any_width(dtype: torch.dtype) -> None:
+    model, x, y = setup()
+    torch.manual_seed(1)
+    reference = full(model, x, y)
+    torch.manual_seed(1)
+    ev = full(model, x, y.to(dtype))
+    assert ev.result.robust_acc == reference.result.robust_acc
+    assert repr(ev.per_class) == repr(reference.per_class)  # NaN for absent classes
+    assert ev.sanity is not None and reference.sanity is not None
+    assert [c.status for c in ev.sanity.checks] == [c.status for c in reference.sanity.checks]
+    statuses = []
+    for labels in (y, y.to(dtype)):
+        torch.manual_seed(1)
+        report = run_sanity_checks(model, x, labels, attacks=[pgd], eps=[0.1], num_classes=10)
+        statuses.append([c.status for c in report.checks])
+    assert statuses[0] == statuses[1]
+
+
+def test_labels_of_another_length_refused() -> None:
+    model, x, y = setup()
+    with pytest.raises(ValueError, match=r"20 inputs but 5 labels"):
+        full(model, x, y[:5])
+    with pytest.raises(ValueError, match=r"20 inputs but 5 labels"):
+        Evaluator([pgd], [0.1]).run(model, x, y[:5])
+
+
+def test_labels_beyond_num_classes_refused() -> None:
+    model, x, y = setup()
+    with pytest.raises(ValueError, match=rf"label {int(y.max())} .* num_classes=5"):
+        full(model, x, y, num_classes=5)
