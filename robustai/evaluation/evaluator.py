@@ -22,6 +22,18 @@ def metric_key(attack: Attack) -> str:
     return f"{attack.label}@{attack.eps:g}"
 
 
+def check_factories(attacks: Sequence[AttackFactory]) -> None:
+    """Each entry must build an attack for an eps; an :class:`Attack` itself is refused in one
+    line (called with an eps it would fail with "missing 2 required positional arguments")."""
+    for make in attacks:
+        if isinstance(make, Attack):
+            name = type(make).__name__
+            raise TypeError(
+                f"attacks must be factories that build an attack for each eps, e.g."
+                f" lambda eps: {name}(eps, ...); got a {name} instance"
+            )
+
+
 def early_stopping(make: AttackFactory) -> AttackFactory:
     """``make`` with per-sample early stopping turned on where the attack has it (see
     :class:`Evaluator`), so the curve and the sanity checks see the same attacks as the suite."""
@@ -83,6 +95,7 @@ class Evaluator:
     ) -> None:
         if not eps:
             raise ValueError("eps must list at least one value")
+        check_factories(attacks)
         self.attacks = list(attacks)
         self.eps = list(eps)
         self.batch_size = batch_size

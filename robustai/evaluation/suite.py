@@ -28,7 +28,13 @@ from torch import Tensor, nn
 
 from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
-from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator, early_stopping
+from robustai.evaluation.evaluator import (
+    AttackFactory,
+    EvalResult,
+    Evaluator,
+    check_factories,
+    early_stopping,
+)
 from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
 
 log = logging.getLogger(__name__)
@@ -90,6 +96,7 @@ def evaluate_model(
             f"label {int(y.max())} is out of range for num_classes={num_classes}"
             " (labels are 0 .. num_classes - 1)"
         )
+    check_factories(attacks)
     if early_stop:
         attacks = [early_stopping(make) for make in attacks]
     result = Evaluator(attacks, eps, batch_size, early_stop).run(

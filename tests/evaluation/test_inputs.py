@@ -72,3 +72,14 @@ def test_labels_beyond_num_classes_refused() -> None:
     model, x, y = setup()
     with pytest.raises(ValueError, match=rf"label {int(y.max())} .* num_classes=5"):
         full(model, x, y, num_classes=5)
+
+
+def test_attack_instances_instead_of_factories_refused() -> None:
+    """The suite is a list of eps -> Attack factories; an Attack instance in their place used to
+    fail with "Attack.__call__() missing 2 required positional arguments"."""
+    model, x, y = setup()
+    with pytest.raises(TypeError, match=r"lambda eps: PGD\(eps"):
+        Evaluator([PGD(0.1, steps=2)], [0.1])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"lambda eps: PGD\(eps"):
+        evaluate_model(model, x, y, attacks=[PGD(0.1)], eps=[0.1], num_classes=10)  # type: ignore[list-item]
+
