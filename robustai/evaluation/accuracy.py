@@ -60,6 +60,8 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
 
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Boolean per sample: is the model right on the clean input? (eval mode, restored after)."""
+    if len(x) == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
     with eval_mode(model):
         return torch.cat(
             [
@@ -79,6 +81,8 @@ def robust_correct(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> Tensor:
     """Boolean per sample: does the model stay right on the attacked input? (eval mode)."""
+    if len(x) == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
     with eval_mode(model):
         out = []
         for i in range(0, len(x), batch_size):

@@ -13,6 +13,8 @@ from robustai.evaluation import (
     Evaluator,
     SanitySettings,
     evaluate_model,
+    predict_correct,
+    robust_correct,
     run_sanity_checks,
 )
 
@@ -83,3 +85,9 @@ def test_attack_instances_instead_of_factories_refused() -> None:
     with pytest.raises(TypeError, match=r"lambda eps: PGD\(eps"):
         evaluate_model(model, x, y, attacks=[PGD(0.1)], eps=[0.1], num_classes=10)  # type: ignore[list-item]
 
+
+def test_empty_inputs() -> None:
+    model, x, y = setup()
+    assert predict_correct(model, x[:0], y[:0]).shape == (0,)
+    assert robust_correct(model, PGD(0.1, steps=1), x[:0], y[:0]).shape == (0,)
+    assert predict_correct(model, x[:0], y[:0]).dtype == torch.bool
