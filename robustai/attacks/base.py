@@ -3,7 +3,8 @@
 Every attack works in one unit: inputs are images in [0,1] and ``eps`` / step sizes are in
 the same [0,1] pixel units (normalization lives inside the model). Attacks never disturb the
 model: gradients are taken w.r.t. the input only with :func:`torch.autograd.grad`, parameter
-``.grad`` fields are left as they were, and every module's train/eval flag is restored.
+``.grad`` fields are left as they were, every module's train/eval flag is restored, and the
+buffers of modules that ran in train mode (BatchNorm's running statistics) are put back.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class Attack(ABC):
     Threat model: ``norm`` ('linf' or 'l2') and ``eps`` in [0,1] pixel units; inputs are always
     in [0,1]. ``model_mode`` is the mode the model is put in *during* the attack ("eval",
     "train", or "keep" to leave it alone); the original mode of every submodule is restored
-    afterwards, even if the attack raises.
+    afterwards, even if the attack raises. In train mode BatchNorm normalizes with each batch's
+    statistics during the attack, but its running statistics are restored afterwards: the
+    attack's forward passes are not training steps.
 
     Subclasses implement :meth:`perturb`; :meth:`__call__` wraps it with the mode handling,
     input checks and the eps=0 short cut, and returns a detached tensor.
@@ -157,6 +160,7 @@ class Attack(ABC):
 
         modules = list(model.modules())
         modes = [m.training for m in modules]
+        buffers: list[tuple[Tensor, Tensor]] = []
         # The first forward pass checks that the model returns a logits tensor, then the hook
         # removes itself: a tuple or dict would otherwise fail inside a loss, differently per
         # attack.
@@ -166,10 +170,22 @@ class Attack(ABC):
                 model.eval()
             elif self.model_mode == "train":
                 model.train()
+            # Train-mode forward passes update BatchNorm's running statistics (and any other
+            # buffer a module keeps in training); the attack's passes are not training steps.
+            buffers = [
+                (buf, buf.detach().clone())
+                for m in modules
+                if m.training
+                for buf in m._buffers.values()
+                if buf is not None
+            ]
             with torch.enable_grad():
                 x_adv = self.perturb(model, x, y)
         finally:
             hook.remove()
+            with torch.no_grad():
+                for buf, saved in buffers:
+                    buf.copy_(saved)
             for module, mode in zip(modules, modes, strict=True):
                 module.training = mode
         return x_adv.detach()

@@ -408,3 +408,20 @@ def test_inputs_on_another_device_than_the_model_rejected(
         attack(fresh_net().to("meta"), x, y)
     with pytest.raises(ValueError, match="x is on cpu but y is on meta"):
         attack(fresh_net(), x, y.to("meta"))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize(("model_mode", "initially_training"), [("train", False), ("keep", True)])
+def test_batchnorm_statistics_untouched_by_train_mode_attacks(
+    name: str, kwargs: dict[str, Any], model_mode: str, initially_training: bool
+) -> None:
+    """Attacks never disturb the model: in train mode BatchNorm normalizes with the batch's
+    statistics during the attack, but its running statistics are what they were afterwards
+    (the attack's forward passes are not training steps)."""
+    model = fresh_net().train(initially_training)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = make_batch(8, seed=1)
+    build_attack(name, eps=0.1, model_mode=model_mode, **kwargs)(model, x, y)
+    assert set(model.recorder.seen) == {True}  # the forward passes did run in train mode
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
