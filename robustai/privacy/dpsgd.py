@@ -79,8 +79,9 @@ def check_dp_compatible(model: nn.Module) -> None:
         more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
         raise IncompatibleLayerError(
             f"layer '{name}' is {kind}{more}, which mixes the samples of a batch, so per-sample "
-            "gradients and the DP guarantee do not exist; set privacy.fix_model=true to replace "
-            "it by GroupNorm, or use a model without it"
+            "gradients and the DP guarantee do not exist; set privacy.fix_model=true (in Python: "
+            "model, replaced = robustai.privacy.make_dp_compatible(model)) to replace it by "
+            "GroupNorm, or use a model without it"
         )
 
 

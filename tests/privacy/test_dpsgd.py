@@ -252,6 +252,9 @@ def test_batchnorm_is_refused_naming_the_layer_or_fixed_with_groupnorm() -> None
     model = build_model("preact_resnet18", (3, 4, 4), 10, width=4)
     with pytest.raises(IncompatibleLayerError, match=r"'1\.layers\.0\.bn1' is BatchNorm2d"):
         check_dp_compatible(model)
+    # the way out is named for library callers too, not only as the CLI's config key
+    with pytest.raises(IncompatibleLayerError, match=r"make_dp_compatible\(model\)"):
+        check_dp_compatible(model)
     fixed, names = make_dp_compatible(model)
     assert names[0] == "1.layers.0.bn1" and len(names) == 17
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fixed.modules())
