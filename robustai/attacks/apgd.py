@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, per_sample_view
+from robustai.attacks.base import Attack, is_integer, is_real, per_sample_view
 from robustai.attacks.kernels import input_grad_kernels
 
 logger = logging.getLogger(__name__)
@@ -113,21 +113,21 @@ class APGD(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        if not is_integer(restarts) or restarts < 1:
             raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
-        if isinstance(rho, bool) or not isinstance(rho, (int, float)) or not 0.0 < rho <= 1.0:
+        if not is_real(rho) or not 0.0 < rho <= 1.0:
             raise ValueError(f"rho must be a number in (0, 1]; got {rho!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and not is_integer(seed):
             raise ValueError(f"seed must be an integer or None; got {seed!r}")
-        self.steps = steps
-        self.restarts = restarts
+        self.steps = int(steps)
+        self.restarts = int(restarts)
         self.loss = loss
         self.rho = float(rho)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
 
     @property
     def label(self) -> str:
@@ -337,13 +337,9 @@ class APGDT(APGD):
             seed=seed,
             model_mode=model_mode,
         )
-        if (
-            isinstance(n_target_classes, bool)
-            or not isinstance(n_target_classes, int)
-            or n_target_classes < 1
-        ):
+        if not is_integer(n_target_classes) or n_target_classes < 1:
             raise ValueError(f"n_target_classes must be an integer >= 1; got {n_target_classes!r}")
-        self.n_target_classes = n_target_classes
+        self.n_target_classes = int(n_target_classes)
 
     @property
     def label(self) -> str:

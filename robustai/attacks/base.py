@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -25,6 +26,16 @@ logger = logging.getLogger(__name__)
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 MODEL_MODES: tuple[str, ...] = ("eval", "train", "keep")
+
+
+def is_integer(value: object) -> bool:
+    """A whole number (Python's or numpy's, e.g. from ``np.arange``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value: object) -> bool:
+    """A real number (Python's or numpy's, e.g. ``np.float32``), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
@@ -107,7 +118,7 @@ class Attack(ABC):
     supports_early_stop: ClassVar[bool] = False
 
     def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0.0 <= eps <= 1.0:
+        if not is_real(eps) or not 0.0 <= eps <= 1.0:
             raise ValueError(
                 f"eps must be a number in [0, 1] (pixel units, e.g. 8/255); got {eps!r}"
             )
@@ -240,12 +251,7 @@ class Attack(ABC):
     def _check_step_size(alpha: float | None) -> None:
         if alpha is None:
             return
-        if (
-            isinstance(alpha, bool)
-            or not isinstance(alpha, (int, float))
-            or not math.isfinite(alpha)
-            or alpha <= 0
-        ):
+        if not is_real(alpha) or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(
                 f"alpha must be a positive number (pixel units) or None for the default;"
                 f" got {alpha!r}"

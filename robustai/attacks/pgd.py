@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, per_sample_view
+from robustai.attacks.base import Attack, is_integer, per_sample_view
 
 logger = logging.getLogger(__name__)
 
@@ -66,18 +66,18 @@ class PGD(Attack):
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
         self.early_stop = bool(early_stop)
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        if not is_integer(restarts) or restarts < 1:
             raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
         if restarts > 1 and not random_start:
             raise ValueError(
                 f"restarts={restarts} needs random_start=True (without a random start every "
                 "restart gives the same example); set random_start=True or restarts=1"
             )
-        self.steps = steps
+        self.steps = int(steps)
         self.random_start = bool(random_start)
-        self.restarts = restarts
+        self.restarts = int(restarts)
         self._alpha_is_default = alpha is None
         self.alpha = self._default_step_size("alpha", self.eps) if alpha is None else float(alpha)
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks.apgd import seeded_generator
-from robustai.attacks.base import Attack, per_sample_view
+from robustai.attacks.base import Attack, is_integer, is_real, per_sample_view
 
 logger = logging.getLogger(__name__)
 
@@ -74,22 +74,18 @@ class Square(Attack):
         model_mode: str = "eval",
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
-        if isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1:
+        if not is_integer(n_queries) or n_queries < 1:
             raise ValueError(f"n_queries must be an integer >= 1; got {n_queries!r}")
-        if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        if not is_integer(restarts) or restarts < 1:
             raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
-        if (
-            isinstance(p_init, bool)
-            or not isinstance(p_init, (int, float))
-            or not 0.0 < p_init <= 1.0
-        ):
+        if not is_real(p_init) or not 0.0 < p_init <= 1.0:
             raise ValueError(f"p_init must be a number in (0, 1]; got {p_init!r}")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        if seed is not None and not is_integer(seed):
             raise ValueError(f"seed must be an integer or None; got {seed!r}")
-        self.n_queries = n_queries
-        self.restarts = restarts
+        self.n_queries = int(n_queries)
+        self.restarts = int(restarts)
         self.p_init = float(p_init)
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
 
     @property
     def label(self) -> str:

@@ -340,11 +340,12 @@ def test_default_step_sizes() -> None:
 def test_integer_labels_of_any_width(name: str, kwargs: dict[str, Any]) -> None:
     """int32 / uint8 labels (numpy's default on some platforms, many datasets) attack like int64."""
     x, y = make_batch(6, seed=5)
+    net = fresh_net()  # before seeding: the first call trains the shared net
     torch.manual_seed(0)
-    reference = build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, y)
+    reference = build_attack(name, eps=0.1, **kwargs)(net, x, y)
     for dtype in (torch.int32, torch.uint8):
         torch.manual_seed(0)
-        out = build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, y.to(dtype))
+        out = build_attack(name, eps=0.1, **kwargs)(net, x, y.to(dtype))
         assert torch.equal(out, reference), dtype
 
 
@@ -425,3 +426,45 @@ def test_batchnorm_statistics_untouched_by_train_mode_attacks(
     assert set(model.recorder.seen) == {True}  # the forward passes did run in train mode
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_numpy_scalars_accepted_as_the_numbers_they_are() -> None:
+    """eps from np.float32 arithmetic or steps from np.arange are numbers; they used to be refused
+    with 'eps must be a number', and are stored as Python numbers (metric keys, JSON)."""
+    np = pytest.importorskip("numpy")
+    f, i = np.float32, np.int64
+    pairs = [
+        (
+            PGD(f(0.125), alpha=f(0.03125), steps=i(3), restarts=i(2)),
+            PGD(0.125, 0.03125, 3, restarts=2),
+        ),
+        (
+            FGSM(f(0.125), alpha=f(0.15625), random_start=True),
+            FGSM(0.125, 0.15625, random_start=True),
+        ),
+        (
+            build_attack("apgd", eps=f(0.125), steps=i(3), restarts=i(2), rho=f(0.75), seed=i(1)),
+            build_attack("apgd", eps=0.125, steps=3, restarts=2, rho=0.75, seed=1),
+        ),
+        (
+            build_attack("apgd_t", eps=f(0.125), steps=i(3), n_target_classes=i(2)),
+            build_attack("apgd_t", eps=0.125, steps=3, n_target_classes=2),
+        ),
+        (
+            build_attack(
+                "square", eps=f(0.125), n_queries=i(10), restarts=i(2), p_init=f(0.5), seed=i(1)
+            ),
+            build_attack("square", eps=0.125, n_queries=10, restarts=2, p_init=0.5, seed=1),
+        ),
+    ]
+    x, y = make_batch(6, seed=5)
+    for numpy_made, plain in pairs:
+        for k, v in vars(numpy_made).items():
+            assert type(v) is type(vars(plain)[k]), k
+        assert numpy_made.label == plain.label
+        net = fresh_net()
+        torch.manual_seed(0)
+        a = numpy_made(net, x, y)
+        torch.manual_seed(0)
+        b = plain(net, x, y)
+        assert torch.equal(a, b)
