@@ -234,6 +234,8 @@ def _compose_and_check(
                 raise ConfigError(_composition_error(e, config_name, overrides)) from e
             except OmegaConfBaseException as e:
                 raise ConfigError(_first_line(e)) from e
+            except ValueError as e:  # Hydra's words for group=null
+                raise ConfigError(_null_group(config_name, overrides) or _first_line(e)) from e
             from hydra.core.hydra_config import HydraConfig
 
             HydraConfig.instance().set_config(cfg)
@@ -391,6 +393,35 @@ def _missing_option(e: Exception, overrides: list[str]) -> str:
         maybe = f" (did you mean {hint[0]}?)" if hint else ""
         return f"{group}={choice}: unknown option{maybe}; valid: {', '.join(sorted(options))}"
     return _first_line(e)
+
+
+def _null_group(config_name: str, overrides: list[str]) -> str | None:
+    """``group=null`` (e.g. ``experiment=null``, as the defaults list writes it) is not an
+    option: say which options the group has, and whether ``~group`` leaves it out."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    loader = GlobalHydra.instance().config_loader()
+    for o in OverridesParser.create().parse_overrides(overrides):
+        group = o.key_or_group
+        if o.is_delete() or o.value() is not None:
+            continue
+        options = loader.get_group_options(group)
+        if not options:
+            continue
+        message = (
+            f"{group}=null: {group} is a config group: choose one of its options (valid: "
+            f"{', '.join(options)})"
+        )
+        rest = [x for x in overrides if x != o.input_line]
+        try:  # a group that is null by default (experiment, hparams_search) can be left out
+            cfg = compose(config_name=config_name, overrides=rest, return_hydra_config=True)
+            optional = cfg.hydra.runtime.choices.get(group, "") is None
+        except Exception:  # another override is bad too: it is reported once this one is fixed
+            optional = False
+        return f"{message}, or leave it out with ~{group}" if optional else message
+    return None
 
 
 def _composition_error(e: Exception, config_name: str, overrides: list[str]) -> str:

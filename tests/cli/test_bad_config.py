@@ -41,6 +41,9 @@ CASES = [
     (["attack.eps=0.1,0.2"], "add -m to sweep"),
     (["-m", "attack.eps=0.1,2"], "attack.eps=2.0: must be in [0, 1]"),
     (["attack.eps=[1"], "bad override"),
+    (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
+    (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
+    (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
 ]
 
 
