@@ -83,31 +83,59 @@ class Summary:
 
 
 def read_member(root: Path, folder: Path) -> Member:
-    from omegaconf import OmegaConf
-
+    """One member's record; files that cannot be read (a member killed while writing them, or
+    edited by hand) make it a failed row naming the file, so the rest are still summarized."""
     status, error = member_status(folder)
     member = Member(name=str(folder.relative_to(root)), folder=folder, status=status, error=error)
-    hydra_dir = folder / ".hydra"
+    try:
+        _read_records(member)
+    except _Unreadable as e:
+        member.status, member.error = FAILED, str(e)
+    return member
+
+
+class _Unreadable(Exception):
+    """A member's file that is not what robustai writes."""
+
+
+def _load(path: Path, kind: type) -> Any:
+    """``path`` (YAML, or JSON for ``.json``) as plain data of type ``kind``."""
+    from omegaconf import OmegaConf
+
+    try:
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+        else:
+            data = OmegaConf.to_container(OmegaConf.load(path))
+    except Exception as e:  # yaml's, OmegaConf's and json's errors, and OSError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise _Unreadable(f"unreadable {path.name}: {first}") from e
+    if not data:  # an empty file: nothing recorded (Hydra writes [] for no overrides)
+        return kind()
+    if not isinstance(data, kind):
+        raise _Unreadable(f"unreadable {path.name}: not a {kind.__name__}")
+    return data
+
+
+def _read_records(member: Member) -> None:
+    from omegaconf import OmegaConf
+
+    hydra_dir = member.folder / ".hydra"
     if (hydra_dir / "overrides.yaml").is_file():
-        lines = OmegaConf.to_container(OmegaConf.load(hydra_dir / "overrides.yaml"))
-        member.overrides, member.values = _parse_overrides([str(x) for x in lines or []])
+        lines = _load(hydra_dir / "overrides.yaml", list)
+        member.overrides, member.values = _parse_overrides([str(x) for x in lines])
     objective: Any = DEFAULT_OBJECTIVE
     if (hydra_dir / "config.yaml").is_file():
-        cfg = OmegaConf.load(hydra_dir / "config.yaml")
-        objective = OmegaConf.to_container(cfg).get("optimized_metric", objective)  # type: ignore[union-attr]
+        objective = _load(hydra_dir / "config.yaml", dict).get("optimized_metric", objective)
     member.objectives = [objective] if isinstance(objective, str) else [str(o) for o in objective]
     if (hydra_dir / "hydra.yaml").is_file():
-        hydra_cfg = OmegaConf.load(hydra_dir / "hydra.yaml")
+        hydra_cfg = OmegaConf.create(_load(hydra_dir / "hydra.yaml", dict))
         direction = OmegaConf.select(hydra_cfg, "hydra.sweeper.direction", default=None)
         if direction is not None:
             raw = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
             member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
-    if status == OK:
-        try:
-            member.metrics = json.loads((folder / METRICS_FILE).read_text())
-        except (OSError, ValueError) as e:
-            member.status, member.error = FAILED, f"unreadable {METRICS_FILE}: {e}"
-    return member
+    if member.status == OK:
+        member.metrics = _load(member.folder / METRICS_FILE, dict)
 
 
 def _parse_overrides(lines: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -214,13 +242,15 @@ def _mark_pareto(members: list[Member]) -> None:
 
 def _read_optuna(folder: Path, members: list[Member]) -> dict[str, Any] | None:
     """The Optuna sweeper's result file, with the member(s) it refers to."""
-    from omegaconf import OmegaConf
 
     path = folder / OPTUNA_RESULTS
     if not path.is_file():
         return None
-    raw = OmegaConf.to_container(OmegaConf.load(path))
-    assert isinstance(raw, dict)
+    try:
+        raw = _load(path, dict)
+    except _Unreadable as e:
+        log.warning("%s; the Optuna result is left out", e)
+        return None
     result: dict[str, Any] = {"file": path}
     if "best_params" in raw:
         params, value = dict(raw["best_params"]), raw.get("best_value")

@@ -167,3 +167,28 @@ def test_pareto_front_is_exactly_the_undominated_points(pts: list[tuple[float, f
     for i, (x, y) in enumerate(pts):
         beaten = any(a >= x and b >= y and (a, b) != (x, y) for a, b in pts)
         assert (i in front) == (not beaten)
+
+
+def test_a_member_with_unreadable_records_is_listed_as_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A half-written or edited member (broken YAML, metrics.json that is not an object) is one
+    failed row saying which file; the other members are summarized as usual."""
+    make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.9, 0.4))
+    make_run(tmp_path, "1", ["trainer.lr=0.2"], metrics(0.8, 0.5))
+    (tmp_path / "1" / ".hydra" / "overrides.yaml").write_text("[[[")
+    make_run(tmp_path, "2", ["trainer.lr=0.3"], metrics(0.7, 0.3))
+    (tmp_path / "2" / "metrics.json").write_text("[1, 2]")
+    make_run(tmp_path, "3", ["trainer.lr=0.4"], metrics(0.7, 0.3))
+    (tmp_path / "3" / ".hydra" / "config.yaml").write_text("- just\n- a list\n")
+    make_run(tmp_path, "4", [], metrics(0.6, 0.2))
+    (tmp_path / "4" / ".hydra" / "overrides.yaml").write_text("")  # nothing recorded: fine
+    (tmp_path / "optimization_results.yaml").write_text("best_params: [")
+    assert main(["summarize", str(tmp_path)]) == 0
+    table = {r["member"]: r for r in rows(tmp_path)}
+    assert table["0"]["status"] == "ok"
+    assert table["1"]["status"] == "failed" and "overrides.yaml" in table["1"]["error"]
+    assert table["2"]["status"] == "failed" and "metrics.json" in table["2"]["error"]
+    assert table["3"]["status"] == "failed" and "config.yaml" in table["3"]["error"]
+    assert table["4"]["status"] == "ok"
+    assert "Traceback" not in capsys.readouterr().err
