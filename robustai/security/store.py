@@ -142,14 +142,17 @@ class AccessStore:
     # ----------------------------------------------------------------------- file handling
     def _create_file(self) -> None:
         parent = self.path.parent
-        if not parent.exists():
-            parent.mkdir(mode=0o700, parents=True)
         try:
+            if not parent.exists():
+                parent.mkdir(mode=0o700, parents=True)
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         except FileExistsError:
             return  # another process created it; _check_file judges it
         except OSError as e:
-            raise AccessError(f"cannot create the access store {self.path}: {e.strerror}") from e
+            raise AccessError(
+                f"cannot create the access store {self.path}: {e.strerror}; give --db (or "
+                "ROBUSTAI_ACCESS_DB) a file in a folder you can write"
+            ) from e
         try:
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, 0o600)  # whatever the umask

@@ -145,3 +145,18 @@ def test_parse_expiry() -> None:
     for bad in ("soon", "-3d", "0d"):
         with pytest.raises(AccessError):
             parse_expiry(bad, 0)
+
+
+def test_a_store_folder_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a-file").write_text("not a folder")
+    db = tmp_path / "a-file" / "store" / "access.db"
+    code, _, err = users(
+        "add", "alice", "--password-stdin", "--db", str(db),
+        capsys=capsys, monkeypatch=monkeypatch, stdin=PW,
+    )  # fmt: skip
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robustai users: error:")
+    assert f"cannot create the access store {db}" in lines[0]
