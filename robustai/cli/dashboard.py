@@ -94,7 +94,13 @@ def main(argv: Sequence[str]) -> int:
         access_path = (
             Path(args.access_log) if args.access_log else db.parent / ("dashboard-access.log")
         )
-        open_access_log(access_path)
+        try:
+            open_access_log(access_path)
+        except OSError as e:
+            raise UserError(
+                f"--access-log {access_path}: cannot write it ({e.strerror}); give a file in a "
+                "folder you can write"
+            ) from e
         server = DashboardServer(
             args.logdir,
             store,

@@ -43,6 +43,8 @@ def db(tmp_path: Path) -> Path:
         (["--port", "many"], "invalid int value"),
         (["--session-hours", "0"], "must be > 0"),
         (["--colour"], "unrecognized arguments"),
+        (["--access-log", "{tmp}"], "--access-log {tmp}: cannot write it (Is a directory)"),
+        (["--access-log", "{tmp}/access.db/x/log"], "--access-log {tmp}/access.db/x/log: cannot"),
     ],
 )
 def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
@@ -50,7 +52,8 @@ def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: s
     code, err = run(["--db", str(db), "--logdir", str(tmp_path), *args], capsys)
     assert code == 2
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("robustai dashboard: error:") and message in err
+    assert len(lines) == 1 and lines[0].startswith("robustai dashboard: error:")
+    assert message.replace("{tmp}", str(tmp_path)) in err
 
 
 def test_store_must_exist_and_have_users(tmp_path: Path, capsys, monkeypatch) -> None:
