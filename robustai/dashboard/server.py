@@ -10,10 +10,12 @@ plugins are left out, since they would bypass the per-user filter.
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import ipaddress
 import logging
 import os
+import socket
 import threading
 import time
 from pathlib import Path
@@ -156,16 +158,24 @@ class DashboardServer:
         said = io.StringIO()
         try:
             # werkzeug prints why it cannot bind (e.g. the port is taken) and calls sys.exit(1)
+            socket.getaddrinfo(host, port)  # a host that does not resolve: gaierror, said so
             with contextlib.redirect_stderr(said):
                 self._server = make_server(
                     host, port, self.app, threaded=True, request_handler=_Handler
                 )
         except (OSError, SystemExit) as e:
             reason = said.getvalue().strip().splitlines() or [str(getattr(e, "strerror", e))]
-            raise UserError(
-                f"cannot listen on {host}:{port}: {reason[0]}; stop what uses it or pick "
-                "another --port"
-            ) from None
+            # A name that does not resolve, or an address this machine does not have (werkzeug
+            # prints that one's strerror and exits): the host is wrong, not the port.
+            bad_host = isinstance(e, socket.gaierror) or reason[0] == os.strerror(
+                errno.EADDRNOTAVAIL
+            )
+            fix = (
+                "give --host an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+                if bad_host
+                else "stop what uses it or pick another --port"
+            )
+            raise UserError(f"cannot listen on {host}:{port}: {reason[0]}; {fix}") from None
         self.host = host
         self.port = int(self._server.server_port)
         self._thread: threading.Thread | None = None

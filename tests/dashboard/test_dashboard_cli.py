@@ -45,6 +45,7 @@ def db(tmp_path: Path) -> Path:
         (["--colour"], "unrecognized arguments"),
         (["--access-log", "{tmp}"], "--access-log {tmp}: cannot write it (Is a directory)"),
         (["--access-log", "{tmp}/access.db/x/log"], "--access-log {tmp}/access.db/x/log: cannot"),
+        (["--host", "999.1.1.1"], "; give --host an address of this machine, e.g. 127.0.0.1"),
     ],
 )
 def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
