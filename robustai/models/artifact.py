@@ -156,6 +156,12 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     weights, meta_path = folder / WEIGHTS, folder / META
     if not p.exists():
         raise CheckpointError(f"checkpoint not found: {p}; give a run folder or its {WEIGHTS}")
+    if not p.is_dir() and p.name not in (WEIGHTS, META):  # e.g. checkpoints/epoch-0003.json
+        run = next((d for d in p.parents[:2] if (d / WEIGHTS).is_file()), None)
+        raise CheckpointError(
+            f"{p} is neither a run folder nor its {WEIGHTS} or {META}; give the run folder"
+            + (f", e.g. {run}" if run is not None else "")
+        )
     for f in (weights, meta_path):
         if not f.is_file():
             raise CheckpointError(

@@ -168,6 +168,14 @@ def test_checkpoint_is_required(
     assert "checkpoint is not set" in evaluate_fails([], capsys)
     assert "checkpoint not found" in evaluate_fails([f"checkpoint={tmp_path / 'nope'}"], capsys)
     assert list(tmp_path.iterdir()) == []  # nothing was written
+    other = tmp_path / "ckpt" / "checkpoints" / "epoch-0001.safetensors"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"x")  # a training checkpoint, not the run's weights
+    (tmp_path / "ckpt" / "weights.safetensors").write_bytes(b"x")
+    assert (
+        f"{other} is neither a run folder nor its weights.safetensors or meta.json; "
+        f"give the run folder, e.g. {tmp_path / 'ckpt'}"
+    ) in evaluate_fails([f"checkpoint={other}"], capsys)
 
 
 def test_unreadable_checkpoint(
