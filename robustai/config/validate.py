@@ -135,6 +135,8 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
     assert isinstance(container, dict)
     container.pop("hydra", None)
     check_targets(container)
+    if cls is TrainConfig:
+        _check_attack_eps_set(container)
     _coerce_fractions(container, cls)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), container)
@@ -142,11 +144,28 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
     except ConfigKeyError as e:
         raise ConfigError(_unknown_key(e, cls)) from e
     except ValidationError as e:
-        raise ConfigError(_one_line(e)) from e
+        raise ConfigError(_one_line(e, cls)) from e
     except OmegaConfBaseException as e:
-        raise ConfigError(_one_line(e)) from e
+        raise ConfigError(_one_line(e, cls)) from e
     assert isinstance(obj, cls)
     return obj
+
+
+def _check_attack_eps_set(container: dict[str, Any]) -> None:
+    """``attack.eps=null``: the evaluator's eps follows it (``${attack.eps}``), so the schema
+    would name ``evaluator.eps[0]``; name the key the user set instead."""
+    attack, evaluator = container.get("attack"), container.get("evaluator")
+    if not isinstance(attack, dict) or attack.get("eps", 0) is not None:
+        return
+    data = container.get("data")
+    if isinstance(data, dict) and "eps" in data and data["eps"] is None:
+        return  # data.eps=null, which attack.eps follows: the schema names data.eps
+    follows = isinstance(evaluator, dict) and None in (evaluator.get("eps") or [])
+    if attack.get("name") != ATTACK_NONE or follows:
+        raise ConfigError(
+            "attack.eps is not set: give the attack's eps in [0, 1], e.g. 0.1 or 8/255"
+            + (" (evaluator.eps follows it)" if follows else "")
+        )
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -383,14 +402,40 @@ def _open_unit(key: str, value: float) -> None:
         raise ConfigError(f"{key}={value}: must be strictly between 0 and 1")
 
 
-def _one_line(e: OmegaConfBaseException) -> str:
+def _one_line(e: OmegaConfBaseException, root: Any = TrainConfig) -> str:
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     key = getattr(e, "full_key", None)
+    node = getattr(e, "value", None)
+    if key and isinstance(e, ValidationError) and _value_of(node) is None:
+        return _null_value(str(key), root)
     if key and "is not a ListConfig, list or tuple" in msg:  # OmegaConf's words for a scalar
         node = getattr(e, "value", None)
         value = node._value() if isinstance(node, ValueNode) else node
         return f"{key}={value}: must be a list, e.g. {key}=[{value}]"
     return f"{key}: {msg}" if key and key not in msg else msg
+
+
+def _value_of(node: Any) -> Any:
+    return node._value() if isinstance(node, ValueNode) else node
+
+
+def _null_value(key: str, root: Any) -> str:
+    """``key=null`` where the schema needs a value: say so, with the default as the example."""
+    whole = re.sub(r"\[\d+\]$", "", key)  # a null inside a list: show the list's default
+    try:
+        default = OmegaConf.select(OmegaConf.structured(root), whole)
+    except OmegaConfBaseException:
+        default = None
+    if whole != key:
+        shown = str(OmegaConf.to_container(default)).replace(" ", "") if default else "[...]"
+        return f"{key}=null: the list needs a value there, e.g. {whole}={shown}"
+    if isinstance(default, ListConfig | list) or (
+        default is not None and not OmegaConf.is_config(default)
+    ):
+        shown = OmegaConf.to_container(default) if OmegaConf.is_config(default) else default
+        shown = str(shown).replace(" ", "")
+        return f"{key}=null: must be set, e.g. {key}={shown}"
+    return f"{key}=null: must be set; leave it out to keep the default"
 
 
 def _unknown_key(e: ConfigKeyError, root: Any = TrainConfig) -> str:
