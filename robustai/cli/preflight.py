@@ -70,6 +70,7 @@ def preflight(
     """Raise :class:`ConfigError` unless every run the command line asks for composes and passes
     ``check`` (which receives the composed DictConfig)."""
     flags, overrides = split_args(argv)
+    _check_flags(flags)
     names = [f.split("=")[0] for f in flags]
     if _INFO_FLAGS.intersection(names):
         if {"-m", "--multirun"}.intersection(names) and not {"--help", "-h"}.intersection(names):
@@ -92,6 +93,21 @@ def preflight(
             _compose_and_check(config_dir, config_name, combo, check, multirun)
         except ConfigError as e:
             raise ConfigError(f"search space: {e}") from e
+
+
+def _check_flags(flags: list[str]) -> None:
+    """Only Hydra's own flags: anything else would end in Hydra's multi-line usage text."""
+    from hydra._internal.utils import get_args_parser
+
+    known = [o for a in get_args_parser()._actions for o in a.option_strings]
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        if name.startswith("-") and name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            maybe = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(
+                f"{name}: unknown option{maybe}; give overrides as key=value (see --help)"
+            )
 
 
 def _multirun_by_config(config_dir: Path, config_name: str, overrides: list[str]) -> bool:
