@@ -316,6 +316,11 @@ def _check_privacy(p: PrivacyConfig) -> None:
 def _check_resume(folder: str) -> None:
     from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
 
+    if not folder.strip():  # not ".": the current folder is not what an empty value means
+        raise ConfigError(
+            "trainer.resume is empty: give the run folder to continue, or leave it out (null) "
+            "to start a new run"
+        )
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise ConfigError(f"trainer.resume={folder}: no such run folder")

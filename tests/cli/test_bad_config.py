@@ -61,6 +61,7 @@ CASES = [
     (["--badflag"], "--badflag: unknown option; give overrides as key=value (see --help)"),
     (["--multi", "attack.eps=0.1,0.2"], "--multi: unknown option (did you mean --multirun?)"),
     (["-x", "trainer.epochs=1"], "-x: unknown option"),
+    (["trainer.resume="], "trainer.resume is empty: give the run folder to continue"),
     (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
     (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
     (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
