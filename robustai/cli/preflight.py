@@ -278,6 +278,12 @@ def _check_output_dir(cfg: Any, multirun: bool) -> None:
         target = OmegaConf.select(cfg, key, throw_on_missing=True)
     except OmegaConfBaseException:
         return  # an unresolvable folder is reported by Hydra itself
+    if target is not None and not str(target).strip():  # Hydra would write into the cwd
+        what = "sweep folder" if multirun else "run folder"
+        raise ConfigError(
+            f"{key} is empty: give the {what}, e.g. {key}=experiments/mine (left out, runs "
+            "land under experiments/)"
+        )
     if not target:
         return
     path = Path(str(target)).expanduser().absolute()

@@ -62,6 +62,8 @@ CASES = [
     (["--multi", "attack.eps=0.1,0.2"], "--multi: unknown option (did you mean --multirun?)"),
     (["-x", "trainer.epochs=1"], "-x: unknown option"),
     (["trainer.resume="], "trainer.resume is empty: give the run folder to continue"),
+    (["hydra.run.dir="], "hydra.run.dir is empty: give the run folder, e.g. hydra.run.dir="),
+    (["-m", "hydra.sweep.dir=", "attack.eps=0.1,0.2"], "hydra.sweep.dir is empty: give the sweep"),
     (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
     (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
     (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
