@@ -413,6 +413,12 @@ def _one_line(e: OmegaConfBaseException, root: Any = TrainConfig) -> str:
     node = getattr(e, "value", None)
     if key and isinstance(e, ValidationError) and _value_of(node) is None:
         return _null_value(str(key), root)
+    missing = re.match(r"Interpolation key '([^']+)' not found", msg)
+    if key and missing:  # ${...} names a key that is not set, e.g. after ~data
+        ref = missing.group(1)
+        group, dot, _ = ref.partition(".")
+        fix = f"choose {group}=<option> (see --help) or set {ref}" if dot else "set it"
+        return f"{key} refers to {ref}, which is not set: {fix}"
     if key and "is not a ListConfig, list or tuple" in msg:  # OmegaConf's words for a scalar
         node = getattr(e, "value", None)
         value = node._value() if isinstance(node, ValueNode) else node

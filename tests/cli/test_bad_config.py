@@ -64,6 +64,8 @@ CASES = [
     (["trainer.resume="], "trainer.resume is empty: give the run folder to continue"),
     (["hydra.run.dir="], "hydra.run.dir is empty: give the run folder, e.g. hydra.run.dir="),
     (["-m", "hydra.sweep.dir=", "attack.eps=0.1,0.2"], "hydra.sweep.dir is empty: give the sweep"),
+    (["~data"], "name refers to data.name, which is not set: choose data=<option> (see --help)"),
+    (["trainer.lr=${nowhere}"], "trainer.lr refers to nowhere, which is not set: set it"),
     (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
     (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
     (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
