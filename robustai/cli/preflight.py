@@ -207,6 +207,8 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
         raise ConfigError(f"bad override: {_first_line(e)}") from e
     choices: list[list[str]] = []
     for o in parsed:
+        if o.is_sweep_override() and o.is_hydra_override():
+            raise ConfigError(_hydra_sweep(o))
         if o.is_sweep_override():
             if not multirun:
                 raise ConfigError(
@@ -222,6 +224,19 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
             choices.append([o.input_line])
     combos = [list(c) for c in itertools.islice(itertools.product(*choices), _MAX_COMBINATIONS)]
     return combos or [[]]
+
+
+def _hydra_sweep(o: Any) -> str:
+    """Hydra refuses to sweep its own settings (in several lines); a search-space entry written
+    under ``hydra.sweeper.params.`` is the usual way to get there."""
+    line = o.input_line
+    key, _, value = line.partition("=")
+    prefix = "hydra.sweeper.params."
+    if key.lstrip("+~").startswith(prefix):
+        fix = f"write {key.lstrip('+~')[len(prefix) :]}={value} to search it"
+    else:
+        fix = f"give one value, or quote it to keep it as written: {key}='{value}'"
+    return f"{line}: Hydra's own settings take one value, not a sweep; {fix}"
 
 
 def _compose_and_check(

@@ -66,6 +66,12 @@ CASES = [
     (["-m", "hydra.sweep.dir=", "attack.eps=0.1,0.2"], "hydra.sweep.dir is empty: give the sweep"),
     (["~data"], "name refers to data.name, which is not set: choose data=<option> (see --help)"),
     (["trainer.lr=${nowhere}"], "trainer.lr refers to nowhere, which is not set: set it"),
+    (
+        ["hparams_search=digits_optuna", "hydra.sweeper.params.attack.eps=interval(0.05,0.2)"],
+        "hydra.sweeper.params.attack.eps=interval(0.05,0.2): Hydra's own settings take one "
+        "value, not a sweep; write attack.eps=interval(0.05,0.2) to search it",
+    ),
+    (["-m", "hydra.job.name=a,b"], "hydra.job.name=a,b: Hydra's own settings take one value"),
     (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
     (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
     (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
