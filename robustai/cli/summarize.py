@@ -160,9 +160,9 @@ def _parse_overrides(lines: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
 def summarize(folder: Path, objective: str | None = None, ascending: bool = False) -> Summary:
     """Read a sweep folder (or any folder of runs) into a :class:`Summary`, best first."""
     if not folder.is_dir():
+        what = " is a file, not a folder" if folder.exists() else ": no such folder"
         raise SummaryError(
-            f"{folder}: no such folder; give a sweep folder such as "
-            "experiments/multirun/<date>/<time>"
+            f"{folder}{what}; give a sweep folder such as experiments/multirun/<date>/<time>"
         )
     if objective is not None and not known_metric_name(objective):
         raise SummaryError(

@@ -70,7 +70,9 @@ def test_missing_empty_or_bad_input_is_one_line(
     assert "no such folder" in one_line_exit_2(capsys, str(tmp_path / "nope"))
     assert "no runs found" in one_line_exit_2(capsys, str(tmp_path))
     (tmp_path / "file.txt").write_text("x")
-    assert "no such folder" in one_line_exit_2(capsys, str(tmp_path / "file.txt"))
+    assert "file.txt is a file, not a folder; give a sweep folder" in one_line_exit_2(
+        capsys, str(tmp_path / "file.txt")
+    )
     make_run(tmp_path, "0", ["a=1"], metrics(0.9, 0.5))
     assert "not a metrics.json name" in one_line_exit_2(
         capsys, str(tmp_path), "--objective", "accuracy"
