@@ -82,8 +82,10 @@ def main(argv: Sequence[str]) -> int:
             raise UserError(
                 "--session-hours must be > 0, --lockout-minutes and --reload-seconds >= 0"
             )
-        if not Path(args.logdir).expanduser().is_dir():
-            raise UserError(f"--logdir {args.logdir}: no such folder (point it at experiments/)")
+        logdir = Path(args.logdir).expanduser()
+        if not logdir.is_dir():
+            what = "a file, not a folder" if logdir.exists() else "no such folder"
+            raise UserError(f"--logdir {args.logdir}: {what} (point it at experiments/)")
         db = Path(args.db).expanduser() if args.db else default_store_path()
         store = AccessStore(db)
         if not store.users():

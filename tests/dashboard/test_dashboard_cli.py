@@ -39,6 +39,7 @@ def db(tmp_path: Path) -> Path:
     ("args", "message"),
     [
         (["--logdir", "{tmp}/missing"], "no such folder"),
+        (["--logdir", "{tmp}/access.db"], "--logdir {tmp}/access.db: a file, not a folder"),
         (["--port", "70000"], "0..65535"),
         (["--port", "many"], "invalid int value"),
         (["--session-hours", "0"], "must be > 0"),
