@@ -109,3 +109,23 @@ def test_secret_task_override_in_a_sweep_is_refused_without_its_value(
     assert TASK_SECRET not in proc.stdout + proc.stderr
     assert not (tmp_path / "sweep").exists()
     assert files_holding(tmp_path, [TASK_SECRET, SIGNING_KEY]) == {}
+
+
+def test_a_sweep_member_and_the_sweep_record_a_secret_redacted(tmp_path: Path) -> None:
+    """The same secret override in a real (one-member) sweep: neither the member's folder nor
+    the sweep's own multirun.yaml holds it, and the member's .hydra/ records it redacted."""
+    proc = train(
+        "-m",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        f"+hydra.job.env_set.TRACKER_API_KEY={OVERRIDE_SECRET}",
+        "trainer.seed=0",
+        cwd=tmp_path,
+        env={"ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    assert (sweep / "multirun.yaml").is_file() and (sweep / "0" / "metrics.json").is_file()
+    hydra = (sweep / "0" / ".hydra" / "hydra.yaml").read_text()
+    assert "TRACKER_API_KEY: <redacted>" in hydra
+    assert OVERRIDE_SECRET not in proc.stdout + proc.stderr
+    assert files_holding(tmp_path, [OVERRIDE_SECRET, SIGNING_KEY]) == {}
