@@ -145,6 +145,22 @@ def test_unknown_command_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train" in out and "usage: robustai" in out
 
 
+def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+    """`robustai users token list | head`: the reader closes the pipe before all is written
+    (here before anything is). The command ends like other Unix tools (status 128 + SIGPIPE),
+    without a BrokenPipeError traceback on stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "robustai", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # long before the interpreter has started and written the usage
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert err == ""
+
+
 def test_train_help_lists_groups_and_options(capsys: pytest.CaptureFixture[str]) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "robustai", "train", "--help"],
