@@ -294,8 +294,11 @@ class DPSGD:
             optimizer,
             noise_multiplier=self.noise_multiplier,
             max_grad_norm=self.max_grad_norm,
-            # per rank: the optimizer divides by it, then averages over the ranks
-            expected_batch_size=self.loader.expected_batch_size,
+            # The global expected batch over the ranks, the same on every rank (as Opacus'
+            # make_private does): each rank divides by it, then the ranks are averaged. Dividing
+            # by a rank's own shard's share would weigh the records of a smaller shard more than
+            # rank 0's noise is calibrated for when N is not a multiple of the world size.
+            expected_batch_size=self.sample_rate * n / world,
             loss_reduction="mean",
             generator=entropy_generator(device, noise_seed),
         )

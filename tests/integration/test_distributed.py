@@ -132,7 +132,7 @@ def test_ddp_writes_one_set_of_outputs(adversarial_pair) -> None:
 def test_dpsgd_under_ddp_computes_the_one_process_gradients(tmp_path: Path) -> None:
     # Sample rate 1 (batch >= N), clipping norm far above every gradient, negligible noise:
     # DP-SGD is then full-batch gradient descent, so distributed Opacus (per-rank clipping,
-    # noise on rank 0, all-reduce, per-rank expected batch) must give the same steps.
+    # noise on rank 0, all-reduce, every rank dividing by q*N/2) must give the same steps.
     args = [
         *BASE,
         "model=mlp",
