@@ -33,6 +33,7 @@ WORKER = textwrap.dedent(
     warnings.simplefilter("ignore")
     rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     n, f, c = (int(a) for a in sys.argv[4:7])
+    mode = sys.argv[7]
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     torch.manual_seed(0)
@@ -41,7 +42,7 @@ WORKER = textwrap.dedent(
     dp = DPSGD(
         model, torch.optim.SGD(model.parameters(), lr=0.0), x, y, batch_size=64, epochs=1,
         noise_multiplier=0.0, max_grad_norm=1e6, accountant="rdp", noise_seed=0,
-        distributed=True, grad_sample_mode="hooks",
+        distributed=True, grad_sample_mode=mode,
     )
     xb, yb = next(iter(dp.loader))  # sample rate 1: the rank's whole shard
     dp.optimizer.zero_grad(set_to_none=True)
@@ -55,8 +56,9 @@ WORKER = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
 def test_every_rank_scales_by_the_same_expected_batch_so_records_weigh_alike(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
@@ -70,6 +72,7 @@ def test_every_rank_scales_by_the_same_expected_batch_so_records_weigh_alike(
                 str(tmp_path / "store"),
                 str(tmp_path / f"{r}"),
                 *(str(v) for v in (N, FEATURES, CLASSES)),
+                mode,
             ],
             env=env,
             stderr=subprocess.PIPE,
