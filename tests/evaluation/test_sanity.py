@@ -186,3 +186,43 @@ def test_checks_leave_the_model_alone(digits_model: nn.Module, digits: DataBundl
     assert model.training
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     assert all(p.grad is None for p in model.parameters())
+
+
+class LogSoftmaxOfSaturated(nn.Module):
+    """log(softmax(50 z)): a saturated softmax whose log is -inf for the unlikely classes, the
+    same -inf on every pass (deterministic, yet inf - inf is NaN)."""
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.log(torch.softmax(50.0 * z, dim=1))
+
+
+def test_infinite_logits_are_not_called_randomness(
+    digits_model: nn.Module, masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    model = nn.Sequential(digits_model, LogSoftmaxOfSaturated()).eval()
+    x, y = digits.eval.x[:N], digits.eval.y[:N]
+    assert torch.isinf(model(x)).any(), "the model should produce -inf logits"
+    report = run_sanity_checks(
+        model,
+        x,
+        y,
+        attacks=[],
+        eps=[EPS],
+        num_classes=10,
+        settings=SanitySettings(samples=N, checks=("gradients", "deterministic")),
+    )
+    checks = {c.name: c for c in report.checks}
+    assert checks["deterministic"].status == "pass", checks["deterministic"].line()
+    assert "infinite or NaN" in checks["deterministic"].reason
+    assert checks["gradients"].status == "fail"  # the masking itself is still flagged
+    randomized = nn.Sequential(masked_models["randomized"], LogSoftmaxOfSaturated()).eval()
+    noisy = run_sanity_checks(
+        randomized,
+        x,
+        y,
+        attacks=[],
+        eps=[EPS],
+        num_classes=10,
+        settings=SanitySettings(samples=N, checks=("deterministic",)),
+    )
+    assert noisy.checks[0].status == "fail" and "EOT" in noisy.checks[0].reason
