@@ -226,3 +226,24 @@ def test_infinite_logits_are_not_called_randomness(
         settings=SanitySettings(samples=N, checks=("deterministic",)),
     )
     assert noisy.checks[0].status == "fail" and "EOT" in noisy.checks[0].reason
+
+
+class ConstantClassifier(nn.Module):
+    """Always predicts class 3, whatever the input: weak but honest (robust accuracy is its
+    clean accuracy, and its input gradients are exactly zero)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.eye(10)[3], requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(len(x), -1) + 0.0 * x.flatten(1)[:, :1]
+
+
+def test_constant_classifier_is_not_called_masked(digits: DataBundle) -> None:
+    """No check cries wolf on a model that ignores its input: nothing is over-reported."""
+    ev = evaluate(ConstantClassifier(), digits, curve=CurveSettings(eps=[0.05, 0.1, 0.2]))
+    assert ev.result.worst_case["0.1"] == ev.result.clean_acc
+    assert statuses(ev) == dict.fromkeys(CHECKS, "pass"), [c.line() for c in ev.sanity.checks]
+    gradients = next(c for c in ev.sanity.checks if c.name == "gradients")
+    assert "does not depend on its input" in gradients.reason
