@@ -247,3 +247,32 @@ def test_constant_classifier_is_not_called_masked(digits: DataBundle) -> None:
     assert statuses(ev) == dict.fromkeys(CHECKS, "pass"), [c.line() for c in ev.sanity.checks]
     gradients = next(c for c in ev.sanity.checks if c.name == "gradients")
     assert "does not depend on its input" in gradients.reason
+
+
+def test_convergence_is_checked_at_every_eps(digits_model: nn.Module, digits: DataBundle) -> None:
+    """eps listed as [0, 0.1] or [0.02, 0.1]: the short attack is unconverged at 0.1, and the
+    check must not judge it at the first eps alone (at 0 nothing moves, at 0.02 little does)."""
+    short = [lambda eps: build_attack("pgd", eps=eps, steps=2, alpha=eps / 8 or None)]
+    for eps in ([0.0, EPS], [0.02, EPS]):
+        ev = evaluate_model(
+            digits_model,
+            digits.eval.x[:N],
+            digits.eval.y[:N],
+            attacks=short,
+            eps=eps,
+            num_classes=10,
+            sanity=SanitySettings(samples=N, checks=("convergence",)),
+        )
+        check = ev.sanity.checks[0]
+        assert check.status == "fail", check.line()
+        assert check.details["attack"] == f"pgd2@{EPS:g}"
+    only_zero = run_sanity_checks(
+        digits_model,
+        digits.eval.x[:20],
+        digits.eval.y[:20],
+        attacks=short,
+        eps=[0.0],
+        num_classes=10,
+        settings=SanitySettings(samples=20, checks=("convergence",)),
+    )
+    assert only_zero.checks[0].status == "skip"
