@@ -31,7 +31,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, is_integer, is_real, per_sample_view
+from robustai.attacks.base import Attack, input_grad, is_integer, is_real, per_sample_view
 from robustai.attacks.kernels import input_grad_kernels
 
 logger = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class APGD(Attack):
             with input_grad_kernels(model):
                 logits = model(point)
             loss_indiv = criterion(logits, y)
-            (grad,) = torch.autograd.grad(loss_indiv.sum(), point)
+            grad = input_grad(loss_indiv.sum(), point)
             return logits.detach(), loss_indiv.detach(), grad.detach()
 
         logits, loss_indiv, grad = loss_and_grad(x_adv)

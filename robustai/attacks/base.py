@@ -80,6 +80,29 @@ def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
         )
 
 
+_warned_detached = False
+
+
+def input_grad(loss: Tensor, x: Tensor) -> Tensor:
+    """d loss / d x, or zeros where the model's output is not connected to ``x`` in autograd
+    (``x.detach()``, NumPy or ``torch.no_grad`` inside ``forward``): the attack then finds
+    nothing, as with any other masked gradient, and the evaluation goes on for the sanity
+    checks and the black-box attack to judge, instead of stopping in an autograd error."""
+    global _warned_detached
+    grad = None
+    if loss.requires_grad:
+        (grad,) = torch.autograd.grad(loss, x, allow_unused=True)
+    if grad is None:
+        if not _warned_detached:
+            _warned_detached = True
+            logger.warning(
+                "the model's output does not depend differentiably on its input (x.detach(),"
+                " NumPy or no_grad inside forward?): gradient attacks see a zero gradient"
+            )
+        return torch.zeros_like(x)
+    return grad
+
+
 def _check_logits(out: object, hook: RemovableHandle) -> None:
     """Once, on the first forward pass of an attack: the model's output must be logits."""
     hook.remove()
@@ -270,8 +293,7 @@ class Attack(ABC):
         with input_grad_kernels(model):
             logits = model(x_adv)
         loss = nn.functional.cross_entropy(logits, y)
-        (grad,) = torch.autograd.grad(loss, x_adv)
-        return logits.detach(), grad
+        return logits.detach(), input_grad(loss, x_adv)
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

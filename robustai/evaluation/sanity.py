@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
+from robustai.attacks.base import input_grad
 from robustai.attacks.registry import accepted_kwargs
 from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
@@ -395,8 +396,7 @@ def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 51
                 loss = nn.functional.cross_entropy(
                     model(xb), y[i : i + batch_size], reduction="sum"
                 )
-                (g,) = torch.autograd.grad(loss, xb)
-                grads.append(g.detach())
+                grads.append(input_grad(loss, xb).detach())
         return torch.cat(grads) if grads else torch.zeros_like(x)
 
 

@@ -276,3 +276,27 @@ def test_convergence_is_checked_at_every_eps(digits_model: nn.Module, digits: Da
         settings=SanitySettings(samples=20, checks=("convergence",)),
     )
     assert only_zero.checks[0].status == "skip"
+
+
+class DetachInput(nn.Module):
+    """``x.detach()`` inside forward: the output is cut off from the input in autograd."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.detach()
+
+
+def test_detached_input_is_evaluated_and_flagged(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    """Gradient attacks see a zero gradient instead of stopping in an autograd error, and the
+    checks say the robust accuracy is not to be trusted."""
+    model = nn.Sequential(DetachInput(), digits_model).eval()
+    x, y = digits.eval.x[:10], digits.eval.y[:10]
+    for name in ("fgsm", "pgd"):  # a zero gradient moves no pixel
+        assert torch.equal(build_attack(name, eps=EPS, random_start=False)(model, x, y), x)
+    for name in ("apgd", "apgd_t"):
+        assert build_attack(name, eps=EPS, steps=5)(model, x, y).shape == x.shape
+    ev = evaluate(model, digits)
+    assert ev.result.robust_acc["apgd_ce@0.1"] > 0.9, "the detach should fool the attack"
+    s = statuses(ev)
+    assert s["gradients"] == "fail" and s["black_box"] == "fail" and s["large_eps"] == "fail"
