@@ -101,6 +101,23 @@ class Evaluator:
         self.batch_size = batch_size
         self.early_stop = early_stop
 
+    def _check_keys(self) -> None:
+        """Two attacks with one metric key (e.g. APGD at 20 and 100 steps, both ``apgd_ce``)
+        would share one row of ``robust_acc``, the later silently replacing the earlier: refused
+        in one line before anything runs."""
+        for eps in self.eps:
+            seen: dict[str, Attack] = {}
+            for make in self.attacks:
+                attack = make(eps)
+                key = metric_key(attack)
+                if key in seen:
+                    raise ValueError(
+                        f"two attacks have the metric key {key} ({seen[key]!r} and {attack!r});"
+                        " give them settings that show in their label (e.g. steps for PGD,"
+                        " restarts, norm) or evaluate them separately"
+                    )
+                seen[key] = attack
+
     def run(
         self,
         model: nn.Module,
@@ -113,6 +130,7 @@ class Evaluator:
         ``clean_pred`` (the model's labels for x) saves the clean pass when already known."""
         start = time.perf_counter()
         y = checked_labels(x, y)
+        self._check_keys()
         if clean_pred is None:
             clean_pred = predict(model, x, self.batch_size)
         clean = clean_pred == y

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from robustai.attacks import PGD
+from robustai.attacks import PGD, build_attack
 from robustai.evaluation import (
     CurveSettings,
     Evaluator,
@@ -91,3 +91,16 @@ def test_empty_inputs() -> None:
     assert predict_correct(model, x[:0], y[:0]).shape == (0,)
     assert robust_correct(model, PGD(0.1, steps=1), x[:0], y[:0]).shape == (0,)
     assert predict_correct(model, x[:0], y[:0]).dtype == torch.bool
+
+
+def test_attacks_sharing_a_metric_key_refused() -> None:
+    """APGD at 5 and 2 steps are both apgd_ce@0.1: one row would silently replace the other."""
+    model, x, y = setup()
+    same = [
+        lambda e: build_attack("apgd", eps=e, steps=5),
+        lambda e: build_attack("apgd", eps=e, steps=2),
+    ]
+    with pytest.raises(ValueError, match=r"two attacks have the metric key apgd_ce@0\.1"):
+        Evaluator(same, [0.1]).run(model, x, y)
+    with pytest.raises(ValueError, match="metric key"):
+        evaluate_model(model, x, y, attacks=same, eps=[0.1], num_classes=10)
