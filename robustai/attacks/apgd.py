@@ -31,7 +31,14 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, input_grad, is_integer, is_real, per_sample_view
+from robustai.attacks.base import (
+    Attack,
+    input_grad,
+    is_integer,
+    is_real,
+    labels_of,
+    per_sample_view,
+)
 from robustai.attacks.kernels import input_grad_kernels
 
 logger = logging.getLogger(__name__)
@@ -149,7 +156,7 @@ class APGD(Attack):
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         generator = seeded_generator(self.seed)
         with torch.no_grad():
-            robust = model(x).argmax(dim=1) == y
+            robust = labels_of(model(x)) == y
         adv = x.clone()
         best_loss = torch.full((x.shape[0],), -float("inf"), dtype=x.dtype, device=x.device)
         for _ in range(self.restarts):
@@ -237,7 +244,7 @@ class APGD(Attack):
         x_best = x_adv.clone()
         x_fooled = x_adv.clone()
         grad_best = grad.clone()
-        robust = logits.argmax(dim=1) == y
+        robust = labels_of(logits) == y
         loss_best = loss_indiv.clone()
         loss_steps = torch.zeros((steps, b), dtype=loss_indiv.dtype, device=x.device)
 
@@ -258,7 +265,7 @@ class APGD(Attack):
 
             logits, loss_indiv, grad = loss_and_grad(x_adv)
             with torch.no_grad():
-                pred = logits.argmax(dim=1) == y
+                pred = labels_of(logits) == y
                 robust &= pred
                 x_fooled = torch.where(per_sample_view(~pred, x), x_adv, x_fooled)
                 loss_steps[i] = loss_indiv
@@ -355,7 +362,7 @@ class APGDT(APGD):
         with torch.no_grad():
             logits = model(x)
         n_targets = min(self.n_target_classes, logits.shape[1] - 1)
-        robust = logits.argmax(dim=1) == y
+        robust = labels_of(logits) == y
         adv = x.clone()
         best_loss = torch.full((x.shape[0],), -float("inf"), dtype=x.dtype, device=x.device)
         for target_rank in range(2, n_targets + 2):

@@ -60,6 +60,17 @@ def class_indices(y: Tensor) -> Tensor:
     return y if y.dtype == torch.int64 else y.long()
 
 
+#: the predicted label of an input whose logits hold a NaN: no class, so never correct
+NO_PREDICTION = -1
+
+
+def labels_of(logits: Tensor) -> Tensor:
+    """argmax per row, or :data:`NO_PREDICTION` where the row holds a NaN. ``argmax`` takes NaN
+    for the largest value, so a model that puts NaN into its top logit off the data would keep
+    its clean label under every attack and be counted robust."""
+    return logits.argmax(dim=1).masked_fill(logits.isnan().any(dim=1), NO_PREDICTION)
+
+
 def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
     """x, y and the model on one device, or a one-line error saying which is where (the
     attack would otherwise fail inside the first layer, or move nothing and compare labels

@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, is_integer, per_sample_view
+from robustai.attacks.base import Attack, is_integer, labels_of, per_sample_view
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class PGD(Attack):
             with torch.no_grad():
                 logits = model(x_r)
                 loss = nn.functional.cross_entropy(logits, y[todo], reduction="none").float()
-                wrong = logits.argmax(dim=1) != y[todo]
+                wrong = labels_of(logits) != y[todo]
             take = wrong | (loss > best_loss[todo])
             idx = todo.nonzero(as_tuple=True)[0][take]
             best[idx] = x_r[take]
@@ -146,7 +146,7 @@ class PGD(Attack):
         xs, ys = x, y
         for i in range(self.steps):
             logits, grad = self._logits_and_input_grad(model, x_adv, ys)
-            fooled = logits.argmax(dim=1) != ys
+            fooled = labels_of(logits) != ys
             if bool(fooled.any()):
                 out[active[fooled]] = x_adv[fooled]
                 keep = ~fooled
@@ -168,7 +168,7 @@ class PGD(Attack):
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             logits, grad = self._logits_and_input_grad(model, x_adv, y)
-            first = (logits.argmax(dim=1) != y) & ~fooled
+            first = (labels_of(logits) != y) & ~fooled
             out = torch.where(per_sample_view(first, x), x_adv, out)
             fooled |= first
             x_adv = step(x, x_adv, grad)

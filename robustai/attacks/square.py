@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks.apgd import seeded_generator
-from robustai.attacks.base import Attack, is_integer, is_real, per_sample_view
+from robustai.attacks.base import Attack, is_integer, is_real, labels_of, per_sample_view
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Square(Attack):
             raise ValueError(f"Square needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
         generator = seeded_generator(self.seed)
         with torch.no_grad():
-            robust = model(x).argmax(dim=1) == y
+            robust = labels_of(model(x)) == y
             adv = x.clone()
             best = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
             for _ in range(self.restarts):
@@ -113,7 +113,7 @@ class Square(Attack):
                 if idx.numel() == 0:
                     break
                 x_best, m = self._single_run(model, x[idx], y[idx], generator)
-                fooled = model(x_best).argmax(dim=1) != y[idx]
+                fooled = labels_of(model(x_best)) != y[idx]
                 robust[idx[fooled]] = False
                 adv[idx[fooled]] = x_best[fooled]
                 better = ~fooled & (m < best[idx])

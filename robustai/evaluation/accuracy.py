@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.attacks.base import class_indices
+from robustai.attacks.base import class_indices, labels_of
 
 
 def checked_labels(x: Tensor, y: Tensor) -> Tensor:
@@ -40,16 +40,16 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 @torch.inference_mode()
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    return model(x).argmax(dim=1) == y
+    return labels_of(model(x)) == y
 
 
 @torch.inference_mode()
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    return model(x).argmax(dim=1)
+    return labels_of(model(x))
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted labels (eval mode, restored after)."""
+    """Predicted labels (eval mode, restored after); NO_PREDICTION where the logits hold NaN."""
     with eval_mode(model):
         if len(x) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
@@ -108,7 +108,8 @@ class AttackOutcome:
     """Per-sample result of one attack on a set of samples."""
 
     robust: Tensor  # bool: right on the clean input and on the attacked one
-    pred: Tensor  # the label predicted on the attacked input (clean prediction if not attacked)
+    pred: Tensor  # the label predicted on the attacked input (clean prediction if not attacked;
+    # NO_PREDICTION where the logits hold a NaN)
     x_adv: Tensor | None  # the attacked inputs (x itself where not attacked); None unless kept
     seconds: float
 

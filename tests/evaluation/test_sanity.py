@@ -300,3 +300,37 @@ def test_detached_input_is_evaluated_and_flagged(
     assert ev.result.robust_acc["apgd_ce@0.1"] > 0.9, "the detach should fool the attack"
     s = statuses(ev)
     assert s["gradients"] == "fail" and s["black_box"] == "fail" and s["large_eps"] == "fail"
+
+
+class NaNOffTheGrid(nn.Module):
+    """Puts NaN into the top logit as soon as the input leaves the digits' 1/16 grey levels:
+    ``argmax`` takes NaN for the largest value, so every attacked input keeps its clean label."""
+
+    def forward(self, z_and_x: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        z, x = z_and_x
+        off = ((x * 16 - (x * 16).round()).abs() > 1e-4).flatten(1).any(dim=1)
+        top = nn.functional.one_hot(z.argmax(dim=1), z.shape[1]).bool() & off[:, None]
+        return z.masked_fill(top, float("nan"))
+
+
+class WithInput(nn.Module):
+    def __init__(self, model: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.model, self.head = model, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head((self.model(x), x))
+
+
+def test_nan_logits_are_not_a_correct_prediction(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    """A NaN in the logits is no prediction: the attacked inputs count as not robust, so the
+    model cannot report its clean accuracy as robust accuracy."""
+    model = WithInput(digits_model, NaNOffTheGrid()).eval()
+    x = digits.eval.x[:N]
+    assert torch.equal(model(x), digits_model(x)), "the clean inputs are on the grid"
+    ev = evaluate(model, digits)
+    assert ev.result.clean_acc > 0.95
+    assert ev.result.robust_acc["apgd_ce@0.1"] < 0.1, ev.result.robust_acc
+    assert ev.result.worst_case["0.1"] < 0.1
