@@ -51,21 +51,6 @@ def save_model(
     """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path."""
     from robustai import __version__
 
-    _check_rebuildable(
-        model,
-        name=name,
-        params=params,
-        input_shape=input_shape,
-        num_classes=num_classes,
-        mean=mean,
-        std=std,
-        extra=extra,
-    )
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    weights = out / WEIGHTS
-    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     meta = {
         "format_version": FORMAT_VERSION,
         "model": {"name": name, "params": params},
@@ -74,9 +59,16 @@ def save_model(
         "normalization": {"mean": list(mean), "std": list(std)},
         "robustai_version": __version__,
         "torch_version": torch.__version__,
-        "weights_sha256": sha256_file(weights),
+        "weights_sha256": "",  # set below, once the weights are written
         **(extra or {}),
     }
+    _check_rebuildable(model, meta)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    weights = out / WEIGHTS
+    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    meta["weights_sha256"] = sha256_file(weights)
     key = signing_key_from_env()
     if key is not None:  # HMAC over the weights' sha256 and all the metadata
         meta[SIGNATURE_FIELD] = sign_meta(meta, key)
@@ -103,27 +95,10 @@ def _rebuild(meta: dict[str, Any]) -> nn.Module:
     return model
 
 
-def _check_rebuildable(
-    model: nn.Module,
-    *,
-    name: str,
-    params: dict[str, Any],
-    input_shape: tuple[int, ...],
-    num_classes: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    extra: dict[str, Any] | None,
-) -> None:
+def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
     """Refuse to write an artifact that :func:`load_model` could not load: the registry name
-    and params must rebuild a model with ``model``'s tensor names and shapes (built on the meta
-    device, so nothing is allocated)."""
-    meta = {
-        "model": {"name": name, "params": params},
-        "input_shape": list(input_shape),
-        "num_classes": num_classes,
-        "normalization": {"mean": list(mean), "std": list(std)},
-        **(extra or {}),
-    }
+    and params in ``meta`` must rebuild a model with ``model``'s tensor names and shapes (built
+    on the meta device, so nothing is allocated)."""
     try:
         with torch.device("meta"):
             expected = _rebuild(meta).state_dict()
@@ -132,7 +107,7 @@ def _check_rebuildable(
             f"save_model writes models that build_model can rebuild ({e}); for an architecture"
             " of your own, save its state_dict with safetensors.torch.save_file"
         ) from e
-    got = model.state_dict()
+    got, spec = model.state_dict(), meta["model"]
     if {k: tuple(v.shape) for k, v in got.items()} != {
         k: tuple(v.shape) for k, v in expected.items()
     }:
@@ -142,8 +117,9 @@ def _check_rebuildable(
             :3
         ]
         raise ValueError(
-            f"the model does not match build_model({name!r}, params={params!r}, input_shape="
-            f"{tuple(input_shape)}, num_classes={num_classes}), so load_model could not load it"
+            f"the model does not match build_model({spec['name']!r}, params={spec['params']!r},"
+            f" input_shape={tuple(meta['input_shape'])}, num_classes={meta['num_classes']}), so"
+            " load_model could not load it"
             f" (missing {missing}, unexpected {unexpected}, other shapes {shapes}); pass the"
             " name and params it was built with"
         )
