@@ -33,6 +33,7 @@ _SECRET_WORDS = frozenset(
         "cookie",
         "bearer",
         "privatekey",
+        "webhook",  # a webhook URL carries its own secret (Slack, Discord)
     }
 )
 # ...and "key" when it ends the name (api_key, signing_key, ACCESS_KEY; not key_size, keys).
@@ -40,8 +41,9 @@ _TRAILING_WORDS = frozenset({"key"})
 # Stems that make a key secret inside a longer word too: variables such as PGPASSWORD (libpq's)
 # or DBPASSWORD are written without a separator, and a "secrets" mapping holds secrets.
 _SECRET_STEMS = ("password", "passwd", "passphrase", "secret")
-# Abbreviations that name a password only after another word (MYSQL_PWD, DB_PASS; not PWD).
-_QUALIFIED_WORDS = frozenset({"pwd", "pass"})
+# Abbreviations that name a secret only after another word: MYSQL_PWD, DB_PASS, GITHUB_PAT
+# (a personal access token), SENTRY_DSN (its key sits in the URL), BASIC_AUTH; not PWD, auth.
+_QUALIFIED_WORDS = frozenset({"pwd", "pass", "pat", "dsn", "auth"})
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # An env reference without a default is only a name, so it may stay visible.
 _ENV_REFERENCE = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}$")

@@ -33,6 +33,11 @@ SECRET_KEYS = [
     "client_secrets",
     "MYSQL_PWD",
     "DB_PASS",
+    "GITHUB_PAT",
+    "hydra.job.env_set.SENTRY_DSN",
+    "BASIC_AUTH",
+    "SLACK_WEBHOOK_URL",
+    "logger.webhook",
 ]
 ORDINARY_KEYS = [
     "data.eps",
@@ -51,6 +56,12 @@ ORDINARY_KEYS = [
     "OLDPWD",
     "bypass",
     "passes",
+    "path",
+    "data.path",
+    "pattern",
+    "auth",
+    "author",
+    "dsn",
 ]
 
 
