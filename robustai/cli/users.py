@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _has_terminal() -> bool:
+    """Whether getpass can prompt without echo; without a terminal it warns, then reads stdin."""
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return sys.stdin.isatty()
+    os.close(fd)
+    return True
+
+
 def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
     if from_stdin:
         line = sys.stdin.readline()
@@ -136,6 +147,8 @@ def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
         if not password:
             raise AccessError("--password-stdin: no password on standard input")
         return password
+    if not _has_terminal():
+        raise AccessError("no terminal to prompt for the password: pipe it with --password-stdin")
     try:
         password = getpass.getpass(f"password for {name}: ")
         if confirm and getpass.getpass("again: ") != password:

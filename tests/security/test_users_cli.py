@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +53,7 @@ def test_add_with_stdin_password_creates_a_private_store(db, capsys, monkeypatch
 
 
 def test_prompted_password_is_asked_twice(db, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("robustai.cli.users._has_terminal", lambda: True)
     answers = iter([PW, PW])
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     code, _, _ = users("add", "bob", capsys=capsys, monkeypatch=monkeypatch)
@@ -72,6 +76,23 @@ def test_password_on_the_command_line_is_refused_and_not_echoed(db, capsys, monk
         assert "hunter2-secret" not in out + err
         assert len(err.strip().splitlines()) == 1
     assert not db.exists()
+
+
+def test_no_terminal_to_prompt_on_is_one_line(tmp_path: Path) -> None:
+    """A script without a terminal gets one line (not getpass' echo warning) and no user."""
+    db = tmp_path / "access.db"
+    env = {**os.environ, "ROBUSTAI_ACCESS_DB": str(db)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai.cli.main", "users", "add", "alice"],
+        input=f"{PW}\n{PW}\n", capture_output=True, text=True, env=env, timeout=120,
+        start_new_session=True,  # no controlling terminal, as under cron or CI
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("robustai users: error:"), proc.stderr
+    assert "--password-stdin" in lines[0]
+    assert PW not in proc.stdout + proc.stderr
+    assert not db.exists()  # nothing made
 
 
 def test_token_lifecycle(db, capsys, monkeypatch) -> None:
