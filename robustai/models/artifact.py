@@ -95,6 +95,22 @@ def _rebuild(meta: dict[str, Any]) -> nn.Module:
     return model
 
 
+def _shape_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None:
+    """What differs between two state dicts' tensor names and shapes (up to three of each)."""
+    want = {k: tuple(v.shape) for k, v in expected.items()}
+    have = {k: tuple(v.shape) for k, v in got.items()}
+    if want == have:
+        return None
+    missing = sorted(set(want) - set(have))[:3]
+    unexpected = sorted(set(have) - set(want))[:3]
+    shapes = [
+        f"{k} {list(have[k])} (expected {list(want[k])})"
+        for k in sorted(set(want) & set(have))
+        if want[k] != have[k]
+    ][:3]
+    return f"missing {missing}, unexpected {unexpected}, other shapes {shapes}"
+
+
 def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
     """Refuse to write an artifact that :func:`load_model` could not load: the registry name
     and params in ``meta`` must rebuild a model with ``model``'s tensor names and shapes (built
@@ -107,21 +123,14 @@ def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
             f"save_model writes models that build_model can rebuild ({e}); for an architecture"
             " of your own, save its state_dict with safetensors.torch.save_file"
         ) from e
-    got, spec = model.state_dict(), meta["model"]
-    if {k: tuple(v.shape) for k, v in got.items()} != {
-        k: tuple(v.shape) for k, v in expected.items()
-    }:
-        missing = sorted(set(expected) - set(got))[:3]
-        unexpected = sorted(set(got) - set(expected))[:3]
-        shapes = [k for k in sorted(set(got) & set(expected)) if got[k].shape != expected[k].shape][
-            :3
-        ]
+    spec = meta["model"]
+    mismatch = _shape_mismatch(expected, model.state_dict())
+    if mismatch:
         raise ValueError(
             f"the model does not match build_model({spec['name']!r}, params={spec['params']!r},"
             f" input_shape={tuple(meta['input_shape'])}, num_classes={meta['num_classes']}), so"
-            " load_model could not load it"
-            f" (missing {missing}, unexpected {unexpected}, other shapes {shapes}); pass the"
-            " name and params it was built with"
+            f" load_model could not load it ({mismatch}); pass the name and params it was"
+            " built with"
         )
 
 
@@ -192,6 +201,12 @@ def load_model(
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from e
     try:
+        # Compare shapes on the meta device first: an edited meta.json asking for a huge model
+        # fails here, before any of that memory is allocated and initialised.
+        with torch.device("meta"):
+            mismatch = _shape_mismatch(_rebuild(meta).state_dict(), state)
+        if mismatch:
+            raise ValueError(mismatch)
         model = _rebuild(meta)
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +215,34 @@ def test_meta_that_does_not_fit_the_weights(saved: Path) -> None:
     (saved / META).write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not fit"):
         load_model(saved)
+
+
+def test_meta_asking_for_a_huge_model_fails_before_allocating_it(tmp_path: Path) -> None:
+    """Without signing, meta.json is not covered by the weights' sha256: an edited one asking
+    for a 5 GB model is refused from shapes alone (checked in a fresh process's peak memory)."""
+    make_and_save("small_cnn", tmp_path / "run")
+    meta = json.loads((tmp_path / "run" / META).read_text())
+    meta["model"]["params"]["hidden"] = 10**7  # fc1 alone: 128 x 1e7 float32 = 5.1 GB
+    (tmp_path / "run" / META).write_text(json.dumps(meta))
+    script = (
+        "import resource, sys\n"
+        "from robustai.errors import CheckpointError\n"
+        "from robustai.models import load_model\n"
+        "try:\n"
+        "    load_model(sys.argv[1])\n"
+        "except CheckpointError as e:\n"
+        "    print('refused:', e)\n"
+        "print('peak_mb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "refused:" in proc.stdout, proc.stdout
+    assert "classifier.0.weight [20, 128] (expected [10000000, 128])" in proc.stdout
+    peak_mb = float(proc.stdout.split("peak_mb")[1])
+    assert peak_mb < 2000, f"peak {peak_mb:.0f} MB: the model was allocated before the check"
 
 
 def test_meta_naming_an_unknown_model(saved: Path) -> None:
