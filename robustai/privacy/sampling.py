@@ -102,7 +102,10 @@ class PoissonLoader:
         start, self._resume_at = self._resume_at, 0
         for i in range(start, self.steps):
             self._position = i + 1
-            mask = torch.rand(n, generator=self.generator, device=gen_device) < self.sample_rate
+            # float64: float32 draws are multiples of 2**-24 (and q would be rounded to float32),
+            # so the rate would be off by up to 6e-8; the accountant assumes exactly q.
+            u = torch.rand(n, generator=self.generator, device=gen_device, dtype=torch.float64)
+            mask = u < self.sample_rate
             idx = mask.nonzero().squeeze(1)
             if idx.device != self.x.device:
                 idx = idx.to(self.x.device)
