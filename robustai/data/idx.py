@@ -57,5 +57,15 @@ def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Ten
         x = x.permute(0, 3, 1, 2)
     if len(x) != len(y):
         raise DataError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+    # Bytes are pixel values 0..255; any other type must already hold values in [0, 1]
+    # (inputs are in [0, 1] everywhere: the model normalizes, eps is in pixel units).
     scale = 255.0 if x.dtype == torch.uint8 else 1.0
-    return (x.float() / scale).contiguous(), y.long().flatten()
+    x = x.float() / scale
+    if len(x) and not (bool(torch.isfinite(x).all()) and x.min() >= 0.0 and x.max() <= 1.0):
+        lo, hi = float(x.nan_to_num().min()), float(x.nan_to_num().max())
+        raise DataError(
+            f"{images}: image values must be in [0, 1] (or unsigned bytes 0..255); found "
+            f"values in [{lo:g}, {hi:g}]{'' if bool(torch.isfinite(x).all()) else ' and NaN/inf'}"
+            "; rescale the file to [0, 1] or store it as unsigned bytes"
+        )
+    return x.contiguous(), y.long().flatten()

@@ -185,3 +185,28 @@ def test_load_idx_images_wrong_rank(tmp_path: Path) -> None:
         load_idx_images(
             write_idx(tmp_path / "x", images.reshape(12, -1)), write_idx(tmp_path / "y", labels)
         )
+
+
+@pytest.mark.parametrize(
+    ("code", "values"),
+    [(0x0D, (0.0, 255.0)), (0x0B, (0, 255)), (0x09, (-1, 1)), (0x0E, (0.0, float("nan")))],
+)
+def test_load_idx_images_outside_unit_range_is_a_data_error(
+    tmp_path: Path, code: int, values: tuple[float, float]
+) -> None:
+    """Only bytes are scaled by 1/255: other types must hold [0, 1] already, or the run would
+    train on (and attack) inputs outside the one unit every part relies on."""
+    images, labels = sample_images()
+    images = images.astype(np.float64)
+    images[0, 0, :2] = values
+    with pytest.raises(DataError, match=r"must be in \[0, 1\]"):
+        load_idx_images(write_idx(tmp_path / "x", images, code), write_idx(tmp_path / "y", labels))
+
+
+def test_load_idx_images_keeps_values_already_in_unit_range(tmp_path: Path) -> None:
+    images, labels = sample_images()
+    scaled = images.astype(np.float32) / 255.0
+    x, _ = load_idx_images(
+        write_idx(tmp_path / "x", scaled, 0x0D), write_idx(tmp_path / "y", labels)
+    )
+    assert torch.equal(x[:, 0], torch.from_numpy(scaled))
