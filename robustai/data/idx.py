@@ -57,6 +57,15 @@ def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Ten
         x = x.permute(0, 3, 1, 2)
     if len(x) != len(y):
         raise DataError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
+    if y.ndim > 1 and y[0].numel() != 1:
+        raise DataError(f"{labels}: expected one label per image, found shape {tuple(y.shape)}")
+    y = y.flatten()
+    if y.is_floating_point() and not bool((y == y.round()).all()):
+        raise DataError(f"{labels}: labels must be whole numbers (class indices 0, 1, ...)")
+    if len(y) and y.min() < 0:
+        raise DataError(
+            f"{labels}: labels must be class indices 0, 1, ...; found {int(y.min())}"
+        )
     # Bytes are pixel values 0..255; any other type must already hold values in [0, 1]
     # (inputs are in [0, 1] everywhere: the model normalizes, eps is in pixel units).
     scale = 255.0 if x.dtype == torch.uint8 else 1.0
@@ -68,4 +77,4 @@ def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Ten
             f"values in [{lo:g}, {hi:g}]{'' if bool(torch.isfinite(x).all()) else ' and NaN/inf'}"
             "; rescale the file to [0, 1] or store it as unsigned bytes"
         )
-    return x.contiguous(), y.long().flatten()
+    return x.contiguous(), y.long()

@@ -210,3 +210,39 @@ def test_load_idx_images_keeps_values_already_in_unit_range(tmp_path: Path) -> N
         write_idx(tmp_path / "x", scaled, 0x0D), write_idx(tmp_path / "y", labels)
     )
     assert torch.equal(x[:, 0], torch.from_numpy(scaled))
+
+
+def _bad_labels(kind: str) -> tuple[np.ndarray, int]:
+    _, labels = sample_images()
+    if kind == "negative":
+        out = labels.astype(np.int8)
+        out[0] = -1
+        return out, 0x09
+    if kind == "fractional":
+        out = labels.astype(np.float32)
+        out[0] = 2.5
+        return out, 0x0D
+    return np.stack([labels, labels], axis=1), 0x08  # two labels per image
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [("negative", "found -1"), ("fractional", "whole numbers"), ("two", "one label per image")],
+)
+def test_load_idx_images_bad_labels_are_a_data_error(
+    tmp_path: Path, kind: str, message: str
+) -> None:
+    """Labels are class indices: a negative one crashed training in cross_entropy with a
+    traceback, a fractional one was silently truncated, two per image broke the split."""
+    images, _ = sample_images()
+    labels, code = _bad_labels(kind)
+    with pytest.raises(DataError, match=message):
+        load_idx_images(write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels, code))
+
+
+def test_load_idx_images_labels_of_shape_n_by_1_are_flattened(tmp_path: Path) -> None:
+    images, labels = sample_images()
+    _, y = load_idx_images(
+        write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels.reshape(-1, 1))
+    )
+    assert y.shape == (12,) and torch.equal(y, torch.from_numpy(labels).long())
