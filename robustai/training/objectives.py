@@ -135,3 +135,10 @@ class AutocastObjective:
         with torch.autocast(self.device_type, dtype=self.dtype):
             loss, logits = self.inner(model, x, y, progress)
         return loss.float(), logits
+
+    def __getattr__(self, name: str) -> object:
+        # The inner objective's checkpoint state (free training's carried perturbation) is the
+        # wrapper's: ``hasattr(objective, "state_dict")`` decides what a checkpoint holds.
+        if name in ("state_dict", "load_state_dict") and name in dir(self.__dict__["inner"]):
+            return getattr(self.__dict__["inner"], name)
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")

@@ -72,3 +72,41 @@ def test_autocast_objective_runs_in_bf16_and_returns_a_float32_loss() -> None:
     loss, _ = obj(model, x, y, 0.0)
     assert seen == [torch.bfloat16] and loss.dtype == torch.float32
     assert obj.adversarial is False and obj.replays == 1
+
+
+def test_free_training_under_autocast_resumes_exactly(tmp_path) -> None:
+    """trainer.amp=true with objective=free: the carried perturbation is part of the checkpoint
+    (it was left out, so a resumed run restarted it from zero)."""
+    from robustai.cli.pipeline import checkpoint_components
+    from robustai.training import (
+        AutocastObjective,
+        CatastrophicOverfittingWatchdog,
+        FreeAdversarialObjective,
+        load_checkpoint,
+        read_checkpoint,
+        save_checkpoint,
+    )
+
+    def run(epochs: int):
+        torch.manual_seed(0)
+        data = build_data("synthetic", num_samples=32, num_classes=4, batch_size=12)
+        model = build_model("mlp", data.input_shape, data.num_classes, data.mean, data.std)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        objective = AutocastObjective(FreeAdversarialObjective(0.1, replays=2), "cpu")
+        trainer = Trainer(model, objective, opt, epochs=epochs, progress=False)
+        watchdog = CatastrophicOverfittingWatchdog(FGSM(0.1), data.eval.x[:4], data.eval.y[:4])
+        return trainer, data, checkpoint_components(trainer, data.train, watchdog)
+
+    trainer, data, comps = run(2)
+    assert "objective" in comps
+    trainer.fit(data.train)
+    expected = trainer.model.state_dict()
+
+    trainer, data, comps = run(1)
+    trainer.fit(data.train)
+    path = save_checkpoint(tmp_path, comps, epoch=1)
+    trainer, data, comps = run(2)
+    load_checkpoint(comps, read_checkpoint(path)[0], path)
+    trainer.fit(data.train)
+    for k, v in trainer.model.state_dict().items():
+        assert torch.equal(v, expected[k]), k
