@@ -450,7 +450,9 @@ def _run_train(
     replays = 1
     train_attack: Attack | None = None
     if adversarial and cfg.trainer.objective == "free":
-        objective: Any = FreeAdversarialObjective(threat_eps, cfg.trainer.replays)
+        objective: Any = FreeAdversarialObjective(
+            threat_eps, cfg.trainer.replays, cfg.trainer.eps_warmup_epochs
+        )
         replays = cfg.trainer.replays
         log.info("objective: free adversarial training, %d replays at eps=%g", replays, threat_eps)
     elif adversarial and cfg.trainer.objective == "adversarial":

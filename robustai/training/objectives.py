@@ -71,25 +71,34 @@ class FreeAdversarialObjective:
     both the weight gradient (for the optimizer step) and the input gradient, which moves the
     perturbation one signed step of size eps. The perturbation is carried across replays and
     across minibatches, so an epoch costs about m clean epochs and the paper trains for
-    epochs / m epochs. Only L-inf, as in the paper.
+    epochs / m epochs. Only L-inf, as in the paper. ``eps_warmup_epochs`` ramps eps (the step
+    and the ball) linearly from 0, as :class:`AdversarialObjective` does.
     """
 
     adversarial = True
 
-    def __init__(self, eps: float, replays: int = 4) -> None:
+    def __init__(self, eps: float, replays: int = 4, eps_warmup_epochs: float = 0.0) -> None:
         if not 0.0 <= eps <= 1.0:
             raise ValueError(f"eps must be in [0, 1], got {eps}")
         if replays < 1:
             raise ValueError(f"replays must be >= 1, got {replays}")
+        if eps_warmup_epochs < 0:
+            raise ValueError(f"eps_warmup_epochs must be >= 0, got {eps_warmup_epochs}")
         self.eps = eps
         self.replays = replays
+        self.eps_warmup_epochs = eps_warmup_epochs
+        self._eps_now = eps  # eps at the current progress (below self.eps during warm-up)
         self._delta: Tensor | None = None  # the perturbation, one row per batch position
         self._x_adv: Tensor | None = None  # the last input, whose .grad the loop's backward fills
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
-        self._advance()
+        self._advance()  # at the eps of the replay whose gradient it uses, as state_dict() does
+        if self.eps_warmup_epochs > 0 and progress < self.eps_warmup_epochs:
+            self._eps_now = self.eps * progress / self.eps_warmup_epochs
+        else:
+            self._eps_now = self.eps
         if self._delta is None or self._delta.shape[1:] != x.shape[1:] or len(self._delta) < len(x):
             self._delta = torch.zeros_like(x)
         delta = self._delta[: len(x)]
@@ -103,9 +112,9 @@ class FreeAdversarialObjective:
         """Use the input gradient of the previous replay's backward pass: one FGSM step."""
         if self._x_adv is None or self._x_adv.grad is None or self._delta is None:
             return
-        n = len(self._x_adv)
-        step = self.eps * self._x_adv.grad.sign()
-        self._delta[:n] = (self._delta[:n] + step).clamp(-self.eps, self.eps)
+        n, eps = len(self._x_adv), self._eps_now
+        step = eps * self._x_adv.grad.sign()
+        self._delta[:n] = (self._delta[:n] + step).clamp(-eps, eps)
         self._x_adv = None
 
     def state_dict(self) -> dict[str, object]:

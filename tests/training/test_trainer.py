@@ -234,3 +234,19 @@ def test_fit_over_batches_without_a_length(kind: str) -> None:
     expected = Trainer(reference, objective, opt, epochs=2, progress=False).fit(batches)
     assert [s.images for s in result.history] == [len(x)] * 2
     assert [s.loss for s in result.history] == pytest.approx([s.loss for s in expected.history])
+
+
+def test_free_adversarial_training_warms_eps_up() -> None:
+    """trainer.eps_warmup_epochs applies to objective=free too (it was silently ignored): the
+    perturbation stays inside the ramped ball, and reaches the full eps after the warm-up."""
+    from robustai.training import FreeAdversarialObjective
+
+    data, model = small_setup()
+    obj = FreeAdversarialObjective(eps=0.2, replays=2, eps_warmup_epochs=2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    trainer = Trainer(model, obj, opt, epochs=1, progress=False)
+    trainer.fit(data.train)  # progress 0 -> 1 - 1/len: eps below 0.1
+    assert 0 < obj.state_dict()["delta"].abs().max() < 0.1
+    trainer.epochs = 3
+    trainer.fit(data.train)
+    assert obj.state_dict()["delta"].abs().max() > 0.15
