@@ -43,6 +43,12 @@ def record_failure(run_dir: Path, error: BaseException) -> None:
     )
 
 
+def clear_failure(run_dir: Path) -> None:
+    """A run starting in ``run_dir`` (a failed member resumed or run again in place) makes the
+    failure record of an earlier attempt stale: remove it, so the folder says what this run did."""
+    (run_dir / STATUS_FILE).unlink(missing_ok=True)
+
+
 def member_status(run_dir: Path) -> tuple[str, str]:
     """(status, error): ``ok`` with metrics.json, ``failed`` with a failure record, else
     ``incomplete`` (still running, or killed before it could say)."""

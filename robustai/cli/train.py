@@ -230,7 +230,7 @@ def _task(cfg: Any) -> float | list[float] | None:
     from hydra.types import RunMode
 
     from robustai.cli.pipeline import run_train
-    from robustai.cli.sweep_status import record_failure
+    from robustai.cli.sweep_status import clear_failure, record_failure
     from robustai.config import to_train_config
     from robustai.distributed import process_rank
 
@@ -240,6 +240,8 @@ def _task(cfg: Any) -> float | list[float] | None:
     secondary = process_rank() > 0
     if secondary:
         _quiet_secondary_rank()
+    else:
+        clear_failure(out_dir)
     try:
         train_cfg = to_train_config(cfg)
         _threads_from_launcher(train_cfg, hc)

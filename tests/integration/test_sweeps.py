@@ -316,6 +316,34 @@ def test_failed_member_is_recorded_and_the_sweep_goes_on(
     assert rows[1]["error"] == "simulated crash" and rows[1]["clean_acc"] == ""
 
 
+def test_failed_member_run_again_in_place_is_no_longer_failed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member that crashed, then resumed or run again in its own folder and finished: its old
+    status.json no longer marks it failed (it did, next to the new metrics.json)."""
+    import robustai.cli.pipeline as pipeline
+
+    real = pipeline.make_optimizer
+    crash = [True]
+
+    def crash_once(cfg, model):  # type: ignore[no-untyped-def]
+        if crash.pop() if crash else False:
+            raise RuntimeError("simulated crash")
+        return real(cfg, model)
+
+    monkeypatch.setattr(pipeline, "make_optimizer", crash_once)
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    run = [*TINY, "trainer.epochs=1", "evaluator.sanity.enabled=false", "logger=none"]
+    run.append("evaluator.curve.enabled=false")
+    assert robustai("train", "-m", *run, "trainer.lr=0.05", f"hydra.sweep.dir={sweep}") == 1
+    assert (sweep / "0" / "status.json").is_file()
+    assert robustai("train", *run, "trainer.lr=0.05", f"hydra.run.dir={sweep / '0'}") == 0
+    assert not (sweep / "0" / "status.json").exists()
+    assert robustai("summarize", str(sweep), "--no-plot") == 0
+    assert [(r["member"], r["status"]) for r in read_csv(sweep / "summary.csv")] == [("0", "ok")]
+
+
 @pytest.mark.slow
 def test_submitit_local_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
