@@ -24,6 +24,7 @@ from robustai.cli.common import fail
 from robustai.cli.sweep_status import FAILED, METRICS_FILE, OK, find_members, member_status
 from robustai.errors import UserError
 from robustai.tracking.hparams import (
+    better_direction,
     flat_metrics,
     known_metric_name,
     metric_names_help,
@@ -177,9 +178,12 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     name = objective or _common(m.objectives[0] for m in members if m.objectives)
     name = name or DEFAULT_OBJECTIVE
     directions = _common(m.directions[0] for m in members if m.directions)
-    maximize = (directions or "maximize") != "minimize" if objective is None else True
     if ascending:
         maximize = False
+    elif objective is None and directions is not None:  # the Optuna sweep's own direction
+        maximize = directions != "minimize"
+    else:  # lower is better for privacy/epsilon and times, higher for accuracies
+        maximize = better_direction(name) != "minimize"
     for m in members:
         m.objective = metric_value(m.metrics, name) if m.metrics else None
     sign = -1.0 if maximize else 1.0

@@ -194,3 +194,21 @@ def test_a_member_with_unreadable_records_is_listed_as_failed(
     assert table["3"]["status"] == "failed" and "config.yaml" in table["3"]["error"]
     assert table["4"]["status"] == "ok"
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grid sweep (no Optuna direction) over DP-SGD noise with optimized_metric=privacy/epsilon:
+    the best member is the one that spends the least epsilon, not the most."""
+    config = {"optimized_metric": "privacy/epsilon"}
+    for name, (noise, eps) in enumerate([(0.5, 9.0), (1.0, 4.0), (2.0, 1.5)]):
+        m = metrics(0.9, 0.5, privacy={"epsilon": eps, "delta": 1e-5})
+        make_run(tmp_path, str(name), [f"privacy.noise_multiplier={noise}"], m, config=config)
+    assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
+    assert "best member: 2 (privacy.noise_multiplier=2.0) privacy/epsilon = 1.5000" in (
+        capsys.readouterr().out
+    )
+    assert [m.name for m in summarize(tmp_path).members] == ["2", "1", "0"]
+    assert [m.name for m in summarize(tmp_path, "privacy/epsilon").members] == ["2", "1", "0"]
+    assert [m.name for m in summarize(tmp_path, "train_seconds").members] == ["0", "1", "2"]
