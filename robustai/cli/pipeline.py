@@ -319,7 +319,11 @@ def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> No
     state, info = read_checkpoint(latest)
     check_resume_config(cfg, latest, info.get("config", {}))
     load_checkpoint(components, state, latest)
-    log.info("resumed from %s: epoch %d, step %d", latest, info["epoch"], info["step"])
+    # A checkpoint records the epochs completed and the steps taken into the next one; the log
+    # counts epochs from 1, as the "interrupted at epoch N, step S" line that made it did.
+    epoch, step = int(info["epoch"]), int(info["step"])
+    where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+    log.info("resumed from %s: at %s", latest, where)
 
 
 def fast_path(
