@@ -36,14 +36,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Create users first: robustai users add NAME --grant viewer:'*' --db PATH",
     )
-    p.add_argument("--logdir", default="experiments", help="the experiments folder")
+    p.add_argument(
+        "--logdir", default="experiments", help="the experiments folder (default: experiments)"
+    )
     p.add_argument("--db", metavar="PATH", help=f"the access store (default: ${ENV_DB})")
     p.add_argument(
         "--host",
         default=DEFAULT_HOST,
         help=f"address to bind (default {DEFAULT_HOST}: this machine only)",
     )
-    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"port to listen on (default {DEFAULT_PORT}; 0 picks a free port)",
+    )
     p.add_argument(
         "--access-log",
         metavar="FILE",

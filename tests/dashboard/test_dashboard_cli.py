@@ -79,3 +79,13 @@ def test_a_port_in_use_is_one_line(db: Path, tmp_path: Path, capsys) -> None:
     (line,) = err.strip().splitlines()
     assert line.startswith(f"robustai dashboard: error: cannot listen on 127.0.0.1:{port}:")
     assert "in use" in line and "--port" in line
+
+
+def test_help_gives_the_defaults_the_readme_names(capsys) -> None:
+    """The README serves on port 6006 from experiments/: `--help` says so too."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dashboard", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default 6006; 0 picks a free port)" in text
+    assert "the experiments folder (default: experiments)" in text
