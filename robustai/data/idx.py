@@ -20,7 +20,8 @@ def read_idx(path: str | Path) -> Tensor:
     path = Path(path)
     if not path.is_file():
         raise DataError(
-            f"IDX file not found: {path}; set data.images / data.labels to existing files"
+            f"IDX file not found: {path}; point data.root at the folder holding it, or"
+            " data.images / data.labels at the files"
         )
     opener = gzip.open if path.suffix == ".gz" else open
     try:

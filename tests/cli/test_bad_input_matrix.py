@@ -37,7 +37,8 @@ MATRIX = [
         "missing IDX files",
         ["data=idx", "data.root={tmp}/nowhere"],
         2,
-        "IDX file not found: {tmp}/nowhere/t10k-images-idx3-ubyte.gz",
+        "IDX file not found: {tmp}/nowhere/t10k-images-idx3-ubyte.gz; point data.root at the"
+        " folder holding it",
     ),
     (
         "model does not fit the data shape",
