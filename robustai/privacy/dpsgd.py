@@ -91,7 +91,15 @@ def make_dp_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
     names = [name for name, _ in incompatible_layers(model)]
     if not names:
         return model, []
-    fixed = ModuleValidator.fix(model)
+    # Opacus logs two INFO lines per replaced layer (34 for preact_resnet18, again on every
+    # load of the saved model); the caller gets the names and logs them once.
+    validators_log = logging.getLogger("opacus.validators")
+    level = validators_log.level
+    validators_log.setLevel(max(level, logging.WARNING))
+    try:
+        fixed = ModuleValidator.fix(model)
+    finally:
+        validators_log.setLevel(level)
     check_dp_compatible(fixed)
     return fixed, names
 

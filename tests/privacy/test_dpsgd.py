@@ -4,6 +4,7 @@ training (the attack must not touch Opacus' per-sample state, and only optimizer
 from __future__ import annotations
 
 import copy
+import logging
 import math
 
 import pytest
@@ -264,6 +265,15 @@ def test_batchnorm_is_refused_naming_the_layer_or_fixed_with_groupnorm() -> None
     dp = _dp(fixed, x, y, lr=0.1, batch_size=4, delta=1e-3)
     _fit(dp, 1)
     assert dp.steps == 2
+
+
+def test_fixing_batchnorm_does_not_log_a_line_per_layer(caplog: pytest.LogCaptureFixture) -> None:
+    model = build_model("preact_resnet18", (3, 4, 4), 10, width=4)
+    with caplog.at_level(logging.INFO):
+        _, names = make_dp_compatible(model)
+    assert len(names) == 17
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("opacus")] == []
+    assert logging.getLogger("opacus.validators").level == logging.NOTSET  # put back
 
 
 def test_ghost_clipping_where_possible_hooks_for_shared_parameters() -> None:
