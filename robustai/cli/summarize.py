@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from robustai.cli.common import fail
-from robustai.cli.sweep_status import FAILED, METRICS_FILE, OK, find_members, member_status
+from robustai.cli.sweep_status import (
+    FAILED,
+    OK,
+    find_members,
+    member_status,
+    result_file,
+)
 from robustai.errors import UserError
 from robustai.tracking.hparams import (
     better_direction,
@@ -135,8 +141,9 @@ def _read_records(member: Member) -> None:
         if direction is not None:
             raw = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
             member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
-    if member.status == OK:
-        member.metrics = _load(member.folder / METRICS_FILE, dict)
+    result = result_file(member.folder) if member.status == OK else None
+    if result is not None:  # metrics.json, or an evaluation's report.json (the same keys)
+        member.metrics = _load(result, dict)
 
 
 def _parse_overrides(lines: list[str]) -> tuple[dict[str, str], dict[str, Any]]:

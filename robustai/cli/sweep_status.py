@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 STATUS_FILE = "status.json"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.json"
+WEIGHTS_FILE = "weights.safetensors"
 OK, FAILED, INCOMPLETE = "ok", "failed", "incomplete"
 
 
@@ -49,9 +51,20 @@ def clear_failure(run_dir: Path) -> None:
     (run_dir / STATUS_FILE).unlink(missing_ok=True)
 
 
+def result_file(run_dir: Path) -> Path | None:
+    """What a finished run leaves: ``metrics.json`` (``robustai train``, written last), or
+    ``report.json`` without weights (``robustai evaluate``, which saves no model; a training run
+    writes its weights before its report)."""
+    if (run_dir / METRICS_FILE).is_file():
+        return run_dir / METRICS_FILE
+    if (run_dir / REPORT_FILE).is_file() and not (run_dir / WEIGHTS_FILE).exists():
+        return run_dir / REPORT_FILE
+    return None
+
+
 def member_status(run_dir: Path) -> tuple[str, str]:
-    """(status, error): ``ok`` with metrics.json, ``failed`` with a failure record, else
-    ``incomplete`` (still running, or killed before it could say)."""
+    """(status, error): ``ok`` with a result file (:func:`result_file`), ``failed`` with a
+    failure record, else ``incomplete`` (still running, or killed before it could say)."""
     status_file = run_dir / STATUS_FILE
     if status_file.is_file():
         try:
@@ -60,7 +73,7 @@ def member_status(run_dir: Path) -> tuple[str, str]:
             record = {}
         if record.get("status") == FAILED:
             return FAILED, str(record.get("error", ""))
-    if (run_dir / METRICS_FILE).is_file():
+    if result_file(run_dir) is not None:
         return OK, ""
     return INCOMPLETE, ""
 

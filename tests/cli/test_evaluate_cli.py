@@ -283,3 +283,25 @@ def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
     given = [f"checkpoint={checkpoint}", "data=mnist"]
     assert data_from_checkpoint(given) == given
     assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]
+
+
+@pytest.mark.slow
+def test_an_evaluation_sweep_can_be_summarized(checkpoint: Path, tmp_path: Path) -> None:
+    """The sweep's last line says `robustai summarize <dir>`: its members are finished runs
+    (report.json), not "incomplete" ones as when only metrics.json counted."""
+    from robustai.cli.summarize import summarize
+
+    sweep = tmp_path / "sweep"
+    proc = robustai(
+        "evaluate", "-m", f"checkpoint={checkpoint}", "evaluator=quick",
+        "evaluator.eps=[0.05],[0.1]", "evaluator.samples=40", "evaluator.sanity.enabled=false",
+        "evaluator.curve.enabled=false", "logger.tensorboard=false", "threads=1",
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"robustai summarize {sweep}" in proc.stdout + proc.stderr
+    summary = summarize(sweep)
+    assert [m.status for m in summary.members] == ["ok", "ok"]
+    for member, eps in zip(summary.members, ("0.05", "0.1"), strict=True):
+        report = json.loads((member.folder / "report.json").read_text())
+        assert member.objective == report["worst_case_acc"][eps]
