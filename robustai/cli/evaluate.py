@@ -174,11 +174,14 @@ def _checkpoint_files(path: str) -> tuple[Path, dict[str, Any]]:
 
 
 def check_evaluate_config(cfg: Any) -> Any:
-    """Pre-flight: the schema, every attack's arguments, and a readable checkpoint."""
+    """Pre-flight: the schema, the device, every attack's arguments, and a readable
+    checkpoint."""
+    from robustai.cli.preflight import check_device
     from robustai.config import to_evaluate_config
     from robustai.models import load_model
 
     ev_cfg = to_evaluate_config(cfg)
+    check_device(cfg, ev_cfg.device, "device")
     for make in attack_factories(ev_cfg.evaluator):
         for eps in ev_cfg.evaluator.eps or [ev_cfg.data.eps]:
             make(eps)

@@ -99,6 +99,17 @@ def resolve_device(name: str, ctx: DistContext = SINGLE) -> torch.device:
         raise ConfigError(
             f"trainer.device={name}: no CUDA device is available; use trainer.device=cpu"
         )
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise ConfigError(
+                f"trainer.device={name}: this machine has {count} CUDA device(s), "
+                f"numbered 0 to {count - 1}; use trainer.device=cuda:0 or trainer.device=auto"
+            )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(
+            f"trainer.device={name}: no Apple MPS device is available; use trainer.device=cpu"
+        )
     return device
 
 

@@ -340,6 +340,23 @@ def _check_launcher(cfg: Any) -> None:
         )
 
 
+def check_device(cfg: Any, name: str, key: str) -> None:
+    """The run's device exists here, before Hydra makes a run folder. Not for a Slurm launcher:
+    its jobs run on the cluster's machines, which may have GPUs where the submitting one has
+    none; the run checks there again."""
+    from omegaconf import OmegaConf
+
+    from robustai.cli.pipeline import resolve_device
+
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if target.endswith("SlurmLauncher"):
+        return
+    try:
+        resolve_device(name)
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("trainer.device", key)) from e
+
+
 def is_optuna_search(cfg: Any) -> bool:
     """Whether a composed config (with its ``hydra`` node) sweeps with the Optuna sweeper."""
     from omegaconf import OmegaConf

@@ -38,6 +38,9 @@ CASES = [
     (["trainer.schedule=cosine"], "trainer.schedule=cosine: unknown"),
     (["trainer.lr=0"], "trainer.lr=0.0: must be > 0"),
     (["trainer.device=gpu"], "trainer.device=gpu"),
+    # No such device here (no CUDA, or fewer than 100 GPUs): refused before the run folder.
+    (["trainer.device=cuda:99"], "trainer.device=cuda:99: "),
+    (["-m", "trainer.device=cpu,cuda:99"], "trainer.device=cuda:99: "),
     (["attack.eps=0.1,0.2"], "add -m to sweep"),
     (["-m", "attack.eps=0.1,2"], "attack.eps=2.0: must be in [0, 1]"),
     (["attack.eps=[1"], "bad override"),

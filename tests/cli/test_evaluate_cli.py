@@ -209,6 +209,17 @@ def test_bad_evaluator_settings(
     )
 
 
+def test_missing_device_is_refused_before_the_run_folder(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(checkpoint.parent)
+    before = sorted(checkpoint.parent.rglob("*"))
+    # No such device on any machine the suite runs on (no CUDA, or fewer than 100 GPUs).
+    line = evaluate_fails([f"checkpoint={checkpoint}", "device=cuda:99"], capsys)
+    assert "device=cuda:99: " in line and "trainer.device" not in line
+    assert sorted(checkpoint.parent.rglob("*")) == before  # no evaluation folder was made
+
+
 def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> None:
     cfg = to_evaluate_config(
         {
