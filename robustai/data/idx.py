@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import zlib
 from pathlib import Path
 
@@ -12,19 +13,28 @@ from torch import Tensor
 
 from robustai.errors import DataError
 
+log = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
 def read_idx(path: str | Path) -> Tensor:
     """Read one IDX file into a tensor, checking its header against its size."""
     path = Path(path)
+    if not path.is_file():  # the other of the two names MNIST's files go by: gunzipped or not
+        other = path.with_suffix("") if path.suffix == ".gz" else Path(f"{path}.gz")
+        if other.is_file():
+            log.info("IDX file %s not found; reading %s", path.name, other)
+            path = other
     if not path.is_file():
         raise DataError(
             f"IDX file not found: {path}; point data.root at the folder holding it, or"
             " data.images / data.labels at the files"
         )
-    opener = gzip.open if path.suffix == ".gz" else open
     try:
+        with path.open("rb") as f:  # gzip by its magic number, whatever the file's name
+            opener = gzip.open if f.read(2) == _GZIP_MAGIC else open
         with opener(path, "rb") as f:
             raw = f.read()
     except EOFError as e:  # a gzip stream that ends early

@@ -133,11 +133,26 @@ def test_bad_magic(tmp_path: Path, head: bytes) -> None:
         read_idx(path)
 
 
-def test_plain_file_named_gz_is_a_data_error(tmp_path: Path) -> None:
-    path = tmp_path / "images.idx.gz"
-    path.write_bytes(idx_bytes(sample_images()[0]))  # not compressed despite the name
-    with pytest.raises(DataError, match=re.escape(str(path))):
-        read_idx(path)
+def test_compression_is_read_from_the_content_not_the_name(tmp_path: Path) -> None:
+    """Downloads get renamed: a gzipped file without .gz (e.g. after a browser dropped the
+    suffix) and a plain one with it (after gunzip -k and a copy) both read."""
+    images = sample_images()[0]
+    gzipped = tmp_path / "images-idx3-ubyte"
+    gzipped.write_bytes(gzip.compress(idx_bytes(images)))
+    plain = tmp_path / "images-idx3-ubyte.gz"
+    plain.write_bytes(idx_bytes(images))
+    assert np.array_equal(read_idx(gzipped).numpy(), images)
+    assert np.array_equal(read_idx(plain).numpy(), images)
+
+
+def test_either_name_of_mnist_files_is_found(tmp_path: Path) -> None:
+    """The config names t10k-images-idx3-ubyte.gz; a folder of gunzipped files has the name
+    without .gz (torchvision's MNIST/raw holds both kinds). Either is read for the other."""
+    images = sample_images()[0]
+    write_idx(tmp_path / "plain-idx3-ubyte", images)
+    write_idx(tmp_path / "packed-idx3-ubyte.gz", images)
+    assert np.array_equal(read_idx(tmp_path / "plain-idx3-ubyte.gz").numpy(), images)
+    assert np.array_equal(read_idx(tmp_path / "packed-idx3-ubyte").numpy(), images)
 
 
 def test_missing_file(tmp_path: Path) -> None:
