@@ -318,17 +318,48 @@ def check_resume_config(cfg: TrainConfig, checkpoint: Path, saved: Mapping[str, 
         )
 
 
-def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> None:
-    """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any."""
+def _resume_checkpoint(
+    cfg: TrainConfig, out_dir: Path
+) -> tuple[Path, dict[str, Any], dict[str, Any]] | None:
+    """The newest checkpoint of ``trainer.resume`` or of this run folder (path, state, info),
+    checked against this run's config; None for a fresh run."""
     source = Path(cfg.trainer.resume).expanduser() if cfg.trainer.resume else out_dir
     found = list_checkpoints(source / CHECKPOINT_DIR)
     if not found:
         if cfg.trainer.resume:
             raise ConfigError(f"trainer.resume={cfg.trainer.resume}: no checkpoint to resume from")
-        return
+        return None
     latest = found[0].path
     state, info = read_checkpoint(latest)
     check_resume_config(cfg, latest, info.get("config", {}))
+    return latest, state, info
+
+
+def resume_release(cfg: TrainConfig, out_dir: Path, privacy: Any) -> None:
+    """A privacy plan that releases the training images once (``where=input``) takes, in a
+    resumed run, the release its checkpoint holds, before :meth:`prepare_data` would draw a
+    second one: training on two releases of an image spends its budget twice."""
+    if not privacy.releases_inputs:
+        return
+    found = _resume_checkpoint(cfg, out_dir)
+    if found is None:
+        return
+    latest, state, _ = found
+    if "privacy" not in state:
+        raise ConfigError(
+            f"cannot resume from {latest}: it does not hold the released training images "
+            f"(privacy={cfg.privacy.name}), and releasing them again would spend the privacy "
+            "budget twice; start a new run"
+        )
+    load_checkpoint({"privacy": privacy}, state, latest)
+
+
+def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> None:
+    """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any."""
+    found = _resume_checkpoint(cfg, out_dir)
+    if found is None:
+        return
+    latest, state, info = found
     load_checkpoint(components, state, latest)
     # A checkpoint records the epochs completed and the steps taken into the next one; the log
     # counts epochs from 1, as the "interrupted at epoch N, step S" line that made it did.
@@ -439,6 +470,7 @@ def _run_train(
     device = resolve_device(cfg.trainer.device, ctx)
     data = make_data(cfg)
     privacy = make_privacy(cfg)
+    resume_release(cfg, out_dir, privacy)  # a resumed run keeps its one release of the inputs
     with privacy_errors(cfg.privacy.name):
         privacy.prepare_data(data)  # e.g. DP normalization, or releasing the inputs once
         if ctx.world_size > 1 and privacy.releases_inputs:

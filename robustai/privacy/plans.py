@@ -247,6 +247,8 @@ class MechanismPrivacy(NoPrivacy):
         self.handle: Any = None
         self.num_records: int | None = None
         self.releases_inputs = where == "input"
+        self._data: DataBundle | None = None  # whose training inputs are the release
+        self._restored: Tensor | None = None  # a checkpoint's release, for prepare_data
 
     def prepare_data(self, data: DataBundle) -> None:
         if self.where != "input":
@@ -258,11 +260,58 @@ class MechanismPrivacy(NoPrivacy):
                 f"delta={self.layer.delta:g} must be below 1/N = {1.0 / n:.3g} for N={n} "
                 "training images"
             )
+        self._data = data
+        self.num_records = n
+        if self._restored is not None:  # a resumed run: the checkpointed run's one release
+            data.train.x = self._checked(self._restored).to(dtype=x.dtype)
+            data.mean, data.std = channel_stats(data.train.x)
+            log.info("privacy: the %d training images are the checkpoint's release", n)
+            return
         with torch.no_grad():
             data.train.x = torch.cat([self.layer(chunk) for chunk in x.split(4096)])
-        self.num_records = n
         data.mean, data.std = channel_stats(data.train.x)  # of the released images only
         log.info("privacy: released the %d training images once through %r", n, self.layer)
+
+    def _checked(self, released: Tensor) -> Tensor:
+        assert self._data is not None
+        shape = self._data.train.x.shape
+        if released.shape != shape:
+            raise ValueError(
+                f"the released images have shape {tuple(released.shape)}, the training set "
+                f"{tuple(shape)}"
+            )
+        return released
+
+    def state_dict(self) -> dict[str, Any]:
+        """The released training images (``where=input``): a resumed run must train on the same
+        release, since a second one would spend the budget again. The release is DP output, so
+        keeping it in a checkpoint is post-processing; the noise's seed is never kept."""
+        return {"released": self._data.train.x if self._data is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        released = state["released"]
+        if released is None:
+            return
+        self._restored = released
+        if self._data is not None:  # loaded after prepare_data: the fresh release gives way
+            x = self._data.train.x
+            with torch.no_grad():
+                x.copy_(self._checked(released))  # in place: views of the inputs see it too
+            self._data.mean, self._data.std = channel_stats(x.cpu())
+
+    def wrap(
+        self,
+        model: nn.Module,
+        optimizer: Optimizer,
+        objective: Any,
+        train: Any,
+        epochs: int,
+        distributed: bool = False,
+    ) -> TrainingParts:
+        parts = super().wrap(model, optimizer, objective, train, epochs, distributed)
+        if self.releases_inputs:
+            parts.state["privacy"] = self  # the release joins every checkpoint
+        return parts
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         if self.where != "input":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from opacus.accountants import PRVAccountant
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -19,8 +20,11 @@ from robustai.cli.common import config_dir
 from robustai.cli.pipeline import run_train
 from robustai.cli.preflight import preflight
 from robustai.config import TrainConfig, to_train_config
+from robustai.data import build_data
 from robustai.errors import ConfigError
 from robustai.models import load_model
+from robustai.privacy import build_privacy
+from robustai.training import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
 
@@ -174,6 +178,55 @@ def test_resumed_dp_run_keeps_its_accountant(tmp_path: Path) -> None:
     again = run_train(compose([*args, *dp, f"trainer.resume={tmp_path / 'a'}"]), tmp_path / "b")
     assert again["privacy"]["steps"] == first["privacy"]["steps"] == 16
     assert again["privacy"]["epsilon"] == first["privacy"]["epsilon"]
+
+
+@pytest.mark.parametrize("option", ["input_laplace", "input_gaussian"])
+def test_resumed_input_mechanism_run_trains_on_the_one_release(
+    option: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each training image is released once: a resumed run must go on with the images the
+    checkpointed run trained on, not draw a second release (which would spend the budget twice)."""
+    trained_on = []
+    fit = Trainer.fit
+
+    def spy(self: Trainer, loader: Any) -> Any:
+        trained_on.append(loader.x.detach().clone())
+        return fit(self, loader)
+
+    monkeypatch.setattr(Trainer, "fit", spy)
+    args = [a for a in TINY if not a.startswith("trainer.checkpoint_every")]
+    opts = [f"privacy={option}", "attack=none", "trainer.checkpoint_every=1"]
+    first = run_train(compose([*args, *opts]), tmp_path / "a")
+    for f in (tmp_path / "a" / "checkpoints").glob("epoch-0002.*"):
+        f.unlink()  # continue from the end of epoch 1
+    again = run_train(compose([*args, *opts, f"trainer.resume={tmp_path / 'a'}"]), tmp_path / "b")
+    assert len(trained_on) == 2
+    assert torch.equal(trained_on[0], trained_on[1])
+    assert again["privacy"]["epsilon"] == first["privacy"]["epsilon"]
+    meta = [json.loads((tmp_path / r / "meta.json").read_text()) for r in "ab"]
+    assert meta[0]["normalization"] == meta[1]["normalization"]  # of the one release
+    # A checkpoint without the release (an older one) cannot be continued without a second.
+    ckpt = tmp_path / "a" / "checkpoints" / "epoch-0001.json"
+    payload = json.loads(ckpt.read_text())
+    del payload["state"]["privacy"]
+    ckpt.write_text(json.dumps(payload))
+    with pytest.raises(ConfigError, match="does not hold the released training images"):
+        run_train(compose([*args, *opts, f"trainer.resume={tmp_path / 'a'}"]), tmp_path / "c")
+
+
+def test_a_checkpointed_release_replaces_a_fresh_one_in_place() -> None:
+    """In Python, a plan may load its state after prepare_data: the fresh release gives way to
+    the checkpoint's everywhere, views of the training inputs included."""
+    first, second = build_privacy("laplace", epsilon=32.0), build_privacy("laplace", epsilon=32.0)
+    a, b = build_data("digits", train_size=64), build_data("digits", train_size=64)
+    first.prepare_data(a)
+    second.prepare_data(b)
+    view = b.train.x[:8]
+    assert not torch.equal(a.train.x, b.train.x)  # two releases differ
+    second.load_state_dict(first.state_dict())
+    assert torch.equal(b.train.x, a.train.x) and torch.equal(view, a.train.x[:8])
+    assert (b.mean, b.std) == (a.mean, a.std)
+    assert build_privacy("laplace", epsilon=32.0, where="output").state_dict() == {"released": None}
 
 
 def test_delta_above_one_over_n_is_refused_before_training(tmp_path: Path) -> None:
