@@ -61,12 +61,27 @@ class IncompatibleLayerError(ValueError):
     """The model has a layer that mixes the samples of a batch (e.g. BatchNorm)."""
 
 
+def _mixes_samples(module: nn.Module) -> bool:
+    """BatchNorm, or InstanceNorm with running-statistics buffers: in training its forward pass
+    mixes the records of a batch or keeps statistics of them in buffers (saved with the weights,
+    never noised), whether or not the layer has trainable parameters. PyTorch's InstanceNorm
+    updates buffers it has even with ``track_running_stats=False``."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return True
+    return isinstance(module, nn.modules.instancenorm._InstanceNorm) and (
+        bool(module.track_running_stats) or module.running_mean is not None
+    )
+
+
 def incompatible_layers(model: nn.Module) -> list[tuple[str, str]]:
-    """(name, type) of each trainable layer Opacus refuses for DP training, e.g. BatchNorm."""
+    """(name, type) of each layer DP training cannot have: the trainable layers Opacus refuses
+    (e.g. BatchNorm), and sample-mixing norms whatever their parameters (``affine=False`` or
+    frozen ones), which Opacus' validator, looking at trainable layers only, lets through."""
+    trainable = dict(trainable_modules(model))
     found = []
-    for name, module in trainable_modules(model):
-        validator = ModuleValidator.VALIDATORS.get(type(module))
-        if validator is not None and validator(module):
+    for name, module in model.named_modules():
+        validator = ModuleValidator.VALIDATORS.get(type(module)) if name in trainable else None
+        if _mixes_samples(module) or (validator is not None and validator(module)):
             found.append((name, type(module).__name__))
     return found
 
@@ -86,8 +101,9 @@ def check_dp_compatible(model: nn.Module) -> None:
 
 
 def make_dp_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
-    """Opacus' ``ModuleValidator.fix``: BatchNorm -> GroupNorm. Returns a copy and the names of
-    the replaced layers; the weights of replaced layers start fresh."""
+    """Opacus' ``ModuleValidator.fix``: BatchNorm -> GroupNorm, also where BatchNorm has no
+    trainable parameter; InstanceNorm loses its running statistics. Returns a copy and the names
+    of the replaced layers; the weights of replaced BatchNorm layers start fresh."""
     names = [name for name, _ in incompatible_layers(model)]
     if not names:
         return model, []
@@ -97,11 +113,43 @@ def make_dp_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
     level = validators_log.level
     validators_log.setLevel(max(level, logging.WARNING))
     try:
-        fixed = ModuleValidator.fix(model)
+        fixed = ModuleValidator.fix(model)  # the trainable layers only
+        for name, module in list(fixed.named_modules()):
+            if _mixes_samples(module):  # left by Opacus' fix, or fixed only in part
+                _replace_norm(fixed, name, module)
     finally:
         validators_log.setLevel(level)
     check_dp_compatible(fixed)
     return fixed, names
+
+
+def _replace_norm(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Put a norm without batch statistics or buffers in place of ``module``: GroupNorm for
+    BatchNorm (Opacus' replacement), InstanceNorm without running statistics for InstanceNorm
+    (Opacus' own fix keeps the buffers, which PyTorch goes on updating). Whether parameters
+    train is kept."""
+    frozen = not any(p.requires_grad for p in module.parameters())
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+        new = type(module)(
+            module.num_features,
+            eps=module.eps,
+            momentum=module.momentum,
+            affine=module.affine,
+            track_running_stats=False,
+        )
+        if module.affine:
+            with torch.no_grad():
+                new.weight.copy_(module.weight)
+                new.bias.copy_(module.bias)
+    else:
+        new = ModuleValidator.FIXERS[type(module)](module)
+    tensors = [*module.parameters(), *module.buffers()]
+    if tensors:
+        new.to(tensors[0].device)
+    if frozen:
+        new.requires_grad_(False)
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
 def _shares_parameters(model: nn.Module) -> bool:

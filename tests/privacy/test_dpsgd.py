@@ -267,6 +267,50 @@ def test_batchnorm_is_refused_naming_the_layer_or_fixed_with_groupnorm() -> None
     assert dp.steps == 2
 
 
+def _norm_net(norm: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), norm, nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+
+
+def _frozen_batchnorm() -> nn.Module:
+    bn = nn.BatchNorm2d(4)
+    bn.requires_grad_(False)
+    return bn
+
+
+@pytest.mark.parametrize(
+    "norm, kind",
+    [
+        (lambda: nn.BatchNorm2d(4, affine=False), "BatchNorm2d"),
+        (_frozen_batchnorm, "BatchNorm2d"),
+        (lambda: nn.InstanceNorm2d(4, track_running_stats=True), "InstanceNorm2d"),
+        (lambda: nn.InstanceNorm2d(4, affine=True, track_running_stats=True), "InstanceNorm2d"),
+    ],
+)
+def test_sample_mixing_norms_are_refused_or_fixed_whatever_their_parameters(
+    norm: object, kind: str
+) -> None:
+    """A BatchNorm with no trainable parameter still normalizes each record with its batch's
+    statistics and keeps running statistics of the private data in its buffers, saved with the
+    weights and never noised; a frozen layer is no safer than a trained one. A fixed
+    InstanceNorm must lose its buffers: PyTorch updates them even without track_running_stats."""
+    model = _norm_net(norm())  # type: ignore[operator]
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    with pytest.raises(IncompatibleLayerError, match=f"'1' is {kind}"):
+        check_dp_compatible(model)
+    with pytest.raises(IncompatibleLayerError):
+        _dp(model, x, y, batch_size=4, delta=1e-3)
+    fixed, names = make_dp_compatible(model)
+    assert names == ["1"]
+    check_dp_compatible(fixed)
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert {n for n, p in fixed.named_parameters() if not p.requires_grad} == frozen
+    fixed.train()
+    buffers = [b.clone() for b in fixed.buffers()]
+    torch.testing.assert_close(fixed(x)[:1], fixed(x[:1]))  # a record is normalized alone
+    assert all(torch.equal(a, b) for a, b in zip(buffers, fixed.buffers(), strict=True))
+
+
 def test_fixing_batchnorm_does_not_log_a_line_per_layer(caplog: pytest.LogCaptureFixture) -> None:
     model = build_model("preact_resnet18", (3, 4, 4), 10, width=4)
     with caplog.at_level(logging.INFO):
