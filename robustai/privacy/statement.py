@@ -54,10 +54,17 @@ def _seeded(p: Mapping[str, Any]) -> str:
 
 def _dpsgd(p: Mapping[str, Any]) -> str:
     eps = float(p["epsilon"])
-    if eps == float("inf"):
+    if eps == float("inf") and not float(p["noise_multiplier"]) > 0:
         return (
             "This run clipped per-sample gradients but added no noise (noise multiplier 0), "
             "so it gives no differential-privacy guarantee."
+        )
+    if eps == float("inf"):  # noise was added, but the accountant's bound is not finite
+        return (
+            f"Opacus' {_ACCOUNTANTS.get(p['accountant'], p['accountant'])} accountant bounds "
+            f"epsilon by no finite number for DP-SGD with Poisson sampling rate "
+            f"{_num(p['sample_rate'])}, noise multiplier {_num(p['noise_multiplier'])} and "
+            f"{p['steps']} steps, so this run gives no differential-privacy guarantee."
         )
     return (
         f"The trained weights are ({_num(eps)}, {_num(float(p['delta']))})-differentially "

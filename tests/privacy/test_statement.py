@@ -42,6 +42,17 @@ def test_dpsgd_sentence_states_epsilon_delta_and_the_unit() -> None:
     )
 
 
+def test_an_unbounded_epsilon_with_noise_is_not_called_noise_free() -> None:
+    """PRV's bound can be infinite although noise was added (sigma 0.8 at sample rate 1 over
+    1000 steps): the sentence must say that, not that the noise multiplier was 0."""
+    unbounded = {**DPSGD, "epsilon": float("inf"), "noise_multiplier": 0.8, "sample_rate": 1.0}
+    s = privacy_statement({**unbounded, "steps": 1000})
+    assert _one_sentence(s) and "no differential-privacy guarantee" in s
+    assert "no noise" not in s and "noise multiplier 0.8" in s and "1000 steps" in s
+    free = privacy_statement({**DPSGD, "epsilon": float("inf"), "noise_multiplier": 0.0})
+    assert "added no noise (noise multiplier 0)" in free
+
+
 def test_each_option_has_an_honest_sentence() -> None:
     lap = build_privacy("laplace", where="input", sensitivity=2.0, epsilon=1.0)
     assert "1-differentially private" in lap.statement()
