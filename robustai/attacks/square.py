@@ -12,6 +12,12 @@ one +-2*eps value per channel) is proposed and kept per sample if it lowers the 
 shrinks on the reference schedule of ``p`` (fraction of pixels changed), starting at
 ``p_init = 0.8`` and rescaled to ``n_queries = 5000``. Random numbers come from a private
 generator seeded with ``seed`` (0, as the reference), so an evaluation repeats exactly.
+
+One difference from the reference: a sample counts as fooled, and leaves the search, when argmax
+misclassifies it (:func:`~robustai.attacks.base.labels_of`, as the evaluator counts), not when its
+margin reaches 0. With capped, clipped or quantized logits the true class often ties with another
+at margin 0 while argmax still picks it; the reference stops searching there, so such a sample
+was counted robust however many queries were allowed. With untied logits both tests agree.
 """
 
 from __future__ import annotations
@@ -136,11 +142,15 @@ class Square(Attack):
             return torch.sign(2 * self._rand(shape, generator) - 1).to(x.device, x.dtype)
 
         x_best = torch.clamp(x + eps * sign((b, c, 1, w)), 0.0, 1.0)
-        margin_min = margin(model(x_best), y)
+        logits = model(x_best)
+        margin_min = margin(logits, y)
 
         # The samples still classified correctly, kept gathered between queries; written back
-        # into x_best / margin_min when they are fooled, and at the end.
-        idx = (margin_min > 0.0).nonzero(as_tuple=True)[0]
+        # into x_best / margin_min when they are fooled, and at the end. "Correctly" as the
+        # evaluator counts (labels_of), not "margin > 0": at a tie (margin 0: capped, clipped or
+        # quantized logits) argmax may still give y, and the reference's margin test would stop
+        # searching there although the sample is not yet fooled.
+        idx = (labels_of(logits) == y).nonzero(as_tuple=True)[0]
         xa, xb, ya, ma = x[idx], x_best[idx], y[idx], margin_min[idx]
         lo, hi = xa - eps, xa + eps
         for i in range(self.n_queries):
@@ -154,13 +164,14 @@ class Square(Attack):
             window[:, vh : vh + s, vw : vw + s] = 2.0 * eps * sign((c, 1, 1))
 
             x_new = torch.min(torch.max(xb + window, lo), hi).clamp(0.0, 1.0)
-            m = margin(model(x_new), ya)
-            # keep the proposal where it lowers the margin (every active margin is > 0, so a
-            # misclassifying proposal always lowers it)
-            keep = m < ma
+            logits = model(x_new)
+            m = margin(logits, ya)
+            # keep the proposal where it lowers the margin or misclassifies (a tie that argmax
+            # breaks against y, or NaN logits: no prediction, as the evaluator counts them)
+            fooled = labels_of(logits) != ya
+            keep = (m < ma) | fooled
             ma = torch.where(keep, m, ma)
             xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
-            fooled = ma <= 0.0
             if bool(fooled.any()):
                 x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
                 rest = ~fooled

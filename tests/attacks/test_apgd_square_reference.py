@@ -175,3 +175,30 @@ def test_unfooled_samples_come_back_at_their_best_point(model: nn.Module, batch:
     assert bool(right.any())
     assert (x_adv - x).abs().max() <= 0.1 + 1e-6
     assert bool((loss_adv[right] > loss_clean[right]).all())
+
+
+class CappedLogits(nn.Module):
+    """Three classes scored by the mean pixel ``s`` with logits capped at 1: classes 0 and 1
+    tie at the cap for ``0.4 <= s <= 0.6`` (argmax then says 0, the label), and only
+    ``s > 0.6`` misclassifies. Capped or quantized logits make such ties common."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.flatten(1).mean(1)
+        z0 = torch.clamp(10 * (0.7 - s), max=1.0)
+        z1 = torch.clamp(10 * (s - 0.3), max=1.0)
+        return torch.stack([z0, z1, torch.full_like(s, -5.0)], dim=1)
+
+
+def test_square_searches_on_from_a_tie_that_argmax_breaks_for_the_label() -> None:
+    """A margin of 0 is not a misclassification when argmax breaks the tie for y: Square must
+    go on searching there (the reference's ``margin > 0`` test stops, and 2 of these 8 samples
+    were counted robust at any query budget), and it finds s > 0.6 in the ball for every one."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.3 + 0.05 * torch.rand((8, 1, 8, 8), generator=g)
+    y = torch.zeros(8, dtype=torch.long)
+    model = CappedLogits()
+    assert bool((model(x).argmax(1) == y).all())
+    x_adv = Square(0.4, n_queries=50)(model, x, y)
+    assert (x_adv - x).abs().max() <= 0.4 + 1e-6
+    with torch.no_grad():
+        assert (model(x_adv).argmax(1) != y).all(), model(x_adv)
