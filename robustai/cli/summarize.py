@@ -69,8 +69,11 @@ class Member:
 
     @property
     def robust(self) -> float | None:
-        """Worst case over the evaluator's attacks at the first eps (the Pareto plot's y)."""
-        return metric_value(self.metrics, "worst_case_acc")
+        """Worst case over the evaluator's attacks at the first eps (the Pareto plot's y); None
+        where it is not available (NaN: a suite without attacks, or an empty eval split), so
+        the member is neither plotted nor put on the Pareto front."""
+        value = metric_value(self.metrics, "worst_case_acc")
+        return None if value is None or math.isnan(value) else value
 
 
 @dataclass

@@ -74,7 +74,8 @@ class Evaluator:
     """Runs each attack factory at each eps on the same samples.
 
     A sample is robust at an eps only if the model is right on it clean and under every attack
-    (the worst case), the standard way to report robust accuracy of a suite. Samples the model
+    (the worst case), the standard way to report robust accuracy of a suite. Without attacks
+    there is no worst case: NaN at every eps, and no per-sample mask. Samples the model
     gets wrong clean are not attacked (they cannot count as robust), and the clean forward pass
     is done once for all attacks.
 
@@ -154,6 +155,12 @@ class Evaluator:
                 attacks[key] = attack
                 all_ok &= outcome.robust
                 log.info("robust accuracy %s: %.4f (%.1fs)", key, robust[key], outcome.seconds)
+            if not self.attacks:
+                # Every one of no attacks "fails" on every sample, but a clean accuracy reported
+                # as the worst-case robust one (and optimized as such in a search) is a claim
+                # that no attack has tested: not available, as for an empty eval split.
+                worst[eps_key(eps)] = float("nan")
+                continue
             worst[eps_key(eps)] = float(all_ok.float().mean()) if len(x) else float("nan")
             worst_robust[eps_key(eps)] = all_ok
         return EvalResult(

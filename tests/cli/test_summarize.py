@@ -159,6 +159,16 @@ def test_optuna_pareto_solutions_and_privacy_colour(tmp_path: Path) -> None:
     assert table["2"]["pareto"] == "false"
 
 
+def test_member_without_a_worst_case_is_not_on_the_pareto_front(tmp_path: Path) -> None:
+    """A run evaluated without attacks has worst_case_acc NaN: not a point to plot or rank."""
+    make_run(tmp_path, "0", ["attack.eps=0.1"], metrics(0.85, 0.5))
+    make_run(tmp_path, "1", ["evaluator.attacks=[]"], metrics(0.95, float("nan")))
+    s = summarize(tmp_path)
+    assert {m.name for m in s.members if m.pareto} == {"0"}
+    assert main(["summarize", str(tmp_path)]) == 0
+    assert {r["member"]: r["pareto"] for r in rows(tmp_path)} == {"0": "true", "1": "false"}
+
+
 points = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12)
 
 

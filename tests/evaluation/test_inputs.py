@@ -3,6 +3,8 @@ line instead of failing deep inside a loss or a bincount."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -91,6 +93,19 @@ def test_empty_inputs() -> None:
     assert predict_correct(model, x[:0], y[:0]).shape == (0,)
     assert robust_correct(model, PGD(0.1, steps=1), x[:0], y[:0]).shape == (0,)
     assert predict_correct(model, x[:0], y[:0]).dtype == torch.bool
+
+
+def test_no_attacks_no_worst_case() -> None:
+    """A suite without attacks reports clean accuracy only: its worst case is not available
+    (NaN), not the clean accuracy passed off as a robust one."""
+    model, x, y = setup()
+    ev = evaluate_model(model, x, y, attacks=[], eps=[0.1, 0.2], num_classes=10)
+    assert ev.result.robust_acc == {}
+    assert list(ev.result.worst_case) == ["0.1", "0.2"]
+    assert all(math.isnan(v) for v in ev.result.worst_case.values()), ev.result.worst_case
+    assert ev.result.worst_robust == {}
+    assert ev.per_class is not None and ev.per_class["worst_case_acc"] == {}
+    assert not math.isnan(ev.result.clean_acc)
 
 
 def test_attacks_sharing_a_metric_key_refused() -> None:
