@@ -12,6 +12,7 @@ line and exit status 2; a failed sanity check with ``evaluator.strict=true`` wit
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -192,12 +193,17 @@ def check_evaluate_config(cfg: Any) -> Any:
 def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     """Without a ``data=`` choice, evaluate on the data set the checkpoint was trained on
     (``meta.json``'s ``data``), with its config group's settings; ``data.*`` overrides (e.g.
-    ``data.root`` of an IDX copy) then apply to that group."""
-    from robustai.data import data_names
+    ``data.root`` of an IDX copy) then apply to that group.
+
+    On that data set, the split settings the training run recorded (``meta.json``'s ``split``:
+    ``data.split_seed``, ``data.holdout``, ...) apply unless given: with the group's defaults
+    instead, the eval split of a run trained with another split would hold images it was
+    trained on, and its accuracies would be too high."""
+    from robustai.data import SPLIT_SETTINGS, data_names
 
     args = list(argv)
-    if any(a.split("=", 1)[0].lstrip("+~") in ("data", "data.name") for a in args):
-        return args
+    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
+    chosen = keys.get("data", keys.get("data.name"))
     ckpt = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "checkpoint"]
     if len(ckpt) != 1 or "," in ckpt[0] or not ckpt[0]:
         return args
@@ -206,8 +212,15 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     except UserError:
         return args  # the pre-flight check reports it
     name = meta.get("data")
-    if isinstance(name, str) and name in data_names() and name != "digits":  # digits: default
+    if not isinstance(name, str) or name not in data_names():
+        return args
+    if chosen is None and name != "digits":  # digits: the default group
         args.append(f"data={name}")
+    split = meta.get("split")
+    if chosen in (None, name) and isinstance(split, dict):
+        for key in SPLIT_SETTINGS.get(name, ()):
+            if key in split and f"data.{key}" not in keys:
+                args.append(f"data.{key}={json.dumps(split[key])}")
     return args
 
 

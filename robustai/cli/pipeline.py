@@ -31,7 +31,7 @@ from robustai.cli.evaluate import (
 )
 from robustai.config.schema import AttackConfig, TrainConfig
 from robustai.config.validate import ATTACK_NONE
-from robustai.data import DataBundle, TensorLoader, build_data
+from robustai.data import SPLIT_SETTINGS, DataBundle, TensorLoader, build_data
 from robustai.distributed import (
     SINGLE,
     DistContext,
@@ -638,6 +638,9 @@ def _run_train(
             "attack": cfg.attack.name,
             "threat_model": {"norm": cfg.attack.norm, "eps": threat_eps},
             "privacy": privacy.describe(),
+            # what `robustai evaluate` needs to evaluate on this run's eval split, not on
+            # images the model was trained on
+            "split": {k: getattr(cfg.data, k) for k in SPLIT_SETTINGS.get(data.name, ())},
         },
     )
     metrics: dict[str, Any] = {

@@ -16,6 +16,14 @@ from robustai.errors import DataError
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic")
 
+#: per data set, the ``data.*`` settings that decide which images land in the eval split (and,
+#: for synthetic, the images themselves); the sets with an official test split have none
+SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "digits": ("split_seed", "holdout"),
+    "idx": ("split_seed", "holdout"),
+    "synthetic": ("split_seed", "holdout", "num_samples", "noise"),
+}
+
 
 def data_names() -> list[str]:
     return list(DATASETS)

@@ -14,8 +14,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from robustai.cli.common import config_dir
 from robustai.cli.evaluate import data_from_checkpoint, run_evaluate
 from robustai.cli.main import main
+from robustai.cli.preflight import preflight
 from robustai.config import to_evaluate_config
 from robustai.errors import CheckpointError, ConfigError
 from robustai.models import build_model, save_model
@@ -294,6 +296,34 @@ def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
     given = [f"checkpoint={checkpoint}", "data=mnist"]
     assert data_from_checkpoint(given) == given
     assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]
+
+
+def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
+    """The split the run was trained with, unless given: with the group's own split_seed /
+    holdout / num_samples, most of the eval images of a run trained on another split would be
+    images it was trained on."""
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["data"] = "synthetic"
+    meta["split"] = {"split_seed": 3, "holdout": 0.3, "num_samples": 256, "noise": 0.5}
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
+    ck = f"checkpoint={checkpoint}"
+    recorded = ["data.split_seed=3", "data.holdout=0.3", "data.num_samples=256", "data.noise=0.5"]
+    assert data_from_checkpoint([ck]) == [ck, "data=synthetic", *recorded]
+    assert data_from_checkpoint([ck, "data=synthetic"]) == [ck, "data=synthetic", *recorded]
+    given = [ck, "data.split_seed=5"]  # given settings win
+    assert data_from_checkpoint(given) == [*given, "data=synthetic", *recorded[1:]]
+    assert data_from_checkpoint([ck, "data=digits"]) == [ck, "data=digits"]  # another data set
+    # and they compose into the config the evaluation runs with
+    composed: list = []
+    preflight(config_dir(), "evaluate", data_from_checkpoint([ck]), composed.append)
+    data = to_evaluate_config(composed[0]).data
+    assert (data.name, data.split_seed, data.holdout, data.num_samples, data.noise) == (
+        "synthetic",
+        3,
+        0.3,
+        256,
+        0.5,
+    )
 
 
 @pytest.mark.slow

@@ -64,6 +64,14 @@ def test_metrics_follow_the_contract(run_dir: Path) -> None:
     assert m["worst_case_acc"]["0.1"] <= min(m["robust_acc"].values())
 
 
+def test_meta_records_the_eval_split(run_dir: Path) -> None:
+    """`robustai evaluate` rebuilds the eval split from these (a split of its own would hold
+    training images)."""
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["data"] == "synthetic"
+    assert meta["split"] == {"split_seed": 0, "holdout": 0.25, "num_samples": 256, "noise": 0.3}
+
+
 def test_weights_reload_and_reproduce_clean_accuracy(run_dir: Path) -> None:
     model, meta = load_model(run_dir)
     assert meta["model"]["name"] == "small_cnn"
