@@ -33,6 +33,19 @@ def is_integer(value: object) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def max_eps(norm: str) -> float:
+    """The largest meaningful eps: an L-inf ball of radius 1 covers all of [0, 1]^d already;
+    an L2 ball needs up to sqrt(d) for that, and budgets above 1 are common (2.0 on MNIST)."""
+    return 1.0 if norm == "linf" else math.inf
+
+
+def eps_range_text(norm: str) -> str:
+    """What :func:`max_eps` allows, for error messages."""
+    if norm == "linf":
+        return "a number in [0, 1] (L-inf, pixel units, e.g. 8/255)"
+    return "a finite number >= 0 (L2 norm of the perturbation in [0, 1] pixel units, e.g. 0.5)"
+
+
 def is_real(value: object) -> bool:
     """A real number (Python's or numpy's, e.g. ``np.float32``), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
@@ -152,12 +165,10 @@ class Attack(ABC):
     supports_early_stop: ClassVar[bool] = False
 
     def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
-        if not is_real(eps) or not 0.0 <= eps <= 1.0:
-            raise ValueError(
-                f"eps must be a number in [0, 1] (pixel units, e.g. 8/255); got {eps!r}"
-            )
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+        if not is_real(eps) or not math.isfinite(eps) or not 0.0 <= eps <= max_eps(norm):
+            raise ValueError(f"eps must be {eps_range_text(norm)}; got {eps!r}")
         if norm not in self.supported_norms:
             raise ValueError(
                 f"{type(self).__name__} supports norm {', '.join(self.supported_norms)} only;"

@@ -183,10 +183,21 @@ def check_evaluate_config(cfg: Any) -> Any:
 
     ev_cfg = to_evaluate_config(cfg)
     check_device(cfg, ev_cfg.device, "device")
+    # sha256, signature, safetensors, shapes
+    _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
+    eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
     for make in attack_factories(ev_cfg.evaluator):
-        for eps in ev_cfg.evaluator.eps or [ev_cfg.data.eps]:
-            make(eps)
-    load_model(Path(ev_cfg.checkpoint).expanduser())  # sha256, signature, safetensors, shapes
+        for eps in eps_list:
+            try:
+                make(eps)
+            except ConfigError as e:
+                if ev_cfg.evaluator.eps:
+                    raise
+                norm = (meta.get("threat_model") or {}).get("norm", "linf")
+                raise ConfigError(
+                    f"{e} (eps {eps:g} is the checkpoint's {norm} threat model; give "
+                    "evaluator.eps=[...], or attacks in its norm)"
+                ) from e
     return ev_cfg
 
 

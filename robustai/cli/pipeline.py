@@ -530,7 +530,9 @@ def _run_train(
     if ddp:
         data.train.shard(ctx.rank, ctx.world_size)
     wd = cfg.trainer.watchdog
-    watch_attack = build_attack("pgd", eps=threat_eps, steps=wd.steps, model_mode="eval")
+    watch_attack = build_attack(  # in the run's threat model: PGD in the attack's norm
+        "pgd", eps=threat_eps, steps=wd.steps, norm=cfg.attack.norm, model_mode="eval"
+    )
     watchdog = CatastrophicOverfittingWatchdog(
         watch_attack, data.eval.x[: wd.samples], data.eval.y[: wd.samples], max_drop=wd.max_drop
     )

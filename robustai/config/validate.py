@@ -6,6 +6,7 @@ import collections.abc
 import dataclasses
 import difflib
 import inspect
+import math
 import re
 import types
 import typing
@@ -225,11 +226,12 @@ def validate(cfg: TrainConfig) -> None:
     _unit("trainer.watchdog.max_drop", t.watchdog.max_drop)
     if not e.eps:
         raise ConfigError("evaluator.eps is empty: give at least one eps, e.g. evaluator.eps=[0.1]")
-    for i, eps in enumerate(e.eps):
-        _unit(f"evaluator.eps[{i}]", eps)
     for i, ac in enumerate(e.attacks):
         _choice(f"evaluator.attacks[{i}].name", ac.name, attack_names())
         _check_attack(f"evaluator.attacks[{i}]", ac, need_eps=False)
+    norms = {ac.norm for ac in e.attacks}
+    for i, eps in enumerate(e.eps):
+        _suite_eps(f"evaluator.eps[{i}]", eps, norms)
     if e.samples is not None:
         _at_least("evaluator.samples", e.samples, 1)
     _check_evaluator_extras(e)
@@ -333,8 +335,9 @@ def _check_resume(folder: str) -> None:
 
 def _check_evaluator_extras(e: EvaluatorConfig) -> None:
     """Robustness curve and sanity-check settings."""
+    norms = {ac.norm for ac in e.attacks}
     for i, eps in enumerate(e.curve.eps):
-        _unit(f"evaluator.curve.eps[{i}]", eps)
+        _suite_eps(f"evaluator.curve.eps[{i}]", eps, norms)
     if e.curve.samples is not None:
         _at_least("evaluator.curve.samples", e.curve.samples, 1)
     s = e.sanity
@@ -351,17 +354,19 @@ def _check_attack(prefix: str, a: AttackConfig, need_eps: bool) -> None:
         raise ConfigError(
             f"{prefix}.eps is not set: give the attack's eps in [0, 1], e.g. 0.1 or 8/255"
         )
+    _choice(f"{prefix}.norm", a.norm, NORMS)
     if a.eps is not None:
-        _unit(f"{prefix}.eps", a.eps)
+        _eps(f"{prefix}.eps", a.eps, a.norm)
     if a.alpha is not None:
         _positive(f"{prefix}.alpha", a.alpha)
-        if a.alpha > 1:
+        if a.norm == "linf" and a.alpha > 1:
             raise ConfigError(f"{prefix}.alpha={a.alpha}: must be in (0, 1] (pixel units)")
+        if not math.isfinite(a.alpha):
+            raise ConfigError(f"{prefix}.alpha={a.alpha}: must be a finite number")
     if a.steps is not None:
         _at_least(f"{prefix}.steps", a.steps, 1)
     if a.restarts is not None:
         _at_least(f"{prefix}.restarts", a.restarts, 1)
-    _choice(f"{prefix}.norm", a.norm, NORMS)
     _choice(f"{prefix}.model_mode", a.model_mode, MODEL_MODES)
     if a.loss is not None:
         _choice(f"{prefix}.loss", a.loss, APGD_LOSSES)
@@ -393,6 +398,22 @@ def _positive(key: str, value: float) -> None:
 def _non_negative(key: str, value: float) -> None:
     if not value >= 0:
         raise ConfigError(f"{key}={value}: must be >= 0")
+
+
+def _eps(key: str, value: float, norm: str) -> None:
+    """An attack's eps: [0, 1] for L-inf; for L2 any finite radius (2.0 is usual on MNIST)."""
+    if norm == "linf":
+        _unit(key, value)
+    elif not (math.isfinite(value) and value >= 0.0):
+        raise ConfigError(
+            f"{key}={value}: must be a finite number >= 0 (the L2 radius in [0, 1] pixel units,"
+            " e.g. 0.5 or 2.0)"
+        )
+
+
+def _suite_eps(key: str, value: float, norms: typing.Collection[str]) -> None:
+    """An eps every one of the suite's attacks is run at: its L-inf attacks bound it by 1."""
+    _eps(key, value, "linf" if "linf" in norms or not norms else "l2")
 
 
 def _unit(key: str, value: float) -> None:

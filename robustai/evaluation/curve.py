@@ -26,10 +26,11 @@ DEFAULT_FRACTIONS: tuple[float, ...] = (0.25, 0.5, 1.0, 1.5, 2.0)
 WORST_CASE = "worst case"
 
 
-def default_curve_eps(eps: Sequence[float]) -> list[float]:
-    """0 and 1/4, 1/2, 1, 3/2 and 2 times the largest of ``eps``, capped at 1."""
+def default_curve_eps(eps: Sequence[float], cap: float = 1.0) -> list[float]:
+    """0 and 1/4, 1/2, 1, 3/2 and 2 times the largest of ``eps``, capped at ``cap`` (1 where
+    the suite has an L-inf attack: a larger L-inf ball adds nothing; none for L2 only)."""
     top = max(eps) if eps else 0.0
-    values = {0.0, *(min(1.0, round(f * top, 6)) for f in DEFAULT_FRACTIONS)}
+    values = {0.0, *(min(cap, round(f * top, 6)) for f in DEFAULT_FRACTIONS)}
     return sorted(values)
 
 

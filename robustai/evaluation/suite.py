@@ -19,6 +19,7 @@ The robustness curve and the sanity checks are opt-in (``curve=CurveSettings()``
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +105,8 @@ def evaluate_model(
     )
     rc = None
     if curve is not None and len(x) and attacks:
-        grid = list(curve.eps) if curve.eps else default_curve_eps(eps)
+        cap = math.inf if {make(0.0).norm for make in attacks} == {"l2"} else 1.0
+        grid = list(curve.eps) if curve.eps else default_curve_eps(eps, cap)
         n = len(x) if curve.samples is None else min(curve.samples, len(x))
         rc = robustness_curve(
             model,

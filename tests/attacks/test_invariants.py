@@ -298,6 +298,9 @@ def test_unexpected_argument_names_it_and_accepted_ones() -> None:
     [
         (lambda: PGD(eps=1.5), "eps"),
         (lambda: PGD(eps=-0.1), "eps"),
+        (lambda: PGD(eps=float("inf"), norm="l2"), "eps"),
+        (lambda: PGD(eps=float("nan"), norm="l2"), "eps"),
+        (lambda: PGD(eps=-0.5, norm="l2"), "eps"),
         (lambda: PGD(eps=0.1, steps=0), "steps"),
         (lambda: PGD(eps=0.1, restarts=0), "restarts"),
         (lambda: PGD(eps=0.1, restarts=3, random_start=False), "restarts"),
@@ -311,6 +314,22 @@ def test_unexpected_argument_names_it_and_accepted_ones() -> None:
 def test_invalid_arguments(factory: Any, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
         factory()
+
+
+@pytest.mark.parametrize("name", ["pgd", "apgd"])
+def test_l2_budgets_above_one_are_attacks_too(name: str) -> None:
+    """An L2 radius is not bounded by 1 (the usual MNIST budget is 2.0; the L2 diameter of
+    [0, 1]^d is sqrt(d)): such an attack runs, stays in its ball, and goes beyond radius 1."""
+    torch.manual_seed(0)
+    net = train_briefly(fresh_net())
+    x, y = make_batch(32, seed=7)
+    x_adv = build_attack(name, eps=2.0, norm="l2", steps=10)(net, x, y)
+    dist = (x_adv - x).flatten(1).norm(dim=1)
+    assert float(dist.max()) <= 2.0 + 1e-4
+    assert float(dist.max()) > 1.0
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    with pytest.raises(ValueError, match=r"eps must be a number in \[0, 1\] \(L-inf"):
+        build_attack(name, eps=2.0, norm="linf", steps=10)
 
 
 def test_inputs_outside_unit_range_rejected() -> None:

@@ -19,6 +19,8 @@ CASES = [
     (["data.batch_size=1.5"], "data.batch_size"),
     (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),
     (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
+    (["attack=pgd", "attack.norm=l2", "attack.eps=-1"], "attack.eps=-1.0: must be a finite"),
+    (["attack=pgd", "attack.norm=l2", "attack.eps=2"], "evaluator.eps[0]=2.0: must be in [0, 1]"),
     (["attack.eps=1/0"], "divides by zero"),
     (["evaluator.eps=[0.1,2]"], "evaluator.eps[1]=2.0: must be in [0, 1]"),
     (["evaluator.eps=0.05"], "evaluator.eps=0.05: must be a list, e.g. evaluator.eps=[0.05]"),

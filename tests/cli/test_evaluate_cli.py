@@ -222,6 +222,29 @@ def test_missing_device_is_refused_before_the_run_folder(
     assert sorted(checkpoint.parent.rglob("*")) == before  # no evaluation folder was made
 
 
+def test_an_l2_checkpoint_under_an_l_inf_suite_says_how_to_evaluate_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without evaluator.eps, the checkpoint's threat model sets eps; an L2 radius of 2.0 cannot
+    be an L-inf eps. Refused before the evaluation folder exists, with what to set."""
+    run = tmp_path / "l2"
+    save_model(
+        build_model("small_cnn", (1, 8, 8), 10),
+        run,
+        name="small_cnn",
+        params={},
+        input_shape=(1, 8, 8),
+        num_classes=10,
+        mean=(0.0,),
+        std=(1.0,),
+        extra={"data": "digits", "threat_model": {"norm": "l2", "eps": 2.0}},
+    )
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={run}"], capsys)
+    assert "got 2.0 (eps 2 is the checkpoint's l2 threat model; give evaluator.eps" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2"]
+
+
 def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> None:
     cfg = to_evaluate_config(
         {

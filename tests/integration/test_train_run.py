@@ -143,3 +143,29 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
         assert torch.equal(a, b), k
     m0, m1 = (json.loads((p / "metrics.json").read_text()) for p in outs)
     assert m0["robust_acc"] == m1["robust_acc"] and m0["clean_acc"] == m1["clean_acc"]
+
+
+def test_l2_run_at_a_budget_above_one(tmp_path: Path) -> None:
+    """An L2 threat model trains, watches for catastrophic overfitting (PGD in the run's own
+    norm) and evaluates at radius 2.0, the usual MNIST budget; the curve goes beyond 1."""
+    run = tmp_path / "l2"
+    robustai(
+        "train",
+        *TINY,
+        "trainer.epochs=1",
+        "attack=pgd",
+        "attack.norm=l2",
+        "attack.eps=2.0",
+        "attack.steps=3",
+        "evaluator=quick",
+        "evaluator.attacks=[{name:pgd,norm:l2,steps:5}]",
+        "evaluator.sanity.enabled=false",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["threat_model"] == {"norm": "l2", "eps": 2.0}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics["robust_acc"]) == {"pgd5_l2@2"}
+    curve = json.loads((run / "report.json").read_text())["curve"]
+    assert curve["norm"] == "l2" and max(curve["eps"]) == 4.0
