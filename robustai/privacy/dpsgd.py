@@ -314,13 +314,24 @@ class DPSGD:
             try:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore", RuntimeWarning)
-                    self.epsilon_after(planned)
+                    planned_epsilon = self.epsilon_after(planned)
             except (ValueError, MemoryError, OverflowError) as e:
                 raise ValueError(
                     f"the {accountant} accountant cannot compute epsilon for noise multiplier "
                     f"{self.noise_multiplier:g} over {planned} steps ({str(e).splitlines()[0]}); "
                     "use a larger noise multiplier or privacy.accountant=rdp"
                 ) from e
+            if math.isinf(planned_epsilon):  # as with no noise: say so before training
+                log.warning(
+                    "DP-SGD: the %s accountant bounds epsilon by no finite number for noise "
+                    "multiplier %g, sample rate %.3g and %d steps; there is no privacy "
+                    "guarantee (use a larger noise multiplier, fewer steps or "
+                    "privacy.accountant=rdp)",
+                    accountant,
+                    self.noise_multiplier,
+                    self.sample_rate,
+                    planned,
+                )
         if max_epsilon is not None:
             first = self.epsilon_after(self.steps_per_epoch)
             if first > max_epsilon:
