@@ -118,6 +118,7 @@ class AccessStore:
     ) -> None:
         self.path = Path(path).expanduser()
         self.clock = clock
+        self._check_folder()
         if not self.path.exists():
             if not create:
                 raise AccessError(
@@ -161,6 +162,31 @@ class AccessStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block writers
         log.info("created access store %s (mode 0600)", self.path)
+
+    def _check_folder(self) -> None:
+        """Refuse a folder that other users can write (a shared or sticky one such as /tmp).
+
+        SQLite keeps its journal (``-wal``, ``-shm``) beside the file and reopens an existing
+        one as it finds it: whoever can create files there can plant a journal they can read
+        (it receives the password and token hashes) or write (it rewrites the store).
+        """
+        if os.name != "posix":
+            return
+        folders = {self.path.parent.absolute()}
+        if self.path.exists():
+            folders.add(self.path.resolve().parent)  # SQLite's journals go beside the target
+        for folder in sorted(folders):
+            try:
+                mode = stat.S_IMODE(folder.stat().st_mode)
+            except OSError:
+                continue  # missing (created below, mode 0700) or unusable (said there)
+            if mode & 0o022:
+                raise AccessError(
+                    f"{folder} can be written by other users (mode {mode:04o}): they could "
+                    f"replace the access store or plant its journal files and read the password "
+                    f"hashes; keep {self.path.name} in a folder only you can write "
+                    "(e.g. ~/.robustai)"
+                )
 
     def _check_file(self) -> None:
         try:

@@ -61,6 +61,32 @@ def test_store_readable_by_others_is_refused(store: AccessStore) -> None:
         AccessStore(store.path)
 
 
+@pytest.mark.parametrize("folder_mode", [0o1777, 0o777, 0o770], ids=["sticky", "world", "group"])
+def test_store_in_a_folder_others_can_write_is_refused(tmp_path: Path, folder_mode: int) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, folder_mode)  # /tmp-like (sticky), world- or group-writable
+    path = shared / "access.db"
+    # What another user of that folder can do: plant the journal SQLite will write to.
+    planted = shared / "access.db-wal"
+    planted.touch()
+    os.chmod(planted, 0o666)
+    with open(planted, "rb") as spy:
+        with pytest.raises(AccessError, match="can be written by other users"):
+            AccessStore(path, create=True).add_user("alice", PW)
+        assert b"$argon2" not in spy.read()  # the planted journal received no hash
+    assert not path.exists()
+
+
+def test_existing_store_in_a_folder_opened_to_others_is_refused(store: AccessStore) -> None:
+    os.chmod(store.path.parent, 0o777)
+    try:
+        with pytest.raises(AccessError, match="can be written by other users"):
+            AccessStore(store.path)
+    finally:
+        os.chmod(store.path.parent, 0o700)
+
+
 def test_no_password_in_clear_on_disk(store: AccessStore) -> None:
     store.set_password("alice", "another long passphrase")
     data = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
