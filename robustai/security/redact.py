@@ -112,6 +112,19 @@ def secret_env_values(environ: Mapping[str, str] | None = None) -> set[str]:
     return {v for k, v in env.items() if is_secret_key(k) and len(v) >= MIN_SCRUB_LENGTH}
 
 
+def pair_secrets(text: str) -> set[str]:
+    """Values of secret-looking ``key=value`` pairs inside a value, such as the ``Password=`` or
+    ``AccountKey=`` of a connection string kept under a key that does not look secret. A bare
+    ``key`` is left alone there: in text it is a placeholder (Hydra's help says ``KEY=VALUE``)."""
+    return {
+        m.group("value")
+        for m in _KEY_VALUE.finditer(text)
+        if is_secret_key(m.group("key"))
+        and key_words(m.group("key")) != ["key"]
+        and not m.group("value").startswith("${")
+    }
+
+
 def collect_secret_values(tree: Any) -> set[str]:
     """Values found under secret-looking keys of a nested dict/list (and in override strings)."""
     found: set[str] = set()
@@ -125,6 +138,7 @@ def collect_secret_values(tree: Any) -> set[str]:
                 walk(v, secret)
         elif isinstance(node, str):
             found.update(url_passwords(node))
+            found.update(pair_secrets(node))
             if secret and not _is_env_reference(node):
                 found.add(node)
             else:
@@ -173,8 +187,9 @@ def redact_tree(tree: Any, values: Iterable[str] = (), *, overrides: bool = Fals
     """A copy of a nested dict/list with secret-looking keys' values replaced by ``<redacted>``
     and every string scrubbed of ``values``. ``overrides``: strings are ``key=value`` overrides.
     An env reference such as ``${oc.env:TRACKER_TOKEN}`` names a secret without holding it, and
-    is kept."""
-    known = list(values)
+    is kept. Secrets the tree itself holds (see :func:`collect_secret_values`) are cut out of
+    its other strings as well."""
+    known = set(values) | collect_secret_values(tree)
 
     def walk(node: Any, secret: bool, key: str) -> Any:
         if isinstance(node, Mapping):

@@ -114,6 +114,27 @@ def test_collect_secret_values_from_config_and_overrides() -> None:
     assert collect_secret_values(cfg) == {"value-one-1", "value-two-2"}
 
 
+def test_secret_pairs_inside_values_are_collected_and_redacted() -> None:
+    """A connection string carries its password as a pair inside a value whose key does not look
+    secret (``DB_CONN``, ``AZURE_STORAGE_CONNECTION_STRING``): it is cut out all the same."""
+    conn = "Server=db.example;User Id=app;Password=pw-4c9d2e1f;Encrypt=true"
+    azure = "AccountName=acct;AccountKey=az-7Hq2LmNp==;EndpointSuffix=core.windows.net"
+    tree = {
+        "job": {"env_set": {"DB_CONN": conn, "AZURE_STORAGE_CONNECTION_STRING": azure}},
+        "overrides": {"task": [f"+hydra.job.env_set.DB_CONN={conn}", "attack.eps=0.1"]},
+    }
+    assert collect_secret_values(tree) == {"pw-4c9d2e1f", "az-7Hq2LmNp=="}
+    out = redact_tree(tree)
+    text = repr(out)
+    assert "pw-4c9d2e1f" not in text and "az-7Hq2LmNp" not in text
+    assert out["job"]["env_set"]["DB_CONN"] == (
+        f"Server=db.example;User Id=app;Password={REDACTED};Encrypt=true"
+    )
+    assert out["overrides"]["task"][1] == "attack.eps=0.1"
+    named = {"DB_CONN": "Server=db.example;Password=${oc.env:DB_PASSWORD}"}  # a name only
+    assert collect_secret_values(named) == set() and redact_tree(named) == named
+
+
 def test_scrub_text_free_text_pairs_and_values() -> None:
     line = "connecting with api_key=abc123xyz token: 'qwerty987' eps=0.1 to host"
     out = scrub_text(line, ["hunter2-long"])
