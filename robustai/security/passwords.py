@@ -9,6 +9,8 @@ own default (29,000) is far below today's guidance and is never used.
 
 from __future__ import annotations
 
+import unicodedata
+
 from passlib.context import CryptContext
 
 from robustai.security.errors import PasswordPolicyError
@@ -36,12 +38,22 @@ PASSWORD_CONTEXT = CryptContext(
 )
 
 
+def counted_length(password: str) -> int:
+    """The characters the minimum length counts: not the whitespace around the password, not
+    invisible ones (zero-width spaces, soft hyphens, controls) and not combining marks, which
+    pad a short password to the length without making it harder to guess."""
+    text = unicodedata.normalize("NFC", password.strip())
+    return sum(unicodedata.category(c) not in ("Cc", "Cf", "Mn", "Me") for c in text)
+
+
 def check_password_policy(password: str, user: str) -> None:
     """Raise :class:`PasswordPolicyError` unless ``password`` may be set for ``user``."""
-    if len(password) < MIN_PASSWORD_LENGTH:
+    counted = counted_length(password)
+    if counted < MIN_PASSWORD_LENGTH:
         raise PasswordPolicyError(
-            f"password too short: at least {MIN_PASSWORD_LENGTH} characters "
-            f"(got {len(password)}); a passphrase of several words is easy to remember"
+            f"password too short: at least {MIN_PASSWORD_LENGTH} characters, not counting "
+            f"surrounding spaces or invisible characters (got {counted}); a passphrase of "
+            "several words is easy to remember"
         )
     if len(password) > MAX_PASSWORD_LENGTH:
         raise PasswordPolicyError(f"password too long: at most {MAX_PASSWORD_LENGTH} characters")

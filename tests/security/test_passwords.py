@@ -65,6 +65,12 @@ def test_weaker_argon2_parameters_are_upgraded() -> None:
         ("alice.example", "alice.example", "user name"),
         ("Alice.Example", "alice.example", "user name"),
         ("y" * 1025, "alice", "too long"),
+        (" " * 12, "alice", "at least 12"),  # whitespace only
+        ("abc" + " " * 9, "alice", "at least 12"),  # padded with spaces
+        ("\t" * 6 + "abcdef", "alice", "at least 12"),
+        ("a" + "\u200b" * 11, "alice", "at least 12"),  # zero-width spaces
+        ("ab\u00ad" * 4, "alice", "at least 12"),  # soft hyphens
+        ("e" + "\u0301" * 11, "alice", "at least 12"),  # combining accents
     ],
 )
 def test_policy_refuses(password: str, user: str, rule: str) -> None:
@@ -75,3 +81,5 @@ def test_policy_refuses(password: str, user: str, rule: str) -> None:
 def test_policy_accepts_a_long_passphrase() -> None:
     check_password_policy("x" * 12, "alice")
     check_password_policy(PASSWORD, "alice")
+    check_password_policy("  mot de passe très long  ", "alice")  # inner spaces count
+    check_password_policy("пароль-пароль", "alice")  # letters of any script count
