@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 ENV_DB = "ROBUSTAI_ACCESS_DB"
 SCHEMA_VERSION = 1
 MAX_TOKEN_SECONDS = 366 * 24 * 3600
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # fullmatch: "$" lets "\n" end a name
 _LAST_USED_RESOLUTION = 60.0  # seconds; avoids a database write on every API request
 
 _SCHEMA = """
@@ -101,7 +101,7 @@ def default_store_path() -> Path:
 
 
 def check_user_name(name: str) -> str:
-    if not _USER_NAME.match(name):
+    if not _USER_NAME.fullmatch(name):
         raise AccessError(
             f"invalid user name {name!r}: 1 to 64 letters, digits or '_.@-', starting with a "
             "letter or digit"
@@ -306,7 +306,7 @@ class AccessStore:
         which names exist.
         """
         with self._connect() as db:
-            row = self._user_row(db, name) if _USER_NAME.match(name) else None
+            row = self._user_row(db, name) if _USER_NAME.fullmatch(name) else None
         if row is None:
             dummy_verify()
             return None

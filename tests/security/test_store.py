@@ -127,6 +127,9 @@ def test_users_are_unique_and_checked(store: AccessStore) -> None:
         store.add_user("Alice", "some other passphrase")
     with pytest.raises(AccessError, match="invalid user name"):
         store.add_user("bob smith", PW)
+    for forged in ("alice\n", "bob\n"):  # a second "alice" line in listings and logs
+        with pytest.raises(AccessError, match="invalid user name"):
+            store.add_user(forged, PW)
     with pytest.raises(PasswordPolicyError):
         store.add_user("bob", "bob")
     with pytest.raises(AccessError, match="no user 'alicia' \\(did you mean alice\\?\\)"):
