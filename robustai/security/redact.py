@@ -61,14 +61,33 @@ _URL_PASSWORD = re.compile(
 )
 
 
+# A token as a URL's whole user info (https://ghp_xxx@github.com/org/repo.git), as Git hosts
+# accept it; it counts only if it looks like a token, so git@ or alice@ stay.
+_URL_TOKEN = re.compile(r"(?P<head>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<password>[^\s:/@]+)(?P<at>@)")
+_TOKEN_PREFIXES = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "hf_", "xox")
+
+
+def _looks_like_token(user: str) -> bool:
+    """A known token prefix, or 20+ characters mixing letters and digits (no plain name)."""
+    if user.lower().startswith(_TOKEN_PREFIXES):
+        return True
+    return len(user) >= 20 and any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+
+
 def _literal_password(m: re.Match[str]) -> bool:
     """A URL password written out, not an interpolation such as ``${oc.env:DB_PW}`` (a name)."""
     return not m.group("password").startswith("${")
 
 
+def _url_secrets(text: str) -> Iterable[re.Match[str]]:
+    """The passwords, and the tokens standing alone as user info, of the URLs in ``text``."""
+    yield from (m for m in _URL_PASSWORD.finditer(text) if _literal_password(m))
+    yield from (m for m in _URL_TOKEN.finditer(text) if _looks_like_token(m.group("password")))
+
+
 def url_passwords(text: str) -> set[str]:
-    """Passwords written into URLs in ``text`` (interpolations are names, not passwords)."""
-    return {m.group("password") for m in _URL_PASSWORD.finditer(text) if _literal_password(m)}
+    """Passwords (and tokens) written into URLs in ``text`` (interpolations are names)."""
+    return {m.group("password") for m in _url_secrets(text)}
 
 
 def _scrub_url_passwords(text: str) -> str:
@@ -77,7 +96,12 @@ def _scrub_url_passwords(text: str) -> str:
             return m.group(0)
         return f"{m.group('head')}{REDACTED}{m.group('at')}"
 
-    return _URL_PASSWORD.sub(sub, text)
+    def sub_token(m: re.Match[str]) -> str:
+        if not _looks_like_token(m.group("password")):
+            return m.group(0)
+        return f"{m.group('head')}{REDACTED}{m.group('at')}"
+
+    return _URL_TOKEN.sub(sub_token, _URL_PASSWORD.sub(sub, text))
 
 
 def key_words(key: str) -> list[str]:

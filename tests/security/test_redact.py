@@ -170,6 +170,20 @@ def test_url_passwords_are_scrubbed_and_collected() -> None:
         assert collect_secret_values({"storage": kept}) == set()
 
 
+def test_tokens_standing_as_a_urls_user_are_scrubbed_and_collected() -> None:
+    """Git hosts take a token as the whole user info (https://<token>@github.com/...); plain
+    user names (git@, alice@) are not secrets and stay."""
+    gh = "ghp_" + "a1B2c3D4e5" * 3
+    opaque = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    for token in (gh, opaque):
+        url = f"https://{token}@github.com/org/repo.git"
+        assert scrub_text(f"clone {url}") == f"clone https://{REDACTED}@github.com/org/repo.git"
+        assert collect_secret_values({"data": {"url": url}}) == {token}
+    for kept in ("ssh://git@github.com/org/repo.git", "https://alice@example.com/x"):
+        assert scrub_text(kept) == kept
+        assert collect_secret_values({"url": kept}) == set()
+
+
 def test_secret_env_values_picks_secret_names_only() -> None:
     env = {"MY_API_TOKEN": "tok-abcdef", "HOME": "/home/someone", "PIN_KEY": "123"}
     assert secret_env_values(env) == {"tok-abcdef"}
