@@ -40,6 +40,8 @@ _SECURITY_HEADERS = (
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "same-origin"),
 )
+# TensorBoard's routes that answer with run data (the rest is its static front end)
+_PRIVATE_PREFIXES = ("/data/", "/experiment/", "/auth/")
 _PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
 )
@@ -140,6 +142,11 @@ class AuthLayer:
 
         def respond(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             seen["status"] = status.split(" ", 1)[0]
+            if request.path.startswith(_PRIVATE_PREFIXES):
+                # A user's data: no copy in the browser's or a proxy's cache, where TensorBoard's
+                # own "no-cache" (store, then revalidate) would leave one after logout.
+                headers = [(k, v) for k, v in headers if k.lower() != "cache-control"]
+                headers.append(("Cache-Control", "no-store"))
             present = {k.lower() for k, _ in headers}
             headers = list(headers) + [
                 (k, v) for k, v in _SECURITY_HEADERS if k.lower() not in present

@@ -169,6 +169,9 @@ def test_bearer_tokens(server: DashboardServer, store: AccessStore) -> None:
     narrow, _ = store.create_token("alice", "fashion_*", time.time() + 3600)
     auth = {"Authorization": f"Bearer {token}"}
     assert c.get("/data/runs", headers=auth).json() == [MNIST_RUN]  # grants still apply
+    for path in ("/data/runs", scalars_path(MNIST_RUN), "/auth/whoami"):
+        reply = c.get(path, headers=auth)
+        assert reply.status == 200 and reply.header("Cache-Control") == "no-store", path
     assert c.get("/data/runs", headers={"Authorization": f"Bearer {narrow}"}).json() == []
     whoami = c.get("/auth/whoami", headers=auth).json()
     assert whoami["user"] == "alice" and whoami["via"] == "token"
