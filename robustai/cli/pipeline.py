@@ -637,7 +637,10 @@ def _run_train(
         std=data.std,
         extra={
             "data": data.name,
-            "attack": cfg.attack.name,
+            # what trained it: e.g. fgsm_rs (the attack group's name is fgsm for both FGSMs)
+            "attack": train_attack.label
+            if train_attack is not None
+            else ("free" if adversarial and cfg.trainer.objective == "free" else cfg.attack.name),
             "threat_model": {"norm": cfg.attack.norm, "eps": threat_eps},
             "privacy": privacy.describe(),
             # what `robustai evaluate` needs to evaluate on this run's eval split, not on

@@ -69,6 +69,7 @@ def test_meta_records_the_eval_split(run_dir: Path) -> None:
     training images)."""
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["data"] == "synthetic"
+    assert meta["attack"] == "fgsm_rs"  # the default training attack, by its label
     assert meta["split"] == {"split_seed": 0, "holdout": 0.25, "num_samples": 256, "noise": 0.3}
 
 
