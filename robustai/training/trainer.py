@@ -32,7 +32,7 @@ class EpochStats:
     epoch: int
     loss: float
     acc: float  # accuracy on the inputs the optimizer saw (adversarial ones when adversarial)
-    lr: float
+    lr: float  # the learning rate of the epoch's last optimizer step
     seconds: float
     images: int
     extra: dict[str, float] = field(default_factory=dict)
@@ -181,6 +181,9 @@ class Trainer:
         start = time.perf_counter()
         step = done.step
         replays = getattr(self.objective, "replays", 1)  # > 1 only for "free" training
+        # The rate the epoch's last step used: after it the scheduler has already moved on to
+        # the next step's (0 at the end of a cyclic schedule), a rate no step of this epoch saw.
+        lr = opt.param_groups[0]["lr"]
         for x, y in loader:
             # DDP averages the ranks' gradients with equal weights; a shard smaller or larger
             # than its fair share of the global batch is weighted so the result is the global
@@ -192,6 +195,7 @@ class Trainer:
                 loss, logits = self.objective(model, x, y, progress)
                 opt.zero_grad(set_to_none=True)
                 (loss * weight if weight != 1.0 else loss).backward()
+                lr = opt.param_groups[0]["lr"]
                 opt.step()
                 if self.scheduler is not None:
                     self.scheduler.step()
@@ -243,7 +247,7 @@ class Trainer:
             epoch=epoch,
             loss=float(loss_sum) / max(1, seen),
             acc=float(correct) / max(1, seen),
-            lr=opt.param_groups[0]["lr"],
+            lr=lr,
             seconds=seconds,
             images=seen,
         )

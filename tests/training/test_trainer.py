@@ -105,6 +105,24 @@ def test_schedules() -> None:
         lrs("cosine")
 
 
+
+def test_epoch_lr_is_the_rate_its_last_step_used() -> None:
+    """A cyclic schedule ends at 0 after the last step: the epoch reports the rate it trained
+    with, not the one the scheduler has moved on to."""
+    data, model = small_setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    used: list[float] = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: used.append(o.param_groups[0]["lr"]))
+    steps = len(data.train)
+    sched = build_schedule("cyclic", opt, 2 * steps)
+    result = Trainer(model, StandardObjective(), opt, sched, epochs=2, progress=False).fit(
+        data.train
+    )
+    assert len(used) == 2 * steps
+    assert [s.lr for s in result.history] == [used[steps - 1], used[-1]]
+    assert result.history[-1].lr > 0
+
+
 class _FakeTrainer:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
