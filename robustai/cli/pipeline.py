@@ -305,13 +305,21 @@ def resume_fingerprint(cfg: TrainConfig) -> dict[str, str]:
     return {k: v for k, v in flat.items() if not k.startswith(_RESUME_FREE)}
 
 
+def config_changes(cfg: TrainConfig, saved: Mapping[str, Any]) -> str | None:
+    """What differs between ``cfg`` and a checkpoint's recorded :func:`resume_fingerprint`
+    (``key: old -> new``, the first five), or None where it would train the same."""
+    now = resume_fingerprint(cfg)
+    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+    if not changed:
+        return None
+    return ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
+
+
 def check_resume_config(cfg: TrainConfig, checkpoint: Path, saved: Mapping[str, Any]) -> None:
     """Refuse to continue a checkpoint whose run was made with a config that trains otherwise
     (``saved``: the :func:`resume_fingerprint` the checkpoint recorded)."""
-    now = resume_fingerprint(cfg)
-    changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
-    if changed:
-        diffs = ", ".join(f"{k}: {saved.get(k, '-')} -> {now.get(k, '-')}" for k in changed[:5])
+    diffs = config_changes(cfg, saved)
+    if diffs:
         raise ConfigError(
             f"cannot resume from {checkpoint}: it was made with a different config ({diffs}); "
             "resume with the run's original overrides"

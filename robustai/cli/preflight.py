@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,61 @@ def preflight(
             _compose_and_check(config_dir, config_name, combo, check, multirun)
         except ConfigError as e:
             raise ConfigError(f"search space: {e}") from e
+
+
+@dataclass
+class SweepPlan:
+    """A sweep as the command line asks for it, before Hydra runs it."""
+
+    cfg: Any  # composed without the swept values: the sweep's folder, sweeper and settings
+    jobs: list[list[str]] | None  # each job's overrides by hydra.job.num; None: chosen as it goes
+    config_dir: Path
+    config_name: str
+
+    def compose(self, num: int) -> Any:
+        """Job ``num``'s composed config (with its ``hydra`` node)."""
+        assert self.jobs is not None
+        return _compose_and_check(
+            self.config_dir, self.config_name, self.jobs[num], lambda _: None, multirun=True
+        )
+
+
+def sweep_plan(config_dir: Path, config_name: str, argv: Sequence[str]) -> SweepPlan | None:
+    """For a sweep: its :class:`SweepPlan`, with every job's overrides numbered as Hydra's basic
+    sweeper numbers them (``hydra.job.num``), or no jobs where another sweeper (Optuna) chooses
+    them as it goes. None for a single run. Call after :func:`preflight`, which has reported any
+    bad input."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    flags, overrides = split_args(argv)
+    names = {f.split("=")[0] for f in flags}
+    if _INFO_FLAGS.intersection(names):
+        return None
+    config_dir, config_name = _primary_config(flags, config_dir, config_name)
+    multirun = bool({"-m", "--multirun"}.intersection(names))
+    if not (multirun or _multirun_by_config(config_dir, config_name, overrides)):
+        return None
+    parser = OverridesParser.create()
+    parsed = parser.parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    cfg = _compose_and_check(config_dir, config_name, fixed, lambda _: None, multirun=True)
+    plan = SweepPlan(cfg, None, config_dir, config_name)
+    if not str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="")).endswith(
+        "BasicSweeper"
+    ):
+        return plan
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    lines = [f"{k}={v}" for k, v in params.items()]
+    lines += [o.input_line for o in parsed if not o.is_hydra_override()]
+    try:
+        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
+    except Exception:  # glob() and other sweeps that need Hydra's config loader
+        return plan
+    hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
+    plan.jobs = [[*hydra_overrides, *job] for job in jobs]
+    return plan
 
 
 def _check_flags(flags: list[str]) -> None:

@@ -100,7 +100,6 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
     """A resume made with another config is refused before Hydra writes into the run folder,
     which would otherwise record the refused config in place of the one the run was made with.
     The checkpoint's own JSON says which config that was; the run reads it again in full."""
-    import json
 
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -114,14 +113,81 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
             folder = OmegaConf.select(cfg, "hydra.run.dir", default=None)
         except OmegaConfBaseException:
             folder = None
-    found = list_checkpoints(Path(str(folder)).expanduser() / CHECKPOINT_DIR) if folder else []
-    if not found:
+    if not folder:
         return
+    run = Path(str(folder)).expanduser()
+    saved = _saved_config(run)
+    if not saved:
+        return  # an unreadable checkpoint is reported, with its reason, when the run reads it
+    check_resume_config(train_cfg, list_checkpoints(run / CHECKPOINT_DIR)[0].path, saved)
+
+
+def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
+    """A sweep into a folder that holds an earlier sweep's runs is refused before Hydra writes
+    there. Each member resumes the checkpoint in its folder (so the same sweep run again goes
+    on); a job of another config there fails, after Hydra has put the refused config into that
+    run's .hydra/ record and a failure record over its metrics."""
+    from omegaconf import OmegaConf, open_dict, read_write
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.cli.pipeline import config_changes
+    from robustai.cli.preflight import sweep_plan
+    from robustai.config import to_train_config
+
+    plan = sweep_plan(cdir, "train", argv)
+    if plan is None:
+        return
+    cfg = plan.cfg
+    try:
+        sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir", throw_on_missing=True)))
+    except OmegaConfBaseException:
+        return
+    if not sweep_dir.expanduser().is_dir():
+        return
+    count = len(plan.jobs) if plan.jobs is not None else cfg.hydra.sweeper.get("n_trials") or 0
+    for num in range(int(count)):
+        job = cfg.copy()
+        with read_write(job.hydra.job), open_dict(job.hydra.job):
+            job.hydra.job.num = num
+        try:
+            folder = sweep_dir.expanduser() / str(OmegaConf.select(job, "hydra.sweep.subdir"))
+        except OmegaConfBaseException:
+            return  # a subdir named after what only the job knows (override_dirname, say)
+        saved = _saved_config(folder)
+        if saved is None:
+            continue
+        if plan.jobs is None:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds the runs of an earlier sweep (member "
+                f"{folder.name}): this search's trials would land in their folders; give a new "
+                "hydra.sweep.dir (a study kept in hydra.sweeper.storage goes on from there)"
+            )
+        if not saved:
+            continue  # an unreadable checkpoint: its member says why when it reads it
+        diffs = config_changes(to_train_config(plan.compose(num)), saved)
+        if diffs:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
+                f"{folder.name} was made with a different config ({diffs}); give a new "
+                "hydra.sweep.dir, or that sweep's overrides to continue it"
+            )
+
+
+def _saved_config(folder: Path) -> dict[str, Any] | None:
+    """The config the newest checkpoint in run ``folder`` recorded ({} where it cannot be read);
+    None without a checkpoint."""
+    import json
+
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    found = list_checkpoints(folder / CHECKPOINT_DIR)
+    if not found:
+        return None
     try:
         saved = json.loads(found[0].path.read_text())["info"]["config"]
     except (OSError, ValueError, KeyError, TypeError):
-        return  # an unreadable checkpoint is reported, with its reason, when the run reads it
-    check_resume_config(train_cfg, found[0].path, saved)
+        return {}
+    return saved if isinstance(saved, dict) else {}
 
 
 # The input shape of each data set, for checks that build the model before the data is loaded.
@@ -321,6 +387,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         cdir = config_dir()
         preflight(cdir, "train", argv, check_train_config)
+        _check_sweep_folder(cdir, argv)
         args, scratch = _torchrun_args(_resume_in_place(argv))
     except UserError as e:
         fail("train", str(e))

@@ -369,3 +369,30 @@ def test_submitit_local_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert set(m["robust_acc"]) == {f"fgsm@{eps}", f"pgd20@{eps}"}
         assert 0.0 <= m["clean_acc"] <= 1.0 and not math.isnan(m["clean_acc"])
         assert "torch threads: 1 (hydra.launcher.cpus_per_task)" in (run / "train.log").read_text()
+
+
+def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each member resumes the checkpoint in its folder: another config there would fail the
+    member after Hydra had rewritten that run's .hydra/ record and marked it failed."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
+    run += ["evaluator.curve.enabled=false", f"hydra.sweep.dir={sweep}"]
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 0
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+
+    capsys.readouterr()
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.2") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra.sweep.dir={sweep} holds the runs of another sweep: member 1 " in line
+    assert "attack.eps: 0.1 -> 0.2" in line
+    # An Optuna search cannot know its trials in advance: any earlier run in its way is refused.
+    assert robustai("train", *run, "hparams_search=digits_optuna", "hydra.sweeper.n_trials=1") == 2
+    assert "holds the runs of an earlier sweep (member 0)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+
+    # The same sweep again goes on in place: its members resume their finished runs.
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 0
+    assert all("resumed from" in (m / "train.log").read_text() for m in members(sweep))
