@@ -98,27 +98,37 @@ class SweepOutcome:
     incomplete: list[str] = field(default_factory=list)
 
 
+def tally(sweep_dir: Path) -> SweepOutcome:
+    """The members of the sweep folder ``sweep_dir`` and which of them failed or are incomplete."""
+    outcome = SweepOutcome(sweep_dir)
+    for member in find_members(sweep_dir) if sweep_dir.is_dir() else []:
+        outcome.members += 1
+        status, _ = member_status(member)
+        name = str(member.relative_to(sweep_dir))
+        if status == FAILED:
+            outcome.failed.append(name)
+        elif status == INCOMPLETE:
+            outcome.incomplete.append(name)
+    return outcome
+
+
 class SweepStatus(Callback):
     """Hydra callback (``hydra.callbacks``): counts failed members at the end of a sweep."""
 
     last: ClassVar[SweepOutcome | None] = None
+    # The folder of the sweep this process started last: a sweeper that raises (Optuna's, when
+    # no trial completed) ends the sweep without on_multirun_end, and the caller tallies it.
+    started: ClassVar[Path | None] = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         SweepStatus.last = None
         # Resolved now, on the sweep's own config: the same folder the launcher writes to.
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        SweepStatus.started = self.sweep_dir
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = getattr(self, "sweep_dir", None) or Path(str(config.hydra.sweep.dir))
-        outcome = SweepOutcome(sweep_dir)
-        for member in find_members(sweep_dir) if sweep_dir.is_dir() else []:
-            outcome.members += 1
-            status, _ = member_status(member)
-            name = str(member.relative_to(sweep_dir))
-            if status == FAILED:
-                outcome.failed.append(name)
-            elif status == INCOMPLETE:
-                outcome.incomplete.append(name)
+        outcome = tally(sweep_dir)
         SweepStatus.last = outcome
         log.info(
             "sweep done: %d members, %d failed; compare them with: robustai summarize %s",

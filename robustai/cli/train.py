@@ -377,6 +377,51 @@ def _resume_in_place(argv: Sequence[str]) -> list[str]:
     return args
 
 
+def _run_app(app: Any) -> None:
+    """Run the Hydra app. A sweeper that raises once its members are done (Optuna's, when every
+    trial failed: "No trials are completed yet") would end in Hydra's traceback; the failed
+    members are reported as any failed sweep's are, in one line (exit 1)."""
+    import os
+
+    from hydra._internal.utils import run_and_report
+
+    from robustai.cli.sweep_status import SweepStatus, tally
+
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing and exiting
+    try:
+        app()
+        return
+    except Exception as e:
+        error = e
+    finally:
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
+    started = SweepStatus.started
+    if started is not None and SweepStatus.last is None:
+        sweep = tally(started)
+        if sweep.failed:
+            fail(
+                "train",
+                f"{len(sweep.failed)} of {sweep.members} sweep members failed "
+                f"({', '.join(sweep.failed)}) and the sweeper stopped ({_first_line(error)}); "
+                f"see status.json and train.log in each, or: robustai summarize {started}",
+                code=EXIT_FAILURE,
+            )
+
+    def again() -> None:
+        raise error
+
+    run_and_report(again)  # anything else: reported as Hydra would have
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def main(argv: Sequence[str]) -> int:
     import hydra
 
@@ -393,9 +438,9 @@ def main(argv: Sequence[str]) -> int:
         fail("train", str(e))
     app = hydra.main(config_path=str(cdir), config_name="train", version_base="1.3")(_task)
     sys.argv = ["robustai train", *args]
-    SweepStatus.last = None
+    SweepStatus.last = SweepStatus.started = None
     try:
-        app()
+        _run_app(app)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)

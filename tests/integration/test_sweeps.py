@@ -396,3 +396,36 @@ def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     # The same sweep again goes on in place: its members resume their finished runs.
     assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 0
     assert all("resumed from" in (m / "train.log").read_text() for m in members(sweep))
+
+
+def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no completed trial the Optuna sweeper raises when it asks for the best one; that
+    ended the sweep in Hydra's traceback instead of the failed members' line."""
+    import robustai.cli.pipeline as pipeline
+
+    def crash(cfg, model):  # type: ignore[no-untyped-def]
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(pipeline, "make_optimizer", crash)
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "search"
+    capsys.readouterr()
+    code = robustai(
+        "train",
+        "hparams_search=digits_optuna",
+        *TINY,
+        "trainer.epochs=1",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("robustai train")]
+    assert "2 of 2 sweep members failed (0, 1) and the sweeper stopped" in line
+    assert f"robustai summarize {sweep}" in line
+    assert [json.loads((m / "status.json").read_text())["error"] for m in members(sweep)] == [
+        "simulated crash"
+    ] * 2
