@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -455,8 +456,23 @@ def run_train(
     ctx = start_distributed(cfg)
     try:
         return _run_train(cfg, out_dir, hparams, ctx)
+    except KeyboardInterrupt as e:
+        # Ctrl-C outside the training loop (loading the data, the final evaluation), where
+        # no stop handler turns it into a checkpoint: one line saying what is left to resume.
+        raise RunInterrupted(signal.SIGINT, interrupted_message(out_dir)) from e
     finally:
         shutdown(ctx)
+
+
+def interrupted_message(out_dir: Path) -> str:
+    """What a run interrupted outside its training loop leaves to resume from."""
+    found = list_checkpoints(out_dir / CHECKPOINT_DIR)
+    if not found:
+        return f"interrupted before {out_dir} held a checkpoint; nothing to resume"
+    return (
+        f"interrupted; checkpoint {found[0].path.name} is kept; resume with: robustai train "
+        f"trainer.resume={out_dir} (and the same overrides)"
+    )
 
 
 def _run_train(

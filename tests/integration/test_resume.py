@@ -134,3 +134,35 @@ def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     # refused before anything is written: the run's recorded config still matches its weights
     after = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_ctrl_c_in_the_final_evaluation_says_in_one_line_what_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside the training loop no stop handler catches Ctrl-C: it ended in a traceback."""
+    import robustai.cli.pipeline as pipeline
+    from robustai.cli.main import main
+
+    def ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    monkeypatch.setattr(pipeline, "run_evaluation", ctrl_c)
+    with pytest.raises(SystemExit) as stopped:
+        try:
+            main([*args, f"hydra.run.dir={run}"])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C escaped the command: a KeyboardInterrupt traceback")
+    assert stopped.value.code == 128 + signal.SIGINT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "robustai train: error: interrupted; checkpoint epoch-0001.json is kept; resume with: "
+        f"robustai train trainer.resume={run} (and the same overrides)"
+    )
+    monkeypatch.undo()
+    assert main([*args, f"trainer.resume={run}"]) == 0
+    assert (run / "metrics.json").is_file() and "resumed from" in (run / "train.log").read_text()
