@@ -117,6 +117,13 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
         return
     run = Path(str(folder)).expanduser()
     saved = _saved_config(run)
+    if saved is None and not train_cfg.trainer.resume:
+        finished = [n for n in ("weights.safetensors", "metrics.json") if (run / n).is_file()]
+        if finished:  # nothing to continue: the run would train again and overwrite them
+            raise ConfigError(
+                f"hydra.run.dir={folder} holds a finished run ({', '.join(finished)}) and no "
+                "checkpoint to continue it from; give another hydra.run.dir"
+            )
     if not saved:
         return  # an unreadable checkpoint is reported, with its reason, when the run reads it
     check_resume_config(train_cfg, list_checkpoints(run / CHECKPOINT_DIR)[0].path, saved)

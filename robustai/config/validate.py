@@ -139,6 +139,7 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
     if cls is TrainConfig:
         _check_attack_eps_set(container)
     _coerce_fractions(container, cls)
+    _check_sections(container, cls)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(cls), container)
         obj = OmegaConf.to_object(merged)
@@ -150,6 +151,31 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
         raise ConfigError(_one_line(e, cls)) from e
     assert isinstance(obj, cls)
     return obj
+
+
+def _check_sections(container: dict[str, Any], cls: Any) -> None:
+    """A value where the schema has a group of settings (``evaluator.sanity=false``): name the
+    key and its settings; OmegaConf's merge would say only "bool is not a subclass of ..."."""
+
+    def walk(node: Any, schema: Any, prefix: str) -> None:
+        if not isinstance(node, dict):
+            return
+        for key, value in node.items():
+            sub = schema.get(key) if isinstance(schema, DictConfig) and key in schema else None
+            if not isinstance(sub, DictConfig):
+                continue
+            path = f"{prefix}{key}"
+            if value is not None and not isinstance(value, dict):
+                keys = ", ".join(f"{path}.{k}" for k in sub)
+                hint = f"; e.g. {path}.enabled=false" if "enabled" in sub else ""
+                shown = str(value).lower() if isinstance(value, bool) else value
+                raise ConfigError(
+                    f"{path}={shown}: {path} is a group of settings, not a value; set its keys "
+                    f"({keys}){hint}"
+                )
+            walk(value, sub, f"{path}.")
+
+    walk(container, OmegaConf.structured(cls), "")
 
 
 def _check_attack_eps_set(container: dict[str, Any]) -> None:
@@ -206,6 +232,8 @@ def validate(cfg: TrainConfig) -> None:
     _choice("trainer.schedule", t.schedule, SCHEDULES)
     _positive("trainer.lr", t.lr)
     _non_negative("trainer.momentum", t.momentum)
+    if t.momentum >= 1:  # a velocity that never decays: SGD diverges
+        raise ConfigError(f"trainer.momentum={t.momentum}: must be below 1, e.g. 0.9")
     _non_negative("trainer.weight_decay", t.weight_decay)
     _open_unit("trainer.warmup_fraction", t.warmup_fraction)
     _non_negative("trainer.eps_warmup_epochs", t.eps_warmup_epochs)

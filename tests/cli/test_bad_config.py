@@ -39,6 +39,13 @@ CASES = [
     (["trainer.optimizer=adamw"], "trainer.optimizer=adamw: unknown (did you mean adam?)"),
     (["trainer.schedule=cosine"], "trainer.schedule=cosine: unknown"),
     (["trainer.lr=0"], "trainer.lr=0.0: must be > 0"),
+    (["trainer.momentum=1.5"], "trainer.momentum=1.5: must be below 1"),
+    (
+        ["evaluator.sanity=false"],
+        "evaluator.sanity=false: evaluator.sanity is a group of settings, not a value; set its "
+        "keys (evaluator.sanity.enabled, ",
+    ),
+    (["trainer.watchdog=3"], "e.g. trainer.watchdog.enabled=false"),
     (["trainer.device=gpu"], "trainer.device=gpu"),
     # No such device here (no CUDA, or fewer than 100 GPUs): refused before the run folder.
     (["trainer.device=cuda:99"], "trainer.device=cuda:99: "),
@@ -179,3 +186,22 @@ def test_train_help_lists_groups_and_options(capsys: pytest.CaptureFixture[str])
     assert "model: mlp, preact_resnet18, small_cnn" in proc.stdout
     for group in ("data:", "evaluator:", "trainer:", "logger:", "experiment:"):
         assert group in proc.stdout
+
+
+def test_a_finished_run_without_checkpoints_is_not_trained_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder with a run's weights but no checkpoint (trainer.checkpoint_every=0) has nothing
+    to continue: training there would overwrite the weights and metrics."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"clean_acc": 0.5}')
+    (run / "weights.safetensors").write_bytes(b"weights")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", f"hydra.run.dir={run}"])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "holds a finished run" in lines[0], lines
+    assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "weights.safetensors"]
+    assert (run / "weights.safetensors").read_bytes() == b"weights"
