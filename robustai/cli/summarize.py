@@ -85,6 +85,7 @@ class Summary:
     columns: list[str]  # override keys shown
     metric_columns: list[str]
     optuna: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)  # what the ranking cannot be trusted for
 
     @property
     def best(self) -> Member | None:
@@ -213,7 +214,29 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     )
     _mark_pareto(members)
     summary.optuna = _read_optuna(folder, members)
+    summary.notes = _eps_notes(members, name)
+    for note in summary.notes:
+        log.warning("%s", note)
     return summary
+
+
+def _eps_notes(members: list[Member], name: str) -> list[str]:
+    """``worst_case_acc`` (and the Pareto plot) read each member's first eps; a sweep over
+    ``attack.eps`` evaluates each member at its own, and a ranking across eps compares threat
+    models, not models."""
+    firsts = {
+        next(iter(m.metrics["worst_case_acc"]))
+        for m in members
+        if isinstance(m.metrics.get("worst_case_acc"), dict) and m.metrics["worst_case_acc"]
+    }
+    if len(firsts) < 2 or name.partition("/")[2]:
+        return []
+    shown = ", ".join(sorted(firsts, key=float))
+    return [
+        f"members were evaluated at different eps ({shown}): {name} compares each at its own, "
+        "so the ranking mixes threat models; give every member the same evaluator.eps=[...] "
+        "and rank by --objective worst_case_acc/<eps>"
+    ]
 
 
 def _common(values: Any) -> str | None:
@@ -388,6 +411,7 @@ def headline(summary: Summary) -> list[str]:
     front = [m.name for m in summary.members if m.pareto]
     if front:
         out.append(f"Pareto front (clean vs worst-case robust accuracy): {', '.join(front)}")
+    out += [f"note: {n}" for n in summary.notes]
     return out
 
 

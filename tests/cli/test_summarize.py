@@ -169,6 +169,20 @@ def test_member_without_a_worst_case_is_not_on_the_pareto_front(tmp_path: Path) 
     assert {r["member"]: r["pareto"] for r in rows(tmp_path)} == {"0": "true", "1": "false"}
 
 
+def test_a_ranking_across_different_eps_says_it_mixes_threat_models(tmp_path: Path) -> None:
+    """A sweep over attack.eps evaluates each member at its own eps: the smaller eps wins
+    worst_case_acc by construction, and the summary says so; at one eps it says nothing."""
+    make_run(tmp_path / "a", "0", ["attack.eps=0.05"], metrics(0.9, 0.7, eps="0.05"))
+    make_run(tmp_path / "a", "1", ["attack.eps=0.1"], metrics(0.9, 0.5, eps="0.1"))
+    assert main(["summarize", str(tmp_path / "a")]) == 0
+    text = (tmp_path / "a" / "summary.md").read_text()
+    assert "note: members were evaluated at different eps (0.05, 0.1)" in text
+    assert summarize(tmp_path / "a", "worst_case_acc/0.1").notes == []  # one eps named
+    make_run(tmp_path / "b", "0", ["trainer.lr=0.1"], metrics(0.9, 0.7))
+    make_run(tmp_path / "b", "1", ["trainer.lr=0.2"], metrics(0.9, 0.5))
+    assert summarize(tmp_path / "b").notes == []
+
+
 points = st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1)), min_size=1, max_size=12)
 
 
