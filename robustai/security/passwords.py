@@ -42,8 +42,11 @@ def counted_length(password: str) -> int:
     """The characters the minimum length counts: not the whitespace around the password, not
     invisible ones (zero-width spaces, soft hyphens, controls) and not combining marks, which
     pad a short password to the length without making it harder to guess."""
-    text = unicodedata.normalize("NFC", password.strip())
-    return sum(unicodedata.category(c) not in ("Cc", "Cf", "Mn", "Me") for c in text)
+    # Invisible characters go first: one at an end would otherwise shelter the spaces beside
+    # it from strip() ("\u200b" + 11 spaces + "a" counted 12).
+    text = unicodedata.normalize("NFC", password)
+    visible = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Mn", "Me"))
+    return len(visible.strip())
 
 
 def check_password_policy(password: str, user: str) -> None:

@@ -71,6 +71,8 @@ def test_weaker_argon2_parameters_are_upgraded() -> None:
         ("a" + "\u200b" * 11, "alice", "at least 12"),  # zero-width spaces
         ("ab\u00ad" * 4, "alice", "at least 12"),  # soft hyphens
         ("e" + "\u0301" * 11, "alice", "at least 12"),  # combining accents
+        ("\u200b" + " " * 11 + "a", "alice", "at least 12"),  # spaces behind an invisible one
+        ("a" + " " * 11 + "\u00ad", "alice", "at least 12"),
     ],
 )
 def test_policy_refuses(password: str, user: str, rule: str) -> None:
