@@ -440,8 +440,17 @@ def _eps(key: str, value: float, norm: str) -> None:
 
 
 def _suite_eps(key: str, value: float, norms: typing.Collection[str]) -> None:
-    """An eps every one of the suite's attacks is run at: its L-inf attacks bound it by 1."""
-    _eps(key, value, "linf" if "linf" in norms or not norms else "l2")
+    """An eps every one of the suite's attacks is run at: its L-inf attacks bound it by 1. An
+    L2 radius above 1 is refused with the way out: evaluator.eps follows attack.eps, so an L2
+    run with the default (L-inf) suite lands here without the user having set it."""
+    norm = "linf" if "linf" in norms or not norms else "l2"
+    if norm == "linf" and math.isfinite(value) and value > 1.0:
+        raise ConfigError(
+            f"{key}={value}: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
+            "L2 radius needs L2 attacks there, e.g. 'evaluator.attacks=[{name:pgd,norm:l2,"
+            "steps:20}]'"
+        )
+    _eps(key, value, norm)
 
 
 def _unit(key: str, value: float) -> None:

@@ -20,7 +20,12 @@ CASES = [
     (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),
     (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
     (["attack=pgd", "attack.norm=l2", "attack.eps=-1"], "attack.eps=-1.0: must be a finite"),
-    (["attack=pgd", "attack.norm=l2", "attack.eps=2"], "evaluator.eps[0]=2.0: must be in [0, 1]"),
+    # evaluator.eps follows attack.eps: an L2 radius with the default (L-inf) suite says how
+    (
+        ["attack=pgd", "attack.norm=l2", "attack.eps=2"],
+        "evaluator.eps[0]=2.0: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
+        "L2 radius needs L2 attacks there, e.g. 'evaluator.attacks=[{name:pgd,norm:l2,steps:20}]'",
+    ),
     (["attack.eps=1/0"], "divides by zero"),
     (["evaluator.eps=[0.1,2]"], "evaluator.eps[1]=2.0: must be in [0, 1]"),
     (["evaluator.eps=0.05"], "evaluator.eps=0.05: must be a list, e.g. evaluator.eps=[0.05]"),
