@@ -229,13 +229,21 @@ def _eps_notes(members: list[Member], name: str) -> list[str]:
         for m in members
         if isinstance(m.metrics.get("worst_case_acc"), dict) and m.metrics["worst_case_acc"]
     }
-    if len(firsts) < 2 or name.partition("/")[2]:
+    if len(firsts) < 2:
         return []
     shown = ", ".join(sorted(firsts, key=float))
+    if name == "worst_case_acc":  # the ranking reads the first eps too
+        return [
+            f"members were evaluated at different eps ({shown}): worst_case_acc and the Pareto "
+            "front compare each at its own, so they mix threat models; give every member the "
+            "same evaluator.eps=[...] and rank by --objective worst_case_acc/<eps>"
+        ]
+    # Another objective ranks as it should, but the Pareto front (pareto.png) still plots each
+    # member's worst case at its own first eps.
     return [
-        f"members were evaluated at different eps ({shown}): {name} compares each at its own, "
-        "so the ranking mixes threat models; give every member the same evaluator.eps=[...] "
-        "and rank by --objective worst_case_acc/<eps>"
+        f"members were evaluated at different eps ({shown}): the Pareto front compares each "
+        "member's worst_case_acc at its own, so it mixes threat models; give every member the "
+        "same evaluator.eps=[...]"
     ]
 
 

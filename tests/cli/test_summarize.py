@@ -177,7 +177,12 @@ def test_a_ranking_across_different_eps_says_it_mixes_threat_models(tmp_path: Pa
     assert main(["summarize", str(tmp_path / "a")]) == 0
     text = (tmp_path / "a" / "summary.md").read_text()
     assert "note: members were evaluated at different eps (0.05, 0.1)" in text
-    assert summarize(tmp_path / "a", "worst_case_acc/0.1").notes == []  # one eps named
+    assert "worst_case_acc and the Pareto front compare" in text
+    # Another objective ranks correctly; only the Pareto front (each member's first eps) mixes.
+    for objective in ("worst_case_acc/0.1", "clean_acc"):
+        (note,) = summarize(tmp_path / "a", objective).notes
+        assert note.startswith("members were evaluated at different eps (0.05, 0.1): the Pareto")
+        assert objective not in note
     make_run(tmp_path / "b", "0", ["trainer.lr=0.1"], metrics(0.9, 0.7))
     make_run(tmp_path / "b", "1", ["trainer.lr=0.2"], metrics(0.9, 0.5))
     assert summarize(tmp_path / "b").notes == []
