@@ -164,7 +164,8 @@ class AccessStore:
         log.info("created access store %s (mode 0600)", self.path)
 
     def _check_folder(self) -> None:
-        """Refuse a folder that other users can write (a shared or sticky one such as /tmp).
+        """Refuse a folder that other users can write (a shared or sticky one such as /tmp, or
+        one another user owns: its owner can write it whatever its mode says).
 
         SQLite keeps its journal (``-wal``, ``-shm``) beside the file and reopens an existing
         one as it finds it: whoever can create files there can plant a journal they can read
@@ -177,9 +178,16 @@ class AccessStore:
             folders.add(self.path.resolve().parent)  # SQLite's journals go beside the target
         for folder in sorted(folders):
             try:
-                mode = stat.S_IMODE(folder.stat().st_mode)
+                st = folder.stat()
             except OSError:
                 continue  # missing (created below, mode 0700) or unusable (said there)
+            mode = stat.S_IMODE(st.st_mode)
+            if st.st_uid not in (os.geteuid(), 0):  # e.g. a /tmp/<name> made by someone else
+                raise AccessError(
+                    f"{folder} belongs to another user (uid {st.st_uid}), who could replace the "
+                    f"access store or plant its journal files and read the password hashes; "
+                    f"keep {self.path.name} in a folder of your own (e.g. ~/.robustai)"
+                )
             if mode & 0o022:
                 raise AccessError(
                     f"{folder} can be written by other users (mode {mode:04o}): they could "

@@ -78,6 +78,22 @@ def test_store_in_a_folder_others_can_write_is_refused(tmp_path: Path, folder_mo
     assert not path.exists()
 
 
+def test_store_in_a_folder_another_user_owns_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder made by someone else (say /tmp/robustai, mode 0755) is theirs to write,
+    whatever its mode says."""
+    planted = tmp_path / "robustai"
+    planted.mkdir(mode=0o755)
+    if os.geteuid() == 0:
+        os.chown(planted, 12345, 12345)
+    else:  # this test's user plays the other one
+        monkeypatch.setattr(os, "geteuid", lambda: os.getuid() + 1)
+    with pytest.raises(AccessError, match="belongs to another user"):
+        AccessStore(planted / "access.db", create=True)
+    assert list(planted.iterdir()) == []
+
+
 def test_existing_store_in_a_folder_opened_to_others_is_refused(store: AccessStore) -> None:
     os.chmod(store.path.parent, 0o777)
     try:
