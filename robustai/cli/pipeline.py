@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+import shlex
 import signal
 import time
 from collections.abc import Iterator, Mapping
@@ -471,8 +472,14 @@ def interrupted_message(out_dir: Path) -> str:
         return f"interrupted before {out_dir} held a checkpoint; nothing to resume"
     return (
         f"interrupted; checkpoint {found[0].path.name} is kept; resume with: robustai train "
-        f"trainer.resume={out_dir} (and the same overrides)"
+        f"{resume_argument(out_dir)} (and the same overrides)"
     )
+
+
+def resume_argument(out_dir: Path) -> str:
+    """``trainer.resume=<out_dir>`` as one shell word, so the printed command can be pasted
+    as it is where the folder's name holds a space or a quote."""
+    return shlex.quote(f"trainer.resume={out_dir}")
 
 
 def _run_train(
@@ -626,7 +633,7 @@ def _run_train(
             raise RunInterrupted(
                 stop.signum or 2,
                 f"{e}; checkpoint {path.name} saved; resume with: {launch} train "
-                f"trainer.resume={out_dir} (and the same overrides)",
+                f"{resume_argument(out_dir)} (and the same overrides)",
             ) from e
     model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
     if not ctx.is_main:

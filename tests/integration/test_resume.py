@@ -166,3 +166,19 @@ def test_ctrl_c_in_the_final_evaluation_says_in_one_line_what_to_resume(
     monkeypatch.undo()
     assert main([*args, f"trainer.resume={run}"]) == 0
     assert (run / "metrics.json").is_file() and "resumed from" in (run / "train.log").read_text()
+
+
+def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
+    tmp_path: Path,
+) -> None:
+    """The one line names the command as the shell must read it: the folder is one word."""
+    import shlex
+
+    from robustai.cli.pipeline import interrupted_message
+
+    run = tmp_path / "my runs" / "it's run 1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "epoch-0001.json").write_text("{}")
+    message = interrupted_message(run)
+    command = message.split("resume with: ", 1)[1].removesuffix(" (and the same overrides)")
+    assert shlex.split(command) == ["robustai", "train", f"trainer.resume={run}"]
