@@ -118,7 +118,7 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
     run = Path(str(folder)).expanduser()
     saved = _saved_config(run)
     if saved is None and not train_cfg.trainer.resume:
-        finished = [n for n in ("weights.safetensors", "metrics.json") if (run / n).is_file()]
+        finished = _finished_files(run)
         if finished:  # nothing to continue: the run would train again and overwrite them
             raise ConfigError(
                 f"hydra.run.dir={folder} holds a finished run ({', '.join(finished)}) and no "
@@ -162,6 +162,12 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
             return  # a subdir named after what only the job knows (override_dirname, say)
         saved = _saved_config(folder)
         if saved is None:
+            finished = _finished_files(folder)
+            if finished:  # nothing to continue: the member would train over it
+                raise ConfigError(
+                    f"hydra.sweep.dir={sweep_dir} holds a finished run without a checkpoint "
+                    f"(member {folder.name}: {', '.join(finished)}); give a new hydra.sweep.dir"
+                )
             continue
         if plan.jobs is None:
             raise ConfigError(
@@ -178,6 +184,11 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
                 f"{folder.name} was made with a different config ({diffs}); give a new "
                 "hydra.sweep.dir, or that sweep's overrides to continue it"
             )
+
+
+def _finished_files(folder: Path) -> list[str]:
+    """What a finished run left in ``folder`` (its weights, its metrics), if anything."""
+    return [n for n in ("weights.safetensors", "metrics.json") if (folder / n).is_file()]
 
 
 def _saved_config(folder: Path) -> dict[str, Any] | None:

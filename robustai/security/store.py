@@ -193,7 +193,7 @@ class AccessStore:
                     f"{folder} can be written by other users (mode {mode:04o}): they could "
                     f"replace the access store or plant its journal files and read the password "
                     f"hashes; keep {self.path.name} in a folder only you can write "
-                    "(e.g. ~/.robustai)"
+                    f"(chmod go-w {folder}, or e.g. ~/.robustai)"
                 )
 
     def _check_file(self) -> None:

@@ -400,6 +400,24 @@ def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     assert all("resumed from" in (m / "train.log").read_text() for m in members(sweep))
 
 
+def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members that kept no checkpoint (trainer.checkpoint_every=0) have nothing to resume: the
+    same sweep again would train over their weights and metrics."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
+    run += ["trainer.checkpoint_every=0", f"hydra.sweep.dir={sweep}"]
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 0
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "holds a finished run without a checkpoint (member 0: weights.safetensors" in line
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+
+
 def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path: Path) -> None:
     """With no completed trial the Optuna sweeper raises when it asks for the best one; that
     ended the sweep in Hydra's traceback instead of the failed members' line. In a process of

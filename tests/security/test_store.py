@@ -72,8 +72,9 @@ def test_store_in_a_folder_others_can_write_is_refused(tmp_path: Path, folder_mo
     planted.touch()
     os.chmod(planted, 0o666)
     with open(planted, "rb") as spy:
-        with pytest.raises(AccessError, match="can be written by other users"):
+        with pytest.raises(AccessError, match="can be written by other users") as info:
             AccessStore(path, create=True).add_user("alice", PW)
+        assert f"chmod go-w {shared}" in str(info.value)  # the fix, named
         assert b"$argon2" not in spy.read()  # the planted journal received no hash
     assert not path.exists()
 
