@@ -135,23 +135,27 @@ def test_evaluate_a_training_run(strict_run: tuple[Path, str, int], tmp_path: Pa
 
 
 # ---------------------------------------------------------------------------- bad input
-@pytest.fixture
-def checkpoint(tmp_path: Path) -> Path:
-    """A small_cnn saved as robustai train saves it (1x8x8 inputs, 10 classes)."""
-    model = build_model("small_cnn", (1, 8, 8), 10)
-    run = tmp_path / "ckpt"
+def save_small_cnn(run: Path, classes: int = 10, extra: dict | None = None) -> Path:
+    """A small_cnn for 1x8x8 inputs saved as robustai train saves it."""
     save_model(
-        model,
+        build_model("small_cnn", (1, 8, 8), classes),
         run,
         name="small_cnn",
         params={},
         input_shape=(1, 8, 8),
-        num_classes=10,
+        num_classes=classes,
         mean=(0.0,),
         std=(1.0,),
-        extra={"data": "digits", "threat_model": {"norm": "linf", "eps": 0.2}},
+        extra=extra,
     )
     return run
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """Trained on digits with an L-inf threat model of eps 0.2."""
+    threat = {"norm": "linf", "eps": 0.2}
+    return save_small_cnn(tmp_path / "ckpt", extra={"data": "digits", "threat_model": threat})
 
 
 def evaluate_fails(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -227,18 +231,8 @@ def test_an_l2_checkpoint_under_an_l_inf_suite_says_how_to_evaluate_it(
 ) -> None:
     """Without evaluator.eps, the checkpoint's threat model sets eps; an L2 radius of 2.0 cannot
     be an L-inf eps. Refused before the evaluation folder exists, with what to set."""
-    run = tmp_path / "l2"
-    save_model(
-        build_model("small_cnn", (1, 8, 8), 10),
-        run,
-        name="small_cnn",
-        params={},
-        input_shape=(1, 8, 8),
-        num_classes=10,
-        mean=(0.0,),
-        std=(1.0,),
-        extra={"data": "digits", "threat_model": {"norm": "l2", "eps": 2.0}},
-    )
+    threat = {"norm": "l2", "eps": 2.0}
+    run = save_small_cnn(tmp_path / "l2", extra={"data": "digits", "threat_model": threat})
     monkeypatch.chdir(tmp_path)
     line = evaluate_fails([f"checkpoint={run}"], capsys)
     assert "got 2.0 (eps 2 is the checkpoint's l2 threat model; give evaluator.eps" in line
@@ -258,17 +252,7 @@ def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> N
 
 
 def test_targeted_suite_needs_four_classes(tmp_path: Path) -> None:
-    run = tmp_path / "three"
-    save_model(
-        build_model("small_cnn", (1, 8, 8), 3),
-        run,
-        name="small_cnn",
-        params={},
-        input_shape=(1, 8, 8),
-        num_classes=3,
-        mean=(0.0,),
-        std=(1.0,),
-    )
+    run = save_small_cnn(tmp_path / "three", classes=3)
     cfg = to_evaluate_config(
         {
             "checkpoint": str(run),
