@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -23,26 +24,59 @@ def load_torchvision(
 
     cls = getattr(tvd, _CLASSES[name])
     root = Path(root).expanduser()
+    folder = getattr(cls, "base_folder", cls.__name__)  # CIFAR10 keeps cifar-10-batches-py/
+    # Files already on disk are tried first, without download: a truncated or damaged copy is then
+    # reported as such, not as a missing set or a failed download (torchvision raises the same
+    # RuntimeError for all three, and a bare AssertionError for some damaged files).
     try:
-        ds = cls(root=str(root), train=train, download=download)
+        ds = cls(root=str(root), train=train, download=False)
     except RuntimeError as e:
-        folder = getattr(cls, "base_folder", cls.__name__)  # CIFAR10 keeps cifar-10-batches-py/
-        if download:  # torchvision lists each mirror it tried, one line each: keep the gist
-            lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [repr(e)]
-            reason = " ".join(dict.fromkeys([lines[0], lines[-1]]))
+        if "not found" not in str(e).lower():
+            raise _corrupt(cls.__name__, root / folder, e) from e
+        if not download:
             raise DataError(
-                f"could not download {cls.__name__} into {root}: {reason}; check the network, "
-                f"or fetch it elsewhere and set data.root=<folder holding {folder}/>"
+                f"{cls.__name__} not found under {root / folder}; set data.download=true to "
+                f"fetch it, or data.root=<folder holding {folder}/>"
             ) from e
-        raise DataError(
-            f"{cls.__name__} not found under {root / folder}; set data.download=true to fetch "
-            f"it, or data.root=<folder holding {folder}/>"
-        ) from e
+        ds = _download(cls, root, train, folder)
+    except (AssertionError, ValueError, EOFError) as e:
+        raise _corrupt(cls.__name__, root / folder, e) from e
     except OSError as e:
         raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
     data = ds.data if isinstance(ds.data, Tensor) else torch.from_numpy(ds.data)
     # (N, H, W) grayscale or (N, H, W, C) colour -> (N, C, H, W)
     x = data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)
     y = torch.as_tensor(ds.targets, dtype=torch.int64)
+    if len(x) != len(y):  # torchvision does not compare the image and label files
+        raise _corrupt(
+            cls.__name__, root / folder, ValueError(f"{len(x)} images but {len(y)} labels")
+        )
     log.info("loaded %s %s split: %d images", cls.__name__, "train" if train else "test", len(x))
     return (x.float() / 255.0).contiguous(), y
+
+
+def _download(cls: type, root: Path, train: bool, folder: str) -> Any:
+    """Fetch the set with torchvision; a failed download is one line naming the way around it."""
+    try:
+        return cls(root=str(root), train=train, download=True)
+    except RuntimeError as e:
+        # torchvision lists each mirror it tried, one line each: keep the gist
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [repr(e)]
+        reason = " ".join(dict.fromkeys([lines[0], lines[-1]]))
+        raise DataError(
+            f"could not download {cls.__name__} into {root}: {reason}; check the network, "
+            f"or fetch it elsewhere and set data.root=<folder holding {folder}/>"
+        ) from e
+    except (AssertionError, ValueError, EOFError) as e:
+        raise _corrupt(cls.__name__, root / folder, e) from e
+    except OSError as e:
+        raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
+
+
+def _corrupt(name: str, folder: Path, e: BaseException) -> DataError:
+    """The files are there but cannot be read: most often a download that stopped half-way."""
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return DataError(
+        f"{name} under {folder} is truncated or corrupt ({reason}); delete {folder} and fetch it"
+        " again with data.download=true"
+    )

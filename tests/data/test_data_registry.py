@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -175,3 +176,50 @@ def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert "\n" not in msg
     assert msg.startswith(f"could not download MNIST into {tmp_path}: Error downloading ")
     assert "Connection refused" in msg and "data.root=<folder holding MNIST/>" in msg
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    """An IDX file of unsigned bytes, as in MNIST's distribution."""
+    head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    return head + arr.astype(np.uint8).tobytes()
+
+
+def _fake_mnist(root: Path, n_train: int = 12, n_labels: int | None = None) -> Path:
+    """torchvision's on-disk MNIST layout (MNIST/raw, gunzipped) with a few random images."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", 6)):
+        images = rng.integers(0, 256, (n, 28, 28))
+        labels = rng.integers(0, 10, (n_labels if split == "train" and n_labels else n,))
+        (raw / f"{split}-images-idx3-ubyte").write_bytes(_idx_bytes(images))
+        (raw / f"{split}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels))
+    return raw
+
+
+def test_mnist_read_from_torchvision_layout(tmp_path: Path) -> None:
+    _fake_mnist(tmp_path)
+    b = build_data("mnist", root=tmp_path)
+    assert len(b.train.x) == 12 and len(b.eval.x) == 6
+    check_bundle(b, (1, 28, 28), b.num_classes)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "label_count"])
+@pytest.mark.parametrize("download", [False, True])
+def test_a_damaged_mnist_download_is_named_corrupt(
+    tmp_path: Path, damage: str, download: bool
+) -> None:
+    """A half-written or damaged copy is neither 'not found' nor a failed download, nor a
+    traceback (torchvision raises a bare AssertionError for some files): one line saying so."""
+    raw = _fake_mnist(tmp_path, n_labels=7 if damage == "label_count" else None)
+    images, labels = raw / "train-images-idx3-ubyte", raw / "train-labels-idx1-ubyte"
+    if damage == "truncated":
+        images.write_bytes(images.read_bytes()[:5000])
+    elif damage == "garbage":
+        labels.write_bytes(b"hello\n")
+    with pytest.raises(DataError) as info:
+        build_data("mnist", root=tmp_path, download=download)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert f"MNIST under {tmp_path / 'MNIST'} is truncated or corrupt" in msg
+    assert "data.download=true" in msg
