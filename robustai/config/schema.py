@@ -19,7 +19,7 @@ class DataConfig:
     eval_batch_size: int = 512
     split_seed: int = 0  # fixes the train/eval split of sets without an official one
     holdout: float = 0.2  # eval fraction for digits, idx and synthetic
-    train_size: int | None = None  # optional seeded subset sizes
+    train_size: int | None = None  # optional seeded, stratified subset sizes
     eval_size: int | None = None
     root: str = "data"
     download: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -30,9 +31,22 @@ def channel_stats(x: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
 
 
 def take(x: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor]:
-    """A seeded random subset of ``n`` samples (all of them when ``n`` is None or too large)."""
+    """A seeded, stratified subset of ``n`` samples (all of them when ``n`` is None or too large).
+
+    Every class keeps its share of the set (within one sample): a plain random subset of a few
+    dozen images can miss whole classes, in training or, worse, in the accuracy measured on it.
+    """
     if n is None or n >= len(x):
         return x, y
-    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
-    idx = torch.sort(idx).values
+    g = torch.Generator().manual_seed(seed)
+    # Spread each class's samples (in random order) evenly over [0, 1) and keep the first n by
+    # position: class c then holds about n * share(c) of the subset, ties broken at random.
+    position = torch.empty(len(y), dtype=torch.float64)
+    for c in torch.unique(y):
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=g)]
+        position[idx] = (torch.arange(len(idx), dtype=torch.float64) + 0.5) / len(idx)
+    tie = torch.rand(len(y), generator=g, dtype=torch.float64)
+    order = torch.from_numpy(np.lexsort((tie.numpy(), position.numpy())))
+    idx = torch.sort(order[:n]).values
     return x[idx], y[idx]

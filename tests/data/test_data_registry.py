@@ -223,3 +223,23 @@ def test_a_damaged_mnist_download_is_named_corrupt(
     assert "\n" not in msg
     assert f"MNIST under {tmp_path / 'MNIST'} is truncated or corrupt" in msg
     assert "data.download=true" in msg
+
+
+@pytest.mark.parametrize(("train_size", "eval_size", "split_seed"), [(20, 10, 0), (57, 33, 5)])
+def test_train_and_eval_subsets_keep_every_class_and_stay_disjoint(
+    train_size: int, eval_size: int, split_seed: int
+) -> None:
+    """A small subset holds each class in its share of the split (within one sample), so none
+    is missing from training or from the accuracy; it stays seeded and disjoint."""
+    full = build_data("digits", split_seed=split_seed)
+    b = build_data("digits", split_seed=split_seed, train_size=train_size, eval_size=eval_size)
+    for sub, whole, n in ((b.train, full.train, train_size), (b.eval, full.eval, eval_size)):
+        assert len(sub.y) == n
+        share = torch.bincount(whole.y, minlength=10).double() * n / len(whole.y)
+        counts = torch.bincount(sub.y, minlength=10).double()
+        assert bool(((counts - share).abs() < 1.0).all()), (counts.tolist(), share.tolist())
+    train_rows = {tuple(r.flatten().tolist()) for r in b.train.x}
+    assert not any(tuple(r.flatten().tolist()) in train_rows for r in full.eval.x)
+    again = build_data("digits", split_seed=split_seed, train_size=train_size, eval_size=eval_size)
+    assert torch.equal(again.train.x, b.train.x) and torch.equal(again.eval.x, b.eval.x)
+    assert b.mean == pytest.approx(channel_stats(b.train.x)[0])
