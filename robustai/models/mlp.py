@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from robustai.models.small_cnn import check_input_shape
+
 
 class MLP(nn.Module):
     def __init__(
@@ -13,6 +15,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         dims = [int(c) for c in input_shape]
+        self.input_shape = tuple(dims)
         width = dims[0] * dims[1] * dims[2]
         layers: list[nn.Module] = [nn.Flatten()]
         for h in hidden:
@@ -22,4 +25,6 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input_shape(x, self.input_shape, "mlp")
         return self.net(x)
+

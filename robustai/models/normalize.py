@@ -27,6 +27,13 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: Tensor) -> Tensor:
+        # Broadcasting would silently turn a grayscale batch into three identical channels for
+        # a colour model (and fail deep inside it the other way round): refuse it here.
+        channels = self.mean.shape[1]
+        if x.ndim < 3 or x.shape[-3] != channels:
+            raise ValueError(
+                f"the model takes (N, {channels}, H, W) inputs in [0, 1]; got {tuple(x.shape)}"
+            )
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

@@ -16,6 +16,7 @@ class SmallCNN(nn.Module):
     def __init__(self, input_shape: Sequence[int], num_classes: int, hidden: int = 100) -> None:
         super().__init__()
         c, h, w = (int(v) for v in input_shape)
+        self.input_shape = (c, h, w)
         out_h, out_w = _after_two_convs(h), _after_two_convs(w)
         if out_h < 1 or out_w < 1:
             raise ValueError(f"small_cnn needs inputs of at least 4x4 pixels, got {h}x{w}")
@@ -31,6 +32,7 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
+        check_input_shape(x, self.input_shape, "small_cnn")
         return self.classifier(self.features(x))
 
 
@@ -38,3 +40,12 @@ def _after_two_convs(n: int) -> int:
     for _ in range(2):
         n = (n + 2 - 4) // 2 + 1
     return n
+
+
+def check_input_shape(x: Tensor, shape: tuple[int, ...], name: str) -> None:
+    """A linear layer sized for one image size: say so, not 'mat1 and mat2 ... cannot be ...'."""
+    if tuple(x.shape[-3:]) != shape:
+        raise ValueError(
+            f"{name} was built for (N, {', '.join(map(str, shape))}) inputs;"
+            f" got {tuple(x.shape)}"
+        )

@@ -137,3 +137,26 @@ def test_small_cnn_other_sizes(hw: tuple[int, int], flat: int) -> None:
 def test_small_cnn_rejects_tiny_inputs() -> None:
     with pytest.raises(ValueError, match="at least"):
         build_model("small_cnn", (1, 2, 2), 10)
+
+
+@pytest.mark.parametrize(
+    ("name", "shape", "bad"),
+    [
+        ("preact_resnet18", (3, 32, 32), (2, 1, 32, 32)),  # grayscale into a colour model
+        ("small_cnn", (1, 28, 28), (2, 3, 28, 28)),
+        ("small_cnn", (1, 28, 28), (2, 1, 32, 32)),
+        ("mlp", (1, 28, 28), (2, 1, 32, 32)),
+        ("mlp", (1, 28, 28), (2, 28, 28, 1)),  # channels last
+    ],
+)
+def test_an_input_of_the_wrong_shape_is_refused_in_one_line(
+    name: str, shape: tuple[int, int, int], bad: tuple[int, ...]
+) -> None:
+    """Not broadcast by Normalize into something the model was not trained on, nor a shape
+    error from deep inside the network."""
+    model = build_model(name, shape, 10).eval()
+    with pytest.raises(ValueError) as info:
+        model(torch.rand(bad))
+    msg = str(info.value)
+    assert "\n" not in msg and str(bad) in msg and str(shape[0]) in msg
+    assert model(torch.rand(2, *shape)).shape == (2, 10)
