@@ -299,3 +299,22 @@ def test_dp_fixed_model_round_trip(tmp_path: Path) -> None:
     loaded, _ = load_model(tmp_path / "dp")
     x = torch.rand(2, 3, 32, 32)
     assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_model_files_get_the_umask_mode_not_private_temp_file_mode(tmp_path: Path) -> None:
+    """Files written via a temporary file were 0600 whatever the umask: a teammate or the
+    dashboard's user could not read a shared model."""
+    import os
+    import stat
+
+    from robustai.models import build_model, save_model
+
+    old = os.umask(0o022)
+    try:
+        m = build_model("mlp", (1, 4, 4), 3, hidden=(5,))
+        save_model(m, tmp_path, name="mlp", params={"hidden": [5]}, input_shape=(1, 4, 4),
+                   num_classes=3, mean=(0.0,), std=(1.0,))
+    finally:
+        os.umask(old)
+    for f in ("weights.safetensors", "meta.json"):
+        assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o644
