@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from robustai.models.small_cnn import check_input_shape
+from robustai.models.shapes import check_input_shape
 
 
 class MLP(nn.Module):
@@ -27,4 +27,3 @@ class MLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         check_input_shape(x, self.input_shape, "mlp")
         return self.net(x)
-

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from robustai.models.shapes import check_input_shape
+
 
 class SmallCNN(nn.Module):
     """conv 16 4x4 stride 2 -> conv 32 4x4 stride 2 -> fc 100 -> fc classes, ReLU between.
@@ -40,12 +42,3 @@ def _after_two_convs(n: int) -> int:
     for _ in range(2):
         n = (n + 2 - 4) // 2 + 1
     return n
-
-
-def check_input_shape(x: Tensor, shape: tuple[int, ...], name: str) -> None:
-    """A linear layer sized for one image size: say so, not 'mat1 and mat2 ... cannot be ...'."""
-    if tuple(x.shape[-3:]) != shape:
-        raise ValueError(
-            f"{name} was built for (N, {', '.join(map(str, shape))}) inputs;"
-            f" got {tuple(x.shape)}"
-        )
