@@ -345,15 +345,19 @@ def _resume_checkpoint(
     return latest, state, info
 
 
-def resume_release(cfg: TrainConfig, out_dir: Path, privacy: Any) -> None:
+Checkpoint = tuple[Path, dict[str, Any], dict[str, Any]]
+
+
+def resume_release(cfg: TrainConfig, out_dir: Path, privacy: Any) -> Checkpoint | None:
     """A privacy plan that releases the training images once (``where=input``) takes, in a
     resumed run, the release its checkpoint holds, before :meth:`prepare_data` would draw a
-    second one: training on two releases of an image spends its budget twice."""
+    second one: training on two releases of an image spends its budget twice. Returns the
+    checkpoint it read, for :func:`resume` (it holds the whole release: read it once)."""
     if not privacy.releases_inputs:
-        return
+        return None
     found = _resume_checkpoint(cfg, out_dir)
     if found is None:
-        return
+        return None
     latest, state, _ = found
     if "privacy" not in state:
         raise ConfigError(
@@ -362,11 +366,18 @@ def resume_release(cfg: TrainConfig, out_dir: Path, privacy: Any) -> None:
             "budget twice; start a new run"
         )
     load_checkpoint({"privacy": privacy}, state, latest)
+    return found
 
 
-def resume(cfg: TrainConfig, out_dir: Path, components: Mapping[str, Any]) -> None:
-    """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any."""
-    found = _resume_checkpoint(cfg, out_dir)
+def resume(
+    cfg: TrainConfig,
+    out_dir: Path,
+    components: Mapping[str, Any],
+    found: Checkpoint | None = None,
+) -> None:
+    """Continue from the newest checkpoint of ``trainer.resume`` or of this run folder, if any
+    (``found``: that checkpoint, where it was read already)."""
+    found = found or _resume_checkpoint(cfg, out_dir)
     if found is None:
         return
     latest, state, info = found
@@ -501,7 +512,8 @@ def _run_train(
     device = resolve_device(cfg.trainer.device, ctx)
     data = make_data(cfg)
     privacy = make_privacy(cfg)
-    resume_release(cfg, out_dir, privacy)  # a resumed run keeps its one release of the inputs
+    # A resumed run keeps its one release of the inputs.
+    release_checkpoint = resume_release(cfg, out_dir, privacy)
     with privacy_errors(cfg.privacy.name):
         privacy.prepare_data(data)  # e.g. DP normalization, or releasing the inputs once
         if ctx.world_size > 1 and privacy.releases_inputs:
@@ -610,7 +622,7 @@ def _run_train(
             **parts.state,  # e.g. the privacy accountant; RNG state stays last
             **checkpoint_components(trainer, parts.loader, watchdog),
         }
-        resume(cfg, out_dir, components)
+        resume(cfg, out_dir, components, release_checkpoint)
         if ctx.rank > 0:  # the checkpoint holds rank 0's random state; each rank needs its own
             step = trainer.state_dict()["partial"]["step"]
             torch.manual_seed(rank_seed(cfg.trainer.seed, ctx.rank, trainer.epoch, step))

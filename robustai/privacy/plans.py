@@ -290,8 +290,8 @@ class MechanismPrivacy(NoPrivacy):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         released = state["released"]
-        if released is None:
-            return
+        if released is None or released is self._restored:
+            return  # nothing saved, or the release resume_release put in place already
         self._restored = released
         if self._data is not None:  # loaded after prepare_data: the fresh release gives way
             x = self._data.train.x
