@@ -209,6 +209,13 @@ def run(args: argparse.Namespace) -> None:
         store.user(args.name)  # fail on an unknown name before prompting
         store.set_password(args.name, read_password(args.name, args.password_stdin))
         out(f"changed the password of {args.name}; their sessions have ended\n")
+        now = store.clock()
+        live = [t.token_id for t in store.tokens(args.name) if t.status(now) == "active"]
+        if live:  # tokens are credentials of their own; a password change leaves them valid
+            out(
+                f"their API tokens stay valid: {', '.join(live)}; if the password was exposed, "
+                "revoke them too (robustai users token revoke <id>)\n"
+            )
     elif args.command == "grant":
         added = _store(args).grant(args.name, args.role, args.pattern)
         out(

@@ -115,6 +115,30 @@ def test_token_lifecycle(db, capsys, monkeypatch) -> None:
     assert "revoked" in out
 
 
+def test_passwd_names_the_tokens_that_stay_valid(db, capsys, monkeypatch) -> None:
+    """A password change ends sessions, not API tokens: the command says which tokens live on,
+    so a user changing an exposed password knows what else to revoke."""
+    users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
+    store = AccessStore(db)
+    _, live = store.create_token("alice", "*", store.clock() + 3600)
+    _, gone = store.create_token("alice", "*", store.clock() + 3600)
+    store.revoke_token(gone.token_id)
+    code, out, _ = users(
+        "passwd", "alice", "--password-stdin",
+        capsys=capsys, monkeypatch=monkeypatch, stdin="another long passphrase\n",
+    )  # fmt: skip
+    assert code == 0 and "sessions have ended" in out
+    assert live.token_id in out and gone.token_id not in out
+    assert "token revoke" in out
+    assert store.token_info(live.token_id).status(store.clock()) == "active"  # not revoked
+    users("token", "revoke", live.token_id, capsys=capsys, monkeypatch=monkeypatch)
+    code, out, _ = users(
+        "passwd", "alice", "--password-stdin",
+        capsys=capsys, monkeypatch=monkeypatch, stdin="a third long passphrase\n",
+    )  # fmt: skip
+    assert code == 0 and "token" not in out  # nothing left to mention
+
+
 def test_grant_revoke_remove(db, capsys, monkeypatch) -> None:
     users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
     assert users("grant", "alice", "admin", "*", capsys=capsys, monkeypatch=monkeypatch)[0] == 0
