@@ -255,11 +255,22 @@ def test_access_log_file_is_private(tmp_path: Path) -> None:
         handler.close()
 
 
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_failed_logins_slow_down_then_lock_out_but_not_the_real_user(
     logdir: Path, tmp_path: Path
 ) -> None:
     store = make_store(tmp_path / "access.db")
-    throttle = LoginThrottle(base_delay=0.2, max_delay=0.4, max_failures=4, lockout_seconds=120)
+    clock = ManualClock()  # the throttle's time moves only when the test says so
+    throttle = LoginThrottle(
+        base_delay=1, max_delay=8, max_failures=4, lockout_seconds=120, clock=clock
+    )
     log = access_logger(tmp_path / "access.log")
     with DashboardServer(
         logdir, store, port=0, reload_interval=0, throttle=throttle, access_log=log
@@ -271,13 +282,16 @@ def test_failed_logins_slow_down_then_lock_out_but_not_the_real_user(
         assert first.status == 401
         quick = attacker.login("alice", "guess number 2")  # no waiting: slowed down
         assert quick.status == 429 and quick.header("Retry-After") == "1"
+        answers = []
         for i in range(3, 10):
+            clock.now += 8  # waits out the longest delay
             reply = attacker.login("alice", f"guess number {i}")
+            answers.append(reply.status)
             if reply.status == 429 and b"locked" in reply.body:
                 break
-            time.sleep(0.45)
         else:
             pytest.fail("no lockout after repeated failures")
+        assert answers == [401, 401, 401, 429]  # the 4th failure in a row locks the account
         locked = attacker.login("alice")  # even the right password: not checked any more
         assert locked.status == 429 and int(locked.header("Retry-After") or 0) > 60
         assert b"Too many failed logins" in locked.body
