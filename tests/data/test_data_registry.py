@@ -88,7 +88,7 @@ def test_digits_holdout_and_sizes() -> None:
     assert abs(b.eval.num_samples - N_DIGITS / 2) <= 6
     small = build_data("digits", train_size=100, eval_size=30)
     assert small.train.num_samples == 100 and small.eval.num_samples == 30
-    check_bundle(small, (1, 8, 8), small.num_classes)
+    check_bundle(small, (1, 8, 8), 10)
 
 
 # ------------------------------------------------------------------------------ synthetic
@@ -201,7 +201,7 @@ def test_mnist_read_from_torchvision_layout(tmp_path: Path) -> None:
     _fake_mnist(tmp_path)
     b = build_data("mnist", root=tmp_path)
     assert len(b.train.x) == 12 and len(b.eval.x) == 6
-    check_bundle(b, (1, 28, 28), b.num_classes)
+    check_bundle(b, (1, 28, 28), 10)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "label_count"])
