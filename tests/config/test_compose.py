@@ -53,14 +53,14 @@ def test_groups_are_the_documented_ones() -> None:
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_builds(
-    group: str, option: str, mnist_idx_dir: Path, tmp_path: Path
+    group: str, option: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     overrides = [f"{group}={option}"]
     data_name = option if group == "data" else None
     if group == "experiment":
         data_name = {"mnist_idx_fgsm_rs": "idx"}.get(option, "downloaded")
-    if data_name == "idx":
-        overrides.append(f"data.root={mnist_idx_dir}")
+    if data_name == "idx":  # only these options need the MNIST fixture (and skip without it)
+        overrides.append(f"data.root={request.getfixturevalue('mnist_idx_dir')}")
     elif data_name in DOWNLOADED or data_name == "downloaded":
         overrides.append(f"data.root={tmp_path}")
     cfg = compose(overrides)
