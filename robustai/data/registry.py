@@ -52,7 +52,9 @@ def build_data(
 
     ``holdout`` and ``split_seed`` apply to sets without an official test split (digits, idx,
     synthetic): the same split_seed always gives the same split, whatever the training seed.
-    ``seed`` only drives the order of training batches.
+    ``seed`` only drives the order of training batches. The class count is the data set's
+    (10 for the published sets, the largest label + 1 of a whole IDX file, ``num_classes`` for
+    synthetic data), never that of the subset ``train_size``/``eval_size`` take.
     """
     x_tr: Tensor
     if name == "digits":
@@ -67,6 +69,7 @@ def build_data(
                 "data=idx needs data.images=<images IDX file> and data.labels=<labels IDX file>"
             )
         x, y = load_idx_images(images, labels)
+        num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
         x, y = make_synthetic(num_samples, tuple(input_shape), num_classes, noise, split_seed)
@@ -76,7 +79,7 @@ def build_data(
 
     x_tr, y_tr = take(x_tr, y_tr, train_size, split_seed)
     x_ev, y_ev = take(x_ev, y_ev, eval_size, split_seed)
-    n_classes = num_classes if name == "synthetic" else int(max(y_tr.max(), y_ev.max()) + 1)
+    n_classes = _CLASSES.get(name, num_classes)  # a subset may lack a class; the model may not
     mean, std = channel_stats(x_tr)
     return DataBundle(
         name=name,
@@ -87,6 +90,10 @@ def build_data(
         mean=mean,
         std=std,
     )
+
+
+#: the published data sets' class counts; idx and synthetic data give theirs in ``build_data``
+_CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
 
 
 def _split(

@@ -91,6 +91,24 @@ def test_digits_holdout_and_sizes() -> None:
     check_bundle(small, (1, 8, 8), 10)
 
 
+@pytest.mark.parametrize("split_seed", range(4))
+def test_a_small_subset_keeps_the_data_sets_classes(split_seed: int, tmp_path: Path) -> None:
+    """A model's output count comes from the data set, not from the labels a subset happens to
+    hold: six digits rarely include a 9, and a model with 9 outputs could not be evaluated on
+    the full set (nor loaded beside one trained on it)."""
+    small = build_data("digits", train_size=3, eval_size=3, split_seed=split_seed)
+    assert small.num_classes == 10
+    labels = np.repeat(np.arange(10), 3)  # an IDX file: its classes are those of the whole file
+    images = np.random.default_rng(0).integers(0, 256, (30, 28, 28))
+    (tmp_path / "x-idx3-ubyte").write_bytes(_idx_bytes(images))
+    (tmp_path / "y-idx1-ubyte").write_bytes(_idx_bytes(labels))
+    idx = build_data(
+        "idx", images=tmp_path / "x-idx3-ubyte", labels=tmp_path / "y-idx1-ubyte",
+        train_size=3, eval_size=3, split_seed=split_seed,
+    )  # fmt: skip
+    assert idx.num_classes == 10
+
+
 # ------------------------------------------------------------------------------ synthetic
 @pytest.mark.parametrize(("shape", "classes"), [((1, 8, 8), 10), ((3, 5, 7), 4), ((2, 4, 4), 2)])
 def test_synthetic_bundle(shape: tuple[int, int, int], classes: int) -> None:
