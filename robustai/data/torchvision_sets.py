@@ -51,6 +51,12 @@ def load_torchvision(
         raise _corrupt(
             cls.__name__, root / folder, ValueError(f"{len(x)} images but {len(y)} labels")
         )
+    n_classes = len(ds.classes)
+    if len(y) and not 0 <= int(y.min()) <= int(y.max()) < n_classes:
+        bad = int(y.max()) if int(y.max()) >= n_classes else int(y.min())
+        raise _corrupt(
+            cls.__name__, root / folder, ValueError(f"label {bad} of {n_classes} classes")
+        )
     log.info("loaded %s %s split: %d images", cls.__name__, "train" if train else "test", len(x))
     return (x.float() / 255.0).contiguous(), y
 

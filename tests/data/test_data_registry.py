@@ -222,7 +222,7 @@ def test_mnist_read_from_torchvision_layout(tmp_path: Path) -> None:
     check_bundle(b, (1, 28, 28), 10)
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "label_count"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "label_count", "label_value"])
 @pytest.mark.parametrize("download", [False, True])
 def test_a_damaged_mnist_download_is_named_corrupt(
     tmp_path: Path, damage: str, download: bool
@@ -235,6 +235,8 @@ def test_a_damaged_mnist_download_is_named_corrupt(
         images.write_bytes(images.read_bytes()[:5000])
     elif damage == "garbage":
         labels.write_bytes(b"hello\n")
+    elif damage == "label_value":  # a flipped byte: a class the model would have no output for
+        labels.write_bytes(labels.read_bytes()[:-1] + bytes([12]))
     with pytest.raises(DataError) as info:
         build_data("mnist", root=tmp_path, download=download)
     msg = str(info.value)
