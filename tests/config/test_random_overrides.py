@@ -54,19 +54,21 @@ BASE = [
 def test_random_overrides_end_in_a_run_or_exit_2(
     extra: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run = Path(tempfile.mkdtemp()) / "run"
-    monkeypatch.chdir(run.parent)
-    capsys.readouterr()
-    try:
-        code = main(["train", *BASE, *extra, f"hydra.run.dir={run}"])
-    except SystemExit as e:
-        code = e.code
-    err = capsys.readouterr().err
+    with tempfile.TemporaryDirectory() as tmp:  # one per example, removed after it
+        run = Path(tmp) / "run"
+        monkeypatch.chdir(tmp)
+        capsys.readouterr()
+        try:
+            code = main(["train", *BASE, *extra, f"hydra.run.dir={run}"])
+        except SystemExit as e:
+            code = e.code
+        err = capsys.readouterr().err
+        made_metrics = (run / "metrics.json").is_file()
     assert "Traceback" not in err
     if code == 0:
-        assert (run / "metrics.json").is_file(), (extra, err[-2000:])
+        assert made_metrics, (extra, err[-2000:])
     else:
         assert code == 2, (extra, code, err[-2000:])
         errors = [ln for ln in err.splitlines() if ln.startswith("robustai train: error: ")]
         assert len(errors) == 1, (extra, err[-2000:])
-        assert not (run / "metrics.json").exists()
+        assert not made_metrics
