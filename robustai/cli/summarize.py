@@ -348,7 +348,9 @@ def table_rows(summary: Summary, precise: bool) -> tuple[list[str], list[list[st
         row += [m.overrides.get(k, "") for k in summary.columns]
         row.append(_fmt(m.objective, precise))
         row += [_fmt(flat.get(c), precise) for c in summary.metric_columns]
-        row.append(_fmt(flat.get("wall_seconds"), precise, digits=1))
+        # a training run's wall time; an evaluation's report.json has only its eval_seconds
+        seconds = flat.get("wall_seconds", flat.get("eval_seconds"))
+        row.append(_fmt(seconds, precise, digits=1))
         row.append(m.status)
         rows.append(row)
     return header, rows

@@ -241,3 +241,15 @@ def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
     assert [m.name for m in summarize(tmp_path).members] == ["2", "1", "0"]
     assert [m.name for m in summarize(tmp_path, "privacy/epsilon").members] == ["2", "1", "0"]
     assert [m.name for m in summarize(tmp_path, "train_seconds").members] == ["0", "1", "2"]
+
+
+def test_an_evaluate_sweep_member_shows_its_seconds(tmp_path: Path) -> None:
+    """A `robustai evaluate -m` member leaves report.json (eval_seconds, no wall_seconds): its
+    seconds column is filled from that, not left blank."""
+    for name, clean in (("0", 0.9), ("1", 0.8)):
+        run = make_run(tmp_path, name, [f"evaluator.samples={name}"], None)
+        report = metrics(clean, 0.5)
+        del report["wall_seconds"]
+        (run / "report.json").write_text(json.dumps({**report, "eval_seconds": 2.5}))
+    assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
+    assert [float(r["seconds"]) for r in rows(tmp_path)] == [2.5, 2.5]
