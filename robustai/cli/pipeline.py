@@ -74,6 +74,7 @@ from robustai.training import (
     read_checkpoint,
     stop_on_signals,
 )
+from robustai.training.signals import Terminated, raise_on_sigterm
 
 log = logging.getLogger(__name__)
 
@@ -467,11 +468,14 @@ def run_train(
     """
     ctx = start_distributed(cfg)
     try:
-        return _run_train(cfg, out_dir, hparams, ctx)
+        with raise_on_sigterm():
+            return _run_train(cfg, out_dir, hparams, ctx)
     except KeyboardInterrupt as e:
         # Ctrl-C outside the training loop (loading the data, the final evaluation), where
         # no stop handler turns it into a checkpoint: one line saying what is left to resume.
         raise RunInterrupted(signal.SIGINT, interrupted_message(out_dir)) from e
+    except Terminated as e:  # the same for SIGTERM (e.g. a scheduler's), which ended silently
+        raise RunInterrupted(signal.SIGTERM, interrupted_message(out_dir)) from e
     finally:
         shutdown(ctx)
 

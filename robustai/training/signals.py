@@ -14,6 +14,29 @@ log = logging.getLogger(__name__)
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+class Terminated(BaseException):
+    """SIGTERM outside the training loop (loading the data, the final evaluation), raised like
+    the KeyboardInterrupt of a Ctrl-C so the command can say in one line what to resume."""
+
+
+@contextmanager
+def raise_on_sigterm() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` in the main thread (Python's default
+    would end the process silently). :func:`stop_on_signals` takes over inside the loop."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class StopRequest(threading.Event):
     """Set by the first SIGINT/SIGTERM; remembers which signal it was."""
 

@@ -168,6 +168,48 @@ def test_ctrl_c_in_the_final_evaluation_says_in_one_line_what_to_resume(
     assert (run / "metrics.json").is_file() and "resumed from" in (run / "train.log").read_text()
 
 
+class _Killed(BaseException):
+    """What SIGTERM raises in this test when robustai installs no handler of its own."""
+
+
+def test_sigterm_in_the_final_evaluation_says_in_one_line_what_to_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM (a scheduler's, or `kill`) outside the training loop ended the run silently with
+    Python's default action; it now stops like Ctrl-C there: status 143 and one line."""
+    import robustai.cli.pipeline as pipeline
+    from robustai.cli.main import main
+
+    def sigterm(*args, **kwargs):  # type: ignore[no-untyped-def]
+        signal.raise_signal(signal.SIGTERM)
+
+    def killed(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Killed  # stands in for the default action, which would end pytest itself
+
+    run = tmp_path / "run"
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    monkeypatch.setattr(pipeline, "run_evaluation", sigterm)
+    previous = signal.signal(signal.SIGTERM, killed)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            try:
+                main([*args, f"hydra.run.dir={run}"])
+            except _Killed:
+                pytest.fail("SIGTERM outside the training loop was not handled")
+        assert signal.getsignal(signal.SIGTERM) is killed  # the caller's handler is restored
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        "robustai train: error: interrupted; checkpoint epoch-0001.json is kept; resume with: "
+        f"robustai train trainer.resume={run} (and the same overrides)"
+    )
+
+
 def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
     tmp_path: Path,
 ) -> None:
