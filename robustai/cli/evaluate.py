@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -345,12 +346,21 @@ def _task(cfg: Any) -> None:
 
     from robustai.cli.sweep_status import record_failure
     from robustai.config import to_evaluate_config
+    from robustai.training.signals import Terminated, raise_on_sigterm
 
     hc = HydraConfig.get()
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        run_evaluate(to_evaluate_config(cfg), out_dir)
+        with raise_on_sigterm():
+            run_evaluate(to_evaluate_config(cfg), out_dir)
+    except (KeyboardInterrupt, Terminated) as e:  # a traceback (Ctrl-C), or silence (SIGTERM)
+        signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
+        fail(
+            "evaluate",
+            f"interrupted: the evaluation in {out_dir} did not finish; run the command again",
+            code=128 + signum,
+        )
     except (UserError, RunFailure) as e:
         if multirun:
             log.error("evaluation failed: %s", e)

@@ -353,3 +353,25 @@ def test_an_evaluation_sweep_can_be_summarized(checkpoint: Path, tmp_path: Path)
     for member, eps in zip(summary.members, ("0.05", "0.1"), strict=True):
         report = json.loads((member.folder / "report.json").read_text())
         assert member.objective == report["worst_case_acc"][eps]
+
+
+def test_ctrl_c_is_one_line_not_a_traceback(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C during the attacks ended in a KeyboardInterrupt traceback: now one line, 130."""
+    import robustai.cli.evaluate as evaluate
+
+    def ctrl_c(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(checkpoint.parent)
+    monkeypatch.setattr(evaluate, "run_evaluation", ctrl_c)
+    with pytest.raises(SystemExit) as exc:
+        try:
+            main(["evaluate", f"checkpoint={checkpoint}", "evaluator=quick", "logger=none"])
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C escaped the command: a KeyboardInterrupt traceback")
+    assert exc.value.code == 130
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("robustai evaluate: error: interrupted: the evaluation in ")
+    assert line.endswith(" did not finish; run the command again")
