@@ -446,10 +446,12 @@ def main(argv: Sequence[str]) -> int:
     from robustai.cli.common import config_dir
     from robustai.cli.preflight import preflight
     from robustai.cli.sweep_status import SweepStatus
+    from robustai.security import signing_key_from_env
 
     try:
         cdir = config_dir()
         preflight(cdir, "train", argv, check_train_config)
+        signing_key_from_env()  # an unusable key fails here, before Hydra makes the run folder
         _check_sweep_folder(cdir, argv)
         args, scratch = _torchrun_args(_resume_in_place(argv))
     except UserError as e:
