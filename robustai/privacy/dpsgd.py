@@ -24,6 +24,8 @@ import logging
 import math
 import warnings
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,18 +111,25 @@ def make_dp_compatible(model: nn.Module) -> tuple[nn.Module, list[str]]:
         return model, []
     # Opacus logs two INFO lines per replaced layer (34 for preact_resnet18, again on every
     # load of the saved model); the caller gets the names and logs them once.
-    validators_log = logging.getLogger("opacus.validators")
-    level = validators_log.level
-    validators_log.setLevel(max(level, logging.WARNING))
-    try:
+    with _quiet("opacus.validators"):
         fixed = ModuleValidator.fix(model)  # the trainable layers only
         for name, module in list(fixed.named_modules()):
             if _mixes_samples(module):  # left by Opacus' fix, or fixed only in part
                 _replace_norm(fixed, name, module)
-    finally:
-        validators_log.setLevel(level)
     check_dp_compatible(fixed)
     return fixed, names
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Within the block, the logger ``logger_name`` passes warnings and errors only."""
+    quieted = logging.getLogger(logger_name)
+    level = quieted.level
+    quieted.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        quieted.setLevel(level)
 
 
 def _replace_norm(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -344,13 +353,16 @@ class DPSGD:
         if distributed:
             model = DPDDP(model)  # broadcasts rank 0's weights; the optimizer all-reduces
         if self.grad_sample_mode == "ghost":
-            self.model: nn.Module = GradSampleModuleFastGradientClipping(
-                model,
-                batch_first=True,
-                loss_reduction="mean",
-                max_grad_norm=self.max_grad_norm,
-                use_ghost_clipping=True,
-            )
+            # Opacus logs a line per layer here once a logging setup (Hydra's) enables its
+            # logger; the mode per layer type is in this class's own line (choose_grad_sample_mode)
+            with _quiet(GradSampleModuleFastGradientClipping.__module__):
+                self.model: nn.Module = GradSampleModuleFastGradientClipping(
+                    model,
+                    batch_first=True,
+                    loss_reduction="mean",
+                    max_grad_norm=self.max_grad_norm,
+                    use_ghost_clipping=True,
+                )
         else:
             self.model = GradSampleModule(model, batch_first=True, loss_reduction="mean")
         self.model.forbid_grad_accumulation()  # type: ignore[operator]

@@ -341,6 +341,22 @@ def test_fixing_batchnorm_does_not_log_a_line_per_layer(caplog: pytest.LogCaptur
     assert logging.getLogger("opacus.validators").level == logging.NOTSET  # put back
 
 
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_attaching_dp_sgd_does_not_log_a_line_per_module(
+    mode: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Opacus' ghost-clipping module logs one INFO line per layer (about 40 for
+    preact_resnet18, on every run) once a logging setup such as Hydra's enables its logger
+    (Opacus disables it at import); robustai's own line names the mode per layer type."""
+    opacus_log = logging.getLogger("opacus.grad_sample.grad_sample_module_fast_gradient_clipping")
+    monkeypatch.setattr(opacus_log, "disabled", False)  # as dictConfig leaves it under the CLI
+    x, y = torch.rand(64, 1, 8, 8), torch.randint(0, 10, (64,))
+    with caplog.at_level(logging.INFO):
+        _dp(_model(), x, y, grad_sample_mode=mode)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("opacus")] == []
+    assert logging.getLogger("opacus.grad_sample").level == logging.NOTSET  # put back
+
+
 def test_ghost_clipping_where_possible_hooks_for_shared_parameters() -> None:
     mode, info = choose_grad_sample_mode(_model())
     assert mode == "ghost" and "Linear: ghost norm x2" in info
