@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from robustai.attacks import graphs
 from robustai.attacks.kernels import input_grad_kernels
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,11 @@ class Attack(ABC):
     step_size_attrs: ClassVar[tuple[str, ...]] = ()
     #: whether the attack has an ``early_stop`` option (see :meth:`with_early_stop`).
     supports_early_stop: ClassVar[bool] = False
+    #: whether :meth:`perturb` runs without host syncs, so CUDA graphs can capture it (see
+    #: :meth:`with_cuda_graph`; an instance may still decline, e.g. PGD with restarts).
+    supports_cuda_graph: ClassVar[bool] = False
+    #: replay the attack from a captured CUDA graph on CUDA inputs (:mod:`robustai.attacks.graphs`)
+    cuda_graph: bool = False
 
     def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
         if norm not in NORMS:
@@ -236,7 +242,10 @@ class Attack(ABC):
                 if buf is not None
             ]
             with torch.enable_grad():
-                x_adv = self.perturb(model, x, y)
+                if self.cuda_graph and x.is_cuda and self._capturable():
+                    x_adv = graphs.run(self, model, x, y, self.perturb)
+                else:
+                    x_adv = self.perturb(model, x, y)
         finally:
             hook.remove()
             with torch.no_grad():
@@ -281,6 +290,23 @@ class Attack(ABC):
         new = copy.copy(self)
         new.early_stop = early_stop  # type: ignore[attr-defined]
         return new
+
+    def with_cuda_graph(self, enabled: bool = True) -> Attack:
+        """A shallow copy that, on CUDA inputs, replays the whole attack from a CUDA graph
+        captured per batch shape (:mod:`robustai.attacks.graphs`: the same kernels and iterates,
+        launched at once; several times faster for models whose steps are launch-bound). Opt-in,
+        because Python code in the model's forward runs at capture only. Attacks that sync with
+        the host (APGD, Square, PGD with restarts) are returned as they are, and on CPU it does
+        nothing."""
+        if not self.supports_cuda_graph or self.cuda_graph == enabled:
+            return self
+        new = copy.copy(self)
+        new.cuda_graph = enabled
+        return new
+
+    def _capturable(self) -> bool:
+        """Whether this instance's :meth:`perturb` can be captured (override to decline)."""
+        return self.supports_cuda_graph
 
     @property
     def label(self) -> str:

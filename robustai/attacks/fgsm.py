@@ -34,6 +34,7 @@ class FGSM(Attack):
     name: ClassVar[str] = "fgsm"
     supported_norms: ClassVar[tuple[str, ...]] = ("linf",)
     step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
+    supports_cuda_graph: ClassVar[bool] = True
 
     def __init__(
         self,

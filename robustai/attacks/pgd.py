@@ -51,6 +51,7 @@ class PGD(Attack):
     name: ClassVar[str] = "pgd"
     step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
     supports_early_stop: ClassVar[bool] = True
+    supports_cuda_graph: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -83,6 +84,9 @@ class PGD(Attack):
 
     def _default_step_size(self, attr: str, eps: float) -> float:
         return 2.5 * eps / self.steps
+
+    def _capturable(self) -> bool:
+        return self.restarts == 1  # restarts pick samples on the host between runs
 
     @property
     def label(self) -> str:
