@@ -93,6 +93,7 @@ def run_evaluation(
         per_class=evaluator.per_class,
         keep_examples=evaluator.save_examples,
         early_stop=evaluator.early_stop,
+        cuda_graphs=evaluator.cuda_graphs,
     )
 
 

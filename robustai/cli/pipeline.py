@@ -289,7 +289,7 @@ def checkpoint_components(
 _RESUME_FREE = (
     "name", "optimized_metric", "paths.", "logger.", "evaluator.", "trainer.resume",
     "trainer.progress", "trainer.threads", "trainer.device", "trainer.checkpoint_every",
-    "trainer.keep_checkpoints", "trainer.distributed", "trainer.backend",
+    "trainer.keep_checkpoints", "trainer.distributed", "trainer.backend", "trainer.cuda_graphs",
 )
 
 
@@ -550,7 +550,7 @@ def _run_train(
         replays = cfg.trainer.replays
         log.info("objective: free adversarial training, %d replays at eps=%g", replays, threat_eps)
     elif adversarial and cfg.trainer.objective == "adversarial":
-        train_attack = make_attack(cfg.attack)
+        train_attack = make_attack(cfg.attack).with_cuda_graph(cfg.trainer.cuda_graphs)
         objective = AdversarialObjective(train_attack, cfg.trainer.eps_warmup_epochs)
         log.info(
             "objective: adversarial training with %s at eps=%g",

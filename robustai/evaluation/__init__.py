@@ -18,6 +18,7 @@ from robustai.evaluation.curve import (
 from robustai.evaluation.evaluator import (
     EvalResult,
     Evaluator,
+    cuda_graphing,
     early_stopping,
     eps_key,
     metric_key,
@@ -46,6 +47,7 @@ __all__ = [
     "accuracy",
     "attack_outcome",
     "build_report",
+    "cuda_graphing",
     "default_curve_eps",
     "early_stopping",
     "eps_key",

@@ -44,6 +44,16 @@ def early_stopping(make: AttackFactory) -> AttackFactory:
     return make_early_stopping
 
 
+def cuda_graphing(make: AttackFactory) -> AttackFactory:
+    """``make`` with CUDA-graph replay turned on where the attack allows it (see
+    :meth:`Attack.with_cuda_graph`)."""
+
+    def make_cuda_graphing(eps: float) -> Attack:
+        return make(eps).with_cuda_graph()
+
+    return make_cuda_graphing
+
+
 def eps_key(eps: float) -> str:
     """The ``<eps>`` key of ``worst_case_acc``, e.g. ``0.1``."""
     return f"{eps:g}"

@@ -34,6 +34,7 @@ from robustai.evaluation.evaluator import (
     EvalResult,
     Evaluator,
     check_factories,
+    cuda_graphing,
     early_stopping,
 )
 from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
@@ -85,12 +86,15 @@ def evaluate_model(
     per_class: bool = True,
     keep_examples: bool = False,
     early_stop: bool = True,
+    cuda_graphs: bool = False,
 ) -> Evaluation:
     """Clean and robust accuracy of every attack at every eps with the per-sample worst case;
     then (each optional) the robustness curve, the sanity checks and per-class accuracy.
 
     ``early_stop``: per-sample early stopping for the attacks that have it (see
-    :class:`Evaluator`), in the suite, the curve and the sanity checks alike."""
+    :class:`Evaluator`), in the suite, the curve and the sanity checks alike. ``cuda_graphs``:
+    on CUDA, the attacks that allow it replay from captured CUDA graphs (see
+    :meth:`Attack.with_cuda_graph`)."""
     y = checked_labels(x, y)
     if len(y) and int(y.max()) >= num_classes:
         raise ValueError(
@@ -100,6 +104,8 @@ def evaluate_model(
     check_factories(attacks)
     if early_stop:
         attacks = [early_stopping(make) for make in attacks]
+    if cuda_graphs:
+        attacks = [cuda_graphing(make) for make in attacks]
     result = Evaluator(attacks, eps, batch_size, early_stop).run(
         model, x, y, keep_examples=keep_examples
     )

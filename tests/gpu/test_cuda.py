@@ -32,7 +32,14 @@ def test_attacks_keep_their_contract_on_cuda(name: str) -> None:
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("extra", [[], ["trainer.amp=true", "trainer.channels_last=true"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["trainer.amp=true", "trainer.channels_last=true"],
+        ["trainer.cuda_graphs=true", "evaluator.cuda_graphs=true"],
+    ],
+)
 def test_training_run_on_cuda(tmp_path: Path, extra: list[str]) -> None:
     run = tmp_path / "run"
     proc = subprocess.run(
