@@ -26,8 +26,13 @@ Rows:
   PGD-10 eval, early stop         robustai's Evaluator with its defaults: samples wrong clean are
                                   not attacked, and each sample leaves PGD at the first iterate
                                   that fools it (robust accuracy the same or lower)
-  ... , AT model                  the three PGD rows again on a model adversarially trained for a
+  ... , AT model                  the PGD rows again on a model adversarially trained for a
                                   few epochs (FGSM-RS), where fewer samples fall early
+  ... , CUDA graph                on CUDA only: FGSM-RS training and the robustai PGD rows with
+                                  the attack replayed from CUDA graphs (Attack.with_cuda_graph);
+                                  graphs are kept per model, so the eval rows are captured in
+                                  their untimed warm-up run (whose time the JSON keeps as
+                                  warmup_s, as for every row) and the timed runs replay them
   DP-SGD epoch (robustai)         privacy=dpsgd (Poisson sampling, Opacus ghost clipping)
   DP-SGD epoch (robustai, hooks)  the same with privacy.grad_sample_mode=hooks
   DP-SGD epoch (Opacus hooks)     stock Opacus make_private with its default per-sample hooks
@@ -297,9 +302,9 @@ def main() -> None:
     def pgd() -> PGD:
         return PGD(eps, alpha=eps / 4, steps=10, random_start=False)
 
-    def pgd_robustai(model: torch.nn.Module, row: str) -> Callable[[], float]:
+    def pgd_robustai(model: torch.nn.Module, row: str, graph: bool = False) -> Callable[[], float]:
         def run() -> float:
-            attack = pgd()
+            attack = pgd().with_cuda_graph(graph)
             sync()
             start = time.perf_counter()
             with autocast():
@@ -310,9 +315,12 @@ def main() -> None:
 
         return run
 
-    def pgd_early_stop(model: torch.nn.Module, row: str) -> Callable[[], float]:
+    def pgd_early_stop(
+        model: torch.nn.Module, row: str, graph: bool = False
+    ) -> Callable[[], float]:
         def run() -> float:
-            evaluator = Evaluator([lambda e: pgd()], [eps], batch_size=500)  # early_stop=True
+            make = lambda e: pgd().with_cuda_graph(graph)  # noqa: E731
+            evaluator = Evaluator([make], [eps], batch_size=500)  # early_stop=True
             sync()
             start = time.perf_counter()
             with autocast():
@@ -409,6 +417,14 @@ def main() -> None:
             epoch(lambda: FreeAdversarialObjective(eps, replays=4)),
         ),
     ]
+    if device.type == "cuda":
+        rows.append(
+            (
+                "FGSM-RS epoch (robustai, CUDA graph)",
+                "epoch",
+                epoch(lambda: AdversarialObjective(FGSM(eps, random_start=True).with_cuda_graph())),
+            )
+        )
     for model, suffix in ((trained, ""), (robust, ", AT model")):
         for name, make in (
             (f"PGD-10 eval (robustai){suffix}", pgd_robustai),
@@ -416,6 +432,12 @@ def main() -> None:
             (f"PGD-10 eval, early stop{suffix}", pgd_early_stop),
         ):
             rows.append((name, "eval", make(model, name)))
+        if device.type == "cuda":  # captured in the untimed warm-up run (its time: warmup_s)
+            for name, make in (
+                (f"PGD-10 eval (robustai, CUDA graph){suffix}", pgd_robustai),
+                (f"PGD-10 eval, early stop, CUDA graph{suffix}", pgd_early_stop),
+            ):
+                rows.append((name, "eval", make(model, name, graph=True)))
     rows += [
         ("DP-SGD epoch (robustai)", "epoch", dp_robustai()),
         ("DP-SGD epoch (robustai, hooks)", "epoch", dp_robustai("hooks")),
@@ -423,8 +445,11 @@ def main() -> None:
     ]
     rows = [r for r in rows if not any(s in r[0] for s in args.skip)]
     load_avg = os.getloadavg()
-    for _, _, fn in rows:
-        fn()  # warm-up (and torch.compile, when asked)
+    warmup: dict[str, float] = {}
+    for name, _, fn in rows:
+        start = time.perf_counter()
+        fn()  # warm-up (torch.compile, when asked; the capture of the CUDA-graph rows)
+        warmup[name] = time.perf_counter() - start
     if args.memory_only:
         args.out.write_text(json.dumps(peak_memory(rows, device)) + "\n")
         return
@@ -449,7 +474,12 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for name, kind, _ in rows:
         med = statistics.median(times[name])
-        r: dict[str, Any] = {"median_s": med, "times_s": times[name], "peak_mb": peaks[name]}
+        r: dict[str, Any] = {
+            "median_s": med,
+            "times_s": times[name],
+            "warmup_s": warmup[name],
+            "peak_mb": peaks[name],
+        }
         if kind == "epoch":
             r["x_clean_epoch"] = statistics.median(paired[name]) if paired[name] else med / base
         else:
@@ -463,6 +493,14 @@ def main() -> None:
         for row, key in (
             (f"PGD-10 eval (robustai){suffix}", f"pgd10_eval_speedup_vs_torchattacks{tag}"),
             (f"PGD-10 eval, early stop{suffix}", f"pgd10_early_stop_speedup_vs_torchattacks{tag}"),
+            (
+                f"PGD-10 eval (robustai, CUDA graph){suffix}",
+                f"pgd10_cuda_graph_speedup_vs_torchattacks{tag}",
+            ),
+            (
+                f"PGD-10 eval, early stop, CUDA graph{suffix}",
+                f"pgd10_early_stop_cuda_graph_speedup_vs_torchattacks{tag}",
+            ),
         ):
             if {row, base_row} <= results.keys():
                 ratios[key] = results[row]["images_per_s"] / results[base_row]["images_per_s"]
