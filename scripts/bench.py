@@ -33,8 +33,11 @@ Rows:
                                   graphs are kept per model, so the eval rows are captured in
                                   their untimed warm-up run (whose time the JSON keeps as
                                   warmup_s, as for every row) and the timed runs replay them
-  DP-SGD epoch (robustai)         privacy=dpsgd (Poisson sampling, Opacus ghost clipping)
+  DP-SGD epoch (robustai)         privacy=dpsgd, defaults (Poisson sampling; grad_sample_mode=auto:
+                                  ghost clipping, or on CUDA hooks for small models; the JSON
+                                  says which)
   DP-SGD epoch (robustai, hooks)  the same with privacy.grad_sample_mode=hooks
+  DP-SGD epoch (robustai, ghost)  on CUDA only: the same with privacy.grad_sample_mode=ghost
   DP-SGD epoch (Opacus hooks)     stock Opacus make_private with its default per-sample hooks
 
 ``--amp`` (bf16 autocast) and ``--channels-last`` apply to every attack and clean row, robustai's
@@ -298,6 +301,7 @@ def main() -> None:
     ).fit(data.train)
     robust.eval()
     robust_acc: dict[str, float] = {}
+    dp_modes: dict[str, str] = {}  # requested grad_sample_mode -> the mode DPSGD chose
 
     def pgd() -> PGD:
         return PGD(eps, alpha=eps / 4, steps=10, random_start=False)
@@ -371,6 +375,7 @@ def main() -> None:
             max_grad_norm=1.0,
             grad_sample_mode=grad_sample_mode,
         )
+        dp_modes[grad_sample_mode] = dp.grad_sample_mode
         trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
         sync()
         seconds = trainer.train_epoch(dp.loader, 0).seconds
@@ -441,6 +446,11 @@ def main() -> None:
     rows += [
         ("DP-SGD epoch (robustai)", "epoch", dp_robustai()),
         ("DP-SGD epoch (robustai, hooks)", "epoch", dp_robustai("hooks")),
+        *(
+            [("DP-SGD epoch (robustai, ghost)", "epoch", dp_robustai("ghost"))]
+            if device.type == "cuda"
+            else []
+        ),
         ("DP-SGD epoch (Opacus hooks)", "epoch", dp_opacus_hooks),
     ]
     rows = [r for r in rows if not any(s in r[0] for s in args.skip)]
@@ -487,6 +497,8 @@ def main() -> None:
         results[name] = r
     for name, acc in robust_acc.items():
         results[name]["robust_acc"] = acc
+    if "DP-SGD epoch (robustai)" in results:
+        results["DP-SGD epoch (robustai)"]["grad_sample_mode"] = dp_modes["auto"]
     ratios = {}
     for suffix, tag in (("", ""), (", AT model", "_at_model")):
         base_row = f"PGD-10 eval (torchattacks){suffix}"

@@ -25,6 +25,7 @@ from robustai.privacy import (
     choose_grad_sample_mode,
     make_dp_compatible,
 )
+from robustai.privacy.dpsgd import HOOKS_ON_CUDA_MAX_BYTES
 from robustai.training import Trainer
 
 MODES = ["ghost", "hooks"]
@@ -367,3 +368,20 @@ def test_ghost_clipping_where_possible_hooks_for_shared_parameters() -> None:
         choose_grad_sample_mode(tied, "ghost")
     with pytest.raises(ValueError, match="auto, ghost, hooks"):
         choose_grad_sample_mode(tied, "fast")
+
+
+def test_auto_takes_hooks_on_cuda_for_small_models_only() -> None:
+    cuda = torch.device("cuda")  # the choice only; the model itself stays on the CPU here
+    small = _model()
+    n = sum(p.numel() for p in small.parameters())
+    fits = HOOKS_ON_CUDA_MAX_BYTES // (4 * n)  # the largest batch whose gradients fit
+    mode, info = choose_grad_sample_mode(small, batch_size=fits, device=cuda)
+    assert mode == "hooks" and "on CUDA" in info
+    assert choose_grad_sample_mode(small, batch_size=fits + 1, device=cuda)[0] == "ghost"
+    assert choose_grad_sample_mode(small, batch_size=fits)[0] == "ghost"  # CPU: ghost
+    assert choose_grad_sample_mode(small, device=cuda)[0] == "ghost"  # batch size unknown
+    assert choose_grad_sample_mode(small, "ghost", batch_size=1, device=cuda)[0] == "ghost"
+    frozen = _model()
+    for p in list(frozen.parameters())[:-1]:  # only trainable parameters have per-sample grads
+        p.requires_grad_(False)
+    assert choose_grad_sample_mode(frozen, batch_size=fits + 1, device=cuda)[0] == "hooks"

@@ -54,6 +54,9 @@ def test_bench_runs_every_row_and_writes_its_json(tmp_path: Path, mnist_idx_dir:
         assert row["peak_mb"] >= 0, name
         assert ("x_clean_epoch" in row) == (" eval" not in name), name
     assert results["clean epoch"]["x_clean_epoch"] == 1.0
+    for row in results.values():  # the untimed first run of each row, e.g. a graph capture
+        assert row["warmup_s"] > 0
+    assert results["DP-SGD epoch (robustai)"]["grad_sample_mode"] == "ghost"  # auto, on a CPU
     # the memory column sees memory: Opacus' per-sample gradients of small_cnn's ~166k weights
     # for a batch of 100 hold about 66 MB that a clean epoch never allocates
     clean_mb = results["clean epoch"]["peak_mb"]
