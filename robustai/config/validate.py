@@ -270,6 +270,11 @@ def validate(cfg: TrainConfig) -> None:
             "trainer.amp / trainer.compile are not supported with privacy=dpsgd (Opacus' "
             "per-sample gradients assume full precision, eager modules); set them to false"
         )
+    if t.compile and (t.cuda_graphs or e.cuda_graphs):
+        raise ConfigError(
+            "trainer.compile=true with trainer.cuda_graphs / evaluator.cuda_graphs: capturing a"
+            " compiled model is not supported; set one of them to false"
+        )
 
 
 def _check_model_params(name: str, params: typing.Mapping[str, Any]) -> None:

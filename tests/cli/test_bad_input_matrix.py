@@ -78,6 +78,12 @@ MATRIX = [
         "hydra.callbacks.x._target_=subprocess.run: not allowed",
     ),
     (
+        "CUDA graphs of a compiled model",
+        ["trainer.compile=true", "evaluator.cuda_graphs=true"],
+        2,
+        "capturing a compiled model is not supported",
+    ),
+    (
         "resume from nothing",
         ["trainer.resume={tmp}/nowhere"],
         2,
