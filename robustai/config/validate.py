@@ -482,11 +482,40 @@ def _one_line(e: OmegaConfBaseException, root: Any = TrainConfig) -> str:
         group, dot, _ = ref.partition(".")
         fix = f"choose {group}=<option> (see --help) or set {ref}" if dot else "set it"
         return f"{key} refers to {ref}, which is not set: {fix}"
+    wrong = _WRONG_TYPE.search(msg)
+    if key and wrong:
+        return _wrong_type(str(key), _value_of(node), wrong.group("to") or "bool", root)
     if key and "is not a ListConfig, list or tuple" in msg:  # OmegaConf's words for a scalar
         node = getattr(e, "value", None)
         value = node._value() if isinstance(node, ValueNode) else node
         return f"{key}={value}: must be a list, e.g. {key}=[{value}]"
     return f"{key}: {msg}" if key and key not in msg else msg
+
+
+#: OmegaConf's words for a value of the wrong type: "... could not be converted to Integer",
+#: "... is not a valid bool"
+_WRONG_TYPE = re.compile(r"could not be converted to (?P<to>Integer|Float)|is not a valid bool")
+_KINDS = {"Integer": "a whole number", "Float": "a number", "bool": "true or false"}
+
+
+def _wrong_type(key: str, value: Any, to: str, root: Any) -> str:
+    """``key=value`` of the wrong type: what the key takes, with its default as the example
+    (OmegaConf says only that the value "could not be converted to Integer")."""
+    whole = re.sub(r"\[\d+\]$", "", key)
+    try:
+        default = OmegaConf.select(OmegaConf.structured(root), whole)
+    except OmegaConfBaseException:
+        default = None
+    if OmegaConf.is_config(default):
+        default = str(OmegaConf.to_container(default)).replace(" ", "")
+    if isinstance(default, bool):
+        default = str(default).lower()
+    example = f", e.g. {whole}={default}" if default not in (None, "[]") else ""
+    if not example and to == "Float":
+        example = f", e.g. {whole}=0.1 or {whole}=8/255"
+    elif not example and to == "Integer":
+        example = f", e.g. {whole}=100"
+    return f"{key}={value}: must be {_KINDS[to]}{example}"
 
 
 def _value_of(node: Any) -> Any:
