@@ -129,7 +129,9 @@ def test_ddp_writes_one_set_of_outputs(adversarial_pair) -> None:
     assert_one_set_of_outputs(ddp, one, tmp)
 
 
-def test_dpsgd_under_ddp_computes_the_one_process_gradients(tmp_path: Path) -> None:
+# hooks: what grad_sample_mode=auto takes on CUDA for small models
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_dpsgd_under_ddp_computes_the_one_process_gradients(tmp_path: Path, mode: str) -> None:
     # Sample rate 1 (batch >= N), clipping norm far above every gradient, negligible noise:
     # DP-SGD is then full-batch gradient descent, so distributed Opacus (per-rank clipping,
     # noise on rank 0, all-reduce, every rank dividing by q*N/2) must give the same steps.
@@ -138,6 +140,7 @@ def test_dpsgd_under_ddp_computes_the_one_process_gradients(tmp_path: Path) -> N
         "model=mlp",
         "attack=fgsm",
         "privacy=dpsgd",
+        f"privacy.grad_sample_mode={mode}",
         "privacy.noise_multiplier=1e-9",
         "privacy.max_grad_norm=1000",
         "privacy.accountant=rdp",
