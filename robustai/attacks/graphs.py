@@ -114,7 +114,7 @@ def run(
         entry.graph.replay()
         return entry.out.clone()
     if key in cache.eager or key not in cache.seen:
-        if len(cache.seen) > 256:  # e.g. a stream of odd batch sizes: forget the oldest sightings
+        if len(cache.seen) > 256:  # e.g. a stream of odd batch sizes: start counting afresh
             cache.seen.clear()
         cache.seen.add(key)
         return perturb(model, x, y)
