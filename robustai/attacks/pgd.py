@@ -154,6 +154,13 @@ class PGD(Attack):
             if bool(fooled.any()):
                 out[active[fooled]] = x_adv[fooled]
                 keep = ~fooled
+                if int(keep.sum()) == 1:
+                    # A batch of one is the size some models cannot take (a norm layer over a
+                    # single value): the last sample finishes with the fooled rows masked.
+                    out[active] = self._run_early_stop_masked(
+                        model, xs, ys, x_adv, step, steps=self.steps - i, fooled=fooled
+                    )
+                    return out
                 active, xs, ys, x_adv, grad = (t[keep] for t in (active, xs, ys, x_adv, grad))
                 if active.numel() == 0:
                     logger.debug("PGD: every sample misclassified after %d steps", i)
@@ -163,14 +170,24 @@ class PGD(Attack):
         return out
 
     def _run_early_stop_masked(
-        self, model: nn.Module, x: Tensor, y: Tensor, x_adv: Tensor, step: Callable[..., Tensor]
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        x_adv: Tensor,
+        step: Callable[..., Tensor],
+        steps: int | None = None,
+        fooled: Tensor | None = None,
     ) -> Tensor:
         """As :meth:`_run_early_stop` without a host sync: the whole batch takes every step and
         each sample's first fooling iterate is kept aside (samples are independent in eval mode,
-        and the sign or direction of a gradient does not depend on the batch's mean)."""
+        and the sign or direction of a gradient does not depend on the batch's mean). ``steps``
+        left to take and the rows already ``fooled`` at ``x_adv``: for finishing a batch whose
+        drops would leave a single sample."""
         out = x_adv.clone()
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
-        for _ in range(self.steps):
+        if fooled is None:
+            fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        for _ in range(self.steps if steps is None else steps):
             logits, grad = self._logits_and_input_grad(model, x_adv, y)
             first = (labels_of(logits) != y) & ~fooled
             out = torch.where(per_sample_view(first, x), x_adv, out)

@@ -119,3 +119,30 @@ def test_with_early_stop_is_a_copy_and_off_by_default() -> None:
     assert stopping.with_early_stop(False).early_stop is False
     fgsm = FGSM(0.1)
     assert fgsm.with_early_stop() is fgsm  # one step: nothing to stop
+
+
+class _NoSingleSample(nn.Module):
+    """Refuses a batch of one, as a norm layer over a single value does (GroupNorm with one
+    channel per group on a 1x1 feature map)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1:
+            raise ValueError("Expected more than 1 value per channel")
+        return self.inner(x)
+
+
+def test_early_stop_never_shrinks_a_batch_to_one_sample(model: nn.Module, batch) -> None:
+    x, y = batch
+    right = _right(model, x, y)
+    idx = right.nonzero()[:3, 0]  # three samples the model gets right
+    xs, ys = x[idx], y[idx].clone()
+    ys[:2] = (ys[:2] + 1) % N_CLASSES  # two of them labelled wrong: "fooled" at the first iterate
+    attack = PGD(0.05, steps=5, random_start=False, early_stop=True)
+    out = attack(_NoSingleSample(model), xs, ys)  # dropping both would leave a batch of one
+    ref = attack(model, xs, ys)  # the same model, which takes a batch of one
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    assert torch.equal(out[:2], xs[:2])  # the wrongly labelled rows keep their first iterate
