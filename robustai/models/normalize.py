@@ -28,9 +28,10 @@ class Normalize(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # Broadcasting would silently turn a grayscale batch into three identical channels for
-        # a colour model (and fail deep inside it the other way round): refuse it here.
+        # a colour model (and fail deep inside it the other way round), and a single unbatched
+        # image into a batch of one: refuse both here.
         channels = self.mean.shape[1]
-        if x.ndim < 3 or x.shape[-3] != channels:
+        if x.ndim != 4 or x.shape[1] != channels:
             raise ValueError(
                 f"the model takes (N, {channels}, H, W) inputs in [0, 1]; got {tuple(x.shape)}"
             )

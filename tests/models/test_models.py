@@ -147,6 +147,9 @@ def test_small_cnn_rejects_tiny_inputs() -> None:
         ("small_cnn", (1, 28, 28), (2, 1, 32, 32)),
         ("mlp", (1, 28, 28), (2, 1, 32, 32)),
         ("mlp", (1, 28, 28), (2, 28, 28, 1)),  # channels last
+        ("small_cnn", (1, 28, 28), (1, 28, 28)),  # one image without its batch dimension
+        ("preact_resnet18", (3, 32, 32), (3, 32, 32)),
+        ("mlp", (1, 28, 28), (3, 1, 1, 28, 28)),  # an extra dimension
     ],
 )
 def test_an_input_of_the_wrong_shape_is_refused_in_one_line(
