@@ -12,6 +12,11 @@ from robustai.attacks import FGSM, PGD
 torchattacks = pytest.importorskip("torchattacks")
 
 ATOL = 1e-6
+# L2 steps divide the gradient by its norm, so a last-bit difference between this package's
+# input-only gradient and autograd's full backward (how each rounds depends on the CPU's
+# kernels) is kept, not absorbed as by a sign step, and grows over the steps: seen up to 1.2e-6 on
+# one machine. Still far below any step (>= 0.02) or a different random draw.
+L2_ATOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +112,7 @@ def test_pgd_l2_matches_torchattacks(
     x, y = batch
     ours = PGD(eps, alpha=alpha, steps=steps, random_start=False, norm="l2")(model, x, y)
     ref = torchattacks.PGDL2(model, eps=eps, alpha=alpha, steps=steps, random_start=False)(x, y)
-    torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours, ref, atol=L2_ATOL, rtol=0)
 
 
 def test_pgd_default_alpha_matches_torchattacks(model: nn.Module, batch: tuple) -> None:
@@ -134,7 +139,7 @@ def test_random_start_matches_torchattacks_with_same_seed(
     torch.manual_seed(7)
     oracle = torchattacks.PGD if norm == "linf" else torchattacks.PGDL2
     ref = oracle(model, eps=eps, alpha=alpha, steps=5, random_start=True)(x, y)
-    torch.testing.assert_close(ours, ref, atol=ATOL, rtol=0)
+    torch.testing.assert_close(ours, ref, atol=ATOL if norm == "linf" else L2_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("norm", ["linf", "l2"])
