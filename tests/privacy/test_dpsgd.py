@@ -159,6 +159,23 @@ def test_dp_adversarial_run_trains_and_spends_what_the_clean_dp_run_spends() -> 
     assert adv.epsilon() == clean.epsilon()
 
 
+
+def test_the_training_attack_runs_without_cuda_graphs(
+    digits: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Poisson batch sizes vary: a graph per size would be captured for most batches (on a GPU,
+    # about 100 captures in 160 steps), so the objective takes the eager attack, and says so.
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y)
+    with caplog.at_level(logging.WARNING, logger="robustai.privacy.dpsgd"):
+        graphed = dp.objective(FGSM(eps=0.1).with_cuda_graph())
+        eager = dp.objective(FGSM(eps=0.1))
+    assert graphed._adv is not None and eager._adv is not None
+    assert graphed._adv.attack.cuda_graph is False
+    assert graphed._adv.attack.eps == 0.1
+    lines = [r.getMessage() for r in caplog.records if "CUDA graphs" in r.getMessage()]
+    assert len(lines) == 1 and "runs without CUDA graphs" in lines[0], lines
+
 # ---------------------------------------------------------------- accounting and budget
 
 
