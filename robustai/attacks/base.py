@@ -208,7 +208,7 @@ class Attack(ABC):
             x = x.clone()
         x = x.detach()
         if x.numel() > 0:
-            lo, hi = (float(v) for v in torch.aminmax(x))  # one device sync, not two
+            lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one device sync, not two
             if lo < 0.0 or hi > 1.0:
                 raise ValueError(
                     f"attack inputs must be in [0,1] (normalization belongs inside the model);"

@@ -205,7 +205,7 @@ class Trainer:
                 loss_sum, correct = loss_sum.to(loss.device), correct.to(loss.device)
                 check_every = 1 if loss.device.type == "cpu" else 25
                 self._sync_device = loss.device
-            loss_sum += loss.detach().double() * len(y)
+            loss_sum.add_(loss.detach(), alpha=len(y))  # float64 sum, one kernel
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
             bar.update(1)
