@@ -54,6 +54,24 @@ def test_training_run_on_cuda(tmp_path: Path, extra: list[str]) -> None:
     assert metrics["robust_acc"]["pgd20@0.1"] >= 0.7
 
 
+
+def test_dp_sgd_adversarial_training_with_cuda_graphs(tmp_path: Path) -> None:
+    # The training attack runs eagerly under DP-SGD (Poisson batch sizes vary); the evaluation's
+    # attacks replay from graphs on the released model.
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "trainer.device=cuda", "logger=none",
+         "privacy=dpsgd", "trainer.cuda_graphs=true", "evaluator.cuda_graphs=true",
+         f"hydra.run.dir={run}"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["device"].startswith("cuda")
+    assert 0 < metrics["privacy"]["epsilon"] < float("inf")
+    assert metrics["clean_acc"] >= 0.5  # digits under DP noise: well above chance (0.1)
+    assert "training attack runs without CUDA graphs" in proc.stdout + proc.stderr
+
 def test_ddp_on_cuda_with_nccl_and_sync_batchnorm(tmp_path: Path) -> None:
     # One GPU here: one NCCL process; preact_resnet18's BatchNorm becomes SyncBatchNorm.
     run = tmp_path / "run"
