@@ -65,12 +65,14 @@ def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
 
 def check_train_config(cfg: Any) -> Any:
     """Pre-flight check: the schema, then that every ``optimized_metric`` name will exist."""
+    from robustai.config import to_train_config
+
+    train_cfg = to_train_config(cfg)  # before torch loads: a typo is refused in about a second
+
     from robustai.cli.pipeline import make_attack
     from robustai.cli.preflight import check_device
-    from robustai.config import to_train_config
     from robustai.evaluation import metric_key
 
-    train_cfg = to_train_config(cfg)
     _check_launcher_processes(cfg, train_cfg)
     check_device(cfg, train_cfg.trainer.device, "trainer.device")
     ev = train_cfg.evaluator

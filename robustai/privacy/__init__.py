@@ -1,21 +1,20 @@
 """Differential privacy: DP-SGD over Opacus with accounting, DP noise mechanisms, and a noise
-augmentation that is honestly named as not private."""
+augmentation that is honestly named as not private.
+
+The DP-SGD names load :mod:`robustai.privacy.dpsgd`, and with it Opacus, on first use: importing
+Opacus takes seconds, which runs without DP-SGD and the CLI's config checks should not pay.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from robustai.privacy.accounting import (
     ACCOUNTANTS,
     default_delta,
     epsilon_spent,
     noise_multiplier_for,
-)
-from robustai.privacy.dpsgd import (
-    DPSGD,
-    GRAD_SAMPLE_MODES,
-    DPObjective,
-    IncompatibleLayerError,
-    PrivacyBudgetCallback,
-    check_dp_compatible,
-    choose_grad_sample_mode,
-    make_dp_compatible,
 )
 from robustai.privacy.mechanisms import (
     WHERE,
@@ -28,6 +27,7 @@ from robustai.privacy.mechanisms import (
     gaussian_delta,
 )
 from robustai.privacy.plans import (
+    GRAD_SAMPLE_MODES,
     PRIVACY,
     TrainingParts,
     build_privacy,
@@ -40,6 +40,36 @@ from robustai.privacy.statement import (
     privacy_section,
     privacy_statement,
 )
+
+if TYPE_CHECKING:
+    from robustai.privacy.dpsgd import (
+        DPSGD,
+        DPObjective,
+        IncompatibleLayerError,
+        PrivacyBudgetCallback,
+        check_dp_compatible,
+        choose_grad_sample_mode,
+        make_dp_compatible,
+    )
+
+_DPSGD_NAMES = (
+    "DPSGD",
+    "DPObjective",
+    "IncompatibleLayerError",
+    "PrivacyBudgetCallback",
+    "check_dp_compatible",
+    "choose_grad_sample_mode",
+    "make_dp_compatible",
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _DPSGD_NAMES:
+        value = getattr(importlib.import_module("robustai.privacy.dpsgd"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACCOUNTANTS",

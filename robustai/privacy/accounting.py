@@ -4,6 +4,8 @@ DP-SGD with Poisson sampling at rate ``q``, noise multiplier ``sigma`` and ``ste
 steps is fully described by ``(sigma, q, steps)``; these helpers hand exactly that to Opacus'
 accountants, so the epsilon reported here is Opacus' number, not a re-derivation. Accountants
 bound epsilon for add/remove-one adjacency (one record more or less in the training set).
+Opacus is imported where an accountant is used: loading it takes seconds, which a run without
+DP-SGD (and every config check) should not pay.
 """
 
 from __future__ import annotations
@@ -13,8 +15,6 @@ import math
 import warnings
 
 import numpy as np
-from opacus.accountants import create_accountant
-from opacus.accountants.utils import get_noise_multiplier
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def epsilon_spent(
         return 0.0
     if noise_multiplier <= 0:
         return math.inf
+    from opacus.accountants import create_accountant
+
     acc = create_accountant(mechanism=accountant)
     acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
@@ -69,6 +71,8 @@ def noise_multiplier_for(
     _check_accountant(accountant)
     if not target_epsilon > 0:
         raise ValueError(f"target_epsilon must be > 0, got {target_epsilon}")
+    from opacus.accountants.utils import get_noise_multiplier
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Optimal order is the")
         try:

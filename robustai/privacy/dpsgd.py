@@ -50,13 +50,12 @@ from robustai.privacy.accounting import (
     epsilon_spent,
     noise_multiplier_for,
 )
+from robustai.privacy.plans import GRAD_SAMPLE_MODES
 from robustai.privacy.sampling import PoissonLoader, entropy_generator
 from robustai.training.objectives import AdversarialObjective
 from robustai.training.trainer import EpochStats, Trainer
 
 log = logging.getLogger(__name__)
-
-GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "ghost", "hooks")
 
 #: On CUDA, ``auto`` takes per-sample hooks when one batch's per-sample gradients (trainable
 #: parameters x batch size x 4 bytes) fit in this much memory. Such small models are bound by

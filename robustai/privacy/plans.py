@@ -13,7 +13,7 @@ import inspect
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -21,7 +21,6 @@ from torch.optim import Optimizer
 
 from robustai.data import DataBundle
 from robustai.data.split import channel_stats
-from robustai.privacy.dpsgd import DPSGD, check_dp_compatible, make_dp_compatible
 from robustai.privacy.mechanisms import (
     WHERE,
     GaussianMechanism,
@@ -32,7 +31,14 @@ from robustai.privacy.mechanisms import (
 from robustai.privacy.statement import NO_GUARANTEE, privacy_statement
 from robustai.training.objectives import AdversarialObjective, StandardObjective
 
+if TYPE_CHECKING:  # robustai.privacy.dpsgd loads Opacus (seconds): imported by the DP-SGD plan
+    from robustai.privacy.dpsgd import DPSGD
+
 log = logging.getLogger(__name__)
+
+#: How DP-SGD computes per-sample gradient norms (see
+#: :func:`robustai.privacy.dpsgd.choose_grad_sample_mode`).
+GRAD_SAMPLE_MODES: tuple[str, ...] = ("auto", "ghost", "hooks")
 
 #: Data-independent normalization for DP runs: statistics of the private training set baked
 #: into the model's Normalize layer would be a release the accountant does not see. Inputs stay
@@ -143,6 +149,8 @@ class DPSGDPrivacy(NoPrivacy):
         _data_independent_normalization(data)
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
+        from robustai.privacy.dpsgd import check_dp_compatible, make_dp_compatible
+
         if not self.fix_model:
             check_dp_compatible(model)
             return model
@@ -165,6 +173,8 @@ class DPSGDPrivacy(NoPrivacy):
         epochs: int,
         distributed: bool = False,
     ) -> TrainingParts:
+        from robustai.privacy.dpsgd import DPSGD
+
         if isinstance(objective, AdversarialObjective):
             attack, warmup = objective.attack, objective.eps_warmup_epochs
         elif isinstance(objective, StandardObjective):

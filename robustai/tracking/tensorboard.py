@@ -10,7 +10,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
-from torchvision.utils import make_grid
 
 from robustai.training.trainer import EpochStats, Trainer
 
@@ -62,6 +61,8 @@ class TensorBoardLogger:
         """Rows: clean images, adversarial images, perturbation (grey = 0, scaled to +-eps)."""
         scale = eps if eps > 0 else 1.0
         pert = (0.5 + (adv - clean) / (2 * scale)).clamp(0, 1)
+        from torchvision.utils import make_grid  # imported here: torchvision takes seconds to load
+
         images = torch.cat([clean, adv, pert]).detach().cpu()
         grid = make_grid(images, nrow=len(clean), padding=1, pad_value=1.0)
         self.writer.add_image(tag, grid, step)
