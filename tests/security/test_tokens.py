@@ -48,10 +48,13 @@ def test_only_the_hash_is_stored(store: AccessStore) -> None:
     with sqlite3.connect(store.path) as db:
         rows = db.execute("SELECT * FROM tokens").fetchall()
     assert len(rows) == 1
-    assert token not in repr(rows) and token.split("_")[-1] not in repr(rows)
+    # the secret is everything after "rai_<id>_"; it may itself hold "_" (URL-safe base64)
+    secret = token[len("rai_") + len(info.token_id) + 1 :]
+    assert len(secret) == 43
+    assert token not in repr(rows) and secret not in repr(rows)
     assert hashlib.sha256(token.encode()).hexdigest() in rows[0]
     raw = b"".join(p.read_bytes() for p in store.path.parent.iterdir())
-    assert token.encode() not in raw
+    assert token.encode() not in raw and secret.encode() not in raw
     assert info.token_id in token
 
 
