@@ -19,12 +19,16 @@ setup: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/robustai train $(ARGS)
 
+# One pytest-xdist worker per core; worksteal evens out the few long tests (tests/conftest.py
+# gives each worker its share of torch threads). A plain `pytest` runs serially, e.g. to debug.
+XDIST := -n auto --dist worksteal
+
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST)
 
 # Everything except tests marked slow (> ~10 s each).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(XDIST) -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

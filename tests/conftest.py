@@ -46,6 +46,21 @@ def _restore_root_logging():
     root.setLevel(level)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker gets its share of
+    the cores: torch's default of one thread per core in every worker, and in every CLI process
+    a test starts, would put several spinning OpenMP threads on each core. OMP_NUM_THREADS
+    reaches the subprocesses; an OMP_NUM_THREADS set by the user is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers < 2:
+        return
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (cores or 1) // workers)))
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked ``gpu`` need CUDA: without it they are deselected (reported as such, never
     counted as passed); ``scripts/gpu_check.sh`` runs them on a machine with a GPU."""
