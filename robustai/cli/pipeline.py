@@ -63,6 +63,7 @@ from robustai.training import (
     CheckpointCallback,
     EpochAccuracy,
     FreeAdversarialObjective,
+    GatherRNGCallback,
     RNGState,
     StandardObjective,
     Trainer,
@@ -267,7 +268,11 @@ def key_hparams(cfg: TrainConfig, attack: Attack | None = None) -> dict[str, Any
 
 
 def checkpoint_components(
-    trainer: Trainer, loader: TensorLoader, watchdog: CatastrophicOverfittingWatchdog
+    trainer: Trainer,
+    loader: TensorLoader,
+    watchdog: CatastrophicOverfittingWatchdog,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Everything a resumed run needs, in load order (RNG last: loading others may draw)."""
     comps: dict[str, Any] = {
@@ -281,7 +286,7 @@ def checkpoint_components(
         comps["scheduler"] = trainer.scheduler
     if hasattr(trainer.objective, "state_dict"):
         comps["objective"] = trainer.objective  # e.g. free training's carried perturbation
-    comps["rng"] = RNGState()
+    comps["rng"] = RNGState(rank, world_size)
     return comps
 
 
@@ -624,12 +629,19 @@ def _run_train(
         )
         components = {
             **parts.state,  # e.g. the privacy accountant; RNG state stays last
-            **checkpoint_components(trainer, parts.loader, watchdog),
+            **checkpoint_components(trainer, parts.loader, watchdog, ctx.rank, ctx.world_size),
         }
+        rng: RNGState = components["rng"]
         resume(cfg, out_dir, components, release_checkpoint)
-        if ctx.rank > 0:  # the checkpoint holds rank 0's random state; each rank needs its own
-            step = trainer.state_dict()["partial"]["step"]
+        if ctx.rank > 0 and not rng.restored_own:  # a fresh run, or a checkpoint without
+            step = trainer.state_dict()["partial"]["step"]  # this rank's random state
             torch.manual_seed(rank_seed(cfg.trainer.seed, ctx.rank, trainer.epoch, step))
+            if trainer.epoch or step:  # resumed (ranks > 0 log warnings only)
+                log.warning(
+                    "rank %d: the checkpoint holds no random state for this rank (written by an "
+                    "older version or another number of processes); its random starts are reseeded",
+                    ctx.rank,
+                )
         saver = CheckpointCallback(
             out_dir / CHECKPOINT_DIR,
             components,
@@ -637,11 +649,14 @@ def _run_train(
             keep=cfg.trainer.keep_checkpoints,
             info={"config": resume_fingerprint(cfg)},
         )
+        if ctx.world_size > 1:  # every rank: the ranks' random states for rank 0's checkpoint
+            trainer.callbacks.append(GatherRNGCallback(rng))
         if ctx.is_main:
             trainer.callbacks.append(saver)  # last: it saves what the other callbacks left
         try:
             fit = trainer.fit(parts.loader)
         except TrainingInterrupted as e:
+            rng.gather()  # every rank stops at the same step (the trainer agrees on it)
             if not ctx.is_main:
                 raise RunInterrupted(stop.signum or 2, f"{e}; rank 0 saved the checkpoint") from e
             path = saver.save(trainer, step=e.step)

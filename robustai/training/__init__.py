@@ -1,6 +1,11 @@
 """The training loop, its objectives, schedules and callbacks."""
 
-from robustai.training.callbacks import CheckpointCallback, EpochAccuracy, WatchdogCallback
+from robustai.training.callbacks import (
+    CheckpointCallback,
+    EpochAccuracy,
+    GatherRNGCallback,
+    WatchdogCallback,
+)
 from robustai.training.checkpoint import (
     CHECKPOINT_DIR,
     RNGState,
@@ -40,6 +45,7 @@ __all__ = [
     "EpochStats",
     "FitResult",
     "FreeAdversarialObjective",
+    "GatherRNGCallback",
     "Objective",
     "RNGState",
     "StandardObjective",

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from robustai.distributed import unwrap_ddp
 from robustai.evaluation.accuracy import accuracy
-from robustai.training.checkpoint import save_checkpoint
+from robustai.training.checkpoint import RNGState, save_checkpoint
 from robustai.training.trainer import EpochStats, Trainer
 from robustai.training.watchdog import CatastrophicOverfittingWatchdog
 
@@ -53,6 +53,19 @@ class WatchdogCallback:
                 f"catastrophic overfitting: PGD accuracy fell from {self.watchdog.best_acc:.3f} "
                 f"(epoch {self.watchdog.best_epoch + 1}) to {acc:.3f}; best weights restored"
             )
+
+
+class GatherRNGCallback:
+    """Under DDP, on every rank, after the callbacks that may draw random numbers and before rank
+    0's :class:`CheckpointCallback`: collects the ranks' generator states into rank 0's
+    checkpoint (see :class:`~robustai.training.checkpoint.RNGState`). Runs every epoch, since
+    only rank 0 knows whether its checkpoint is due (a stop its callbacks requested)."""
+
+    def __init__(self, rng: RNGState) -> None:
+        self.rng = rng
+
+    def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
+        self.rng.gather()
 
 
 class CheckpointCallback:

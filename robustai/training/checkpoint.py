@@ -114,34 +114,72 @@ def _unflatten(obj: Any, tensors: Mapping[str, Tensor], where: Path) -> Any:
 
 
 class RNGState:
-    """python, numpy and torch (CPU and CUDA) generators as one checkpointable object."""
+    """python, numpy and torch (CPU and CUDA) generators as one checkpointable object.
+
+    Under DDP every rank draws its own random numbers (e.g. attack random starts), and rank 0
+    alone writes checkpoints. :meth:`gather`, called by every rank at the same point, hands rank
+    0 the other ranks' states; its checkpoint then holds them under ``peers`` (rank 1 first), and
+    on resume each rank restores its own, so a resumed run draws what the uninterrupted one
+    would have. ``restored_own`` says whether it could (False for a checkpoint written by a
+    single process, or by another number of ranks).
+    """
+
+    def __init__(self, rank: int = 0, world_size: int = 1) -> None:
+        self.rank = rank
+        self.world_size = world_size
+        self.peers: list[dict[str, Any]] | None = None
+        self.restored_own = False
+
+    def gather(self) -> None:
+        """Collective (every rank, same point): rank 0 keeps ranks 1..N-1's states as they are
+        now. A no-op in a single process."""
+        if self.world_size <= 1:
+            return
+        states: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(states, _generator_state())
+        self.peers = states[1:] if self.rank == 0 else None
 
     def state_dict(self) -> dict[str, Any]:
-        py = random.getstate()
-        np_state = np.random.get_state()
-        state: dict[str, Any] = {
-            "python": [py[0], list(py[1]), py[2]],
-            "numpy": [
-                np_state[0],
-                np_state[1],
-                int(np_state[2]),
-                int(np_state[3]),
-                float(np_state[4]),
-            ],
-            "torch": torch.get_rng_state(),
-        }
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
+        state = _generator_state()
+        if self.peers is not None:
+            state["peers"] = self.peers
         return state
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        version, values, gauss = state["python"]
+        own: Mapping[str, Any] = state
+        self.restored_own = self.rank == 0
+        if self.rank > 0:
+            peers = state.get("peers")
+            if not isinstance(peers, list) or len(peers) != self.world_size - 1:
+                return  # not this rank's state: the caller seeds this rank afresh
+            own, self.restored_own = peers[self.rank - 1], True
+        version, values, gauss = own["python"]
         random.setstate((version, tuple(values), gauss))
-        name, keys, pos, has_gauss, cached = state["numpy"]
+        name, keys, pos, has_gauss, cached = own["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-        torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(list(state["cuda"]))
+        torch.set_rng_state(own["torch"])
+        if "cuda" in own and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(own["cuda"]))
+
+
+def _generator_state() -> dict[str, Any]:
+    """This process's python, numpy and torch generator states."""
+    py = random.getstate()
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [
+            np_state[0],
+            np_state[1],
+            int(np_state[2]),
+            int(np_state[3]),
+            float(np_state[4]),
+        ],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 # ---------------------------------------------------------------- files

@@ -243,9 +243,10 @@ def _torchrun_cmd(run: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
-# Deterministic (FGSM without random start) and long enough to be interrupted mid-epoch.
+# FGSM-RS: every rank draws its own random starts, which a resumed run must draw again exactly
+# (each rank restores its own generator state); long enough to be interrupted mid-epoch.
 RESUME_ARGS = [
-    "data=synthetic", "data.num_samples=4096", "data.batch_size=16", "attack=fgsm",
+    "data=synthetic", "data.num_samples=4096", "data.batch_size=16", "attack=fgsm_rs",
     "trainer.epochs=3", "trainer.watchdog.samples=64", "trainer.progress=false", "logger=none",
     "evaluator.curve.enabled=false", "evaluator.sanity.enabled=false",
 ]  # fmt: skip

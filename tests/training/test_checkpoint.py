@@ -73,6 +73,37 @@ def test_round_trip_resumes_exactly(tmp_path: Path) -> None:
     assert random.random() == py_next and np.random.rand() == np_next
 
 
+def test_each_rank_resumes_its_own_random_state(tmp_path: Path) -> None:
+    """Under DDP rank 0 writes the checkpoint with the other ranks' gathered states; a rank
+    restores its own, and one the checkpoint has no state for says so instead of guessing."""
+    torch.manual_seed(123)
+    rank1_state = RNGState().state_dict()  # what rank 1's gather would hand over
+    rank1_next = torch.rand(3)
+    torch.manual_seed(7)
+    rank0 = RNGState(rank=0, world_size=2)
+    rank0.peers = [rank1_state]
+    path = save_checkpoint(tmp_path, {"rng": rank0}, epoch=1)
+    rank0_next = torch.rand(3)
+    state, _ = read_checkpoint(path)
+
+    torch.manual_seed(99)
+    rank1 = RNGState(rank=1, world_size=2)
+    load_checkpoint({"rng": rank1}, state, path)
+    assert rank1.restored_own and torch.equal(torch.rand(3), rank1_next)
+
+    torch.manual_seed(99)
+    again = RNGState(rank=0, world_size=2)
+    load_checkpoint({"rng": again}, state, path)
+    assert again.restored_own and torch.equal(torch.rand(3), rank0_next)
+
+    torch.manual_seed(99)
+    expected = torch.rand(3)
+    torch.manual_seed(99)
+    other_size = RNGState(rank=1, world_size=3)  # written by 2 ranks, resumed by 3
+    load_checkpoint({"rng": other_size}, state, path)
+    assert not other_size.restored_own and torch.equal(torch.rand(3), expected)  # untouched
+
+
 def test_no_pickle_on_disk_and_no_temporary_files_left(tmp_path: Path) -> None:
     model, opt, _, _ = _parts()
     save_checkpoint(tmp_path, {"model": model, "optimizer": opt}, epoch=1)
