@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,3 +73,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if gpu:
         config.hook.pytest_deselected(items=gpu)
         items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+        if hasattr(config, "workeroutput"):  # an xdist worker: tell the controller (below)
+            config.workeroutput["gpu_deselected"] = len(gpu)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """xdist's controller: a worker's deselections never reach pytest's summary line, so the
+    count of deselected GPU tests comes back in the worker's output (each worker sees all)."""
+    count = getattr(node, "workeroutput", {}).get("gpu_deselected", 0)
+    node.config.stash[_GPU_DESELECTED] = max(count, node.config.stash.get(_GPU_DESELECTED, 0))
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    count = config.stash.get(_GPU_DESELECTED, 0)
+    if count:
+        terminalreporter.write_line(
+            f"{count} gpu-marked tests deselected (no CUDA device; scripts/gpu_check.sh runs them)"
+        )
+
+
+_GPU_DESELECTED = pytest.StashKey[int]()
