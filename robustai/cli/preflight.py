@@ -77,6 +77,10 @@ def preflight(
         if {"-m", "--multirun"}.intersection(names) and not {"--help", "-h"}.intersection(names):
             shown = sorted(_INFO_FLAGS.intersection(names))[0]
             raise ConfigError(f"{shown} prints one run's config: drop -m (Hydra allows only one)")
+        if {"--cfg", "-c", "--info", "-i"}.intersection(names):  # the config must compose
+            config_dir, config_name = _primary_config(flags, config_dir, config_name)
+            for combo in _expand(overrides, multirun=False):
+                _compose_and_check(config_dir, config_name, combo, check, compose_only=True)
         return
     config_dir, config_name = _primary_config(flags, config_dir, config_name)
     multirun = "-m" in names or "--multirun" in names
@@ -301,8 +305,10 @@ def _compose_and_check(
     overrides: list[str],
     check: Callable[[Any], object],
     multirun: bool = False,
+    compose_only: bool = False,
 ) -> Any:
-    """The composed config (with its ``hydra`` node), once every check passed."""
+    """The composed config (with its ``hydra`` node), once every check passed (with
+    ``compose_only``: once it composes, as ``--cfg`` needs to print it)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -323,6 +329,8 @@ def _compose_and_check(
                 raise ConfigError(_first_line(e)) from e
             except ValueError as e:  # Hydra's words for group=null
                 raise ConfigError(_null_group(config_name, overrides) or _first_line(e)) from e
+            if compose_only:
+                return cfg
             from hydra.core.hydra_config import HydraConfig
 
             HydraConfig.instance().set_config(cfg)

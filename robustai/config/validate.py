@@ -26,7 +26,7 @@ from robustai.config.schema import (
 )
 from robustai.errors import ConfigError
 
-_FRACTION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*/\s*([0-9]*\.?[0-9]+)\s*$")
+_FRACTION = re.compile(r"^\s*(-?[0-9]*\.?[0-9]+)\s*/\s*([0-9]*\.?[0-9]+)\s*$")
 
 ATTACK_NONE = "none"
 OBJECTIVES = ("standard", "adversarial", "free")
@@ -71,14 +71,16 @@ def check_targets(node: Any, path: str = "") -> None:
             check_targets(value, f"{path}[{i}]")
 
 
-def parse_fraction(value: Any) -> Any:
-    """``"8/255"`` -> 0.0313..., so eps and step sizes can be written as papers write them."""
+def parse_fraction(value: Any, key: str = "") -> Any:
+    """``"8/255"`` -> 0.0313..., so eps and step sizes can be written as papers write them.
+    ``key`` names the setting in the error message."""
     if isinstance(value, str):
         m = _FRACTION.match(value)
         if m:
             den = float(m.group(2))
             if den == 0:
-                raise ConfigError(f"'{value}' divides by zero; write a fraction like 8/255")
+                shown = f"{key}={value}" if key else f"'{value}'"
+                raise ConfigError(f"{shown} divides by zero; write a fraction like 8/255")
             return float(m.group(1)) / den
     return value
 
@@ -144,12 +146,14 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(cls), container)
         obj = OmegaConf.to_object(merged)
     except ConfigKeyError as e:
+        _check_attack_keys(container, unknown_only=True)  # OmegaConf loses a list entry's path
         raise ConfigError(_unknown_key(e, cls)) from e
     except ValidationError as e:
         raise ConfigError(_one_line(e, cls)) from e
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(e, cls)) from e
     assert isinstance(obj, cls)
+    _check_attack_keys(container)
     return obj
 
 
@@ -176,6 +180,46 @@ def _check_sections(container: dict[str, Any], cls: Any) -> None:
             walk(value, sub, f"{path}.")
 
     walk(container, OmegaConf.structured(cls), "")
+
+
+def _check_attack_keys(container: dict[str, Any], unknown_only: bool = False) -> None:
+    """Each attack's keys against what that attack takes (``+attack.steps=5`` on FGSM, a typo in
+    an ``evaluator.attacks`` entry), naming the key and the attack's own keys: the schema knows
+    only the union over all attacks. ``unknown_only``: look only for keys no attack takes (and
+    import torch, which the attacks need, only if there is one)."""
+    fields = [f.name for f in dataclasses.fields(AttackConfig)]
+    entries: list[tuple[str, Any]] = [("attack", container.get("attack"))]
+    evaluator = container.get("evaluator")
+    if isinstance(evaluator, dict) and isinstance(evaluator.get("attacks"), list):
+        entries += [(f"evaluator.attacks[{i}]", a) for i, a in enumerate(evaluator["attacks"])]
+    entries = [(prefix, e) for prefix, e in entries if isinstance(e, dict)]  # else: wrong type
+    if unknown_only:
+        entries = [(prefix, e) for prefix, e in entries if set(e) - set(fields)]
+    if not entries:
+        return
+    from robustai.attacks import ATTACKS
+    from robustai.attacks.registry import accepted_kwargs
+
+    for prefix, entry in entries:
+        if prefix != "attack" and "name" not in entry:
+            raise ConfigError(
+                f"{prefix}: give the attack's name, e.g. {{name:pgd,steps:20}}; valid: "
+                + ", ".join(ATTACKS)
+            )
+        name = entry.get("name")
+        if isinstance(name, str) and name in ATTACKS:
+            takes = ["name", *(k for k in accepted_kwargs(ATTACKS[name]) if k in fields)]
+        else:  # attack=none, or an unknown name (validate names what is valid)
+            takes = fields
+        for key, value in entry.items():
+            if key in takes or (key in fields and value is None):
+                continue
+            if key in fields:  # spelled right, for another attack
+                what = f"attack {name!r} does not take {key}"
+            else:
+                hint = difflib.get_close_matches(str(key), takes, n=1)
+                what = "no such key" + (f" (did you mean {prefix}.{hint[0]}?)" if hint else "")
+            raise ConfigError(f"{prefix}.{key}: {what}; valid keys: {', '.join(takes)}")
 
 
 def _check_attack_eps_set(container: dict[str, Any]) -> None:
@@ -213,7 +257,7 @@ def validate(cfg: TrainConfig) -> None:
         _at_least("data.train_size", d.train_size, 1)
     if d.eval_size is not None:
         _at_least("data.eval_size", d.eval_size, 1)
-    _unit("data.eps", d.eps)
+    _unit("data.eps", d.eps, _EPS_HINT)
     if d.name == "synthetic":
         _at_least("data.num_samples", d.num_samples, 2)
         _at_least("data.num_classes", d.num_classes, 2)
@@ -436,7 +480,7 @@ def _non_negative(key: str, value: float) -> None:
 def _eps(key: str, value: float, norm: str) -> None:
     """An attack's eps: [0, 1] for L-inf; for L2 any finite radius (2.0 is usual on MNIST)."""
     if norm == "linf":
-        _unit(key, value)
+        _unit(key, value, _EPS_HINT)
     elif not (math.isfinite(value) and value >= 0.0):
         raise ConfigError(
             f"{key}={value}: must be a finite number >= 0 (the L2 radius in [0, 1] pixel units,"
@@ -458,11 +502,12 @@ def _suite_eps(key: str, value: float, norms: typing.Collection[str]) -> None:
     _eps(key, value, norm)
 
 
-def _unit(key: str, value: float) -> None:
+_EPS_HINT = " (inputs are in [0, 1]; e.g. 0.1 or 8/255)"
+
+
+def _unit(key: str, value: float, hint: str = "") -> None:
     if not 0.0 <= value <= 1.0:
-        raise ConfigError(
-            f"{key}={value}: must be in [0, 1] (inputs are in [0, 1]; e.g. 0.1 or 8/255)"
-        )
+        raise ConfigError(f"{key}={value}: must be in [0, 1]{hint}")
 
 
 def _open_unit(key: str, value: float) -> None:
@@ -511,7 +556,9 @@ def _wrong_type(key: str, value: Any, to: str, root: Any) -> str:
     if isinstance(default, bool):
         default = str(default).lower()
     example = f", e.g. {whole}={default}" if default not in (None, "[]") else ""
-    if not example and to == "Float":
+    if not example and whole != key and to in ("Float", "Integer"):  # an item of a list
+        example = f", e.g. {whole}=[{'0.1,8/255' if to == 'Float' else '100'}]"
+    elif not example and to == "Float":
         example = f", e.g. {whole}=0.1 or {whole}=8/255"
     elif not example and to == "Integer":
         example = f", e.g. {whole}=100"
@@ -582,7 +629,7 @@ def _float_field(tp: Any) -> bool:
     return False
 
 
-def _coerce_fractions(node: Any, cls: Any) -> None:
+def _coerce_fractions(node: Any, cls: Any, path: str = "") -> None:
     """Replace 'a/b' strings by floats wherever the schema expects a float."""
     if not (isinstance(node, dict) and dataclasses.is_dataclass(cls)):
         return
@@ -591,14 +638,15 @@ def _coerce_fractions(node: Any, cls: Any) -> None:
         tp = hints.get(key)
         if tp is None:
             continue
+        where = f"{path}{key}"
         if isinstance(value, str) and _float_field(tp):
-            node[key] = parse_fraction(value)
+            node[key] = parse_fraction(value, where)
         elif isinstance(value, list):
             sub = _dataclass_in(tp)
             for i, item in enumerate(value):
                 if sub is not None:
-                    _coerce_fractions(item, sub)
+                    _coerce_fractions(item, sub, f"{where}[{i}].")
                 elif _float_field(tp):
-                    value[i] = parse_fraction(item)
+                    value[i] = parse_fraction(item, f"{where}[{i}]")
         else:
-            _coerce_fractions(value, _dataclass_in(tp))
+            _coerce_fractions(value, _dataclass_in(tp), f"{where}.")

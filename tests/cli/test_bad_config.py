@@ -26,7 +26,13 @@ CASES = [
         "evaluator.eps[0]=2.0: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
         "L2 radius needs L2 attacks there, e.g. 'evaluator.attacks=[{name:pgd,norm:l2,steps:20}]'",
     ),
-    (["attack.eps=1/0"], "divides by zero"),
+    (["attack.eps=1/0"], "attack.eps=1/0 divides by zero; write a fraction like 8/255"),
+    (["evaluator.eps=[0.1,8/0]"], "evaluator.eps[1]=8/0 divides by zero"),
+    (["attack.eps=-8/255"], "attack.eps=-0.0313"),  # a fraction too: its range is the error
+    (
+        ["evaluator.curve.eps=[0.1,abc]"],
+        "evaluator.curve.eps[1]=abc: must be a number, e.g. evaluator.curve.eps=[0.1,8/255]",
+    ),
     (["evaluator.eps=[0.1,2]"], "evaluator.eps[1]=2.0: must be in [0, 1]"),
     (["evaluator.eps=0.05"], "evaluator.eps=0.05: must be a list, e.g. evaluator.eps=[0.05]"),
     (["trainer.epochs=0"], "trainer.epochs=0: must be >= 1"),
@@ -39,6 +45,21 @@ CASES = [
     (["data.name=imagenet"], "data.name=imagenet: unknown"),
     (["attack.name=cw"], "attack.name=cw: unknown; valid: none, fgsm, pgd"),
     (["attack.steps=5"], "attack.steps: no such key"),
+    # added with '+', a key of another attack: refused before any work, as a sweep member too
+    (
+        ["+attack.steps=5"],
+        "attack.steps: attack 'fgsm' does not take steps; valid keys: name, eps, alpha, "
+        "random_start, norm, model_mode",
+    ),
+    (["-m", "+attack.loss=ce,dlr"], "attack.loss: attack 'fgsm' does not take loss"),
+    (
+        ["evaluator.attacks=[{name:pgd,step:1}]"],
+        "evaluator.attacks[0].step: no such key (did you mean evaluator.attacks[0].steps?); "
+        "valid keys: name, eps, alpha, steps,",
+    ),
+    (["evaluator.attacks=[{steps:5}]"], "evaluator.attacks[0]: give the attack's name, e.g."),
+    # --cfg prints the config without a run, but only one that composes
+    (["attack.bogus=1", "--cfg", "job"], "attack.bogus: no such key; valid keys of attack: "),
     (["attack=pgd", "attack.steps=0"], "attack.steps=0: must be >= 1"),
     (["attack=pgd", "attack.norm=l3"], "attack.norm=l3: unknown"),
     (["trainer.optimizer=adamw"], "trainer.optimizer=adamw: unknown (did you mean adam?)"),
@@ -113,6 +134,26 @@ def test_bad_config_exits_2_with_one_line(
     assert lines[0].startswith("robustai train: error: ")
     assert message in lines[0]
     assert list(tmp_path.iterdir()) == []  # nothing was written: no run folder, no log
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("trainer.watchdog.max_drop=2", "trainer.watchdog.max_drop=2.0: must be in [0, 1]"),
+        ("evaluator.sanity.tolerance=-1", "evaluator.sanity.tolerance=-1.0: must be in [0, 1]"),
+        (
+            "attack.eps=2",
+            "attack.eps=2.0: must be in [0, 1] (inputs are in [0, 1]; e.g. 0.1 or 8/255)",
+        ),
+    ],
+)
+def test_only_eps_keys_get_the_eps_hint(
+    override: str, line: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["train", override])
+    assert capsys.readouterr().err.strip() == f"robustai train: error: {line}"
 
 
 def test_bad_config_from_the_shell_has_no_traceback(tmp_path: Path) -> None:
