@@ -17,11 +17,12 @@ from robustai.errors import DataError
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic")
 
 #: per data set, the ``data.*`` settings that decide which images land in the eval split (and,
-#: for synthetic, the images themselves); the sets with an official test split have none
+#: for synthetic, the images themselves, their shape and classes); the sets with an official test
+#: split have none
 SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
     "digits": ("split_seed", "holdout"),
     "idx": ("split_seed", "holdout"),
-    "synthetic": ("split_seed", "holdout", "num_samples", "noise"),
+    "synthetic": ("split_seed", "holdout", "num_samples", "noise", "input_shape", "num_classes"),
 }
 
 
@@ -79,6 +80,13 @@ def build_data(
 
     x_tr, y_tr = take(x_tr, y_tr, train_size, split_seed)
     x_ev, y_ev = take(x_ev, y_ev, eval_size, split_seed)
+    if len(x_tr) == 0:  # the split keeps an eval image of every class first
+        more = "a larger data.num_samples" if name == "synthetic" else "more images"
+        raise DataError(
+            f"data {name}: no training images are left after holding out {holdout:g} of each "
+            f"class (at least one image of each) for evaluation; use {more} or a smaller "
+            "data.holdout"
+        )
     n_classes = _CLASSES.get(name, num_classes)  # a subset may lack a class; the model may not
     mean, std = channel_stats(x_tr)
     return DataBundle(

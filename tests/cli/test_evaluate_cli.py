@@ -311,10 +311,14 @@ def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
     images it was trained on."""
     meta = json.loads((checkpoint / "meta.json").read_text())
     meta["data"] = "synthetic"
-    meta["split"] = {"split_seed": 3, "holdout": 0.3, "num_samples": 256, "noise": 0.5}
+    meta["split"] = {
+        "split_seed": 3, "holdout": 0.3, "num_samples": 256, "noise": 0.5,
+        "input_shape": [1, 12, 12], "num_classes": 3,
+    }
     (checkpoint / "meta.json").write_text(json.dumps(meta))
     ck = f"checkpoint={checkpoint}"
-    recorded = ["data.split_seed=3", "data.holdout=0.3", "data.num_samples=256", "data.noise=0.5"]
+    recorded = ["data.split_seed=3", "data.holdout=0.3", "data.num_samples=256", "data.noise=0.5",
+                "data.input_shape=[1, 12, 12]", "data.num_classes=3"]
     assert data_from_checkpoint([ck]) == [ck, "data=synthetic", *recorded]
     assert data_from_checkpoint([ck, "data=synthetic"]) == [ck, "data=synthetic", *recorded]
     given = [ck, "data.split_seed=5"]  # given settings win
@@ -331,6 +335,7 @@ def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
         256,
         0.5,
     )
+    assert (list(data.input_shape), data.num_classes) == ([1, 12, 12], 3)
 
 
 @pytest.mark.slow

@@ -120,6 +120,12 @@ def test_synthetic_bundle(shape: tuple[int, int, int], classes: int) -> None:
     assert torch.equal(again.train.x, b.train.x) and torch.equal(again.eval.y, b.eval.y)
 
 
+def test_a_split_that_leaves_no_training_images_is_refused() -> None:
+    # every class keeps one eval image first: two samples of four classes all go to eval
+    with pytest.raises(DataError, match=r"no training images .* a larger data.num_samples"):
+        build_data("synthetic", num_samples=2, num_classes=4)
+
+
 def test_synthetic_num_classes_is_reported_even_if_unseen() -> None:
     b = build_data("synthetic", num_samples=40, num_classes=50)
     assert b.num_classes == 50
