@@ -13,6 +13,7 @@ import datetime as dt
 import getpass
 import os
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -153,10 +154,13 @@ def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
         password = getpass.getpass(f"password for {name}: ")
         if confirm and getpass.getpass("again: ") != password:
             raise AccessError("the two passwords differ; nothing changed")
-    except (EOFError, KeyboardInterrupt):
+    except EOFError:
         raise AccessError(
             "no password given (no terminal? pipe it with --password-stdin)"
         ) from None
+    except KeyboardInterrupt:  # Ctrl-C at the prompt: the user's choice, as 130 says in a shell
+        sys.stderr.write("\n")  # the prompt's line has no newline yet
+        fail(COMMAND, "interrupted at the password prompt; nothing changed", 128 + signal.SIGINT)
     return password
 
 

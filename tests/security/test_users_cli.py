@@ -65,6 +65,23 @@ def test_prompted_password_is_asked_twice(db, capsys, monkeypatch) -> None:
     assert AccessStore(db).authenticate("bob", PW) is not None  # unchanged
 
 
+def test_ctrl_c_at_the_prompt_is_an_interruption_not_a_missing_terminal(
+    db, capsys, monkeypatch
+) -> None:
+    monkeypatch.setattr("robustai.cli.users._has_terminal", lambda: True)
+
+    def interrupted(prompt: str = "") -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("getpass.getpass", interrupted)
+    code, _, err = users("add", "gina", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 130
+    assert err.strip().splitlines() == [
+        "robustai users: error: interrupted at the password prompt; nothing changed"
+    ]
+    assert not db.exists()
+
+
 def test_password_on_the_command_line_is_refused_and_not_echoed(db, capsys, monkeypatch) -> None:
     for args in (
         ["--password", "hunter2-secret"],
