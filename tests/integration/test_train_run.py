@@ -70,7 +70,10 @@ def test_meta_records_the_eval_split(run_dir: Path) -> None:
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["data"] == "synthetic"
     assert meta["attack"] == "fgsm_rs"  # the default training attack, by its label
-    assert meta["split"] == {"split_seed": 0, "holdout": 0.25, "num_samples": 256, "noise": 0.3}
+    assert meta["split"] == {
+        "split_seed": 0, "holdout": 0.25, "num_samples": 256, "noise": 0.3,
+        "input_shape": [1, 8, 8], "num_classes": 4,
+    }
 
 
 def test_weights_reload_and_reproduce_clean_accuracy(run_dir: Path) -> None:
