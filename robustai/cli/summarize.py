@@ -391,12 +391,16 @@ def markdown(summary: Summary, plot: Path | None) -> str:
         "|" + "|".join(" --- " for _ in header) + "|",
     ]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    failed = [m for m in summary.members if m.status == FAILED and m.error]
-    if failed:
-        lines += ["", "Failures:", ""] + [f"- {m.name}: {m.error}" for m in failed]
+    if failed := failures(summary):
+        lines += ["", "Failures:", ""] + [f"- {line}" for line in failed]
     if plot is not None:
         lines += ["", f"![Pareto front: robust vs clean accuracy]({plot.name})"]
     return "\n".join(lines) + "\n"
+
+
+def failures(summary: Summary) -> list[str]:
+    """``member: why`` for each failed member that says why (its status.json, a broken file)."""
+    return [f"{m.name}: {m.error}" for m in summary.members if m.status == FAILED and m.error]
 
 
 def headline(summary: Summary) -> list[str]:
@@ -533,6 +537,7 @@ def main(argv: Sequence[str]) -> int:
         "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
         *("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows),
         "",
+        *(f"failed {line}" for line in failures(summary)),
         *headline(summary),
         "written: " + ", ".join(str(p) for p in written.values()),
     ]

@@ -223,7 +223,10 @@ def test_a_member_with_unreadable_records_is_listed_as_failed(
     assert table["2"]["status"] == "failed" and "metrics.json" in table["2"]["error"]
     assert table["3"]["status"] == "failed" and "config.yaml" in table["3"]["error"]
     assert table["4"]["status"] == "ok"
-    assert "Traceback" not in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    # the terminal says why as well, not only summary.md / summary.csv
+    assert f"failed 2: {table['2']['error']}" in out.splitlines()
 
 
 def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
