@@ -80,6 +80,8 @@ from robustai.training.signals import Terminated, raise_on_sigterm
 log = logging.getLogger(__name__)
 
 METRICS = "metrics.json"
+#: TensorBoard tag prefix of the watchdog's per-epoch PGD accuracy, by the split it watches
+WATCH_TAG = {"train": "train/robust_acc", "eval": "val/robust_acc"}
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -585,8 +587,14 @@ def _run_train(
     watch_attack = build_attack(  # in the run's threat model: PGD in the attack's norm
         "pgd", eps=threat_eps, steps=wd.steps, norm=cfg.attack.norm, model_mode="eval"
     )
+    # A fixed batch of training images, as Wong et al. (2020) did: the epoch it restores is then
+    # not chosen on the images the run reports its accuracy on. DP-SGD must not look at training
+    # records outside its accountant, so there the watchdog watches eval images (metrics.json
+    # and the TensorBoard tag say which).
+    watch_split = "eval" if cfg.privacy.name == "dpsgd" else "train"
+    watch = data.eval if watch_split == "eval" else data.train
     watchdog = CatastrophicOverfittingWatchdog(
-        watch_attack, data.eval.x[: wd.samples], data.eval.y[: wd.samples], max_drop=wd.max_drop
+        watch_attack, watch.x[: wd.samples], watch.y[: wd.samples], max_drop=wd.max_drop
     )
     callbacks: list[Any] = []
     if ctx.is_main:  # validation, watchdog, privacy budget and logging: rank 0's (see Trainer)
@@ -602,7 +610,7 @@ def _run_train(
             *parts.callbacks,  # before TensorBoard, which logs what they measure
         ]
     tb = (
-        TensorBoardLogger(out_dir, robust_tag=watch_attack.label)
+        TensorBoardLogger(out_dir, robust_tag=f"{WATCH_TAG[watch_split]}/{watch_attack.label}")
         if cfg.logger.tensorboard and ctx.is_main
         else None
     )
@@ -729,7 +737,7 @@ def _run_train(
             "attack": watch_attack.label,
             "eps": threat_eps,
             "samples": len(watchdog.y),
-            "split": "eval",
+            "split": watch_split,
         },
         "seed": cfg.trainer.seed,
         "device": str(device),

@@ -19,8 +19,10 @@ log = logging.getLogger(__name__)
 class TensorBoardLogger:
     """Writes event files into the run folder; also a trainer callback for per-epoch scalars."""
 
-    def __init__(self, log_dir: str | Path, robust_tag: str = "pgd") -> None:
+    def __init__(self, log_dir: str | Path, robust_tag: str = "train/robust_acc/pgd") -> None:
         self.writer = SummaryWriter(log_dir=str(log_dir))
+        #: the watchdog's per-epoch PGD accuracy: ``train/...`` on training images, ``val/...``
+        #: where it watches eval images (DP-SGD runs)
         self.robust_tag = robust_tag
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
@@ -35,8 +37,8 @@ class TensorBoardLogger:
             w.add_scalar("train/acc", stats.acc, step)
         if "val_clean_acc" in stats.extra:
             w.add_scalar("val/clean_acc", stats.extra["val_clean_acc"], step)
-        if "val_robust_acc" in stats.extra:
-            w.add_scalar(f"val/robust_acc/{self.robust_tag}", stats.extra["val_robust_acc"], step)
+        if "watchdog_robust_acc" in stats.extra:
+            w.add_scalar(self.robust_tag, stats.extra["watchdog_robust_acc"], step)
         if "privacy_epsilon" in stats.extra:  # DP-SGD: epsilon spent so far, at the run's delta
             w.add_scalar("privacy/epsilon", stats.extra["privacy_epsilon"], step)
         w.add_scalar("lr", stats.lr, step)

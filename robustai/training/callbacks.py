@@ -46,7 +46,7 @@ class WatchdogCallback:
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
         model = unwrap_ddp(trainer.model)
         acc, collapsed = self.watchdog.check(model, stats.epoch)
-        stats.extra["val_robust_acc"] = acc
+        stats.extra["watchdog_robust_acc"] = acc
         if collapsed and self.active:
             self.watchdog.restore_best(model)
             trainer.request_stop(

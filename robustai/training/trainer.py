@@ -306,9 +306,9 @@ def _divergence_message(model: nn.Module, epoch: int, step: int) -> str:
 
 def _epoch_line(s: EpochStats, epochs: int) -> str:
     parts = [f"epoch {s.epoch + 1}/{epochs}", f"loss {s.loss:.4f}", f"train_acc {s.acc:.3f}"]
-    for key in ("val_clean_acc", "val_robust_acc"):
+    for key, name in (("val_clean_acc", "clean_acc"), ("watchdog_robust_acc", "robust_acc")):
         value = s.extra.get(key)
         if value is not None and not math.isnan(value):
-            parts.append(f"{key.removeprefix('val_')} {value:.3f}")
+            parts.append(f"{name} {value:.3f}")
     parts += [f"lr {s.lr:.3g}", f"{s.seconds:.1f}s", f"{s.images_per_s:.0f} img/s"]
     return " | ".join(parts)

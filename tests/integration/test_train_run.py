@@ -20,7 +20,7 @@ TINY = [
     "data=synthetic",
     "data.num_samples=256",
     "trainer.epochs=2",
-    "trainer.watchdog.samples=32",
+    "trainer.watchdog.samples=100",  # more than the eval split holds (64), fewer than train
     "logger.image_grid=4",
 ]
 
@@ -62,6 +62,9 @@ def test_metrics_follow_the_contract(run_dir: Path) -> None:
     assert m["train_seconds"] > 0 and m["images_per_s"] > 0
     assert m["privacy"] is None
     assert m["worst_case_acc"]["0.1"] <= min(m["robust_acc"].values())
+    # The watchdog watches training images (100 of 192; the eval split has only 64), so the
+    # epoch it would restore is not chosen on the images the accuracies above come from.
+    assert (m["watchdog"]["split"], m["watchdog"]["samples"]) == ("train", 100)
 
 
 def test_meta_records_the_eval_split(run_dir: Path) -> None:
@@ -96,7 +99,7 @@ def test_tensorboard_tags(run_dir: Path) -> None:
         "train/acc",
         "train/adv_acc",
         "val/clean_acc",
-        "val/robust_acc/pgd10",
+        "train/robust_acc/pgd10",  # the watchdog watches training images
         "lr",
         "perf/images_per_s",
         "perf/epoch_seconds",

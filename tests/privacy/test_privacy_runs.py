@@ -114,6 +114,14 @@ def test_adversarial_dp_run_spends_what_the_clean_dp_run_spends(dp_runs: dict) -
     clean, adv = dp_runs["none"][1]["privacy"], dp_runs["fgsm_rs"][1]["privacy"]
     assert adv["steps"] == clean["steps"]
     assert adv["epsilon"] == clean["epsilon"]
+    # DP-SGD may not look at training records outside the accountant: the watchdog watches
+    # eval images there, and says so
+    out, m = dp_runs["fgsm_rs"]
+    assert m["watchdog"]["split"] == "eval"
+    events = EventAccumulator(str(out))
+    events.Reload()
+    assert "val/robust_acc/pgd10" in events.Tags()["scalars"]
+    assert "train/robust_acc/pgd10" not in events.Tags()["scalars"]
 
 
 def test_max_epsilon_stops_the_run_and_says_so(tmp_path: Path) -> None:

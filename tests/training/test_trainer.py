@@ -143,7 +143,7 @@ def test_watchdog_detects_collapse_and_restores_best_weights() -> None:
     stats = EpochStats(epoch=0, loss=0.0, acc=0.0, lr=0.0, seconds=1.0, images=1)
     cb.on_epoch_end(trainer, stats)  # type: ignore[arg-type]
     best = {k: v.clone() for k, v in model.state_dict().items()}
-    assert stats.extra["val_robust_acc"] > 0.5 and trainer.stop_reason is None
+    assert stats.extra["watchdog_robust_acc"] > 0.5 and trainer.stop_reason is None
 
     # Collapse: the classifier's last layer forgets everything (constant predictions).
     with torch.no_grad():
@@ -152,7 +152,7 @@ def test_watchdog_detects_collapse_and_restores_best_weights() -> None:
         last.bias.copy_(torch.tensor([10.0, 0.0, 0.0, 0.0]))
     stats2 = EpochStats(epoch=1, loss=0.0, acc=0.0, lr=0.0, seconds=1.0, images=1)
     cb.on_epoch_end(trainer, stats2)  # type: ignore[arg-type]
-    assert stats2.extra["val_robust_acc"] < 0.5
+    assert stats2.extra["watchdog_robust_acc"] < 0.5
     assert trainer.stop_reason is not None and "catastrophic overfitting" in trainer.stop_reason
     for k, v in model.state_dict().items():
         assert torch.equal(v, best[k]), k
