@@ -188,14 +188,24 @@ def check_evaluate_config(cfg: Any) -> Any:
     # sha256, signature, safetensors, shapes
     _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
-    for make in attack_factories(ev_cfg.evaluator):
+    factories = attack_factories(ev_cfg.evaluator)
+    norm = (meta.get("threat_model") or {}).get("norm", "linf")
+    norms = {ac.norm for ac in ev_cfg.evaluator.attacks}
+    if not ev_cfg.evaluator.eps and norms and norm not in norms:
+        # the checkpoint's eps is a radius in its own norm, not in the suite's
+        suite = "standard_l2 (or quick_l2)" if norm == "l2" else "standard (or quick)"
+        raise ConfigError(
+            f"the checkpoint's threat model is {norm} at eps {eps_list[0]:g}, but every attack"
+            f" of evaluator.attacks is {'/'.join(sorted(norms))}; choose evaluator={suite}, or"
+            " give evaluator.eps=[...] for the suite's norm"
+        )
+    for make in factories:
         for eps in eps_list:
             try:
                 make(eps)
             except ConfigError as e:
                 if ev_cfg.evaluator.eps:
                     raise
-                norm = (meta.get("threat_model") or {}).get("norm", "linf")
                 raise ConfigError(
                     f"{e} (eps {eps:g} is the checkpoint's {norm} threat model; give "
                     "evaluator.eps=[...], or attacks in its norm)"

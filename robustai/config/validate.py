@@ -302,6 +302,7 @@ def validate(cfg: TrainConfig) -> None:
         _choice(f"evaluator.attacks[{i}].name", ac.name, attack_names())
         _check_attack(f"evaluator.attacks[{i}]", ac, need_eps=False)
     norms = {ac.norm for ac in e.attacks}
+    _check_suite_norm(cfg.attack, norms)
     for i, eps in enumerate(e.eps):
         _suite_eps(f"evaluator.eps[{i}]", eps, norms)
     if e.samples is not None:
@@ -488,6 +489,26 @@ def _eps(key: str, value: float, norm: str) -> None:
         )
 
 
+def _check_suite_norm(attack: Any, norms: typing.Collection[str]) -> None:
+    """An adversarially trained run is evaluated in the threat model it trains for: with
+    evaluator.eps following attack.eps, an L2 run under the default (L-inf) suite would report
+    L-inf attacks at its L2 radius, under names that do not say so."""
+    if attack.name == ATTACK_NONE or not norms or attack.norm in norms:
+        return
+    if attack.norm == "l2":
+        fix = (
+            "choose evaluator=quick_l2 (PGD-20 in L2) or standard_l2 (APGD in L2), or give an"
+            " L2 attack in evaluator.attacks"
+        )
+    else:
+        fix = "choose evaluator=quick, or give an L-inf attack in evaluator.attacks"
+    raise ConfigError(
+        f"attack.norm={attack.norm}, but every attack of evaluator.attacks is"
+        f" {'/'.join(sorted(norms))}: the run would report robustness in another threat model"
+        f" than it trains for; {fix}"
+    )
+
+
 def _suite_eps(key: str, value: float, norms: typing.Collection[str]) -> None:
     """An eps every one of the suite's attacks is run at: its L-inf attacks bound it by 1. An
     L2 radius above 1 is refused with the way out: evaluator.eps follows attack.eps, so an L2
@@ -496,8 +517,7 @@ def _suite_eps(key: str, value: float, norms: typing.Collection[str]) -> None:
     if norm == "linf" and math.isfinite(value) and value > 1.0:
         raise ConfigError(
             f"{key}={value}: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
-            "L2 radius needs L2 attacks there, e.g. 'evaluator.attacks=[{name:pgd,norm:l2,"
-            "steps:20}]'"
+            "L2 radius needs L2 attacks there, e.g. evaluator=quick_l2"
         )
     _eps(key, value, norm)
 

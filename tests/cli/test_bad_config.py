@@ -20,11 +20,24 @@ CASES = [
     (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),
     (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
     (["attack=pgd", "attack.norm=l2", "attack.eps=-1"], "attack.eps=-1.0: must be a finite"),
-    # evaluator.eps follows attack.eps: an L2 radius with the default (L-inf) suite says how
+    # evaluator.eps follows attack.eps: an L2 run under the default (L-inf) suite would report
+    # L-inf attacks at its L2 radius, whatever the radius; the message names the L2 suites
+    *[
+        (
+            ["attack=pgd", "attack.norm=l2", f"attack.eps={eps}"],
+            "attack.norm=l2, but every attack of evaluator.attacks is linf: the run would report"
+            " robustness in another threat model than it trains for; choose evaluator=quick_l2",
+        )
+        for eps in ("0.5", "2")
+    ],
     (
-        ["attack=pgd", "attack.norm=l2", "attack.eps=2"],
+        ["evaluator=quick_l2"],
+        "attack.norm=linf, but every attack of evaluator.attacks is l2",
+    ),
+    (  # standard training names no threat model: an L2 suite may not take an L2 radius above 1
+        ["attack=none", "attack.eps=1", "evaluator.eps=[2]"],
         "evaluator.eps[0]=2.0: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
-        "L2 radius needs L2 attacks there, e.g. 'evaluator.attacks=[{name:pgd,norm:l2,steps:20}]'",
+        "L2 radius needs L2 attacks there, e.g. evaluator=quick_l2",
     ),
     (["attack.eps=1/0"], "attack.eps=1/0 divides by zero; write a fraction like 8/255"),
     (["evaluator.eps=[0.1,8/0]"], "evaluator.eps[1]=8/0 divides by zero"),

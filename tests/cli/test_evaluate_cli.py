@@ -229,14 +229,20 @@ def test_missing_device_is_refused_before_the_run_folder(
 def test_an_l2_checkpoint_under_an_l_inf_suite_says_how_to_evaluate_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Without evaluator.eps, the checkpoint's threat model sets eps; an L2 radius of 2.0 cannot
-    be an L-inf eps. Refused before the evaluation folder exists, with what to set."""
-    threat = {"norm": "l2", "eps": 2.0}
-    run = save_small_cnn(tmp_path / "l2", extra={"data": "digits", "threat_model": threat})
-    monkeypatch.chdir(tmp_path)
-    line = evaluate_fails([f"checkpoint={run}"], capsys)
-    assert "got 2.0 (eps 2 is the checkpoint's l2 threat model; give evaluator.eps" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["l2"]
+    """Without evaluator.eps, the checkpoint's threat model sets eps, a radius in its own norm:
+    an L2 checkpoint under the (L-inf) default suite would be attacked in another threat model,
+    at 2.0 not even a valid one. Refused before the evaluation folder exists, with what to set;
+    with an explicit eps, a radius of 2.0 is still refused for L-inf attacks."""
+    for eps in (2.0, 0.5):
+        threat = {"norm": "l2", "eps": eps}
+        run = save_small_cnn(tmp_path / "l2", extra={"data": "digits", "threat_model": threat})
+        monkeypatch.chdir(tmp_path)
+        line = evaluate_fails([f"checkpoint={run}"], capsys)
+        assert f"the checkpoint's threat model is l2 at eps {eps:g}, but every attack" in line
+        assert "choose evaluator=standard_l2 (or quick_l2)" in line
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["l2"]
+    line = evaluate_fails([f"checkpoint={run}", "evaluator.eps=[2.0]"], capsys)
+    assert "evaluator.eps[0]=2.0: must be in [0, 1]" in line
 
 
 def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> None:

@@ -18,6 +18,11 @@ from robustai.training import build_schedule
 CONFIGS = config_dir()
 GROUPS = sorted(p.name for p in CONFIGS.iterdir() if p.is_dir() and p.name != "hydra")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((CONFIGS / g).glob("*.yaml"))]
+#: what an option is used with: an L2 suite evaluates a run that trains against an L2 attack
+COMPANIONS = {
+    ("evaluator", "quick_l2"): ["attack=pgd", "attack.norm=l2"],
+    ("evaluator", "standard_l2"): ["attack=pgd", "attack.norm=l2"],
+}
 # Data sets that torchvision would have to download: checked for their offline message instead.
 DOWNLOADED = {"mnist", "fashion_mnist", "cifar10"}
 
@@ -55,7 +60,7 @@ def test_groups_are_the_documented_ones() -> None:
 def test_option_composes_and_builds(
     group: str, option: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    overrides = [f"{group}={option}"]
+    overrides = [f"{group}={option}", *COMPANIONS.get((group, option), [])]
     data_name = option if group == "data" else None
     if group == "experiment":
         data_name = {"mnist_idx_fgsm_rs": "idx"}.get(option, "downloaded")
