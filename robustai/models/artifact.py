@@ -62,6 +62,7 @@ def save_model(
         "weights_sha256": "",  # set below, once the weights are written
         **(extra or {}),
     }
+    meta = _plain_json(meta)  # before anything is written: a failure leaves out_dir as it was
     _check_rebuildable(model, meta)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,6 +75,20 @@ def save_model(
         meta[SIGNATURE_FIELD] = sign_meta(meta, key)
     atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
     return weights
+
+
+def _plain_json(meta: dict[str, Any]) -> dict[str, Any]:
+    """``meta`` as plain JSON values: NumPy and tensor values (``np.int64(10)``, a mean computed
+    as a tensor) become numbers and lists; anything else JSON cannot hold is a one-line error."""
+
+    def plain(value: object) -> object:
+        if hasattr(value, "tolist"):  # NumPy scalars and arrays, torch tensors
+            return value.tolist()
+        raise TypeError(
+            f"meta.json holds plain JSON values only; got a {type(value).__name__} ({value!r:.60})"
+        )
+
+    return json.loads(json.dumps(meta, default=plain))
 
 
 def _rebuild(meta: dict[str, Any]) -> nn.Module:

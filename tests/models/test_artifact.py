@@ -119,6 +119,51 @@ def test_save_overwrites_in_place(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted([WEIGHTS, META])
 
 
+def test_numpy_and_tensor_metadata_are_stored_as_plain_json(tmp_path: Path) -> None:
+    """Values computed with NumPy or torch (a class count, the data's mean) are what a user
+    passes; they are saved as numbers, and the model loads."""
+    np = pytest.importorskip("numpy")
+    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])
+    save_model(
+        model,
+        tmp_path,
+        name="mlp",
+        params={"hidden": [np.int64(32), 16]},
+        input_shape=(1, 8, 8),
+        num_classes=np.int64(NUM_CLASSES),
+        mean=tuple(torch.tensor([0.25])),
+        std=np.array([0.5]),
+    )
+    meta = json.loads((tmp_path / META).read_text())
+    assert (meta["num_classes"], meta["normalization"]) == (6, {"mean": [0.25], "std": [0.5]})
+    assert meta["model"]["params"] == {"hidden": [32, 16]}
+    load_model(tmp_path)
+
+
+def test_metadata_json_cannot_hold_fails_before_anything_is_written(tmp_path: Path) -> None:
+    """A value JSON cannot hold is refused in one line before the weights are written: a good
+    artifact already in the folder stays as it was (new weights beside the old meta.json would
+    fail its sha256)."""
+    out = tmp_path / "run"
+    make_and_save("mlp", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])
+    with pytest.raises(TypeError, match=r"plain JSON values only; got a object"):
+        save_model(
+            model,
+            out,
+            name="mlp",
+            params={"hidden": [32, 16]},
+            input_shape=(1, 8, 8),
+            num_classes=NUM_CLASSES,
+            mean=(0.0,),
+            std=(1.0,),
+            extra={"note": object()},
+        )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    load_model(out)
+
+
 @pytest.mark.parametrize("target", ["folder", WEIGHTS, META])
 def test_read_meta_accepts_folder_or_file(saved: Path, target: str) -> None:
     path = saved if target == "folder" else saved / target
