@@ -197,6 +197,22 @@ class Attack(ABC):
                 f"model must be a torch.nn.Module (attacks set and restore its train/eval mode);"
                 f" got {type(model).__name__}"
             )
+        if not isinstance(x, Tensor):
+            raise TypeError(
+                f"x must be a tensor of inputs in [0,1]; got {type(x).__name__}"
+                " (torch.as_tensor converts a NumPy array)"
+            )
+        if not x.dtype.is_floating_point:
+            raise ValueError(
+                f"x must be floating point inputs in [0,1]; got dtype {x.dtype} (for 8-bit images"
+                " pass x.float() / 255)"
+            )
+        # Attacks need autograd, which inference_mode switches off (x would get no gradient and
+        # FGSM would return it unchanged); as under no_grad, they turn it back on for themselves.
+        with torch.inference_mode(False):
+            return self._attack(model, x, y)
+
+    def _attack(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         y = class_indices(y)
         _check_devices(model, x, y)
         if x.dim() < 1 or x.shape[0] != y.shape[0]:
@@ -209,6 +225,8 @@ class Attack(ABC):
         x = x.detach()
         if x.numel() > 0:
             lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one device sync, not two
+            if math.isnan(lo) or math.isnan(hi):
+                raise ValueError("attack inputs hold NaN; inputs must be numbers in [0,1]")
             if lo < 0.0 or hi > 1.0:
                 raise ValueError(
                     f"attack inputs must be in [0,1] (normalization belongs inside the model);"

@@ -49,7 +49,10 @@ _P_SCHEDULE: tuple[tuple[int, int], ...] = (
 
 
 def margin(logits: Tensor, y: Tensor) -> Tensor:
-    """``z_y - max_{i != y} z_i`` per sample: positive while the sample is classified correctly."""
+    """``z_y - max_{i != y} z_i`` per sample: positive while the sample is classified correctly.
+    At least float32 (under autocast the logits are bf16 or fp16), so that every margin the
+    attack compares and keeps has one dtype."""
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     z_y = logits.gather(1, y[:, None]).squeeze(1)
     others = logits.scatter(1, y[:, None], -float("inf"))
     return z_y - others.max(dim=1)[0]
@@ -113,7 +116,8 @@ class Square(Attack):
         with torch.no_grad():
             robust = labels_of(model(x)) == y
             adv = x.clone()
-            best = torch.full((x.shape[0],), float("inf"), dtype=x.dtype, device=x.device)
+            best = torch.full((x.shape[0],), float("inf"), device=x.device)
+            best = best.to(torch.promote_types(x.dtype, torch.float32))
             for _ in range(self.restarts):
                 idx = robust.nonzero(as_tuple=True)[0]
                 if idx.numel() == 0:

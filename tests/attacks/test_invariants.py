@@ -243,11 +243,16 @@ def test_works_under_no_grad_and_inference_mode(name: str, kwargs: dict[str, Any
     model = fresh_net()
     x, y = make_batch(8, seed=3)
     attack = build_attack(name, eps=0.2, **kwargs)
+    torch.manual_seed(5)
     with torch.no_grad():
         a = attack(model, x, y)
     with torch.inference_mode():
         xi, yi = x.clone(), y.clone()
     b = attack(model, xi, yi)
+    torch.manual_seed(5)
+    with torch.inference_mode():  # called inside it: the same attack as under no_grad
+        c = attack(model, x, y)
+    assert torch.equal(c, a)
     for x_adv in (a, b):
         assert not torch.equal(x_adv, x)
         assert_in_ball(x_adv, x, 0.2, kwargs.get("norm", "linf"))
@@ -336,6 +341,20 @@ def test_inputs_outside_unit_range_rejected() -> None:
     x, y = make_batch(4, seed=4)
     with pytest.raises(ValueError, match=r"\[0,1\]"):
         PGD(eps=0.1, steps=1)(fresh_net(), (x - 0.5) / 0.5, y)
+
+
+def test_inputs_that_are_not_float_tensors_or_hold_nan_rejected() -> None:
+    """Each in one line that says what to pass instead (a NumPy array once read as "x is on
+    cpu but y is on cpu", NaN passed the range check)."""
+    x, y = make_batch(4, seed=4)
+    attack, model = PGD(eps=0.1, steps=1), fresh_net()
+    with pytest.raises(TypeError, match=r"got ndarray \(torch.as_tensor converts"):
+        attack(model, x.numpy(), y)
+    with pytest.raises(ValueError, match=r"got dtype torch.uint8 \(for 8-bit images pass"):
+        attack(model, (x * 255).to(torch.uint8), y)
+    x[1, 0, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="attack inputs hold NaN"):
+        attack(model, x, y)
 
 
 def test_labels() -> None:
@@ -487,3 +506,14 @@ def test_numpy_scalars_accepted_as_the_numbers_they_are() -> None:
         torch.manual_seed(0)
         b = plain(net, x, y)
         assert torch.equal(a, b)
+
+
+def test_square_under_autocast() -> None:
+    """Under bf16 autocast the margins come out in bf16; Square keeps them in float32 (it once
+    failed with "Index put requires the source and destination dtypes match")."""
+    model = fresh_net().eval()
+    x, y = make_batch(16, seed=6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        x_adv = build_attack("square", eps=0.1, n_queries=20)(model, x, y)
+    assert x_adv.dtype == x.dtype
+    assert_in_ball(x_adv, x, 0.1, "linf")
