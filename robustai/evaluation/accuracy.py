@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.attacks.base import class_indices, labels_of
+from robustai.attacks.base import class_indices, is_integer, labels_of
 
 
 def checked_labels(x: Tensor, y: Tensor) -> Tensor:
@@ -21,6 +21,11 @@ def checked_labels(x: Tensor, y: Tensor) -> Tensor:
     if len(y) != len(x):
         raise ValueError(f"got {len(x)} inputs but {len(y)} labels; give one label per input")
     return y
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not is_integer(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}")
 
 
 @contextmanager
@@ -50,6 +55,7 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Predicted labels (eval mode, restored after); NO_PREDICTION where the logits hold NaN."""
+    _check_batch_size(batch_size)
     with eval_mode(model):
         if len(x) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
@@ -60,6 +66,8 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
 
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Boolean per sample: is the model right on the clean input? (eval mode, restored after)."""
+    y = checked_labels(x, y)
+    _check_batch_size(batch_size)
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
     with eval_mode(model):
@@ -81,6 +89,8 @@ def robust_correct(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> Tensor:
     """Boolean per sample: does the model stay right on the attacked input? (eval mode)."""
+    y = checked_labels(x, y)
+    _check_batch_size(batch_size)
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
     with eval_mode(model):
@@ -134,6 +144,8 @@ def attack_outcome(
     accuracy is the same as attacking everything (:func:`robust_correct`), with no work spent on
     them and no second clean forward pass. The model is evaluated in eval mode (restored after).
     """
+    y = checked_labels(x, y)
+    _check_batch_size(batch_size)
     start = time.perf_counter()
     with eval_mode(model):
         robust = torch.zeros(len(x), dtype=torch.bool, device=x.device)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+from robustai.attacks.base import is_integer, is_real
 from robustai.evaluation.accuracy import AttackOutcome, attack_outcome, checked_labels, predict
 
 log = logging.getLogger(__name__)
@@ -104,8 +105,12 @@ class Evaluator:
         batch_size: int = 512,
         early_stop: bool = True,
     ) -> None:
+        if is_real(eps):
+            raise TypeError(f"eps must be a list of values, e.g. [{eps!r}]; got a number")
         if not eps:
             raise ValueError("eps must list at least one value")
+        if not is_integer(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}")
         check_factories(attacks)
         self.attacks = list(attacks)
         self.eps = list(eps)

@@ -19,6 +19,7 @@ from robustai.evaluation import (
     robust_correct,
     run_sanity_checks,
 )
+from robustai.evaluation.accuracy import accuracy, attack_outcome, predict
 
 
 def pgd(eps: float) -> PGD:
@@ -70,6 +71,28 @@ def test_labels_of_another_length_refused() -> None:
         full(model, x, y[:5])
     with pytest.raises(ValueError, match=r"20 inputs but 5 labels"):
         Evaluator([pgd], [0.1]).run(model, x, y[:5])
+
+
+def test_the_batched_helpers_check_their_labels_and_batch_size() -> None:
+    """A column of labels once broadcast into a (B, B) comparison and gave a wrong accuracy
+    without a word; the helpers now refuse what the evaluator refuses."""
+    model, x, y = setup()
+    attack = PGD(0.1, steps=1)
+    for call in (
+        lambda labels: accuracy(model, x, labels),
+        lambda labels: robust_correct(model, attack, x, labels),
+        lambda labels: attack_outcome(model, attack, x, labels, predict(model, x)),
+    ):
+        with pytest.raises(ValueError, match=r"class indices of shape \(batch,\)"):
+            call(y[:, None])
+        with pytest.raises(ValueError, match=r"20 inputs but 5 labels"):
+            call(y[:5])
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1; got 0"):
+        accuracy(model, x, y, batch_size=0)
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1; got 0"):
+        Evaluator([pgd], [0.1], batch_size=0)
+    with pytest.raises(TypeError, match=r"eps must be a list of values, e\.g\. \[0\.1\]"):
+        Evaluator([pgd], 0.1)  # type: ignore[arg-type]
 
 
 def test_labels_beyond_num_classes_refused() -> None:
