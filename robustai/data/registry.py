@@ -51,11 +51,13 @@ def build_data(
 ) -> DataBundle:
     """Build train and eval loaders for data set ``name``.
 
-    ``holdout`` and ``split_seed`` apply to sets without an official test split (digits, idx,
-    synthetic): the same split_seed always gives the same split, whatever the training seed.
-    ``seed`` only drives the order of training batches. The class count is the data set's
-    (10 for the published sets, the largest label + 1 of a whole IDX file, ``num_classes`` for
-    synthetic data), never that of the subset ``train_size``/``eval_size`` take.
+    ``images`` / ``labels`` (IDX files, plain or gzipped) default to the MNIST test files in
+    ``root``. ``holdout`` and ``split_seed`` apply to sets without an official test split
+    (digits, idx, synthetic): the same split_seed always gives the same split, whatever the
+    training seed. ``seed`` only drives the order of training batches. The class count is the
+    data set's (10 for the published sets, the largest label + 1 of a whole IDX file,
+    ``num_classes`` for synthetic data), never that of the subset ``train_size``/``eval_size``
+    take.
     """
     x_tr: Tensor
     if name == "digits":
@@ -64,12 +66,11 @@ def build_data(
     elif name in ("mnist", "fashion_mnist", "cifar10"):
         x_tr, y_tr = load_torchvision(name, root, train=True, download=download)
         x_ev, y_ev = load_torchvision(name, root, train=False, download=download)
-    elif name == "idx":
-        if not images or not labels:
-            raise DataError(
-                "data=idx needs data.images=<images IDX file> and data.labels=<labels IDX file>"
-            )
-        x, y = load_idx_images(images, labels)
+    elif name == "idx":  # by default the MNIST test files in root, as configs/data/idx.yaml
+        x, y = load_idx_images(
+            images or Path(root) / "t10k-images-idx3-ubyte.gz",
+            labels or Path(root) / "t10k-labels-idx1-ubyte.gz",
+        )
         num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":

@@ -147,14 +147,15 @@ def test_idx_real_mnist(mnist_idx_dir: Path) -> None:
     assert 0.1 < b.mean[0] < 0.15 and 0.28 < b.std[0] < 0.33  # MNIST's well-known statistics
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [{}, {"images": "x-idx3-ubyte"}, {"labels": "y-idx1-ubyte"}],
-    ids=["none", "no-labels", "no-images"],
-)
-def test_idx_needs_images_and_labels(kwargs: dict[str, str]) -> None:
-    with pytest.raises(DataError, match=r"data\.images=.*data\.labels="):
-        build_data("idx", **kwargs)
+def test_idx_reads_the_mnist_test_files_in_root_by_default(mnist_idx_dir: Path) -> None:
+    """As ``data=idx data.root=...`` does on the command line."""
+    b = build_data("idx", root=mnist_idx_dir)
+    assert b.train.num_samples == 8000 and b.eval.num_samples == 2000
+
+
+def test_idx_without_files_names_the_file_it_looked_for(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"not found: .*t10k-images-idx3-ubyte\.gz; point data"):
+        build_data("idx", root=tmp_path)
 
 
 def test_idx_missing_files(tmp_path: Path) -> None:
