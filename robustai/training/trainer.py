@@ -82,6 +82,10 @@ class _Progress:
 class Trainer:
     """Runs ``epochs`` of ``objective`` over a loader; callbacks observe and may stop training.
 
+    ``scheduler`` is stepped after every optimizer step, not once per epoch (the schedules of
+    :mod:`robustai.training.schedules` count steps): give an epoch-based PyTorch scheduler such
+    as ``StepLR`` its step counts (``step_size=2 * len(loader)``), or step it in a callback.
+
     ``stop_event``, when set (by a signal handler, say), ends training after the current step
     with :class:`TrainingInterrupted`; the trainer's :meth:`state_dict` then describes the partial
     epoch, so a checkpoint taken at that moment resumes exactly.
