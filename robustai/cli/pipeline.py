@@ -727,6 +727,8 @@ def _run_train(
         "images_per_s": fit.images_per_s,
         "privacy": privacy.summary(),  # {"epsilon", "delta", ...} or None without a DP guarantee
         "privacy_statement": privacy.statement(),
+        # a mechanism inside the model (privacy.where=features|output) protects queries only
+        "query_privacy": privacy.query_summary(),
         "eval_seconds": result.seconds,
         "eval_samples": result.samples,
         "wall_seconds": time.perf_counter() - wall_start,

@@ -458,7 +458,7 @@ def plot_pareto(summary: Summary, path: Path) -> Path | None:
             s=40,
             zorder=3,
         )
-        fig.colorbar(sc, ax=ax, label="privacy epsilon (DP-SGD)")
+        fig.colorbar(sc, ax=ax, label="privacy epsilon (training data)")
         rest = [i for i, e in enumerate(eps) if e is None]
         if rest:
             ax.scatter(

@@ -93,6 +93,11 @@ class NoPrivacy:
     def summary(self) -> dict[str, Any] | None:
         return None
 
+    def query_summary(self) -> dict[str, Any] | None:
+        """``metrics.json``'s ``query_privacy``: the accounting of a mechanism that protects
+        each query, not the training data (``where=features|output``); None otherwise."""
+        return None
+
     def describe(self) -> dict[str, Any] | None:
         return self.summary()
 
@@ -336,6 +341,21 @@ class MechanismPrivacy(NoPrivacy):
         return model
 
     def summary(self) -> dict[str, Any] | None:
+        """The training data's guarantee: only a release of the training images gives one
+        (``where=input``); inside the model the mechanism protects queries, and its epsilon is
+        not a training-data epsilon to compare with DP-SGD's (see :meth:`query_summary`)."""
+        return self.accounting() if self.where == "input" else None
+
+    def query_summary(self) -> dict[str, Any] | None:
+        return None if self.where == "input" else self.accounting()
+
+    def describe(self) -> dict[str, Any] | None:
+        """meta.json: the mechanism wherever it runs, so ``robustai evaluate`` can put a
+        query mechanism back into the model it evaluates."""
+        return self.accounting()
+
+    def accounting(self) -> dict[str, Any]:
+        """The mechanism's parameters and what one release of it guarantees."""
         layer = self.layer
         gaussian = isinstance(layer, GaussianMechanism)
         out: dict[str, Any] = {
@@ -356,7 +376,7 @@ class MechanismPrivacy(NoPrivacy):
         return out
 
     def statement(self) -> str:
-        return privacy_statement(self.summary())
+        return privacy_statement(self.accounting())
 
 
 class NoiseAugmentation(NoPrivacy):
@@ -401,6 +421,26 @@ _PARAMS: dict[str, Callable[..., Any]] = {
     "gaussian": MechanismPrivacy.__init__,
     "gaussian_noise": NoiseAugmentation.__init__,
 }
+
+
+def attach_query_mechanism(model: nn.Module, described: Any) -> MechanismPrivacy | None:
+    """Put the query mechanism a run's ``meta.json`` describes (``privacy.where=features|
+    output``) back into ``model``, fresh noise and all: the run evaluated its model with the
+    mechanism in place, and an evaluation of the saved weights must too. None (nothing
+    attached) for every other privacy option."""
+    if not isinstance(described, dict) or described.get("where") not in ("features", "output"):
+        return None
+    if described.get("method") not in ("laplace", "gaussian"):
+        return None
+    plan = MechanismPrivacy(
+        described["method"],
+        where=described["where"],
+        sensitivity=float(described["sensitivity"]),
+        epsilon=float(described["epsilon"]),
+        delta=float(described["delta"]) if described["method"] == "gaussian" else None,
+    )
+    plan.prepare_model(model)
+    return plan
 
 
 def privacy_names() -> list[str]:

@@ -73,6 +73,43 @@ def test_each_option_runs(option: str, tmp_path: Path) -> None:
     assert ("privacy" in meta) and (meta["privacy"] is None) == (option == "none")
 
 
+def test_a_query_mechanism_reports_no_training_data_guarantee_and_evaluates_as_trained(
+    tmp_path: Path,
+) -> None:
+    """privacy.where=output protects each query's logits, not the training data: metrics.json's
+    privacy is null (sweeps compare it with DP-SGD's epsilon) and query_privacy holds the
+    mechanism's accounting. robustai evaluate puts the mechanism back into the saved model, as
+    the run evaluated it: with this much noise on the logits (scale 1600) both are near chance,
+    while the weights alone classify well."""
+    from robustai.cli.evaluate import run_evaluate
+    from robustai.config import to_evaluate_config
+    from robustai.evaluation import accuracy
+
+    run = tmp_path / "run"
+    opts = ["privacy=input_laplace", "privacy.where=output", "privacy.epsilon=0.01"]
+    m = train([*opts, "attack=none", "trainer.epochs=3", "data.train_size=null"], run)
+    assert m["privacy"] is None
+    q = m["query_privacy"]
+    assert (q["where"], q["epsilon"], q["noise_scale"]) == ("output", 0.01, 1600.0)
+    assert "does not protect the training data" in m["privacy_statement"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["privacy"]["where"] == "output"  # what evaluate needs to rebuild it
+    model, _ = load_model(run)
+    data = build_data("digits")
+    assert accuracy(model, data.eval.x, data.eval.y) > 0.5  # the weights alone
+    assert m["clean_acc"] < 0.3
+    cfg = to_evaluate_config(
+        {
+            "checkpoint": str(run),
+            "evaluator": {"eps": [0.1], "attacks": [], "sanity": {"enabled": False},
+                          "curve": {"enabled": False}},
+            "logger": {"tensorboard": False},
+        }
+    )
+    report = run_evaluate(cfg, tmp_path / "eval")
+    assert report["clean_acc"] < 0.3
+
+
 @pytest.fixture(scope="module")
 def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
     """The same DP-SGD run without and with FGSM-RS adversarial training."""
@@ -120,8 +157,9 @@ def test_adversarial_dp_run_spends_what_the_clean_dp_run_spends(dp_runs: dict) -
     assert m["watchdog"]["split"] == "eval"
     events = EventAccumulator(str(out))
     events.Reload()
-    assert "val/robust_acc/pgd10" in events.Tags()["scalars"]
-    assert "train/robust_acc/pgd10" not in events.Tags()["scalars"]
+    label = m["watchdog"]["attack"]  # pgd2 here (trainer.watchdog.steps=2)
+    assert f"val/robust_acc/{label}" in events.Tags()["scalars"]
+    assert f"train/robust_acc/{label}" not in events.Tags()["scalars"]
 
 
 def test_max_epsilon_stops_the_run_and_says_so(tmp_path: Path) -> None:
