@@ -73,6 +73,12 @@ class FreeAdversarialObjective:
     across minibatches, so an epoch costs about m clean epochs and the paper trains for
     epochs / m epochs. Only L-inf, as in the paper. ``eps_warmup_epochs`` ramps eps (the step
     and the ball) linearly from 0, as :class:`AdversarialObjective` does.
+
+    One deliberate difference from the paper's code: the step follows the gradient at the
+    clamped input x + delta everywhere. Theirs is the gradient w.r.t. delta through the clamp to
+    [0, 1], zero wherever the clamp cut, so a delta that pushed a black background pixel below
+    0 stays there for good and that pixel drops out of the attack. On the default digits run
+    (5 epochs, seeds 0-2) their form gave PGD-20 accuracy 0.77-0.79 against 0.83-0.85 here.
     """
 
     adversarial = True
