@@ -272,7 +272,7 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
         if o.is_sweep_override():
             if not multirun:
                 raise ConfigError(
-                    f"'{o.input_line}' lists several values: add -m to sweep over them"
+                    f"'{_shown(o.input_line)}' lists several values: add -m to sweep over them"
                 )
             try:
                 values = list(o.sweep_string_iterator())
@@ -286,16 +286,25 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
     return combos or [[]]
 
 
+def _shown(override: str) -> str:
+    """An override as an error message may repeat it: a secret-looking key's value left out
+    (the terminal and CI logs keep what they show)."""
+    from robustai.security.redact import redact_override
+
+    return redact_override(override)
+
+
 def _hydra_sweep(o: Any) -> str:
     """Hydra refuses to sweep its own settings (in several lines); a search-space entry written
     under ``hydra.sweeper.params.`` is the usual way to get there."""
-    line = o.input_line
+    line = _shown(o.input_line)
     key, _, value = line.partition("=")
     prefix = "hydra.sweeper.params."
     if key.lstrip("+~").startswith(prefix):
         fix = f"write {key.lstrip('+~')[len(prefix) :]}={value} to search it"
     else:
-        fix = f"give one value, or quote it to keep it as written: {key}='{value}'"
+        shown = "..." if value == "<redacted>" else value  # a secret's: not repeated
+        fix = f"give one value, or quote it to keep it as written: {key}='{shown}'"
     return f"{line}: Hydra's own settings take one value, not a sweep; {fix}"
 
 
@@ -335,6 +344,7 @@ def _compose_and_check(
 
             HydraConfig.instance().set_config(cfg)
             check_targets(cfg)
+            _check_env_set(cfg)
             _check_output_dir(cfg, multirun)
             if multirun:
                 _check_search_size(cfg)
@@ -345,6 +355,26 @@ def _compose_and_check(
             return cfg
     finally:
         GlobalHydra.instance().clear()
+
+
+def _check_env_set(cfg: Any) -> None:
+    """``hydra.job.env_set`` values resolve (e.g. ``${oc.env:NAME}`` of a variable that is
+    set); Hydra resolves them only when a job starts, and fails there with a traceback."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    env_set = OmegaConf.select(cfg, "hydra.job.env_set", default=None)
+    if not env_set:
+        return
+    for name in env_set:
+        try:
+            env_set[name]  # resolves the value's interpolation
+        except OmegaConfBaseException as e:
+            unset = re.search(r"Environment variable '([^']+)' not found", str(e))
+            why = f"environment variable {unset[1]} is not set" if unset else _first_line(e)
+            raise ConfigError(
+                f"hydra.job.env_set.{name}: {why}; export it before the run"
+            ) from e
 
 
 def _check_output_dir(cfg: Any, multirun: bool) -> None:
@@ -395,6 +425,8 @@ def _check_launcher(cfg: Any) -> None:
     from omegaconf import OmegaConf
 
     target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    if "submitit" in target:
+        _check_no_pickled_secrets(cfg)
     if target.endswith("SlurmLauncher") and shutil.which("srun") is None:
         name = OmegaConf.select(cfg, "hydra.runtime.choices.hydra/launcher", default=None)
         raise ConfigError(
@@ -402,6 +434,33 @@ def _check_launcher(cfg: Any) -> None:
             " srun: start the sweep on a machine of the cluster, or use"
             " hydra/launcher=submitit_local here"
         )
+
+
+def _check_no_pickled_secrets(cfg: Any) -> None:
+    """submitit pickles each job, command-line overrides included, into the sweep folder's
+    ``.submitit/`` (it reads the files back to run and requeue the jobs), where robustai's
+    redaction cannot reach: a secret written on the command line would stay there in clear."""
+    from omegaconf import OmegaConf
+
+    from robustai.security.redact import is_env_reference, is_secret_key
+
+    overrides = [
+        *(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or []),
+        *(OmegaConf.select(cfg, "hydra.overrides.hydra", default=None) or []),  # env_set's
+    ]
+    for override in overrides:
+        key, sep, value = str(override).partition("=")
+        key = key.strip().lstrip("+~")
+        if sep and is_secret_key(key) and not is_env_reference(value.strip()):
+            how = (
+                "export it before the sweep instead (the jobs inherit the environment)"
+                if key.startswith("hydra.job.env_set.")
+                else f"export it before the sweep and give {key}='${{oc.env:NAME}}' instead"
+            )
+            raise ConfigError(
+                f"{key}: a secret on the command line would be stored in clear in the sweep"
+                f" folder's .submitit/ job files; {how}"
+            )
 
 
 def check_device(cfg: Any, name: str, key: str) -> None:

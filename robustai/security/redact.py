@@ -126,7 +126,8 @@ def is_secret_key(key: Any) -> bool:
     return any(w in joined for w in ("apikey", "privatekey", "accesskey", "secretkey"))
 
 
-def _is_env_reference(value: Any) -> bool:
+def is_env_reference(value: Any) -> bool:
+    """``${oc.env:NAME}``: names a variable instead of holding its value."""
     return isinstance(value, str) and bool(_ENV_REFERENCE.match(value))
 
 
@@ -163,7 +164,7 @@ def collect_secret_values(tree: Any) -> set[str]:
         elif isinstance(node, str):
             found.update(url_passwords(node))
             found.update(pair_secrets(node))
-            if secret and not _is_env_reference(node):
+            if secret and not is_env_reference(node):
                 found.add(node)
             else:
                 key, sep, value = node.partition("=")
@@ -201,7 +202,7 @@ def redact_override(override: str, values: Iterable[str] = ()) -> str:
         sep
         and _OVERRIDE_KEY.match(key.strip())
         and is_secret_key(key.strip())
-        and not _is_env_reference(value.strip())
+        and not is_env_reference(value.strip())
     ):
         return f"{key}={REDACTED}"
     return scrub_text(override, values, pairs=False)
@@ -229,7 +230,7 @@ def redact_tree(tree: Any, values: Iterable[str] = (), *, overrides: bool = Fals
         return walk(node, secret, key)
 
     def leaf(node: Any, secret: bool) -> Any:
-        if secret and node is not None and not _is_env_reference(node):
+        if secret and node is not None and not is_env_reference(node):
             return REDACTED
         if isinstance(node, str):
             return scrub_text(node, known, pairs=False)

@@ -68,6 +68,24 @@ CASES = [
         ["hparams_search=digits_optuna", "privacy=dpsgd", "optimized_metric=privacy/epsilon"],
         "direction=maximize would pick the trial with the highest privacy/epsilon",
     ),
+    (  # submitit pickles the overrides into <sweep>/.submitit/, out of redaction's reach
+        [
+            "-m",
+            "hydra/launcher=submitit_local",
+            "+hydra.job.env_set.TRACKER_API_KEY=S3cr3tValueAAA111",
+        ],
+        "hydra.job.env_set.TRACKER_API_KEY: a secret on the command line would be stored in"
+        " clear in the sweep folder's .submitit/ job files; export it before the sweep instead",
+    ),
+    (
+        ["+hydra.job.env_set.TRACKER_API_KEY=${oc.env:ROBUSTAI_TEST_UNSET_VARIABLE}"],
+        "hydra.job.env_set.TRACKER_API_KEY: environment variable ROBUSTAI_TEST_UNSET_VARIABLE"
+        " is not set; export it before the run",
+    ),
+    (  # the message repeats the override without the secret's value
+        ["-m", "+hydra.job.env_set.X_TOKEN=TokAAA111zz,TokBBB222zz"],
+        "+hydra.job.env_set.X_TOKEN=<redacted>: Hydra's own settings take one value",
+    ),
 ]
 
 
@@ -86,6 +104,7 @@ def test_bad_sweep_input_exits_2_with_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert message in lines[0]
+    assert not any(v in lines[0] for v in ("S3cr3tValueAAA111", "TokAAA111zz"))
     assert not (tmp_path / "experiments").exists()  # nothing started
 
 
