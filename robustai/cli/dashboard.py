@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_YEAR_HOURS = 366 * 24.0
+
+
+def _in_range(flag: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    """A finite number in range: nan passes every comparison (a lockout that never locks) and
+    inf or 1e308 hours overflow the cookie's expiry (every login answered with an error)."""
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        bound = ">" if low_open else ">="
+        raise UserError(f"{flag} {value:g}: must be a number {bound} {low:g} and <= {high:g}")
+
+
 def main(argv: Sequence[str]) -> int:
     from robustai.dashboard.server import DashboardServer, is_loopback, open_access_log
     from robustai.security import AccessStore, LoginThrottle
@@ -85,10 +97,9 @@ def main(argv: Sequence[str]) -> int:
         args = build_parser().parse_args(list(argv))
         if not 0 <= args.port <= 65535:
             raise UserError(f"--port {args.port}: must be in 0..65535")
-        if args.session_hours <= 0 or args.lockout_minutes < 0 or args.reload_seconds < 0:
-            raise UserError(
-                "--session-hours must be > 0, --lockout-minutes and --reload-seconds >= 0"
-            )
+        _in_range("--session-hours", args.session_hours, 0.0, _YEAR_HOURS, low_open=True)
+        _in_range("--lockout-minutes", args.lockout_minutes, 0.0, _YEAR_HOURS * 60)
+        _in_range("--reload-seconds", args.reload_seconds, 0.0, 86400.0)
         logdir = Path(args.logdir).expanduser()
         if not logdir.is_dir():
             what = "a file, not a folder" if logdir.exists() else "no such folder"

@@ -13,8 +13,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-from collections.abc import Iterable
+import logging
+import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tensorboard import auth as tb_auth
@@ -22,6 +25,8 @@ from tensorboard import errors as tb_errors
 from tensorboard.data import provider as tb_provider
 
 from robustai.security.roles import Grant, allows, experiment_of
+
+log = logging.getLogger(__name__)
 
 ENVIRON_KEY = "robustai.identity"
 
@@ -69,17 +74,53 @@ def _decode_blob_run(blob_key: str) -> str | None:
     return run if isinstance(run, str) else None
 
 
-class GrantFilteredProvider(tb_provider.DataProvider):
-    """A :class:`tensorboard.data.provider.DataProvider` that shows each caller only their runs."""
+def escapes(logdir: Path, run: str) -> bool:
+    """Whether run ``run``'s folder, or a file in it, is a symbolic link to a place outside
+    ``logdir``. TensorBoard follows such links; served under the run's name, they would let
+    anyone who can write into the log folder publish files only the dashboard's owner can
+    read, to whoever a grant on that name covers."""
+    root = os.path.realpath(logdir)
+    folder = os.path.join(logdir, run)
 
-    def __init__(self, inner: tb_provider.DataProvider) -> None:
+    def outside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return real != root and not real.startswith(root + os.sep)
+
+    if outside(folder):
+        return True
+    try:
+        with os.scandir(folder) as entries:
+            return any(e.is_symlink() and outside(e.path) for e in entries)
+    except OSError:
+        return False  # gone since TensorBoard read it: nothing left to serve from there
+
+
+class GrantFilteredProvider(tb_provider.DataProvider):
+    """A :class:`tensorboard.data.provider.DataProvider` that shows each caller only their runs
+    (and, with ``logdir``, no run that a symbolic link brings in from outside it)."""
+
+    def __init__(self, inner: tb_provider.DataProvider, logdir: Path | None = None) -> None:
         self._inner = inner
+        self._logdir = logdir
+        self._hidden: set[str] = set()  # runs hidden for leaving logdir (warned once each)
+
+    def _visible(self, ident: Identity, run: str) -> bool:
+        if not ident.can_view(run):
+            return False
+        if self._logdir is not None and escapes(self._logdir, run):
+            if run not in self._hidden:
+                self._hidden.add(run)
+                log.warning(
+                    "run %r is not served: it links to files outside %s", run, self._logdir
+                )
+            return False
+        return True
 
     # -------------------------------------------------------------- helpers
     def _allowed_runs(self, ctx: Any, experiment_id: str) -> set[str]:
         ident = identity_of(ctx)
         runs = self._inner.list_runs(ctx, experiment_id=experiment_id)
-        return {r.run_name for r in runs if ident.can_view(r.run_name)}
+        return {r.run_name for r in runs if self._visible(ident, r.run_name)}
 
     def _restrict(
         self, ctx: Any, experiment_id: str, run_tag_filter: tb_provider.RunTagFilter | None
@@ -104,7 +145,7 @@ class GrantFilteredProvider(tb_provider.DataProvider):
             ctx, experiment_id=experiment_id, run_tag_filter=run_filter, **kwargs
         )
         ident = identity_of(ctx)
-        return {run: v for run, v in result.items() if ident.can_view(run)}
+        return {run: v for run, v in result.items() if self._visible(ident, run)}
 
     # -------------------------------------------------------------- experiment level
     def experiment_metadata(self, ctx: Any = None, *, experiment_id: str) -> Any:
@@ -133,7 +174,7 @@ class GrantFilteredProvider(tb_provider.DataProvider):
     def list_runs(self, ctx: Any = None, *, experiment_id: str) -> list[tb_provider.Run]:
         ident = identity_of(ctx)
         runs = self._inner.list_runs(ctx, experiment_id=experiment_id)
-        return [r for r in runs if ident.can_view(r.run_name)]
+        return [r for r in runs if self._visible(ident, r.run_name)]
 
     # -------------------------------------------------------------- time series
     def list_scalars(self, ctx=None, *, experiment_id, plugin_name, run_tag_filter=None):  # type: ignore[no-untyped-def]
@@ -211,7 +252,7 @@ class GrantFilteredProvider(tb_provider.DataProvider):
     def read_blob(self, ctx: Any = None, *, blob_key: str) -> bytes:
         ident = identity_of(ctx)
         run = _decode_blob_run(blob_key)
-        if run is None or not ident.can_view(run):
+        if run is None or not self._visible(ident, run):
             raise tb_errors.NotFoundError("no such blob")  # the same answer as a missing blob
         return self._inner.read_blob(ctx, blob_key=blob_key)
 
@@ -221,7 +262,7 @@ class GrantFilteredProvider(tb_provider.DataProvider):
     ) -> Any:
         ident = identity_of(ctx)
         result = self._inner.list_hyperparameters(ctx, experiment_ids=experiment_ids, limit=limit)
-        groups = _visible_groups(result.session_groups, ident)
+        groups = _visible_groups(result.session_groups, lambda run: self._visible(ident, run))
         return tb_provider.ListHyperparametersResult(
             hyperparameters=result.hyperparameters, session_groups=groups
         )
@@ -237,13 +278,13 @@ class GrantFilteredProvider(tb_provider.DataProvider):
             sort=sort,
             hparams_to_include=hparams_to_include,
         )
-        return _visible_groups(groups, ident)
+        return _visible_groups(groups, lambda run: self._visible(ident, run))
 
 
-def _visible_groups(groups: Iterable[Any], ident: Identity) -> list[Any]:
+def _visible_groups(groups: Iterable[Any], visible: Callable[[str], bool]) -> list[Any]:
     out = []
     for g in groups:
-        sessions = [s for s in g.sessions if ident.can_view(s.run)]
+        sessions = [s for s in g.sessions if visible(s.run)]
         if sessions:
             out.append(dataclasses.replace(g, sessions=sessions))
     return out

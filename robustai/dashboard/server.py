@@ -89,7 +89,7 @@ def build_tensorboard_app(logdir: Path, reload_interval: float = 5.0) -> tuple[A
     app = application.TensorBoardWSGIApp(
         tb.flags,
         tb.plugin_loaders,
-        data_provider=GrantFilteredProvider(ingester.data_provider),
+        data_provider=GrantFilteredProvider(ingester.data_provider, logdir),
         assets_zip_provider=tb.assets_zip_provider,
         deprecated_multiplexer=None,  # plugins must go through the filtered provider
         auth_providers={IdentityAuthProvider: IdentityAuthProvider()},

@@ -10,7 +10,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from dashboard_helpers import CIFAR_RUN, MNIST_RUN, PASSWORDS, Client, access_logger, make_store
+from dashboard_helpers import (
+    CIFAR_RUN,
+    MNIST_RUN,
+    PASSWORDS,
+    Client,
+    access_logger,
+    make_store,
+    write_runs,
+)
 
 from robustai.dashboard import DashboardServer
 from robustai.dashboard.auth import safe_next
@@ -348,3 +356,29 @@ def test_binds_loopback_by_default(logdir: Path, store: AccessStore) -> None:
         assert srv._server.socket.getsockname()[0] == "127.0.0.1"
     finally:
         srv.close()
+
+
+def test_runs_linked_in_from_outside_the_log_folder_are_not_served(
+    store: AccessStore, tmp_path: Path
+) -> None:
+    """TensorBoard follows symbolic links: a link in the log folder, named to match a grant,
+    would otherwise serve files from anywhere the dashboard's owner can read. Links that stay
+    inside the log folder are served as before."""
+    logdir, outside = tmp_path / "experiments", tmp_path / "elsewhere"
+    write_runs(logdir)
+    write_runs(outside)
+    (logdir / "mnist_link").symlink_to(outside / MNIST_RUN.split("/")[0])
+    (logdir / "mnist_small_cnn_pgd" / "r2link").symlink_to(outside / MNIST_RUN)
+    inner = logdir / "mnist_small_cnn_pgd" / "latest"
+    inner.symlink_to(logdir / MNIST_RUN)
+    file_run = logdir / "mnist_files" / "r1"
+    file_run.mkdir(parents=True)
+    for event in (outside / MNIST_RUN).iterdir():  # a real folder whose event file is a link
+        (file_run / event.name).symlink_to(event)
+    with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:
+        c = Client(srv.url)
+        assert c.login("alice").status == 303
+        runs = c.get("/data/runs").json()
+        assert sorted(runs) == sorted([MNIST_RUN, "mnist_small_cnn_pgd/latest"])
+        reply = c.get(scalars_path("mnist_small_cnn_pgd/r2link"))
+        assert reply.status != 200 and b"1.0" not in reply.body

@@ -42,7 +42,13 @@ def db(tmp_path: Path) -> Path:
         (["--logdir", "{tmp}/access.db"], "--logdir {tmp}/access.db: a file, not a folder"),
         (["--port", "70000"], "0..65535"),
         (["--port", "many"], "invalid int value"),
-        (["--session-hours", "0"], "must be > 0"),
+        (["--session-hours", "0"], "--session-hours 0: must be a number > 0 and <= 8784"),
+        # nan passed every comparison (a lockout that never locks); inf or 1e308 hours overflowed
+        # the cookie's expiry (every correct login answered with an error)
+        (["--session-hours", "inf"], "--session-hours inf: must be a number > 0 and <= 8784"),
+        (["--session-hours", "1e308"], "--session-hours 1e+308: must be a number > 0"),
+        (["--lockout-minutes", "nan"], "--lockout-minutes nan: must be a number >= 0"),
+        (["--reload-seconds", "-1"], "--reload-seconds -1: must be a number >= 0"),
         (["--colour"], "unrecognized arguments"),
         (["--access-log", "{tmp}"], "--access-log {tmp}: cannot write it (Is a directory)"),
         (["--access-log", "{tmp}/access.db/x/log"], "--access-log {tmp}/access.db/x/log: cannot"),
