@@ -176,6 +176,29 @@ def _checkpoint_files(path: str) -> tuple[Path, dict[str, Any]]:
     return read_meta(Path(path).expanduser())
 
 
+def _check_output_folder(cfg: Any) -> None:
+    """An evaluation writes its own .hydra/ record and report into its folder: pointed at a
+    finished run or evaluation (hydra.run.dir=<a training run>), it would replace theirs."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if "MULTIRUN" in str(OmegaConf.select(cfg, "hydra.mode", default="")):
+        return
+    try:
+        folder = OmegaConf.select(cfg, "hydra.run.dir", default=None)
+    except OmegaConfBaseException:
+        return  # an unresolvable folder is reported by Hydra itself
+    if not folder:
+        return
+    held = [n for n in ("weights.safetensors", "metrics.json", "report.json")
+            if (Path(str(folder)).expanduser() / n).is_file()]
+    if held:
+        raise ConfigError(
+            f"hydra.run.dir={folder} holds a finished run or evaluation ({', '.join(held)}),"
+            " whose records an evaluation there would replace; give another hydra.run.dir"
+        )
+
+
 def check_evaluate_config(cfg: Any) -> Any:
     """Pre-flight: the schema, the device, every attack's arguments, and a readable
     checkpoint."""
@@ -185,6 +208,7 @@ def check_evaluate_config(cfg: Any) -> Any:
 
     ev_cfg = to_evaluate_config(cfg)
     check_device(cfg, ev_cfg.device, "device")
+    _check_output_folder(cfg)
     # sha256, signature, safetensors, shapes
     _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]

@@ -386,3 +386,17 @@ def test_ctrl_c_is_one_line_not_a_traceback(
     line = one_line(capsys.readouterr().err)
     assert line.startswith("robustai evaluate: error: interrupted: the evaluation in ")
     assert line.endswith(" did not finish; run the command again")
+
+
+def test_an_evaluation_into_a_finished_runs_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """hydra.run.dir=<the training run> would replace the run's .hydra/ record and report;
+    refused as robustai train refuses it, before anything is written."""
+    run = save_small_cnn(tmp_path / "run", extra={"data": "digits"})
+    (run / "metrics.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={run}"], capsys)
+    assert f"hydra.run.dir={run} holds a finished run or evaluation (weights.safetensors," in line
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
