@@ -197,6 +197,20 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
         maximize = better_direction(name) != "minimize"
     for m in members:
         m.objective = metric_value(m.metrics, name) if m.metrics else None
+    done = [m for m in members if m.metrics]
+    if objective is not None and done and all(m.objective is None for m in done):
+        have = sorted(
+            {
+                f"{group}/{key}"
+                for m in done
+                for group in ("robust_acc", "worst_case_acc")
+                for key in (m.metrics.get(group) or {})
+            }
+        )
+        raise SummaryError(
+            f"--objective {objective}: no member reports it; the members report "
+            f"{', '.join(have) or 'no robust accuracies'} (and clean_acc, privacy/epsilon, ...)"
+        )
     sign = -1.0 if maximize else 1.0
     members.sort(
         key=lambda m: (

@@ -78,6 +78,10 @@ def test_missing_empty_or_bad_input_is_one_line(
         capsys, str(tmp_path), "--objective", "accuracy"
     )
     assert "required" in one_line_exit_2(capsys)
+    # a name no member reports (here: another eps) ranked nothing and said nothing
+    line = one_line_exit_2(capsys, str(tmp_path), "--objective", "robust_acc/pgd20@0.2")
+    assert "--objective robust_acc/pgd20@0.2: no member reports it; the members report" in line
+    assert "robust_acc/pgd20@0.1" in line
 
 
 def test_statuses_sorting_and_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,7 +240,7 @@ def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
     the best member is the one that spends the least epsilon, not the most."""
     config = {"optimized_metric": "privacy/epsilon"}
     for name, (noise, eps) in enumerate([(0.5, 9.0), (1.0, 4.0), (2.0, 1.5)]):
-        m = metrics(0.9, 0.5, privacy={"epsilon": eps, "delta": 1e-5})
+        m = metrics(0.9, 0.5, privacy={"epsilon": eps, "delta": 1e-5}, train_seconds=name + 1)
         make_run(tmp_path, str(name), [f"privacy.noise_multiplier={noise}"], m, config=config)
     assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
     assert "best member: 2 (privacy.noise_multiplier=2.0) privacy/epsilon = 1.5000" in (
