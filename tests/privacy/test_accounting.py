@@ -49,7 +49,11 @@ def test_unknown_accountant_lists_the_valid_ones() -> None:
 )
 def test_calibrated_noise_never_overshoots_the_target(target: float, q: float, steps: int) -> None:
     sigma = noise_multiplier_for(target, 1e-5, q, steps, "rdp")
-    spent = epsilon_spent(sigma, q, steps, 1e-5, "rdp")
+    # Opacus' accountant itself, not robustai's epsilon_spent (whose figure the calibration
+    # already checks, so comparing against it could not fail)
+    accountant = RDPAccountant()
+    accountant.history = [(sigma, q, steps)]
+    spent = accountant.get_epsilon(delta=1e-5)
     assert spent <= target
     assert spent >= target - 0.05 or sigma <= 20 / 2**20  # tight, up to Opacus' tolerance
 
