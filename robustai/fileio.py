@@ -7,6 +7,7 @@ never replaced by a broken one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from robustai.errors import RunFailure
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``path``, fsync it, rename it to ``path``."""
@@ -22,9 +25,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        try:
+            write(Path(tmp))
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        except Exception as e:
+            if _disk_full(e):
+                raise DiskFull(
+                    f"no space left on the device of {path.parent} (writing {path.name}); free"
+                    " some space, then resume the run with trainer.resume=<its folder> (its"
+                    " last complete checkpoint is kept)"
+                ) from e
+            raise
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
         os.replace(tmp, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -35,6 +47,19 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+class DiskFull(RunFailure):
+    """A write failed for want of space (or quota): one line, exit status 1, not a traceback."""
+
+
+def _disk_full(e: BaseException) -> bool:
+    """ENOSPC / EDQUOT, from Python's own writes or in the words of a library that reports it
+    as text (safetensors: "No space left on device (os error 28)")."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def _umask() -> int:
