@@ -1,0 +1,52 @@
+"""A Hydra callback that lets one process at a time work in a run folder.
+
+Two commands given the same ``hydra.run.dir`` (or two started within the same second, whose
+time-stamped folders coincide) would otherwise both write there: interleaved logs, duplicate
+TensorBoard series, and the later one's ``.hydra/`` record over the earlier one's. The lock is
+taken before anything is written into the folder and released when the job ends (or the process
+dies); it is an advisory ``flock`` on the folder itself, so no file is added to the run folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from robustai.cli.common import fail
+from robustai.distributed import process_rank
+
+
+class RunLock(Callback):
+    """Listed first among the callbacks: a refused job has written nothing yet."""
+
+    def __init__(self) -> None:
+        self._fd: int | None = None
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if process_rank() > 0:  # the ranks of one DDP job share rank 0's folder
+            return
+        try:
+            import fcntl
+        except ImportError:  # not on this platform: no lock
+            return
+        run_dir = Path(str(config.hydra.runtime.output_dir))
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            fail(
+                str(config.hydra.job.name),
+                f"{run_dir} is in use by another run; wait for it to end, or give another"
+                " hydra.run.dir",
+            )
+        self._fd = fd
+
+    def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases its lock
+            self._fd = None

@@ -1,0 +1,36 @@
+"""One process at a time per run folder: a second command given a folder in use is refused in
+one line before it writes anything there (it replaced the first run's .hydra/ record)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_a_run_folder_in_use_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    record = run / ".hydra" / "overrides.yaml"
+    record.write_text("- trainer.epochs=4\n")  # the record of the run holding the folder
+    fd = os.open(run, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as that run's process holds it
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "robustai", "train", "trainer.epochs=1", f"hydra.run.dir={run}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"robustai train: error: {run} is in use by another run; wait for it to end, or give"
+        " another hydra.run.dir"
+    ]
+    assert record.read_text() == "- trainer.epochs=4\n"
+    assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()
