@@ -153,6 +153,7 @@ def make_data(cfg: TrainConfig) -> DataBundle:
         input_shape=tuple(d.input_shape),  # type: ignore[arg-type]
         num_classes=d.num_classes,
         noise=d.noise,
+        augment=d.augment,
     )
 
 

@@ -30,6 +30,7 @@ class DataConfig:
     num_classes: int = 10  # data=synthetic only
     noise: float = 0.3  # data=synthetic only
     eps: float = 0.1  # the customary L-inf threat model for this data set
+    augment: str = "none"  # training batches: none | crop_flip (random crop, padding 4, + flip)
 
 
 @dataclass

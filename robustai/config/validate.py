@@ -243,10 +243,12 @@ def validate(cfg: TrainConfig) -> None:
     """Range and name checks that types alone cannot express."""
     from robustai.attacks import attack_names
     from robustai.data import data_names
+    from robustai.data.augment import AUGMENTATIONS
     from robustai.models import model_names
 
     d, t, a, e = cfg.data, cfg.trainer, cfg.attack, cfg.evaluator
     _choice("data.name", d.name, data_names())
+    _choice("data.augment", d.augment, list(AUGMENTATIONS))
     _choice("model.name", cfg.model.name, model_names())
     _check_model_params(cfg.model.name, cfg.model.params)
     _choice("attack.name", a.name, [ATTACK_NONE, *attack_names()])

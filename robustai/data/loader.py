@@ -7,7 +7,7 @@ tensor indexing costs one gather per batch instead of one Python call per sample
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ class TensorLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
@@ -36,6 +37,7 @@ class TensorLoader:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.augment = augment  # applied to each batch's inputs as it is handed out
         self.generator = torch.Generator().manual_seed(seed)
         # Resumable position: the generator state at the start of the current pass and how many
         # batches of it were handed out, so a pass interrupted mid-way can be replayed exactly.
@@ -101,10 +103,11 @@ class TensorLoader:
                 lo, hi = i * b, (i + 1) * b
                 self.global_batch = min(hi, n) - lo
             if order is None:
-                yield self.x[lo:hi], self.y[lo:hi]
+                xb, yb = self.x[lo:hi], self.y[lo:hi]
             else:
                 idx = order[lo:hi]
-                yield self.x[idx], self.y[idx]
+                xb, yb = self.x[idx], self.y[idx]
+            yield (xb if self.augment is None else self.augment(xb)), yb
         self._pass_start, self._position = None, 0
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from robustai.data.augment import AUGMENTATIONS
 from robustai.data.digits import load_digits_tensors
 from robustai.data.idx import load_idx_images
 from robustai.data.loader import DataBundle, TensorLoader
@@ -48,17 +49,22 @@ def build_data(
     input_shape: tuple[int, int, int] = (1, 8, 8),
     num_classes: int = 10,
     noise: float = 0.3,
+    augment: str = "none",
 ) -> DataBundle:
     """Build train and eval loaders for data set ``name``.
 
-    ``images`` / ``labels`` (IDX files, plain or gzipped) default to the MNIST test files in
-    ``root``. ``holdout`` and ``split_seed`` apply to sets without an official test split
-    (digits, idx, synthetic): the same split_seed always gives the same split, whatever the
+    ``augment`` names a per-image transform of the training batches (``crop_flip``: the
+    standard CIFAR-10 random crop and flip; ``none``). ``images`` / ``labels`` (IDX files,
+    plain or gzipped) default to the MNIST test files in ``root``. ``holdout`` and
+    ``split_seed`` apply to sets without an official test split (digits, idx, synthetic): the
+    same split_seed always gives the same split, whatever the
     training seed. ``seed`` only drives the order of training batches. The class count is the
     data set's (10 for the published sets, the largest label + 1 of a whole IDX file,
     ``num_classes`` for synthetic data), never that of the subset ``train_size``/``eval_size``
     take.
     """
+    if augment not in AUGMENTATIONS:
+        raise DataError(f"unknown augmentation '{augment}'; valid: {', '.join(AUGMENTATIONS)}")
     x_tr: Tensor
     if name == "digits":
         x, y = load_digits_tensors()
@@ -92,7 +98,9 @@ def build_data(
     mean, std = channel_stats(x_tr)
     return DataBundle(
         name=name,
-        train=TensorLoader(x_tr, y_tr, batch_size, shuffle=True, seed=seed),
+        train=TensorLoader(
+            x_tr, y_tr, batch_size, shuffle=True, seed=seed, augment=AUGMENTATIONS[augment]
+        ),
         eval=TensorLoader(x_ev, y_ev, eval_batch_size, shuffle=False),
         input_shape=tuple(x_tr.shape[1:]),  # type: ignore[arg-type]
         num_classes=n_classes,

@@ -199,6 +199,9 @@ class DPSGDPrivacy(NoPrivacy):
             distributed=distributed,
             **self.kwargs,  # type: ignore[arg-type]
         )
+        # a per-image augmentation (data.augment) applies to the Poisson batches as well: each
+        # record's transform depends on that record alone, so the accounting is unchanged
+        self.dp.loader.augment = getattr(train, "augment", None)
         return TrainingParts(
             self.dp.model,
             self.dp.optimizer,

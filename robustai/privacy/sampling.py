@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -61,6 +61,8 @@ class PoissonLoader:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.x, self.y = x, y
         self.batch_size = batch_size
+        #: a per-image transform of each batch's inputs (e.g. random crop and flip), or None
+        self.augment: Callable[[Tensor], Tensor] | None = None
         self.generator = generator if generator is not None else entropy_generator()
         # Data-parallel DP-SGD: each rank samples its own shard of a ``population``-record data
         # set at the global rate; every record still joins each step's (global) batch
@@ -109,5 +111,6 @@ class PoissonLoader:
             idx = mask.nonzero().squeeze(1)
             if idx.device != self.x.device:
                 idx = idx.to(self.x.device)
-            yield self.x[idx], self.y[idx]
+            xb = self.x[idx]
+            yield (xb if self.augment is None else self.augment(xb)), self.y[idx]
         self._position = 0

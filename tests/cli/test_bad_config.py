@@ -39,6 +39,7 @@ CASES = [
         "evaluator.eps[0]=2.0: must be in [0, 1] for the L-inf attacks of evaluator.attacks; an "
         "L2 radius needs L2 attacks there, e.g. evaluator=quick_l2",
     ),
+    (["data.augment=flip"], "data.augment=flip"),
     (["attack.eps=1/0"], "attack.eps=1/0 divides by zero; write a fraction like 8/255"),
     (["evaluator.eps=[0.1,8/0]"], "evaluator.eps[1]=8/0 divides by zero"),
     (["attack.eps=-8/255"], "attack.eps=-0.0313"),  # a fraction too: its range is the error
