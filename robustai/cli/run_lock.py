@@ -19,12 +19,18 @@ from omegaconf import DictConfig
 from robustai.cli.common import fail
 from robustai.distributed import process_rank
 
+#: folder -> descriptor holding its lock, in this process. A job ended by an exception (Ctrl-C
+#: in the final evaluation, say) never reaches on_job_end; a later job of the same process in
+#: that folder (the resume a test or notebook runs next) takes the lock over instead of being
+#: refused by its own process's leftover.
+_HELD: dict[str, int] = {}
+
 
 class RunLock(Callback):
     """Listed first among the callbacks: a refused job has written nothing yet."""
 
     def __init__(self) -> None:
-        self._fd: int | None = None
+        self._key: str | None = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if process_rank() > 0:  # the ranks of one DDP job share rank 0's folder
@@ -34,6 +40,10 @@ class RunLock(Callback):
         except ImportError:  # not on this platform: no lock
             return
         run_dir = Path(str(config.hydra.runtime.output_dir))
+        key = os.path.realpath(run_dir)
+        leftover = _HELD.pop(key, None)
+        if leftover is not None:
+            os.close(leftover)
         fd = os.open(run_dir, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -44,9 +54,11 @@ class RunLock(Callback):
                 f"{run_dir} is in use by another run; wait for it to end, or give another"
                 " hydra.run.dir",
             )
-        self._fd = fd
+        _HELD[key] = fd
+        self._key = key
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor releases its lock
-            self._fd = None
+        fd = _HELD.pop(self._key, None) if self._key is not None else None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases its lock
+        self._key = None
