@@ -85,7 +85,8 @@ def _plain_json(meta: dict[str, Any]) -> dict[str, Any]:
         if hasattr(value, "tolist"):  # NumPy scalars and arrays, torch tensors
             return value.tolist()
         raise TypeError(
-            f"meta.json holds plain JSON values only; got a {type(value).__name__} ({value!r:.60})"
+            f"meta.json holds plain JSON values only; got a value of type {type(value).__name__}"
+            f" ({value!r:.60})"
         )
 
     return json.loads(json.dumps(meta, default=plain))

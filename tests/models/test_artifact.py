@@ -96,21 +96,25 @@ def test_round_trip(tmp_path: Path, name: str) -> None:
     assert sorted(p.name for p in out.rglob("*")) == sorted([WEIGHTS, META])
 
 
+def save_mlp(model: nn.Module, out: Path, **changes: Any) -> None:
+    """``save_model`` of an 8x8 mlp with hidden=[32, 16], with ``changes`` to its arguments."""
+    args: dict[str, Any] = {
+        "name": "mlp",
+        "params": {"hidden": [32, 16]},
+        "input_shape": (1, 8, 8),
+        "num_classes": NUM_CLASSES,
+        "mean": (0.0,),
+        "std": (1.0,),
+    }
+    save_model(model, out, **{**args, **changes})
+
+
 def test_save_overwrites_in_place(tmp_path: Path) -> None:
     out = tmp_path / "run"
     make_and_save("mlp", out)
     first = (out / WEIGHTS).read_bytes()
     model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])  # other random weights
-    save_model(
-        model,
-        out,
-        name="mlp",
-        params={"hidden": [32, 16]},
-        input_shape=(1, 8, 8),
-        num_classes=NUM_CLASSES,
-        mean=(0.0,),
-        std=(1.0,),
-    )
+    save_mlp(model, out)
     assert (out / WEIGHTS).read_bytes() != first
     loaded, _ = load_model(out)
     x = torch.rand((2, 1, 8, 8))
@@ -124,12 +128,10 @@ def test_numpy_and_tensor_metadata_are_stored_as_plain_json(tmp_path: Path) -> N
     passes; they are saved as numbers, and the model loads."""
     np = pytest.importorskip("numpy")
     model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])
-    save_model(
+    save_mlp(
         model,
         tmp_path,
-        name="mlp",
         params={"hidden": [np.int64(32), 16]},
-        input_shape=(1, 8, 8),
         num_classes=np.int64(NUM_CLASSES),
         mean=tuple(torch.tensor([0.25])),
         std=np.array([0.5]),
@@ -148,18 +150,8 @@ def test_metadata_json_cannot_hold_fails_before_anything_is_written(tmp_path: Pa
     make_and_save("mlp", out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])
-    with pytest.raises(TypeError, match=r"plain JSON values only; got a object"):
-        save_model(
-            model,
-            out,
-            name="mlp",
-            params={"hidden": [32, 16]},
-            input_shape=(1, 8, 8),
-            num_classes=NUM_CLASSES,
-            mean=(0.0,),
-            std=(1.0,),
-            extra={"note": object()},
-        )
+    with pytest.raises(TypeError, match=r"plain JSON values only; got a value of type object"):
+        save_mlp(model, out, extra={"note": object()})
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     load_model(out)
 
