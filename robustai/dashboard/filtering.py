@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,10 @@ def escapes(logdir: Path, run: str) -> bool:
         return False  # gone since TensorBoard read it: nothing left to serve from there
 
 
+#: how long a run's link check stays valid (TensorBoard itself reloads every few seconds)
+_RECHECK_SECONDS = 5.0
+
+
 class GrantFilteredProvider(tb_provider.DataProvider):
     """A :class:`tensorboard.data.provider.DataProvider` that shows each caller only their runs
     (and, with ``logdir``, no run that a symbolic link brings in from outside it)."""
@@ -103,11 +108,22 @@ class GrantFilteredProvider(tb_provider.DataProvider):
         self._inner = inner
         self._logdir = logdir
         self._hidden: set[str] = set()  # runs hidden for leaving logdir (warned once each)
+        self._checked: dict[str, tuple[float, bool]] = {}  # run -> (when, escapes)
+
+    def _escapes(self, run: str) -> bool:
+        """:func:`escapes`, looked up again at most every few seconds per run: every data call
+        checks every run, and a page makes dozens of calls."""
+        now = time.monotonic()
+        hit = self._checked.get(run)
+        if hit is None or now - hit[0] > _RECHECK_SECONDS:
+            hit = (now, escapes(self._logdir, run))  # type: ignore[arg-type]
+            self._checked[run] = hit
+        return hit[1]
 
     def _visible(self, ident: Identity, run: str) -> bool:
         if not ident.can_view(run):
             return False
-        if self._logdir is not None and escapes(self._logdir, run):
+        if self._logdir is not None and self._escapes(run):
             if run not in self._hidden:
                 self._hidden.add(run)
                 log.warning(
