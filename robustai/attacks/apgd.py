@@ -19,7 +19,9 @@ schedule and defaults follow the authors' reference implementation (github.com/f
 Differences from the reference, none of which changes which samples are counted robust: samples
 the attack never fools come back as the highest-loss point found (the reference returns them
 unchanged), random numbers come from a private generator instead of reseeding torch's global
-one, and no per-iteration host synchronisation is needed.
+one, and no per-iteration host synchronisation is needed. ``eot_iter`` > 1 averages each gradient
+over that many passes and takes the last pass's logits and loss, as the reference's ``eot_iter``
+(its ``version="rand"`` uses 20, for randomized defenses).
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ class APGD(Attack):
     """
 
     name: ClassVar[str] = "apgd"
+    supports_eot: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -118,8 +121,10 @@ class APGD(Attack):
         rho: float = 0.75,
         seed: int | None = 0,
         model_mode: str = "eval",
+        eot_iter: int = 1,
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
+        self.eot_iter = self._checked_eot_iter(eot_iter)
         if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         if not is_integer(restarts) or restarts < 1:
@@ -150,7 +155,7 @@ class APGD(Attack):
             label += "_l2"
         if self.restarts > 1:
             label += f"_r{self.restarts}"
-        return label
+        return self._eot_suffixed(label)
 
     # ------------------------------------------------------------------ attack
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -234,10 +239,14 @@ class APGD(Attack):
 
         def loss_and_grad(point: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             point = point.detach().requires_grad_(True)
-            with input_grad_kernels(model):
-                logits = model(point)
-            loss_indiv = criterion(logits, y)
-            grad = input_grad(loss_indiv.sum(), point)
+            grad = torch.zeros_like(point)
+            for _ in range(self.eot_iter):
+                with input_grad_kernels(model):
+                    logits = model(point)
+                loss_indiv = criterion(logits, y)
+                grad += input_grad(loss_indiv.sum(), point)
+            if self.eot_iter > 1:
+                grad /= self.eot_iter
             return logits.detach(), loss_indiv.detach(), grad.detach()
 
         logits, loss_indiv, grad = loss_and_grad(x_adv)
@@ -333,6 +342,7 @@ class APGDT(APGD):
         rho: float = 0.75,
         seed: int | None = 0,
         model_mode: str = "eval",
+        eot_iter: int = 1,
     ) -> None:
         super().__init__(
             eps,
@@ -343,6 +353,7 @@ class APGDT(APGD):
             rho=rho,
             seed=seed,
             model_mode=model_mode,
+            eot_iter=eot_iter,
         )
         if not is_integer(n_target_classes) or n_target_classes < 1:
             raise ValueError(f"n_target_classes must be an integer >= 1; got {n_target_classes!r}")

@@ -169,6 +169,11 @@ class Attack(ABC):
     supports_cuda_graph: ClassVar[bool] = False
     #: replay the attack from a captured CUDA graph on CUDA inputs (:mod:`robustai.attacks.graphs`)
     cuda_graph: bool = False
+    #: whether the attack follows gradients, so that averaging them over draws of a randomized
+    #: model (EOT, see :meth:`with_eot`) applies to it.
+    supports_eot: ClassVar[bool] = False
+    #: forward and backward passes averaged per gradient (1: plain gradients).
+    eot_iter: int = 1
 
     def __init__(self, eps: float, norm: str = "linf", model_mode: str = "eval") -> None:
         if norm not in NORMS:
@@ -322,14 +327,41 @@ class Attack(ABC):
         new.cuda_graph = enabled
         return new
 
+    def with_eot(self, eot_iter: int) -> Attack:
+        """A shallow copy that averages every input gradient over ``eot_iter`` forward and
+        backward passes: Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018),
+        the attack a randomized defense needs, whose single-pass gradients follow one draw of
+        its randomness. Gradient-free attacks are returned as they are."""
+        eot_iter = self._checked_eot_iter(eot_iter)
+        if not self.supports_eot or self.eot_iter == eot_iter:
+            return self
+        new = copy.copy(self)
+        new.eot_iter = eot_iter
+        return new
+
+    @staticmethod
+    def _checked_eot_iter(eot_iter: int) -> int:
+        if not is_integer(eot_iter) or eot_iter < 1:
+            raise ValueError(
+                f"eot_iter must be an integer >= 1 (forward passes averaged per gradient);"
+                f" got {eot_iter!r}"
+            )
+        return int(eot_iter)
+
     def _capturable(self) -> bool:
-        """Whether this instance's :meth:`perturb` can be captured (override to decline)."""
-        return self.supports_cuda_graph
+        """Whether this instance's :meth:`perturb` can be captured (override to decline). EOT
+        declines: a graph would replay one draw of a randomized model's own generator."""
+        return self.supports_cuda_graph and self.eot_iter == 1
 
     @property
     def label(self) -> str:
         """Short name used in metric keys and TensorBoard tags (e.g. ``pgd20``)."""
-        return self.name
+        return self._eot_suffixed(self.name)
+
+    def _eot_suffixed(self, label: str) -> str:
+        """``label`` with ``_eot<n>`` when gradients average n passes: the number differs from
+        the plain attack's, so it gets its own metric key."""
+        return f"{label}_eot{self.eot_iter}" if self.eot_iter > 1 else label
 
     # ------------------------------------------------------------------ helpers
     def _default_step_size(self, attr: str, eps: float) -> float:
@@ -346,20 +378,29 @@ class Attack(ABC):
                 f" got {alpha!r}"
             )
 
-    @classmethod
-    def _input_grad(cls, model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
+    def _input_grad(self, model: nn.Module, x_adv: Tensor, y: Tensor) -> Tensor:
         """Gradient of the loss w.r.t. the input only; parameter ``.grad`` is not touched."""
-        return cls._logits_and_input_grad(model, x_adv, y)[1]
+        return self._logits_and_input_grad(model, x_adv, y)[1]
 
-    @staticmethod
-    def _logits_and_input_grad(model: nn.Module, x_adv: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _logits_and_input_grad(
+        self, model: nn.Module, x_adv: Tensor, y: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """Logits at ``x_adv`` (detached) and the gradient of the mean cross-entropy (as in
-        torchattacks) w.r.t. the input only; parameter ``.grad`` is not touched."""
+        torchattacks) w.r.t. the input only; parameter ``.grad`` is not touched. With
+        ``eot_iter`` > 1 the gradient is the mean over that many passes and the logits are the
+        last pass's (as torchattacks.EOTPGD and AutoAttack's APGD take them)."""
         x_adv = x_adv.detach().requires_grad_(True)
-        with input_grad_kernels(model):
-            logits = model(x_adv)
-        loss = nn.functional.cross_entropy(logits, y)
-        return logits.detach(), input_grad(loss, x_adv)
+        grad = None
+        for _ in range(self.eot_iter):
+            with input_grad_kernels(model):
+                logits = model(x_adv)
+            loss = nn.functional.cross_entropy(logits, y)
+            g = input_grad(loss, x_adv)
+            grad = g if grad is None else grad.add_(g)
+        assert grad is not None
+        if self.eot_iter > 1:
+            grad.div_(self.eot_iter)
+        return logits.detach(), grad
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))

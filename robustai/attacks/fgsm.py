@@ -28,13 +28,15 @@ class FGSM(Attack):
     ``clamp(x + U(-eps, eps), 0, 1)`` (see :func:`uniform_noise`), the default step is
     ``1.25 * eps`` (Wong et al. 2020), and the step is taken as torchattacks.FFGSM takes it.
     L-inf only: the sign step is an L-inf construction; use ``PGD(norm="l2", steps=1)`` for a
-    single L2 step.
+    single L2 step. ``eot_iter`` > 1 averages the gradient over that many passes (see
+    :meth:`Attack.with_eot`).
     """
 
     name: ClassVar[str] = "fgsm"
     supported_norms: ClassVar[tuple[str, ...]] = ("linf",)
     step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
     supports_cuda_graph: ClassVar[bool] = True
+    supports_eot: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class FGSM(Attack):
         random_start: bool = False,
         norm: str = "linf",
         model_mode: str = "eval",
+        eot_iter: int = 1,
     ) -> None:
         if norm == "l2":
             raise ValueError(
@@ -52,6 +55,7 @@ class FGSM(Attack):
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
         self.random_start = bool(random_start)
+        self.eot_iter = self._checked_eot_iter(eot_iter)
         self._alpha_is_default = alpha is None
         self.alpha = self._default_step_size("alpha", self.eps) if alpha is None else float(alpha)
 
@@ -60,7 +64,7 @@ class FGSM(Attack):
 
     @property
     def label(self) -> str:
-        return "fgsm_rs" if self.random_start else "fgsm"
+        return self._eot_suffixed("fgsm_rs" if self.random_start else "fgsm")
 
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         if not self.random_start:  # a step longer than eps would be clipped back to it

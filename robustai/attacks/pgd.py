@@ -46,12 +46,18 @@ class PGD(Attack):
       counts as fooled if any iterate fools it (as in AutoAttack), so robust accuracy is the
       same as or lower than without it; samples that are never fooled follow the same iterates.
       :class:`robustai.evaluation.Evaluator` turns it on (``early_stop=True``).
+    - ``eot_iter`` > 1: each gradient is the mean over that many forward and backward passes
+      (Expectation over Transformation, for randomized models; torchattacks.EOTPGD's iterates
+      with ``random_start=True``). Early stop is then skipped: one draw that misclassifies an
+      iterate near the boundary does not make it an example the next draw misclassifies, so
+      every sample takes every step.
     """
 
     name: ClassVar[str] = "pgd"
     step_size_attrs: ClassVar[tuple[str, ...]] = ("alpha",)
     supports_early_stop: ClassVar[bool] = True
     supports_cuda_graph: ClassVar[bool] = True
+    supports_eot: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -63,10 +69,12 @@ class PGD(Attack):
         norm: str = "linf",
         model_mode: str = "eval",
         early_stop: bool = False,
+        eot_iter: int = 1,
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
         self.early_stop = bool(early_stop)
+        self.eot_iter = self._checked_eot_iter(eot_iter)
         if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         if not is_integer(restarts) or restarts < 1:
@@ -86,7 +94,8 @@ class PGD(Attack):
         return 2.5 * eps / self.steps
 
     def _capturable(self) -> bool:
-        return self.restarts == 1  # restarts pick samples on the host between runs
+        # restarts pick samples on the host between runs
+        return super()._capturable() and self.restarts == 1
 
     @property
     def label(self) -> str:
@@ -95,7 +104,7 @@ class PGD(Attack):
             label += "_l2"
         if self.restarts > 1:
             label += f"_r{self.restarts}"
-        return label
+        return self._eot_suffixed(label)
 
     # ------------------------------------------------------------------ attack
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -125,7 +134,7 @@ class PGD(Attack):
     def _run_once(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         x_adv = self._random_start(x) if self.random_start else x.clone()
         step = self._linf_step if self.norm == "linf" else self._l2_step
-        if self.early_stop:
+        if self.early_stop and self.eot_iter == 1:
             return self._run_early_stop(model, x, y, x_adv, step)
         for _ in range(self.steps):
             grad = self._input_grad(model, x_adv, y)

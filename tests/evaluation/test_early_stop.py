@@ -25,9 +25,8 @@ class CountingPGD(PGD):
 
     seen: ClassVar[list[int]] = []
 
-    @classmethod
-    def _logits_and_input_grad(cls, model: nn.Module, x_adv: Tensor, y: Tensor):  # type: ignore[override]
-        cls.seen.append(len(x_adv))
+    def _logits_and_input_grad(self, model: nn.Module, x_adv: Tensor, y: Tensor):  # type: ignore[override]
+        self.seen.append(len(x_adv))
         return super()._logits_and_input_grad(model, x_adv, y)
 
 
