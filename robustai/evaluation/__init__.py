@@ -20,6 +20,7 @@ from robustai.evaluation.evaluator import (
     Evaluator,
     cuda_graphing,
     early_stopping,
+    eot_averaging,
     eps_key,
     metric_key,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "cuda_graphing",
     "default_curve_eps",
     "early_stopping",
+    "eot_averaging",
     "eps_key",
     "evaluate_model",
     "metric_key",

@@ -55,6 +55,16 @@ def cuda_graphing(make: AttackFactory) -> AttackFactory:
     return make_cuda_graphing
 
 
+def eot_averaging(make: AttackFactory, eot_iter: int) -> AttackFactory:
+    """``make`` with every gradient averaged over ``eot_iter`` passes where the attack follows
+    gradients (see :meth:`Attack.with_eot`), for evaluating a randomized model."""
+
+    def make_eot_averaging(eps: float) -> Attack:
+        return make(eps).with_eot(eot_iter)
+
+    return make_eot_averaging
+
+
 def eps_key(eps: float) -> str:
     """The ``<eps>`` key of ``worst_case_acc``, e.g. ``0.1``."""
     return f"{eps:g}"

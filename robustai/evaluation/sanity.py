@@ -13,17 +13,24 @@ symptoms; each check below tests one of them on the evaluated model and data:
 - ``black_box``: the black-box attack (Square) is not stronger than the white-box ones;
 - ``gradients``: input gradients are finite and non-zero;
 - ``deterministic``: the forward pass is deterministic (else: a randomized defense, which needs
-  EOT to evaluate);
-- ``convergence``: more steps and restarts of the strongest attack change robust accuracy by
-  less than a point, at every evaluated eps > 0.
+  EOT to evaluate; it passes when the attacks average their gradients, ``eot_iter`` > 1);
+- ``convergence``: more steps and restarts of the strongest attack (and, with EOT, more passes
+  per gradient) change robust accuracy by less than a point, at every evaluated eps > 0.
 
 Each check passes, warns or fails with a one-line reason (``skip`` when it does not apply). The
 expensive ones run on the first ``samples`` evaluated images; differences within ``tolerance``
 (one point by default, at least one sample) count as noise.
+
+A randomized model's accuracy on fixed examples is itself a draw: two draws on the same
+adversarial examples differ by several points on 100 samples, and "robust under both attacks"
+then mostly measures the draws. On such a model the checks compare expected accuracies instead
+(each sample's share of :data:`DRAWS` draws that classify its example correctly), and the
+robustness curve's single-draw rises must exceed two standard deviations of a draw.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -46,6 +53,8 @@ log = logging.getLogger(__name__)
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 #: share of samples with an exactly zero input gradient above which ``gradients`` fails
 ZERO_GRADIENT_FAIL = 0.1
+#: draws of a randomized model per example behind the checks' expected accuracies
+DRAWS = 16
 CHECKS: tuple[str, ...] = (
     "fgsm_baseline",
     "monotone_eps",
@@ -158,8 +167,9 @@ def is_iterative_white_box(attack: Attack) -> bool:
 
 
 def strengthened(attack: Attack, factor: int = 2) -> Attack:
-    """A copy of ``attack`` with ``factor`` times the steps (or queries) and one more restart
-    where restarts can differ (random starts); default step sizes follow the new step count."""
+    """A copy of ``attack`` with ``factor`` times the steps (or queries), one more restart
+    where restarts can differ (random starts) and, with EOT, ``factor`` times the passes per
+    gradient; default step sizes follow the new step count."""
     cls = type(attack)
     kwargs = {k: getattr(attack, k) for k in accepted_kwargs(cls) if hasattr(attack, k)}
     if "alpha" in kwargs and getattr(attack, "_alpha_is_default", False):
@@ -170,6 +180,8 @@ def strengthened(attack: Attack, factor: int = 2) -> Attack:
         kwargs["n_queries"] = kwargs["n_queries"] * factor
     if "restarts" in kwargs and kwargs.get("random_start", True):
         kwargs["restarts"] = kwargs["restarts"] + 1
+    if kwargs.get("eot_iter", 1) > 1:
+        kwargs["eot_iter"] = kwargs["eot_iter"] * factor
     return build_attack(cls.name, **kwargs)
 
 
@@ -195,6 +207,7 @@ class _Context:
         eps: Sequence[float],
         result: EvalResult | None,
         batch_size: int,
+        eot_iter: int = 1,
     ) -> None:
         self.model, self.x, self.y = model, x, y
         self.n = len(x)
@@ -210,21 +223,75 @@ class _Context:
                 self.suite[key] = a
                 if result is not None and key in result.outcomes:
                     self.robust[key] = result.outcomes[key].robust[: self.n]
+        # EOT passes per gradient: as asked, or those of a suite whose gradient attacks all
+        # average (built with their own eot_iter)
+        own = [a.eot_iter for a in self.suite.values() if a.supports_eot]
+        self.eot_iter = eot_iter if eot_iter > 1 or not own else min(own)
         if result is not None and result.clean_pred is not None:
             self.clean_pred = result.clean_pred[: self.n]
         else:
             self.clean_pred = predict(model, x, batch_size)
         self.clean = self.clean_pred == y
 
+    @functools.cached_property
+    def two_passes(self) -> dict[str, Any]:
+        """Two forward passes on the same inputs: how far their logits differ and whether that
+        is beyond rounding (``randomized``)."""
+        with eval_mode(self.model):
+            a = _logits(self.model, self.x, self.batch_size)
+            b = _logits(self.model, self.x, self.batch_size)
+        # Equal infinities (log of a saturated softmax gives -inf) and NaN in both passes are not
+        # randomness: inf - inf would be NaN and read as a changed logit.
+        same = (a == b) | (a.isnan() & b.isnan())
+        gap = torch.where(same, torch.zeros_like(a), (a - b).abs()).nan_to_num(nan=math.inf)
+        diff = float(gap.max()) if gap.numel() else 0.0
+        finite = a[torch.isfinite(a)]
+        scale = float(finite.abs().max()) if finite.numel() else 0.0
+        return {
+            "max_logit_change": diff,
+            "prediction_flips": int((a.argmax(1) != b.argmax(1)).sum()),
+            "non_finite_logits": int((~torch.isfinite(a)).sum()),
+            "randomized": not math.isfinite(diff) or diff > 1e-4 * (1.0 + scale),
+        }
+
+    @property
+    def randomized(self) -> bool:
+        return bool(self.n) and bool(self.two_passes["randomized"])
+
     def robust_mask(self, attack: Attack, key: str | None = None) -> Tensor:
         """Robust mask of ``attack`` on the subset: the suite's (by metric ``key``) if known,
-        else computed once and cached."""
+        else computed once and cached. On a randomized model each sample's expected correctness
+        instead (a float in [0, 1]), always computed here (the suite kept one draw)."""
         key = key or f"sanity:{attack!r}"
+        if self.randomized:
+            key = f"expected:{key}"
         if key not in self.robust:
-            self.robust[key] = attack_outcome(
-                self.model, attack, self.x, self.y, self.clean_pred, self.batch_size
-            ).robust
+            outcome = attack_outcome(
+                self.model,
+                attack,
+                self.x,
+                self.y,
+                self.clean_pred,
+                self.batch_size,
+                keep_examples=self.randomized,
+            )
+            self.robust[key] = (
+                self.expected_correct(outcome.x_adv) * self.clean
+                if outcome.x_adv is not None
+                else outcome.robust
+            )
         return self.robust[key]
+
+    def expected_correct(self, x: Tensor) -> Tensor:
+        """Per sample, the share of :data:`DRAWS` forward passes that classify ``x`` right."""
+        hits = torch.zeros(len(x), dtype=torch.float64, device=x.device)
+        for _ in range(DRAWS):
+            hits += (predict(self.model, x, self.batch_size) == self.y).double()
+        return hits / DRAWS
+
+    def own(self, attack: Attack) -> Attack:
+        """An attack the checks build themselves, averaging gradients as the suite's do."""
+        return attack.with_eot(self.eot_iter)
 
     def suite_at(self, eps: float) -> list[tuple[str, Attack]]:
         return [(k, a) for k, a in self.suite.items() if a.eps == eps]
@@ -245,13 +312,14 @@ def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
         for norm in sorted(norms):
             iterative = [(k, a) for k, a in suite if a.norm == norm and is_iterative_white_box(a)]
             if not iterative:  # no iterative attack in the suite: compare a PGD-20 instead
-                ref = PGD(e, steps=20, norm=norm)
+                ref = ctx.own(PGD(e, steps=20, norm=norm))
                 iterative = [(metric_key(ref), ref)]
             single = [(k, a) for k, a in suite if a.norm == norm and isinstance(a, FGSM)]
             if norm == "linf":
-                key_b, base = single[0] if single else (None, FGSM(e))
+                key_b, base = single[0] if single else (None, ctx.own(FGSM(e)))
             else:  # one normalized-gradient step (FGM), the L2 single-step attack
-                key_b, base = None, PGD(e, alpha=e, steps=1, random_start=False, norm="l2")
+                fgm = PGD(e, alpha=e, steps=1, random_start=False, norm="l2")
+                key_b, base = None, ctx.own(fgm)
             base_acc = _acc(ctx.robust_mask(base, key_b))
             for key, attack in iterative:
                 acc = _acc(ctx.robust_mask(attack, key))
@@ -281,10 +349,15 @@ def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
     )
 
 
-def _check_monotone(curve: RobustnessCurve | None, s: SanitySettings) -> Check:
+def _check_monotone(
+    curve: RobustnessCurve | None, s: SanitySettings, randomized: Callable[[], bool]
+) -> Check:
     if curve is None or len(curve.eps) < 2:
         return Check("monotone_eps", SKIP, "no robustness curve with two or more eps")
     tol = max(s.tolerance, 1.0 / max(curve.samples, 1))
+    if randomized():
+        # one draw's accuracy varies by up to 0.5 / sqrt(n) (one standard deviation)
+        tol = max(tol, 1.0 / math.sqrt(max(curve.samples, 1)))
     series = {**curve.series, WORST_CASE: curve.worst_case}
     rises = []
     for label, values in series.items():
@@ -314,7 +387,7 @@ def _check_monotone(curve: RobustnessCurve | None, s: SanitySettings) -> Check:
 def _check_large_eps(ctx: _Context, s: SanitySettings, num_classes: int) -> Check:
     if ctx.n == 0:
         return Check("large_eps", SKIP, "no samples")
-    attack = PGD(s.large_eps, steps=s.large_eps_steps, random_start=False)
+    attack = ctx.own(PGD(s.large_eps, steps=s.large_eps_steps, random_start=False))
     acc = _acc(ctx.robust_mask(attack))
     counts = torch.bincount(ctx.y, minlength=num_classes)
     chance = float(counts.max()) / ctx.n  # the best constant guess on these samples
@@ -473,26 +546,29 @@ def _logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
 def _check_deterministic(ctx: _Context, s: SanitySettings) -> Check:
     if ctx.n == 0:
         return Check("deterministic", SKIP, "no samples")
-    with eval_mode(ctx.model):
-        a = _logits(ctx.model, ctx.x, ctx.batch_size)
-        b = _logits(ctx.model, ctx.x, ctx.batch_size)
-    # Equal infinities (log of a saturated softmax gives -inf) and NaN in both passes are not
-    # randomness: inf - inf would be NaN and read as a changed logit.
-    same = (a == b) | (a.isnan() & b.isnan())
-    gap = torch.where(same, torch.zeros_like(a), (a - b).abs()).nan_to_num(nan=math.inf)
-    diff = float(gap.max()) if gap.numel() else 0.0
-    finite = a[torch.isfinite(a)]
-    scale = float(finite.abs().max()) if finite.numel() else 0.0
-    flips = int((a.argmax(1) != b.argmax(1)).sum())
-    non_finite = int((~torch.isfinite(a)).sum())
-    details = {"max_logit_change": diff, "prediction_flips": flips, "non_finite_logits": non_finite}
-    if not math.isfinite(diff) or diff > 1e-4 * (1.0 + scale):
+    details = {k: v for k, v in ctx.two_passes.items() if k != "randomized"}
+    details["eot_iter"] = ctx.eot_iter
+    diff, flips = details["max_logit_change"], details["prediction_flips"]
+    non_finite = details["non_finite_logits"]
+    if ctx.randomized:
+        what = (
+            f"two forward passes on the same inputs differ (max logit change {diff:.3g}, "
+            f"{flips} of {ctx.n} predictions flip): a randomized defense"
+        )
+        if ctx.eot_iter > 1:
+            return Check(
+                "deterministic",
+                PASS,
+                f"{what}, attacked with gradients averaged over {ctx.eot_iter} passes (EOT); "
+                "its reported accuracies are one draw of its randomness, the checks' the mean "
+                f"of {DRAWS}",
+                details,
+            )
         return Check(
             "deterministic",
             FAIL,
-            f"two forward passes on the same inputs differ (max logit change {diff:.3g}, "
-            f"{flips} of {ctx.n} predictions flip): a randomized defense; evaluate it with "
-            "expectation over transformation (EOT), not single-sample gradients",
+            f"{what}; evaluate it with expectation over transformation (EOT: eot_iter > 1, "
+            "e.g. 20, averages each gradient over that many passes), not one pass's gradients",
             details,
         )
     note = (
@@ -515,12 +591,14 @@ def _check_convergence(ctx: _Context, s: SanitySettings) -> Check:
             continue
         candidates = [(k, a) for k, a in ctx.suite_at(e) if is_iterative_white_box(a)]
         if not candidates:
-            ref = PGD(e, steps=20)
+            ref = ctx.own(PGD(e, steps=20))
             candidates = [(metric_key(ref), ref)]
         accs = [(k, a, ctx.robust_mask(a, k)) for k, a in candidates]
         key, attack, base = min(accs, key=lambda t: _acc(t[2]))
         strong = strengthened(attack, s.convergence_factor)
-        both = base & ctx.robust_mask(strong)
+        # Robust under both, per sample; on a randomized model the stronger attack's expected
+        # accuracy alone (a per-sample minimum of two estimates would be biased low)
+        both = ctx.robust_mask(strong) if ctx.randomized else base & ctx.robust_mask(strong)
         drop = _acc(base) - _acc(both)
         per_eps[key] = drop
         if worst is None or drop > worst["drop"]:
@@ -534,9 +612,10 @@ def _check_convergence(ctx: _Context, s: SanitySettings) -> Check:
     if worst is None:
         return Check("convergence", SKIP, "no eps > 0 to attack")
     details = {**worst, "tolerance": tol, "drops": per_eps}
+    eot = f", {s.convergence_factor}x EOT passes" if ctx.eot_iter > 1 else ""
     what = (
         f"{worst['attack']} {worst['acc']:.3f} -> {worst['acc_with_stronger']:.3f} with "
-        f"{s.convergence_factor}x steps and a restart"
+        f"{s.convergence_factor}x steps{eot} and a restart"
     )
     if _above(worst["drop"], 3 * tol):
         return Check(
@@ -563,12 +642,14 @@ def run_sanity_checks(
     curve: RobustnessCurve | None = None,
     settings: SanitySettings | None = None,
     batch_size: int = 512,
+    eot_iter: int = 1,
 ) -> SanityReport:
     """Run the checks on the first ``settings.samples`` of ``(x, y)``.
 
     ``result`` (the suite's evaluation of the same x, in the same order) and ``curve`` are
-    reused where they hold what a check needs; the rest is computed here. Each check's outcome
-    is logged on one line.
+    reused where they hold what a check needs; the rest is computed here. ``eot_iter``: the
+    passes the gradient attacks average (the checks' own attacks follow it). Each check's
+    outcome is logged on one line.
     """
     s = settings or SanitySettings()
     y = checked_labels(x, y)
@@ -576,10 +657,11 @@ def run_sanity_checks(
         raise ValueError("eps must list at least one value")
     start = time.perf_counter()
     n = min(s.samples, len(x))
-    ctx = _Context(model, x[:n], y[:n], attacks, eps, result, batch_size)
+    eot_iter = Attack._checked_eot_iter(eot_iter)
+    ctx = _Context(model, x[:n], y[:n], attacks, eps, result, batch_size, eot_iter)
     runners: dict[str, Callable[[], Check]] = {
         "fgsm_baseline": lambda: _check_fgsm_baseline(ctx, s),
-        "monotone_eps": lambda: _check_monotone(curve, s),
+        "monotone_eps": lambda: _check_monotone(curve, s, lambda: ctx.randomized),
         "large_eps": lambda: _check_large_eps(ctx, s, num_classes),
         "black_box": lambda: _check_black_box(ctx, s),
         "gradients": lambda: _check_gradients(ctx, s),

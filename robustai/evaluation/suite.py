@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustai.attacks import Attack
 from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
@@ -36,6 +37,7 @@ from robustai.evaluation.evaluator import (
     check_factories,
     cuda_graphing,
     early_stopping,
+    eot_averaging,
 )
 from robustai.evaluation.sanity import SanityReport, SanitySettings, run_sanity_checks
 
@@ -72,6 +74,11 @@ def per_class_accuracy(
     return out
 
 
+def _own_or(make: AttackFactory, eot_iter: int) -> AttackFactory:
+    """``make`` averaging over ``eot_iter`` passes, unless it sets its own ``eot_iter``."""
+    return make if make(0.0).eot_iter > 1 else eot_averaging(make, eot_iter)
+
+
 def evaluate_model(
     model: nn.Module,
     x: Tensor,
@@ -87,6 +94,7 @@ def evaluate_model(
     keep_examples: bool = False,
     early_stop: bool = True,
     cuda_graphs: bool = False,
+    eot_iter: int = 1,
 ) -> Evaluation:
     """Clean and robust accuracy of every attack at every eps with the per-sample worst case;
     then (each optional) the robustness curve, the sanity checks and per-class accuracy.
@@ -94,7 +102,10 @@ def evaluate_model(
     ``early_stop``: per-sample early stopping for the attacks that have it (see
     :class:`Evaluator`), in the suite, the curve and the sanity checks alike. ``cuda_graphs``:
     on CUDA, the attacks that allow it replay from captured CUDA graphs (see
-    :meth:`Attack.with_cuda_graph`)."""
+    :meth:`Attack.with_cuda_graph`). ``eot_iter`` > 1: every gradient attack, the sanity
+    checks' own included, averages its gradients over that many passes (EOT, for a randomized
+    model; see :meth:`Attack.with_eot`), unless the attack was built with its own
+    ``eot_iter``."""
     y = checked_labels(x, y)
     if len(y) and int(y.max()) >= num_classes:
         raise ValueError(
@@ -102,6 +113,9 @@ def evaluate_model(
             " (labels are 0 .. num_classes - 1)"
         )
     check_factories(attacks)
+    eot_iter = Attack._checked_eot_iter(eot_iter)
+    if eot_iter > 1:
+        attacks = [_own_or(make, eot_iter) for make in attacks]
     if early_stop:
         attacks = [early_stopping(make) for make in attacks]
     if cuda_graphs:
@@ -142,6 +156,7 @@ def evaluate_model(
             curve=rc,
             settings=sanity,
             batch_size=batch_size,
+            eot_iter=eot_iter,
         )
     classes = None
     if per_class and result.clean_correct is not None:

@@ -95,6 +95,60 @@ def test_randomized_forward_is_flagged(
     assert check.details["max_logit_change"] > 0
 
 
+def test_randomized_forward_attacked_with_eot_passes(
+    masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    """With eot_iter the suite's gradient attacks and the checks' own ones average their
+    gradients; the randomized model is then evaluated as it needs, and the check says so."""
+    x, y = digits.eval.x[:N], digits.eval.y[:N]
+    pgd = [lambda eps: build_attack("pgd", eps=eps, steps=10)]
+    ev = evaluate_model(
+        masked_models["randomized"],
+        x,
+        y,
+        attacks=pgd,
+        eps=[EPS],
+        num_classes=10,
+        sanity=SanitySettings(samples=N, checks=("fgsm_baseline", "deterministic", "convergence")),
+        eot_iter=4,
+    )
+    assert list(ev.result.robust_acc) == ["pgd10_eot4@0.1"]
+    assert ev.sanity is not None
+    checks = {c.name: c for c in ev.sanity.checks}
+    deterministic = checks["deterministic"]
+    assert deterministic.status == "pass" and "averaged over 4 passes (EOT)" in deterministic.reason
+    assert deterministic.details["eot_iter"] == 4 and deterministic.details["max_logit_change"] > 0
+    baseline = checks["fgsm_baseline"].details["attacks"]["pgd10_eot4@0.1"]
+    assert baseline["single_step"] == "fgsm_eot4@0.1"  # the checks' own FGSM averages too
+    assert "eot_iter=8" in checks["convergence"].details["stronger"]  # 2x passes as well
+    assert "2x EOT passes" in checks["convergence"].reason
+    # The comparisons use expected accuracies over many draws: one draw's noise (several
+    # points on 100 samples) no longer reads as an unconverged or a weak attack.
+    assert ev.sanity.passed, [c.line() for c in ev.sanity.checks]
+
+
+def test_a_suite_built_with_eot_counts_as_eot(
+    masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    """Attacks built with their own eot_iter keep it; the deterministic check passes only when
+    every gradient attack of the suite averages."""
+    x, y = digits.eval.x[:40], digits.eval.y[:40]
+    only = SanitySettings(samples=40, checks=("deterministic",))
+    common = {"eps": [EPS], "num_classes": 10, "sanity": only}
+    own = [lambda eps: build_attack("pgd", eps=eps, steps=5, eot_iter=2)]
+    plain = [lambda eps: build_attack("fgsm", eps=eps)]
+    model = masked_models["randomized"]
+    ev = evaluate_model(model, x, y, attacks=own, eot_iter=6, **common)
+    assert list(ev.result.robust_acc) == ["pgd5_eot2@0.1"]
+    assert ev.sanity is not None and ev.sanity.checks[0].status == "pass"
+    ev = evaluate_model(model, x, y, attacks=own, **common)
+    assert ev.sanity is not None and ev.sanity.checks[0].details["eot_iter"] == 2
+    ev = evaluate_model(model, x, y, attacks=[*own, *plain], **common)
+    assert ev.sanity is not None and ev.sanity.checks[0].status == "fail"
+    with pytest.raises(ValueError, match="eot_iter must be an integer >= 1"):
+        evaluate_model(model, x, y, attacks=own, eot_iter=0, **common)
+
+
 def test_iterative_attack_weaker_than_fgsm_is_flagged(
     digits_model: nn.Module, digits: DataBundle
 ) -> None:
@@ -136,6 +190,22 @@ def test_rising_curve_is_flagged(digits_model: nn.Module, digits: DataBundle) ->
     assert [c.status for c in none.checks] == ["skip"]
 
 
+def test_a_randomized_curve_may_wobble_by_one_draws_noise(
+    digits_model: nn.Module, masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    """A rise of 4 points on 200 samples is an attack losing strength on a deterministic model,
+    and within one draw's noise (1/sqrt(200) = 7 points) on a randomized one."""
+    x, y = digits.eval.x[:20], digits.eval.y[:20]
+    values = [0.9, 0.5, 0.54]
+    curve = RobustnessCurve([0.0, 0.1, 0.2], {"pgd20": values}, values, 200, "linf")
+    only = SanitySettings(checks=("monotone_eps",))
+    common = {"attacks": [], "eps": [EPS], "num_classes": 10, "settings": only, "curve": curve}
+    fixed = run_sanity_checks(digits_model, x, y, **common)
+    assert [c.status for c in fixed.checks] == ["fail"]
+    noisy = run_sanity_checks(masked_models["randomized"], x, y, **common)
+    assert [c.status for c in noisy.checks] == ["pass"]
+
+
 def test_report_structure(digits_model: nn.Module, digits: DataBundle) -> None:
     settings = SanitySettings(samples=30, checks=("gradients", "deterministic"))
     report = run_sanity_checks(
@@ -162,6 +232,8 @@ def test_strengthened_attack() -> None:
     assert (fixed.steps, fixed.restarts, fixed.alpha) == (30, 1, 0.02)
     sq = strengthened(build_attack("square", eps=0.1, n_queries=100))
     assert (sq.n_queries, sq.restarts) == (200, 2)  # type: ignore[attr-defined]
+    assert strengthened(PGD(0.1, eot_iter=5), 2).eot_iter == 10  # EOT: more passes too
+    assert strengthened(PGD(0.1), 2).eot_iter == 1
 
 
 def test_settings_are_checked() -> None:
