@@ -94,6 +94,7 @@ def run_evaluation(
         keep_examples=evaluator.save_examples,
         early_stop=evaluator.early_stop,
         cuda_graphs=evaluator.cuda_graphs,
+        eot_iter=evaluator.eot_iter,
     )
 
 

@@ -55,6 +55,7 @@ class AttackConfig:
     n_target_classes: int | None = None  # apgd_t: target classes tried per sample
     n_queries: int | None = None  # square: model queries per restart
     p_init: float | None = None  # square: initial fraction of pixels changed per query
+    eot_iter: int | None = None  # fgsm, pgd, apgd, apgd_t: passes averaged per gradient (EOT)
 
 
 @dataclass
@@ -138,6 +139,9 @@ class EvaluatorConfig:
     # on CUDA, replay FGSM / PGD from a CUDA graph captured per batch shape (same iterates;
     # several times faster for small models); Python code in the model's forward runs once only
     cuda_graphs: bool = False
+    # gradient attacks average each gradient over this many forward/backward passes
+    # (Expectation over Transformation), for models whose forward pass is randomized
+    eot_iter: int = 1
     curve: CurveConfig = field(default_factory=CurveConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
 

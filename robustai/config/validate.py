@@ -309,6 +309,7 @@ def validate(cfg: TrainConfig) -> None:
         _suite_eps(f"evaluator.eps[{i}]", eps, norms)
     if e.samples is not None:
         _at_least("evaluator.samples", e.samples, 1)
+    _at_least("evaluator.eot_iter", e.eot_iter, 1)
     _check_evaluator_extras(e)
     _non_negative("logger.image_grid", cfg.logger.image_grid)
     _check_privacy(cfg.privacy)
@@ -456,6 +457,8 @@ def _check_attack(prefix: str, a: AttackConfig, need_eps: bool) -> None:
         _at_least(f"{prefix}.n_queries", a.n_queries, 1)
     if a.p_init is not None and not 0.0 < a.p_init <= 1.0:
         raise ConfigError(f"{prefix}.p_init={a.p_init}: must be in (0, 1]")
+    if a.eot_iter is not None:
+        _at_least(f"{prefix}.eot_iter", a.eot_iter, 1)
 
 
 def _choice(key: str, value: str, allowed: typing.Sequence[str]) -> None:

@@ -85,6 +85,13 @@ MATRIX = [
         2,
         "capturing a compiled model is not supported",
     ),
+    ("no EOT passes", ["evaluator.eot_iter=0"], 2, "evaluator.eot_iter=0: must be >= 1"),
+    (
+        "EOT on a gradient-free attack",
+        ["evaluator=standard", "+evaluator.attacks.2.eot_iter=4"],
+        2,
+        "evaluator.attacks[2].eot_iter: attack 'square' does not take eot_iter",
+    ),
     (
         "resume from nothing",
         ["trainer.resume={tmp}/nowhere"],

@@ -110,6 +110,25 @@ def test_a_query_mechanism_reports_no_training_data_guarantee_and_evaluates_as_t
     assert report["clean_acc"] < 0.3
 
 
+def test_a_query_mechanism_run_is_evaluated_with_eot(tmp_path: Path) -> None:
+    """Noise on the features makes every forward pass a draw: evaluator=rand (AutoAttack's
+    "rand" suite, shortened here) averages each gradient over eot_iter passes, and the sanity
+    checks accept the randomized model as evaluated with EOT."""
+    opts = ["privacy=input_laplace", "privacy.where=features", "privacy.epsilon=64"]
+    suite = ["evaluator=rand", "evaluator.eot_iter=4", "evaluator.curve.enabled=false"]
+    suite += ["evaluator.attacks.0.steps=5", "evaluator.attacks.1.steps=5"]
+    m = train([*opts, *suite, "attack=none"], tmp_path)
+    assert list(m["robust_acc"]) == ["apgd_ce_eot4@0.1", "apgd_dlr_eot4@0.1"]
+    checks = m["sanity"]["checks"]
+    assert checks["deterministic"]["status"] == "pass", checks["deterministic"]["reason"]
+    assert checks["deterministic"]["eot_iter"] == 4
+    assert checks["deterministic"]["max_logit_change"] > 0  # it is randomized
+    # without EOT the same run is told how to evaluate it
+    m = train([*opts, "attack=none", "evaluator.curve.enabled=false"], tmp_path / "plain")
+    assert m["sanity"]["checks"]["deterministic"]["status"] == "fail"
+    assert "eot_iter" in m["sanity"]["checks"]["deterministic"]["reason"]
+
+
 @pytest.fixture(scope="module")
 def dp_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, dict[str, Any]]]:
     """The same DP-SGD run without and with FGSM-RS adversarial training."""
