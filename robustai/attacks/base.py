@@ -125,6 +125,10 @@ def input_grad(loss: Tensor, x: Tensor) -> Tensor:
                 " NumPy or no_grad inside forward?): gradient attacks see a zero gradient"
             )
         return torch.zeros_like(x)
+    if grad.numel() > 1 and 0 in grad.stride():
+        # e.g. x.sum(1, keepdim=True) in forward: autograd returns an expanded view, which the
+        # attacks' in-place steps (sign_, add_) cannot write
+        grad = grad.contiguous()
     return grad
 
 
