@@ -19,9 +19,14 @@ schedule and defaults follow the authors' reference implementation (github.com/f
 Differences from the reference, none of which changes which samples are counted robust: samples
 the attack never fools come back as the highest-loss point found (the reference returns them
 unchanged), random numbers come from a private generator instead of reseeding torch's global
-one, and no per-iteration host synchronisation is needed. ``eot_iter`` > 1 averages each gradient
-over that many passes and takes the last pass's logits and loss, as the reference's ``eot_iter``
-(its ``version="rand"`` uses 20, for randomized defenses).
+one, and no per-iteration host synchronisation is needed.
+
+``eot_iter`` > 1 (for randomized defenses; AutoAttack's ``version="rand"`` uses 20) averages each
+gradient over that many passes, as the reference's ``eot_iter``. Unlike the reference, no decision
+then rests on one draw of the model: every given sample is attacked (not only those one clean
+pass classifies correctly), the step-size schedule and the best point follow the loss averaged
+over the passes, and each sample comes back at its best point rather than at an iterate one draw
+misclassified; restarts keep the point of highest averaged loss.
 """
 
 from __future__ import annotations
@@ -160,8 +165,7 @@ class APGD(Attack):
     # ------------------------------------------------------------------ attack
     def perturb(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         generator = seeded_generator(self.seed)
-        with torch.no_grad():
-            robust = labels_of(model(x)) == y
+        robust = self._clean_robust(model, x, y)
         adv = x.clone()
         best_loss = torch.full((x.shape[0],), -float("inf"), dtype=x.dtype, device=x.device)
         for _ in range(self.restarts):
@@ -240,14 +244,17 @@ class APGD(Attack):
         def loss_and_grad(point: Tensor) -> tuple[Tensor, Tensor, Tensor]:
             point = point.detach().requires_grad_(True)
             grad = torch.zeros_like(point)
+            loss = torch.zeros(point.shape[0], dtype=point.dtype, device=point.device)
             for _ in range(self.eot_iter):
                 with input_grad_kernels(model):
                     logits = model(point)
                 loss_indiv = criterion(logits, y)
                 grad += input_grad(loss_indiv.sum(), point)
+                loss += loss_indiv.detach()
             if self.eot_iter > 1:
                 grad /= self.eot_iter
-            return logits.detach(), loss_indiv.detach(), grad.detach()
+                loss /= self.eot_iter
+            return logits.detach(), loss, grad.detach()
 
         logits, loss_indiv, grad = loss_and_grad(x_adv)
         x_best = x_adv.clone()
@@ -301,7 +308,17 @@ class APGD(Attack):
                     since_check = 0
                     k = max(k - k_decr, k_min)
 
+        if self.eot_iter > 1:  # no sample counts as fooled by one draw: the best point for all
+            return x_best, torch.zeros_like(robust), loss_best, x_fooled
         return x_best, ~robust, loss_best, x_fooled
+
+    def _clean_robust(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """The samples to attack: those classified correctly. With EOT all of them: one draw of
+        a randomized model that misclassifies a clean input does not make it adversarial."""
+        if self.eot_iter > 1:
+            return torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+        with torch.no_grad():
+            return labels_of(model(x)) == y
 
     def _step(
         self, x: Tensor, x_adv: Tensor, grad: Tensor, grad2: Tensor, step_size: Tensor, a: float
@@ -373,7 +390,7 @@ class APGDT(APGD):
         with torch.no_grad():
             logits = model(x)
         n_targets = min(self.n_target_classes, logits.shape[1] - 1)
-        robust = labels_of(logits) == y
+        robust = self._clean_robust(model, x, y) if self.eot_iter > 1 else labels_of(logits) == y
         adv = x.clone()
         best_loss = torch.full((x.shape[0],), -float("inf"), dtype=x.dtype, device=x.device)
         for target_rank in range(2, n_targets + 2):

@@ -116,10 +116,8 @@ def test_eot_pgd_does_not_stop_at_one_fooled_draw(model: nn.Module) -> None:
     [
         lambda k: FGSM(0.1, eot_iter=k),
         lambda k: PGD(0.1, steps=5, random_start=False, eot_iter=k),
-        lambda k: APGD(0.1, steps=10, eot_iter=k),
-        lambda k: APGDT(0.1, steps=5, n_target_classes=2, eot_iter=k),
     ],
-    ids=["fgsm", "pgd", "apgd", "apgd_t"],
+    ids=["fgsm", "pgd"],
 )
 def test_on_a_deterministic_model_eot_only_repeats_passes(model: nn.Module, make) -> None:
     """The mean of equal gradients has their sign: the L-inf examples are those of one pass, at
@@ -132,6 +130,14 @@ def test_on_a_deterministic_model_eot_only_repeats_passes(model: nn.Module, make
     three = make(3)(counted, x, y)
     assert torch.equal(one, three)
     assert passes > 0 and counted.passes == 3 * passes
+
+
+def test_apgd_averages_every_gradient(model: nn.Module) -> None:
+    """One pass per gradient at the start and after each of the steps, eot_iter times."""
+    x, y = make_batch(32, seed=6)
+    counted = CountingGradientPasses(model).eval()
+    APGD(0.1, steps=10, eot_iter=3)(counted, x, y)
+    assert counted.passes == 3 * (10 + 1)
 
 
 @pytest.mark.parametrize("attack", ["pgd", "apgd"])
@@ -152,6 +158,76 @@ def test_eot_finds_what_one_pass_gradients_hide(
     assert 0.2 < exposed < 0.8, exposed  # neither robust nor broken
     assert hidden > exposed + 0.25, (hidden, exposed)
     assert averaged < exposed + 0.1, (averaged, exposed)
+
+
+class ChannelSum(nn.Module):
+    """Sums the colour channels first: autograd hands back the input gradient as an expanded
+    view (stride 0 over the channels), which in-place steps cannot write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.sum(1, keepdim=True).flatten(1))
+
+
+@pytest.mark.parametrize("eot_iter", [1, 2])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda k: FGSM(0.1, eot_iter=k),
+        lambda k: PGD(0.1, steps=2, eot_iter=k),
+        lambda k: PGD(0.5, steps=2, norm="l2", eot_iter=k),
+        lambda k: APGD(0.1, steps=3, eot_iter=k),
+    ],
+    ids=["fgsm", "pgd", "pgd_l2", "apgd"],
+)
+def test_expanded_input_gradients_are_written_to_a_copy(make, eot_iter: int) -> None:
+    torch.manual_seed(0)
+    model = ChannelSum().eval()
+    x = torch.rand(4, 3, 8, 8)
+    y = model(x).argmax(1)  # right on every clean input: APGD attacks only those
+    x_adv = make(eot_iter)(model, x, y)
+    assert not torch.equal(x_adv, x) and float((x_adv - x).abs().max()) <= 0.5 + 1e-6
+
+
+@pytest.mark.parametrize("cls", [APGD, APGDT])
+def test_apgd_with_eot_attacks_what_one_clean_draw_gets_wrong(model: nn.Module, cls) -> None:
+    """Without EOT, APGD leaves alone the samples its clean pass misclassifies (the reference's
+    shortcut); with EOT that pass is one draw, so every sample given is attacked."""
+    x, y = make_batch(32, seed=8)
+    y = (y + 1) % 10  # wrong labels: the clean pass gets almost all of them wrong
+    kwargs = {"steps": 3} if cls is APGD else {"steps": 3, "n_target_classes": 2}
+    plain = cls(0.1, **kwargs)(model, x, y)
+    averaged = cls(0.1, eot_iter=2, **kwargs)(model, x, y)
+    moved = (plain != x).flatten(1).any(1)
+    assert int(moved.sum()) < 8
+    assert bool((averaged != x).flatten(1).any(1).all())
+
+
+def test_apgd_with_eot_is_as_strong_as_pgd_with_eot(
+    digits: DataBundle, digits_cnn: nn.Module
+) -> None:
+    """On a model with noisy inputs (sigma 0.3), expected accuracies (the mean of 16 draws per
+    example, which one draw's noise does not move). APGD's one-draw choices (skip samples one
+    clean draw misclassifies; return an iterate one draw misclassified) left it 5 points weaker
+    than PGD here (0.45-0.46 against 0.40-0.41 on 300 images)."""
+    from robustai.evaluation import predict
+
+    x, y = digits.eval.x[:200], digits.eval.y[:200]
+    noisy = nn.Sequential(InputNoise(0.3), digits_cnn).eval()
+    torch.manual_seed(0)
+    clean = predict(noisy, x) == y
+
+    def expected_acc(attack) -> float:
+        x_adv = torch.where(clean[:, None, None, None], attack(noisy, x, y), x)
+        hits = sum((predict(noisy, x_adv) == y).double() for _ in range(16)) / 16
+        return float((hits * clean).mean())
+
+    pgd = expected_acc(PGD(0.1, steps=20, eot_iter=8))
+    apgd = expected_acc(APGD(0.1, steps=20, eot_iter=8))
+    assert apgd < pgd + 0.03, (apgd, pgd)
 
 
 def test_labels_options_and_refusals() -> None:
