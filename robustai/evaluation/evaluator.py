@@ -57,10 +57,12 @@ def cuda_graphing(make: AttackFactory) -> AttackFactory:
 
 def eot_averaging(make: AttackFactory, eot_iter: int) -> AttackFactory:
     """``make`` with every gradient averaged over ``eot_iter`` passes where the attack follows
-    gradients (see :meth:`Attack.with_eot`), for evaluating a randomized model."""
+    gradients (see :meth:`Attack.with_eot`), for evaluating a randomized model; an attack built
+    with its own ``eot_iter`` > 1 keeps it."""
 
     def make_eot_averaging(eps: float) -> Attack:
-        return make(eps).with_eot(eot_iter)
+        attack = make(eps)
+        return attack if attack.eot_iter > 1 else attack.with_eot(eot_iter)
 
     return make_eot_averaging
 

@@ -74,11 +74,6 @@ def per_class_accuracy(
     return out
 
 
-def _own_or(make: AttackFactory, eot_iter: int) -> AttackFactory:
-    """``make`` averaging over ``eot_iter`` passes, unless it sets its own ``eot_iter``."""
-    return make if make(0.0).eot_iter > 1 else eot_averaging(make, eot_iter)
-
-
 def evaluate_model(
     model: nn.Module,
     x: Tensor,
@@ -115,7 +110,7 @@ def evaluate_model(
     check_factories(attacks)
     eot_iter = Attack._checked_eot_iter(eot_iter)
     if eot_iter > 1:
-        attacks = [_own_or(make, eot_iter) for make in attacks]
+        attacks = [eot_averaging(make, eot_iter) for make in attacks]
     if early_stop:
         attacks = [early_stopping(make) for make in attacks]
     if cuda_graphs:
