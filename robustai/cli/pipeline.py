@@ -48,7 +48,7 @@ from robustai.distributed import (
     wrap_ddp,
 )
 from robustai.errors import ConfigError, RunInterrupted
-from robustai.evaluation import metric_key
+from robustai.evaluation import eot_averaging, metric_key
 from robustai.fileio import write_json
 from robustai.models import build_model, save_model
 from robustai.privacy import append_privacy_section, build_privacy
@@ -765,7 +765,9 @@ def _run_train(
         tb.log_eval(result.clean_acc, result.robust_acc, fit.epochs)
         k = min(cfg.logger.image_grid, len(x_ev))
         if k > 0 and ev.attacks:
-            grid_attack = make_attack(ev.attacks[-1], ev.eps[0])
+            grid_attack = eot_averaging(
+                lambda eps: make_attack(ev.attacks[-1], eps), ev.eot_iter
+            )(ev.eps[0])
             x_adv = grid_attack(model.eval(), x_ev[:k], y_ev[:k])
             tb.log_adversarial_grid(
                 x_ev[:k],

@@ -117,8 +117,11 @@ def test_a_query_mechanism_run_is_evaluated_with_eot(tmp_path: Path) -> None:
     opts = ["privacy=input_laplace", "privacy.where=features", "privacy.epsilon=64"]
     suite = ["evaluator=rand", "evaluator.eot_iter=4", "evaluator.curve.enabled=false"]
     suite += ["evaluator.attacks.0.steps=5", "evaluator.attacks.1.steps=5"]
-    m = train([*opts, *suite, "attack=none"], tmp_path)
+    m = train([*opts, *suite, "attack=none", "logger.image_grid=4"], tmp_path)
     assert list(m["robust_acc"]) == ["apgd_ce_eot4@0.1", "apgd_dlr_eot4@0.1"]
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert "eval/adversarial/apgd_dlr_eot4@0.1" in events.Tags()["images"]  # the grid's too
     checks = m["sanity"]["checks"]
     assert checks["deterministic"]["status"] == "pass", checks["deterministic"]["reason"]
     assert checks["deterministic"]["eot_iter"] == 4
