@@ -132,8 +132,9 @@ def input_grad(loss: Tensor, x: Tensor) -> Tensor:
     return grad
 
 
-def _check_logits(out: object, hook: RemovableHandle) -> None:
-    """Once, on the first forward pass of an attack: the model's output must be logits."""
+def _check_logits(out: object, hook: RemovableHandle, top_label: int) -> None:
+    """Once, on the first forward pass of an attack: the model's output must be logits, with a
+    column for the largest label (``top_label``; known already, so this needs no device sync)."""
     hook.remove()
     if not isinstance(out, Tensor) or out.dim() != 2:
         what = (
@@ -144,6 +145,14 @@ def _check_logits(out: object, hook: RemovableHandle) -> None:
         raise TypeError(
             f"attacks need a model that returns logits of shape (batch, classes); it returned"
             f" {what} (wrap it, e.g. in a module whose forward returns out['logits'] or out[0])"
+        )
+    classes = out.shape[1]
+    if top_label >= classes:
+        # A label the model has no logit for is never predicted: silently "not robust" in the
+        # attacks that skip misclassified samples, an index error deep inside the others.
+        raise ValueError(
+            f"label {top_label} is out of range for a model with {classes} outputs (labels are"
+            f" class indices 0 .. {classes - 1})"
         )
 
 
@@ -232,8 +241,14 @@ class Attack(ABC):
         if x.is_inference():  # tensors made under inference_mode cannot enter autograd
             x = x.clone()
         x = x.detach()
+        top_label = -1
         if x.numel() > 0:
-            lo, hi = torch.stack(torch.aminmax(x)).tolist()  # one device sync, not two
+            # x's range and y's in one device sync
+            ranges = [torch.stack(torch.aminmax(t)).double() for t in (x, y)]
+            lo, hi, y_lo, y_hi = torch.cat(ranges).tolist()
+            if y_lo < 0:
+                raise ValueError(f"labels must be class indices >= 0; got {int(y_lo)}")
+            top_label = int(y_hi)
             if math.isnan(lo) or math.isnan(hi):
                 raise ValueError("attack inputs hold NaN; inputs must be numbers in [0,1]")
             if lo < 0.0 or hi > 1.0:
@@ -253,7 +268,9 @@ class Attack(ABC):
         # The first forward pass checks that the model returns a logits tensor, then the hook
         # removes itself: a tuple or dict would otherwise fail inside a loss, differently per
         # attack.
-        hook = model.register_forward_hook(lambda module, args, out: _check_logits(out, hook))
+        hook = model.register_forward_hook(
+            lambda module, args, out: _check_logits(out, hook, top_label)
+        )
         try:
             if self.model_mode == "eval":
                 model.eval()

@@ -403,6 +403,20 @@ def test_labels_that_are_not_class_indices_rejected(
         build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, labels)
 
 
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("label", [N_CLASSES, -1])
+def test_labels_out_of_the_models_range_rejected(
+    name: str, kwargs: dict[str, Any], label: int
+) -> None:
+    """A label the model has no logit for would never be predicted: counted "not robust"
+    without an attack by those that skip misclassified samples (APGD, Square)."""
+    x, y = make_batch(6, seed=5)
+    y[2] = label
+    match = "out of range for a model with" if label > 0 else "class indices >= 0"
+    with pytest.raises(ValueError, match=match):
+        build_attack(name, eps=0.1, **kwargs)(fresh_net(), x, y)
+
+
 class _Wrapped(nn.Module):
     """Returns the net's logits inside a tuple or a dict, as detection / HF-style models do."""
 
