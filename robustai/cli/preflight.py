@@ -627,11 +627,23 @@ def _unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
             valid = [str(k) for k in node]
     except Exception:  # best effort: the message stays useful without the list
         valid = []
-    hint = difflib.get_close_matches(leaf, valid, n=1)
-    maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     where = f" of {parent}" if parent else ""
     listing = f"; valid keys{where}: {', '.join(valid)}" if valid else ""
+    if re.fullmatch(r"(.+\.)?attacks\.\d+", parent) and leaf in _attack_fields():
+        # an attack setting the entry's config file does not list: Hydra adds keys with +
+        sets = f" (the entry sets {', '.join(valid)})" if valid else ""
+        return f"{key}: not set in this attack entry; add it with +{key}=<value>{sets}"
+    hint = difflib.get_close_matches(leaf, valid, n=1)
+    maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     return f"{key}: no such key{maybe}{listing}"
+
+
+def _attack_fields() -> set[str]:
+    import dataclasses
+
+    from robustai.config.schema import AttackConfig
+
+    return {f.name for f in dataclasses.fields(AttackConfig)}
 
 
 def _first_line(e: BaseException) -> str:

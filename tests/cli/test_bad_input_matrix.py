@@ -87,6 +87,13 @@ MATRIX = [
     ),
     ("no EOT passes", ["evaluator.eot_iter=0"], 2, "evaluator.eot_iter=0: must be >= 1"),
     (
+        "an attack key its entry does not list",
+        ["evaluator.attacks.1.eot_iter=4"],
+        2,
+        "evaluator.attacks.1.eot_iter: not set in this attack entry; add it with"
+        " +evaluator.attacks.1.eot_iter=<value> (the entry sets name, steps, restarts)",
+    ),
+    (
         "EOT on a gradient-free attack",
         ["evaluator=standard", "+evaluator.attacks.2.eot_iter=4"],
         2,
