@@ -110,7 +110,9 @@ class APGD(Attack):
     Defaults are the paper's and AutoAttack's: ``steps=100``, ``restarts=1``, ``rho=0.75``,
     ``seed=0``. APGD needs no step size: it starts at ``2 * eps`` and halves it per sample at
     checkpoints (see the module docstring). Samples fooled at any iteration are returned at the
-    iterate that fooled them; the others at their highest-loss iterate.
+    iterate that fooled them; the others at their highest-loss iterate. ``eot_iter`` > 1 averages
+    each gradient (and the loss) over that many passes of a randomized model; then every sample
+    is attacked and returned at its highest-loss iterate (see the module docstring).
     """
 
     name: ClassVar[str] = "apgd"

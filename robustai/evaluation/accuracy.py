@@ -106,6 +106,8 @@ def robust_correct(
 def robust_accuracy(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> float:
+    """Share of samples the model classifies correctly both clean and attacked (eval mode);
+    NaN for no samples. On a randomized model each prediction is one draw."""
     return (
         float(robust_correct(model, attack, x, y, batch_size).float().mean())
         if len(x)

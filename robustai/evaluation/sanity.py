@@ -355,10 +355,11 @@ def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
             "steps do not find what one step finds, a sign of masked or noisy gradients",
             details,
         )
+    noisy = " within the noise of a randomized model's draws" if ctx.randomized else ""
     return Check(
         "fgsm_baseline",
         PASS,
-        f"every iterative attack is at least as strong as FGSM (closest: {worst[1]})",
+        f"every iterative attack is at least as strong as FGSM{noisy} (closest: {worst[1]})",
         details,
     )
 
@@ -587,15 +588,17 @@ def _check_deterministic(ctx: _Context, s: SanitySettings) -> Check:
                 "deterministic",
                 PASS,
                 f"{what}, attacked with gradients averaged over {ctx.eot_iter} passes (EOT); "
-                "its reported accuracies are one draw of its randomness, the checks' the mean "
-                f"of {DRAWS}",
+                "its reported accuracies are one draw of its randomness each (so the worst case "
+                f"over attacks is lower by draw noise too), the checks' the mean of {DRAWS}",
                 details,
             )
         return Check(
             "deterministic",
             FAIL,
-            f"{what}; evaluate it with expectation over transformation (EOT: eot_iter > 1, "
-            "e.g. 20, averages each gradient over that many passes), not one pass's gradients",
+            f"{what}; evaluate it with expectation over transformation (EOT), not one pass's "
+            "gradients: eot_iter > 1 (e.g. 20) for every gradient attack averages each gradient "
+            "over that many passes (robustai train/evaluate: evaluator.eot_iter=20 or "
+            "evaluator=rand)",
             details,
         )
     note = (
