@@ -89,6 +89,12 @@ class InputNoise(nn.Module):
 
 
 @pytest.fixture(scope="session")
+def input_noise() -> type[nn.Module]:
+    """The randomized layer, for tests that need another sigma."""
+    return InputNoise
+
+
+@pytest.fixture(scope="session")
 def masked_models(digits_model: nn.Module) -> dict[str, nn.Module]:
     return {
         "quantized_input": nn.Sequential(QuantizeInput(), digits_model).eval(),
