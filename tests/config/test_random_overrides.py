@@ -1,5 +1,7 @@
-"""Random overrides thrown at the config layer: every outcome is a completed run or exit 2 with
-a one-line message, never a traceback."""
+"""Random overrides thrown at the config layer: every outcome is a completed run, exit 2 with a
+one-line message, or (a combination that trains but diverges, e.g. FGSM at batch size 1) exit 1
+with the one-line NaN message; never a traceback. Derandomized: the same examples every run, so
+CI does not meet a new combination by chance."""
 
 from __future__ import annotations
 
@@ -48,15 +50,19 @@ BASE = [
 
 @pytest.mark.slow
 @settings(
-    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(extra=overrides)
 def test_random_overrides_end_in_a_run_or_exit_2(
     extra: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with tempfile.TemporaryDirectory() as tmp:  # one per example, removed after it
+    with tempfile.TemporaryDirectory() as tmp, monkeypatch.context() as m:
+        # one folder per example, left (chdir undone) before it is removed
         run = Path(tmp) / "run"
-        monkeypatch.chdir(tmp)
+        m.chdir(tmp)
         capsys.readouterr()
         try:
             code = main(["train", *BASE, *extra, f"hydra.run.dir={run}"])
@@ -68,7 +74,8 @@ def test_random_overrides_end_in_a_run_or_exit_2(
     if code == 0:
         assert made_metrics, (extra, err[-2000:])
     else:
-        assert code == 2, (extra, code, err[-2000:])
         errors = [ln for ln in err.splitlines() if ln.startswith("robustai train: error: ")]
         assert len(errors) == 1, (extra, err[-2000:])
+        diverged = code == 1 and "the loss became NaN or infinite" in errors[0]
+        assert code == 2 or diverged, (extra, code, err[-2000:])
         assert not made_metrics

@@ -66,6 +66,7 @@ def test_apgd_with_eot_is_as_strong_as_pgd_with_eot(
 
     pgd = expected_acc(PGD(0.1, steps=20, eot_iter=8))
     apgd = expected_acc(APGD(0.1, steps=20, eot_iter=8))
-    assert apgd < pgd + 0.03, (apgd, pgd)
+    # APGD - PGD over seeds 0-13: -0.011 to +0.024 (one-draw APGD: +0.07)
+    assert apgd < pgd + 0.05, (apgd, pgd)
 
 
