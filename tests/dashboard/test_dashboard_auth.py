@@ -77,7 +77,7 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(
 def test_tampered_or_foreign_cookies_are_refused(
     client: Client, server: DashboardServer, logdir: Path, tmp_path: Path
 ) -> None:
-    client.login("alice")
+    assert client.login("alice").status == 303
     good = client.cookies["robustai_session"]
     body, mac = good.split(".")
     client.cookies["robustai_session"] = body + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B")
