@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from robustai.attacks.base import (
     Attack,
+    check_eot_iter,
     input_grad,
     is_integer,
     is_real,
@@ -131,7 +132,7 @@ class APGD(Attack):
         eot_iter: int = 1,
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
-        self.eot_iter = self._checked_eot_iter(eot_iter)
+        self.eot_iter = check_eot_iter(eot_iter)
         if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         if not is_integer(restarts) or restarts < 1:

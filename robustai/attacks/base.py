@@ -85,6 +85,17 @@ def labels_of(logits: Tensor) -> Tensor:
     return logits.argmax(dim=1).masked_fill(logits.isnan().any(dim=1), NO_PREDICTION)
 
 
+def check_eot_iter(eot_iter: int) -> int:
+    """``eot_iter`` as an int >= 1 (forward passes averaged per gradient, see
+    :meth:`Attack.with_eot`), or a one-line error; shared by the attacks and the evaluators."""
+    if not is_integer(eot_iter) or eot_iter < 1:
+        raise ValueError(
+            f"eot_iter must be an integer >= 1 (forward passes averaged per gradient);"
+            f" got {eot_iter!r}"
+        )
+    return int(eot_iter)
+
+
 def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
     """x, y and the model on one device, or a one-line error saying which is where (the
     attack would otherwise fail inside the first layer, or move nothing and compare labels
@@ -353,21 +364,12 @@ class Attack(ABC):
         backward passes: Expectation over Transformation (Athalye, Carlini & Wagner, ICML 2018),
         the attack a randomized defense needs, whose single-pass gradients follow one draw of
         its randomness. Gradient-free attacks are returned as they are."""
-        eot_iter = self._checked_eot_iter(eot_iter)
+        eot_iter = check_eot_iter(eot_iter)
         if not self.supports_eot or self.eot_iter == eot_iter:
             return self
         new = copy.copy(self)
         new.eot_iter = eot_iter
         return new
-
-    @staticmethod
-    def _checked_eot_iter(eot_iter: int) -> int:
-        if not is_integer(eot_iter) or eot_iter < 1:
-            raise ValueError(
-                f"eot_iter must be an integer >= 1 (forward passes averaged per gradient);"
-                f" got {eot_iter!r}"
-            )
-        return int(eot_iter)
 
     def _capturable(self) -> bool:
         """Whether this instance's :meth:`perturb` can be captured (override to decline). EOT

@@ -14,7 +14,13 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, is_integer, labels_of, per_sample_view
+from robustai.attacks.base import (
+    Attack,
+    check_eot_iter,
+    is_integer,
+    labels_of,
+    per_sample_view,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +80,7 @@ class PGD(Attack):
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
         self.early_stop = bool(early_stop)
-        self.eot_iter = self._checked_eot_iter(eot_iter)
+        self.eot_iter = check_eot_iter(eot_iter)
         if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
         if not is_integer(restarts) or restarts < 1:

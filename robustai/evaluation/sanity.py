@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
-from robustai.attacks.base import input_grad
+from robustai.attacks.base import check_eot_iter, input_grad
 from robustai.attacks.registry import accepted_kwargs
 from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
@@ -691,7 +691,7 @@ def run_sanity_checks(
         raise ValueError("eps must list at least one value")
     start = time.perf_counter()
     n = min(s.samples, len(x))
-    eot_iter = Attack._checked_eot_iter(eot_iter)
+    eot_iter = check_eot_iter(eot_iter)
     if eot_iter > 1:
         attacks = [eot_averaging(make, eot_iter) for make in attacks]
     ctx = _Context(model, x[:n], y[:n], attacks, eps, result, batch_size, eot_iter)

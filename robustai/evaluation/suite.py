@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks import Attack
+from robustai.attacks.base import check_eot_iter
 from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
@@ -108,7 +108,7 @@ def evaluate_model(
             " (labels are 0 .. num_classes - 1)"
         )
     check_factories(attacks)
-    eot_iter = Attack._checked_eot_iter(eot_iter)
+    eot_iter = check_eot_iter(eot_iter)
     if eot_iter > 1:
         attacks = [eot_averaging(make, eot_iter) for make in attacks]
     if early_stop:
