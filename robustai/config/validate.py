@@ -148,9 +148,8 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
     except ConfigKeyError as e:
         _check_attack_keys(container, unknown_only=True)  # OmegaConf loses a list entry's path
         raise ConfigError(_unknown_key(e, cls)) from e
-    except ValidationError as e:
-        raise ConfigError(_one_line(e, cls)) from e
     except OmegaConfBaseException as e:
+        _check_attack_entry_values(container)  # OmegaConf loses a list entry's path here too
         raise ConfigError(_one_line(e, cls)) from e
     assert isinstance(obj, cls)
     _check_attack_keys(container)
@@ -220,6 +219,29 @@ def _check_attack_keys(container: dict[str, Any], unknown_only: bool = False) ->
                 hint = difflib.get_close_matches(str(key), takes, n=1)
                 what = "no such key" + (f" (did you mean {prefix}.{hint[0]}?)" if hint else "")
             raise ConfigError(f"{prefix}.{key}: {what}; valid keys: {', '.join(takes)}")
+
+
+def _check_attack_entry_values(container: dict[str, Any]) -> None:
+    """Each ``evaluator.attacks`` entry merged into the attack schema on its own, so that a value
+    of the wrong type (``+evaluator.attacks.1.eot_iter=4.5``) is named with its entry: merged as
+    part of the list, OmegaConf reports the bare key (``eot_iter``), as if ``attack.`` had it."""
+    evaluator = container.get("evaluator")
+    if not isinstance(evaluator, dict) or not isinstance(evaluator.get("attacks"), list):
+        return
+    for i, entry in enumerate(evaluator["attacks"]):
+        if not isinstance(entry, dict):
+            continue
+        try:
+            OmegaConf.merge(OmegaConf.structured(AttackConfig), entry)
+        except OmegaConfBaseException as e:
+            prefix = f"evaluator.attacks[{i}]."
+            msg = _one_line(e, AttackConfig)
+            key = str(getattr(e, "full_key", "") or "")
+            if key and msg.startswith(key):  # the entry's key, and its example, with the path
+                msg = re.sub(rf"(?<![\w.]){re.escape(key)}\b", prefix + key, msg)
+            else:
+                msg = prefix.rstrip(".") + ": " + msg
+            raise ConfigError(msg) from e
 
 
 def _check_attack_eps_set(container: dict[str, Any]) -> None:

@@ -72,6 +72,10 @@ CASES = [
         "valid keys: name, eps, alpha, steps,",
     ),
     (["evaluator.attacks=[{steps:5}]"], "evaluator.attacks[0]: give the attack's name, e.g."),
+    # a value of the wrong type inside a list entry is named with its entry, not as a bare key
+    (["evaluator.attacks.1.steps=abc"], "evaluator.attacks[1].steps=abc: must be a whole number"),
+    (["+evaluator.attacks.1.eot_iter=4.5"], "evaluator.attacks[1].eot_iter=4.5: must be a whole"),
+    (["+evaluator.attacks.0.random_start=x"], "evaluator.attacks[0].random_start=x: must be true"),
     # --cfg prints the config without a run, but only one that composes
     (["attack.bogus=1", "--cfg", "job"], "attack.bogus: no such key; valid keys of attack: "),
     (["attack=pgd", "attack.steps=0"], "attack.steps=0: must be >= 1"),
