@@ -531,6 +531,8 @@ def _run_train(
         if ctx.world_size > 1 and privacy.releases_inputs:
             share_inputs(data, device)
         model = privacy.prepare_model(make_model(cfg, data)).to(device)
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        data.train.min_batch = 2  # BatchNorm cannot normalize a batch of one in training
     data.train.to(device)
     data.eval.to(device)
     if ctx.rank > 0:  # same initial weights as rank 0, but its own attack random starts
@@ -584,6 +586,16 @@ def _run_train(
     ddp = ctx.enabled and not privacy.handles_distributed  # DP-SGD synchronizes ranks itself
     if ddp:
         data.train.shard(ctx.rank, ctx.world_size)
+    left_out = data.train.num_samples - len(data.train) * data.train.batch_size
+    if left_out > 0 and parts.loader is data.train and ctx.is_main:
+        log.info(
+            "each epoch leaves out its last %d training image(s): %s; another data.batch_size"
+            " uses them",
+            left_out,
+            "BatchNorm cannot train on a batch of one"
+            if data.train.min_batch > 1
+            else f"too few to give each of the {ctx.world_size} processes one",
+        )
     wd = cfg.trainer.watchdog
     watch_attack = build_attack(  # in the run's threat model: PGD in the attack's norm
         "pgd", eps=threat_eps, steps=wd.steps, norm=cfg.attack.norm, model_mode="eval"

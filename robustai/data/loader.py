@@ -16,7 +16,13 @@ from torch import Tensor
 
 
 class TensorLoader:
-    """Iterate over ``(x, y)`` batches of in-memory tensors; shuffling is seeded and repeatable."""
+    """Iterate over ``(x, y)`` batches of in-memory tensors; shuffling is seeded and repeatable.
+
+    ``min_batch``: a last batch that would hand some process fewer samples is left out of every
+    pass (2 for a model with BatchNorm, which cannot normalize a batch of one in training:
+    otherwise a data set one sample longer than a multiple of the batch size fails at the end of
+    the first epoch).
+    """
 
     def __init__(
         self,
@@ -27,16 +33,20 @@ class TensorLoader:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        min_batch: int = 1,
         augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if min_batch < 1:
+            raise ValueError(f"min_batch must be >= 1, got {min_batch}")
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.drop_last = drop_last
+        self.min_batch = min_batch
         self.augment = augment  # applied to each batch's inputs as it is handed out
         self.generator = torch.Generator().manual_seed(seed)
         # Resumable position: the generator state at the start of the current pass and how many
@@ -55,8 +65,9 @@ class TensorLoader:
     def __len__(self) -> int:
         n, b = len(self.x), self.batch_size
         steps = n // b if self.drop_last else -(-n // b)
-        if steps and self.world_size > 1 and n - (steps - 1) * b < self.world_size:
-            steps -= 1  # a last batch too small to give every rank a sample is dropped
+        last = min(b, n - (steps - 1) * b)
+        if steps and last // self.world_size < self.min_batch:
+            steps -= 1  # too small to give every rank min_batch samples (at least one)
         return steps
 
     def shard(self, rank: int, world_size: int) -> TensorLoader:

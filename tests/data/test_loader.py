@@ -75,6 +75,27 @@ def test_drop_last(n: int, batch_size: int, shuffle: bool) -> None:
     assert len(set(seen)) == len(seen) == (n // batch_size) * batch_size
 
 
+@FAST
+@given(
+    n=st.integers(1, 70),
+    batch_size=st.integers(2, 20),
+    min_batch=st.integers(1, 2),
+    shuffle=st.booleans(),
+)
+@example(n=41, batch_size=20, min_batch=2, shuffle=True)  # a last batch of one, left out
+def test_min_batch_leaves_out_only_a_last_batch_below_it(
+    n: int, batch_size: int, min_batch: int, shuffle: bool
+) -> None:
+    x, y = make_data(n)
+    loader = TensorLoader(x, y, batch_size, shuffle=shuffle, min_batch=min_batch)
+    sizes = [len(yb) for _, yb in loader]
+    assert len(loader) == len(sizes)
+    assert all(s >= min_batch for s in sizes)
+    last = n % batch_size
+    left_out = last if 0 < last < min_batch else 0
+    assert sum(sizes) == n - left_out
+
+
 def test_same_seed_same_order_and_epochs_differ() -> None:
     x, y = make_data(200)
     a = TensorLoader(x, y, 32, shuffle=True, seed=7)
@@ -100,6 +121,8 @@ def test_rejects_bad_arguments() -> None:
         TensorLoader(x, y[:9], 4)
     with pytest.raises(ValueError, match="batch_size"):
         TensorLoader(x, y, 0)
+    with pytest.raises(ValueError, match="min_batch"):
+        TensorLoader(x, y, 4, min_batch=0)
 
 
 def test_to_moves_data_and_returns_self() -> None:

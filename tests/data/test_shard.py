@@ -54,6 +54,17 @@ def test_a_last_batch_smaller_than_the_world_is_dropped_on_every_rank():
     assert sum(len(y) for loader in ranks for _, y in loader) == 20
 
 
+@pytest.mark.parametrize(("n", "steps"), [(25, 3), (23, 2)])
+def test_min_batch_counts_per_rank(n: int, steps: int):
+    # batches of 10, 10 and then 5 (3 + 2 per rank: kept) or 3 (2 + 1: BatchNorm could not
+    # train on rank 1's one sample, so every rank leaves that batch out)
+    ranks = loaders(n, 10, 2)
+    for loader in ranks:
+        loader.min_batch = 2
+    assert [len(loader) for loader in ranks] == [steps, steps]
+    assert all(len(y) >= 2 for loader in ranks for _, y in loader)
+
+
 def test_shard_refuses_bad_ranks_and_batches_smaller_than_the_world():
     x, y = torch.zeros(8, 1, 1, 1), torch.zeros(8, dtype=torch.long)
     with pytest.raises(ValueError, match="rank must be in"):

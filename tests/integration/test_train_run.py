@@ -176,3 +176,21 @@ def test_l2_run_at_a_budget_above_one(tmp_path: Path) -> None:
     assert set(metrics["robust_acc"]) == {"pgd5_l2@2"}
     curve = json.loads((run / "report.json").read_text())["curve"]
     assert curve["norm"] == "l2" and max(curve["eps"]) == 4.0
+
+
+def test_a_batchnorm_model_trains_when_the_last_batch_would_hold_one_image(
+    tmp_path: Path,
+) -> None:
+    # 136 samples, a quarter held out: 102 training images, batches of 101 and then 1, on which
+    # BatchNorm cannot train; the run leaves that image out of every epoch and says so
+    run = tmp_path / "run"
+    robustai(
+        "train", "data=synthetic", "data.num_samples=136", "data.batch_size=101",
+        "model=preact_resnet18", "model.params.width=8", "trainer.epochs=1", "evaluator=quick",
+        "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    log = (run / "train.log").read_text()
+    assert "leaves out its last 1 training image(s): BatchNorm cannot train on a batch of" in log
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+
