@@ -288,6 +288,7 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from robustai.config import TrainConfig
     from robustai.models import load_model
     from robustai.privacy.plans import attach_query_mechanism
+    from robustai.privacy.statement import append_privacy_section, privacy_statement
     from robustai.tracking import TensorBoardLogger
 
     start = time.perf_counter()
@@ -348,6 +349,8 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
         "trained": {k: meta.get(k) for k in ("data", "attack", "threat_model") if k in meta},
         "weights_sha256": meta.get("weights_sha256"),
     }
+    if meta.get("privacy"):  # what the evaluated model guarantees, as its training report said
+        context["privacy_statement"] = privacy_statement(meta["privacy"])
     tb = TensorBoardLogger(out_dir) if cfg.logger.tensorboard else None
     if tb is not None:
         tb.log_eval(r.clean_acc, r.robust_acc, 0)
@@ -371,6 +374,9 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     )
     if tb is not None:
         tb.close()
+    if "privacy_statement" in context:
+        append_privacy_section(out_dir, context)
+        log.info("privacy: %s", context["privacy_statement"])
     worst = ", ".join(f"{e}: {a:.3f}" for e, a in r.worst_case.items())
     log.info("clean acc %.3f | worst case %s", r.clean_acc, worst)
     if evaluation.sanity is not None:

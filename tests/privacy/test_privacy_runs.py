@@ -108,6 +108,10 @@ def test_a_query_mechanism_reports_no_training_data_guarantee_and_evaluates_as_t
     )
     report = run_evaluate(cfg, tmp_path / "eval")
     assert report["clean_acc"] < 0.3
+    # the evaluation's report says what the evaluated model guarantees, as the training's did
+    assert report["privacy_statement"] == m["privacy_statement"]
+    md = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Privacy" in md and "does not protect the training data" in md
 
 
 def test_a_query_mechanism_run_is_evaluated_with_eot(tmp_path: Path) -> None:
