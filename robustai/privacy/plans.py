@@ -235,6 +235,10 @@ class MechanismPrivacy(NoPrivacy):
     representation, which protects queries, not the training data.
     """
 
+    #: the release (its only checkpoint state) never changes during a run: checkpoints share
+    #: one copy of it instead of each holding the whole data set again
+    checkpoint_once = True
+
     def __init__(
         self,
         mechanism: str,

@@ -9,12 +9,19 @@ any moment leaves the previous checkpoint intact.
 Any object with ``state_dict()`` / ``load_state_dict()`` whose state is made of tensors, numpy
 arrays, numbers, strings, lists, tuples and dicts can be checkpointed (model, optimizer, LR
 scheduler, loader, watchdog, accountant, ...).
+
+A component whose state stays the same for the whole run (``checkpoint_once = True``, e.g. the
+one private release of the training images, as large as the data set) is written once, to
+``shared-<name>-<sha256 prefix>.safetensors`` beside the checkpoints, and each checkpoint names
+that file and its sha256 instead of holding another copy. A shared file goes when no kept
+checkpoint names it.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 from collections.abc import Mapping
@@ -33,9 +40,11 @@ from robustai.fileio import atomic_write, sha256_file
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: may name shared files; format 1 (without them) is read as well
+READABLE_FORMATS = (1, 2)
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^epoch-(\d{4,})(?:-step-(\d{6,}))?$")
+_SHARED = re.compile(r"^shared-[A-Za-z0-9_]+-[0-9a-f]{16}\.safetensors$")
 
 
 @dataclass(frozen=True)
@@ -189,6 +198,66 @@ def checkpoint_tag(epoch: int, step: int = 0) -> str:
     return f"epoch-{epoch:04d}" + (f"-step-{step:06d}" if step else "")
 
 
+#: (folder, component name) -> (what its tensors were when written, shared file, sha256): a
+#: state that has not changed since (same storage, no in-place write) is not hashed again
+_written_once: dict[tuple[str, str], tuple[tuple[Any, ...], str, str]] = {}
+
+
+def _fingerprint(tensors: Mapping[str, Tensor], source: Any) -> tuple[Any, ...]:
+    """Identity of a state's tensors: their storage and autograd version counters (bumped by
+    every in-place write), so an unchanged state is recognised without hashing it."""
+    originals: list[Tensor] = []
+
+    def walk(obj: Any) -> None:
+        if isinstance(obj, Tensor):
+            originals.append(obj)
+        elif isinstance(obj, Mapping):
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, (list, tuple)):
+            for v in obj:
+                walk(v)
+
+    walk(source)
+    return tuple(sorted(tensors)) + tuple(
+        (t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device)) for t in originals
+    )
+
+
+def _write_shared(folder: Path, name: str, state: Any) -> tuple[Any, dict[str, str]]:
+    """Flatten ``state`` into its own shared file (written only if its content is new); returns
+    the flattened structure and ``{"file", "sha256"}``."""
+    tensors: dict[str, Tensor] = {}
+    flat = _flatten(state, name, tensors)
+    key = (str(folder.resolve()), name)
+    fingerprint = _fingerprint(tensors, state)
+    cached = _written_once.get(key)
+    if cached is not None and cached[0] == fingerprint and (folder / cached[1]).is_file():
+        return flat, {"file": cached[1], "sha256": cached[2]}
+    staging = folder / f"shared-{name}.staging"
+    meta = {"format": "robustai-ckpt-shared"}
+    atomic_write(staging, lambda p: save_file(tensors, str(p), metadata=meta))
+    sha = sha256_file(staging)
+    final = folder / f"shared-{re.sub(r'[^A-Za-z0-9_]', '_', name)}-{sha[:16]}.safetensors"
+    os.replace(staging, final)  # the same content under the same name if it was there already
+    _written_once[key] = (fingerprint, final.name, sha)
+    return flat, {"file": final.name, "sha256": sha}
+
+
+def _prune_shared(folder: Path) -> None:
+    """Remove shared files that no checkpoint left in ``folder`` names."""
+    named: set[str] = set()
+    for ckpt in list_checkpoints(folder):
+        try:
+            shared = json.loads(ckpt.path.read_text()).get("shared") or {}
+            named.update(str(v.get("file")) for v in shared.values() if isinstance(v, dict))
+        except (OSError, ValueError, AttributeError):
+            return  # an unreadable checkpoint: keep every shared file rather than guess
+    for f in folder.glob("shared-*.safetensors"):
+        if f.name not in named:
+            f.unlink(missing_ok=True)
+
+
 def save_checkpoint(
     folder: str | Path,
     components: Mapping[str, Any],
@@ -202,7 +271,13 @@ def save_checkpoint(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
-    state = {name: _flatten(obj.state_dict(), name, tensors) for name, obj in components.items()}
+    state: dict[str, Any] = {}
+    shared: dict[str, dict[str, str]] = {}
+    for name, obj in components.items():
+        if getattr(obj, "checkpoint_once", False):
+            state[name], shared[name] = _write_shared(folder, name, obj.state_dict())
+        else:
+            state[name] = _flatten(obj.state_dict(), name, tensors)
     tag = checkpoint_tag(epoch, step)
     tensor_file = folder / f"{tag}.safetensors"
     meta = {"format": "robustai-ckpt"}
@@ -215,12 +290,14 @@ def save_checkpoint(
         "tensors_sha256": sha256_file(tensor_file),
         "info": dict(info or {}),
         "state": state,
+        "shared": shared,
     }
     json_file = folder / f"{tag}.json"
     atomic_write(json_file, lambda p: p.write_text(json.dumps(payload, allow_nan=True)))
     for old in list_checkpoints(folder)[keep:]:
         for f in (old.path, old.path.with_suffix(".safetensors")):
             f.unlink(missing_ok=True)
+    _prune_shared(folder)
     return json_file
 
 
@@ -258,10 +335,10 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
     for key, kind in required.items():
         if not isinstance(payload, dict) or not isinstance(payload.get(key), kind):
             raise CheckpointError(f"{json_file} does not follow the checkpoint schema ({key!r})")
-    if payload["format_version"] != FORMAT_VERSION:
+    if payload["format_version"] not in READABLE_FORMATS:
         raise CheckpointError(
             f"{json_file} has checkpoint format {payload['format_version']}; "
-            f"this robustai reads format {FORMAT_VERSION}"
+            f"this robustai reads formats {', '.join(map(str, READABLE_FORMATS))}"
         )
     name = payload["tensors_file"]
     if Path(name).name != name:
@@ -274,18 +351,50 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
             f"{tensor_file} does not match the sha256 in {json_file.name}: "
             "truncated, corrupt or replaced"
         )
+    tensors = _load_tensors(tensor_file)
+    shared = payload.get("shared") or {}
+    if not isinstance(shared, dict):
+        raise CheckpointError(f"{json_file} does not follow the checkpoint schema ('shared')")
+    by_component = {name: _read_shared(json_file, name, ref) for name, ref in shared.items()}
     try:
-        tensors = load_file(str(tensor_file))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"{tensor_file} is not a readable safetensors file: {e}") from e
-    try:
-        state = {k: _unflatten(v, tensors, json_file) for k, v in payload["state"].items()}
+        state = {
+            k: _unflatten(v, by_component.get(k, tensors), json_file)
+            for k, v in payload["state"].items()
+        }
     except RecursionError:
         raise CheckpointError(
             f"{json_file} does not follow the checkpoint schema (nested too deeply)"
         ) from None
     info = dict(payload["info"], epoch=payload["epoch"], step=payload["step"])
     return state, info
+
+
+def _load_tensors(tensor_file: Path) -> dict[str, Tensor]:
+    try:
+        return load_file(str(tensor_file))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{tensor_file} is not a readable safetensors file: {e}") from e
+
+
+def _read_shared(json_file: Path, name: str, ref: Any) -> dict[str, Tensor]:
+    """The tensors of shared file ``ref`` (``{"file", "sha256"}``) that ``json_file`` names."""
+    if not (
+        isinstance(ref, dict)
+        and isinstance(ref.get("file"), str)
+        and isinstance(ref.get("sha256"), str)
+        and _SHARED.match(ref["file"])
+    ):
+        raise CheckpointError(
+            f"{json_file} does not follow the checkpoint schema (shared {name!r})"
+        )
+    path = json_file.parent / ref["file"]
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing (named by {json_file.name})")
+    if sha256_file(path) != ref["sha256"]:
+        raise CheckpointError(
+            f"{path} does not match the sha256 in {json_file.name}: truncated, corrupt or replaced"
+        )
+    return _load_tensors(path)
 
 
 def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], source: Path) -> None:

@@ -273,6 +273,8 @@ def test_resumed_input_mechanism_run_trains_on_the_one_release(
     args = [a for a in TINY if not a.startswith("trainer.checkpoint_every")]
     opts = [f"privacy={option}", "attack=none", "trainer.checkpoint_every=1"]
     first = run_train(compose([*args, *opts]), tmp_path / "a")
+    # the release is the size of the training set: the checkpoints share one copy of it
+    assert len(list((tmp_path / "a" / "checkpoints").glob("shared-privacy-*"))) == 1
     removed = list((tmp_path / "a" / "checkpoints").glob("epoch-0002.*"))
     assert removed
     for f in removed:

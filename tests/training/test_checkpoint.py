@@ -121,6 +121,74 @@ def test_keeps_only_the_newest(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 4
 
 
+class _Release:
+    """A component whose large state does not change during a run (as an input release)."""
+
+    checkpoint_once = True
+
+    def __init__(self, n: int = 1000) -> None:
+        self.x = torch.rand(n, 8)
+
+    def state_dict(self) -> dict:
+        return {"released": self.x}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.x = state["released"]
+
+
+def test_a_state_that_never_changes_is_written_once_and_shared(tmp_path: Path) -> None:
+    release, model = _Release(), nn.Linear(2, 2)
+    paths = [save_checkpoint(tmp_path, {"model": model, "privacy": release}, epoch=1, keep=2)]
+    (first,) = tmp_path.glob("shared-privacy-*.safetensors")
+    written = first.stat()
+    paths += [
+        save_checkpoint(tmp_path, {"model": model, "privacy": release}, epoch=e, keep=2)
+        for e in (2, 3)
+    ]
+    shared = sorted(tmp_path.glob("shared-privacy-*.safetensors"))
+    assert shared == [first]  # one copy for every checkpoint, not one each
+    # and written once: the state did not change, so the file was not replaced
+    assert (first.stat().st_ino, first.stat().st_mtime_ns) == (written.st_ino, written.st_mtime_ns)
+    for path in paths[1:]:  # the kept ones
+        assert path.with_suffix(".safetensors").stat().st_size < shared[0].stat().st_size / 10
+        state, _ = read_checkpoint(path)
+        restored = _Release(1)
+        load_checkpoint({"privacy": restored}, {"privacy": state["privacy"]}, path)
+        assert torch.equal(restored.x, release.x)
+        assert torch.equal(state["model"]["weight"], model.weight)
+    # a change (an in-place write) makes a new file; the old one goes with the last checkpoint
+    # that named it
+    release.x[0, 0] += 1
+    for e in (4, 5):
+        save_checkpoint(tmp_path, {"model": model, "privacy": release}, epoch=e, keep=2)
+    (now,) = tmp_path.glob("shared-privacy-*.safetensors")
+    assert now != shared[0]
+    state, _ = read_checkpoint(tmp_path / "epoch-0005.json")
+    assert torch.equal(state["privacy"]["released"], release.x)
+
+
+@pytest.mark.parametrize("damage", ["missing", "flip"])
+def test_a_damaged_shared_file_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
+    path = save_checkpoint(tmp_path, {"privacy": _Release(10)}, epoch=1)
+    (shared,) = tmp_path.glob("shared-*.safetensors")
+    if damage == "missing":
+        shared.unlink()
+    else:
+        data = shared.read_bytes()
+        shared.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match=rf"{shared.name}.*(missing|sha256)"):
+        read_checkpoint(path)
+
+
+def test_a_shared_file_outside_the_folder_is_refused(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, {"privacy": _Release(10)}, epoch=1)
+    payload = json.loads(path.read_text())
+    payload["shared"]["privacy"]["file"] = "../shared-privacy-0123456789abcdef.safetensors"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(CheckpointError, match="schema"):
+        read_checkpoint(path)
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "replace"])
 def test_damaged_tensor_file_is_refused_naming_it(tmp_path: Path, damage: str) -> None:
     model = nn.Linear(3, 3)
