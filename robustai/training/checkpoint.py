@@ -198,49 +198,51 @@ def checkpoint_tag(epoch: int, step: int = 0) -> str:
     return f"epoch-{epoch:04d}" + (f"-step-{step:06d}" if step else "")
 
 
-#: (folder, component name) -> (what its tensors were when written, shared file, sha256): a
-#: state that has not changed since (same storage, no in-place write) is not hashed again
-_written_once: dict[tuple[str, str], tuple[tuple[Any, ...], str, str]] = {}
+#: (folder, component name) -> (what its tensors were when written, flattened state, shared
+#: file, sha256): a state that has not changed since (same storage, no in-place write) is
+#: neither copied off the device nor hashed again
+_written_once: dict[tuple[str, str], tuple[tuple[Any, ...], Any, str, str]] = {}
 
 
-def _fingerprint(tensors: Mapping[str, Tensor], source: Any) -> tuple[Any, ...]:
+def _fingerprint(state: Any) -> tuple[Any, ...]:
     """Identity of a state's tensors: their storage and autograd version counters (bumped by
-    every in-place write), so an unchanged state is recognised without hashing it."""
-    originals: list[Tensor] = []
+    every in-place write), so an unchanged state is recognised without reading it."""
+    found: list[Any] = []
 
-    def walk(obj: Any) -> None:
+    def walk(obj: Any, path: str) -> None:
         if isinstance(obj, Tensor):
-            originals.append(obj)
+            shape, kind = tuple(obj.shape), (str(obj.dtype), str(obj.device))
+            found.append((path, obj.data_ptr(), obj._version, shape, kind))
         elif isinstance(obj, Mapping):
-            for v in obj.values():
-                walk(v)
+            for k, v in obj.items():
+                walk(v, f"{path}.{k}")
         elif isinstance(obj, (list, tuple)):
-            for v in obj:
-                walk(v)
+            for i, v in enumerate(obj):
+                walk(v, f"{path}.{i}")
+        else:
+            found.append((path, repr(obj)))
 
-    walk(source)
-    return tuple(sorted(tensors)) + tuple(
-        (t.data_ptr(), t._version, tuple(t.shape), str(t.dtype), str(t.device)) for t in originals
-    )
+    walk(state, "")
+    return tuple(found)
 
 
 def _write_shared(folder: Path, name: str, state: Any) -> tuple[Any, dict[str, str]]:
     """Flatten ``state`` into its own shared file (written only if its content is new); returns
     the flattened structure and ``{"file", "sha256"}``."""
+    key = (str(folder.resolve()), name)
+    fingerprint = _fingerprint(state)
+    cached = _written_once.get(key)
+    if cached is not None and cached[0] == fingerprint and (folder / cached[2]).is_file():
+        return cached[1], {"file": cached[2], "sha256": cached[3]}
     tensors: dict[str, Tensor] = {}
     flat = _flatten(state, name, tensors)
-    key = (str(folder.resolve()), name)
-    fingerprint = _fingerprint(tensors, state)
-    cached = _written_once.get(key)
-    if cached is not None and cached[0] == fingerprint and (folder / cached[1]).is_file():
-        return flat, {"file": cached[1], "sha256": cached[2]}
     staging = folder / f"shared-{name}.staging"
     meta = {"format": "robustai-ckpt-shared"}
     atomic_write(staging, lambda p: save_file(tensors, str(p), metadata=meta))
     sha = sha256_file(staging)
     final = folder / f"shared-{re.sub(r'[^A-Za-z0-9_]', '_', name)}-{sha[:16]}.safetensors"
     os.replace(staging, final)  # the same content under the same name if it was there already
-    _written_once[key] = (fingerprint, final.name, sha)
+    _written_once[key] = (fingerprint, flat, final.name, sha)
     return flat, {"file": final.name, "sha256": sha}
 
 
