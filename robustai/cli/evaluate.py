@@ -53,6 +53,7 @@ def run_evaluation(
 ) -> Any:
     """The evaluation an ``EvaluatorConfig`` asks for, on ``(x, y)`` (``evaluator.samples``
     applied): suite, per-sample worst case, curve, sanity checks, per class."""
+    from robustai.cli.pipeline import check_attack_classes
     from robustai.evaluation import CurveSettings, SanitySettings, evaluate_model
 
     if evaluator.samples is not None:
@@ -72,14 +73,10 @@ def run_evaluation(
     c = evaluator.curve
     curve = CurveSettings(eps=list(c.eps), samples=c.samples) if c.enabled else None
     factories = attack_factories(evaluator)
-    for i, make in enumerate(factories):
-        attack = make(eps[0])
-        need = int(getattr(attack, "min_classes", 2))
-        if num_classes < need:
-            raise ConfigError(
-                f"evaluator.attacks[{i}]: {attack.label} needs at least {need} classes; the data "
-                f"has {num_classes} (use evaluator=quick, or loss: ce)"
-            )
+    check_attack_classes(
+        [(f"evaluator.attacks[{i}]", make(eps[0])) for i, make in enumerate(factories)],
+        num_classes,
+    )
     return evaluate_model(
         model,
         x,

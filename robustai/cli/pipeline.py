@@ -15,7 +15,7 @@ import random
 import shlex
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,21 @@ def make_attack(cfg: AttackConfig, eps: float | None = None, prefix: str = "atta
         return build_attack(cfg.name, **attack_kwargs(cfg, eps))
     except ValueError as e:
         raise ConfigError(f"{prefix}: {e}") from e
+
+
+def check_attack_classes(attacks: Sequence[tuple[str, Attack]], num_classes: int) -> None:
+    """Attacks whose loss needs more classes than the data has (DLR: 3, targeted DLR: 4): one
+    line before any work, not a traceback in the first training step, or a refusal after
+    training. ``attacks``: (config key, attack) pairs."""
+    for prefix, attack in attacks:
+        need = int(getattr(attack, "min_classes", 2))
+        if num_classes < need:
+            hint = "attack=pgd, or attack.loss=ce" if prefix == "attack" else "evaluator=quick,"
+            hint += "" if prefix == "attack" else " or loss: ce"
+            raise ConfigError(
+                f"{prefix}: {attack.label} needs at least {need} classes; the data has"
+                f" {num_classes} (use {hint})"
+            )
 
 
 def make_data(cfg: TrainConfig) -> DataBundle:
@@ -570,6 +585,15 @@ def _run_train(
     else:
         objective = StandardObjective()
         log.info("objective: standard training (no attack)")
+    suite_eps = (list(cfg.evaluator.eps) or [threat_eps])[0]
+    check_attack_classes(
+        ([("attack", train_attack)] if train_attack is not None else [])
+        + [
+            (f"evaluator.attacks[{i}]", make_attack(a, suite_eps, prefix=f"evaluator.attacks[{i}]"))
+            for i, a in enumerate(cfg.evaluator.attacks)
+        ],
+        data.num_classes,
+    )
 
     optimizer = make_optimizer(cfg, model)
     scheduler = build_schedule(

@@ -328,7 +328,8 @@ def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
             if norm == "linf":
                 key_b, base = single[0] if single else (None, ctx.own(FGSM(e)))
             else:  # one normalized-gradient step (FGM), the L2 single-step attack
-                fgm = PGD(e, alpha=e, steps=1, random_start=False, norm="l2")
+                # (at eps 0 there is no step to take, and the attack refuses alpha=0)
+                fgm = PGD(e, alpha=e or None, steps=1, random_start=False, norm="l2")
                 key_b, base = None, ctx.own(fgm)
             base_mask = ctx.robust_mask(base, key_b)
             base_acc = _acc(base_mask)

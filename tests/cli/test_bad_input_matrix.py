@@ -100,6 +100,24 @@ MATRIX = [
         "evaluator.attacks[2].eot_iter: attack 'square' does not take eot_iter",
     ),
     (
+        "a DLR training attack on two classes",
+        [
+            "data.num_classes=2",
+            "attack=pgd",
+            "attack.name=apgd",
+            "~attack.random_start",
+            "+attack.loss=dlr",
+        ],
+        2,
+        "attack: apgd_dlr needs at least 3 classes; the data has 2 (use attack=pgd, or",
+    ),
+    (
+        "a targeted suite on three classes",
+        ["data.num_classes=3", "evaluator=standard"],
+        2,
+        "evaluator.attacks[1]: apgd_t needs at least 4 classes; the data has 3",
+    ),
+    (
         "resume from nothing",
         ["trainer.resume={tmp}/nowhere"],
         2,
@@ -132,6 +150,8 @@ def test_bad_input(tmp_path: Path, overrides: list[str], status: int, message: s
     assert len(errors) == 1, proc.stderr[-2000:]
     assert message.format(tmp=tmp_path) in errors[0]
     run = tmp_path / "run"
+    if "classes" in message:  # data-dependent, yet refused before any training
+        assert "epoch 1/" not in (run / "train.log").read_text()
     # Nothing half-written: no weights or metrics from a failed run, no temporary files left.
     assert not (run / "weights.safetensors").exists()
     assert not (run / "metrics.json").exists()

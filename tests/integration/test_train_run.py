@@ -152,6 +152,20 @@ def test_same_seed_same_run(tmp_path: Path) -> None:
     assert m0["robust_acc"] == m1["robust_acc"] and m0["clean_acc"] == m1["clean_acc"]
 
 
+def test_an_l2_run_at_eps_0_trains_and_passes_its_checks(tmp_path: Path) -> None:
+    """eps 0 (the first member of a sweep over eps, say): the sanity checks' L2 single step has
+    nothing to take, which it once refused with a traceback (alpha=0)."""
+    run = tmp_path / "l2"
+    robustai(
+        "train", *TINY, "trainer.epochs=1", "attack=pgd", "attack.norm=l2", "attack.eps=0",
+        "attack.steps=2", "evaluator=quick_l2", "evaluator.curve.enabled=false",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["robust_acc"] == {"pgd20_l2@0": metrics["clean_acc"]}
+    assert "fail" not in {c["status"] for c in metrics["sanity"]["checks"].values()}
+
+
 def test_l2_run_at_a_budget_above_one(tmp_path: Path) -> None:
     """An L2 threat model trains, watches for catastrophic overfitting (PGD in the run's own
     norm) and evaluates at radius 2.0, the usual MNIST budget; the curve goes beyond 1."""
