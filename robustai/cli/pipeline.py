@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from omegaconf import OmegaConf
-from torch import nn
+from torch import Tensor, nn
 
 from robustai.attacks import Attack, build_attack
 from robustai.cli.evaluate import (
@@ -187,6 +187,32 @@ def privacy_errors(name: str) -> Iterator[None]:
         yield
     except ValueError as e:
         raise ConfigError(f"privacy={name}: {e}") from e
+
+
+def batchnorm_min_batch(model: nn.Module, x: Tensor) -> int:
+    """2 where a BatchNorm layer of ``model`` sees one value per channel for each image (a 1x1
+    feature map, or BatchNorm1d on vectors): in training it cannot normalize a batch of one
+    image; else 1. Measured by one eval-mode forward pass of one image ``x``, which leaves the
+    running statistics alone."""
+    sizes: list[int] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda _, args: sizes.append(args[0][0, 0].numel()))
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+    ]
+    if not hooks:
+        return 1
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, mode in modes:
+            m.training = mode
+    return 2 if 1 in sizes else 1
 
 
 def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
@@ -546,8 +572,18 @@ def _run_train(
         if ctx.world_size > 1 and privacy.releases_inputs:
             share_inputs(data, device)
         model = privacy.prepare_model(make_model(cfg, data)).to(device)
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        data.train.min_batch = 2  # BatchNorm cannot normalize a batch of one in training
+    need = batchnorm_min_batch(model, data.train.x[:1].to(device))
+    if need > 1:  # a batch of one image cannot train the model
+        per_process = data.train.batch_size // ctx.world_size
+        if per_process < need:
+            each = f" to each of the {ctx.world_size} processes" if ctx.world_size > 1 else ""
+            raise ConfigError(
+                f"data.batch_size={data.train.batch_size} gives {per_process} image per step"
+                f"{each}, but model={cfg.model.name} has BatchNorm layers that see one value per"
+                f" channel for inputs of shape {tuple(data.input_shape)}, and cannot train on"
+                f" one image; use data.batch_size={need * ctx.world_size} or more"
+            )
+        data.train.min_batch = need  # and leave out a last batch of one
     data.train.to(device)
     data.eval.to(device)
     if ctx.rank > 0:  # same initial weights as rank 0, but its own attack random starts

@@ -118,6 +118,13 @@ MATRIX = [
         "evaluator.attacks[1]: apgd_t needs at least 4 classes; the data has 3",
     ),
     (
+        "a BatchNorm model and one image per step",
+        ["model=preact_resnet18", "model.params.width=4", "data.batch_size=1"],
+        2,
+        "data.batch_size=1 gives 1 image per step, but model=preact_resnet18 has BatchNorm"
+        " layers that see one value per channel for inputs of shape (1, 8, 8)",
+    ),
+    (
         "resume from nothing",
         ["trainer.resume={tmp}/nowhere"],
         2,
