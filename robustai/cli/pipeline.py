@@ -25,6 +25,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from robustai.attacks import Attack, build_attack
+from robustai.attacks.registry import accepted_kwargs
 from robustai.cli.evaluate import (
     check_strict,
     evaluation_metrics,
@@ -141,8 +142,13 @@ def check_attack_classes(attacks: Sequence[tuple[str, Attack]], num_classes: int
     for prefix, attack in attacks:
         need = int(getattr(attack, "min_classes", 2))
         if num_classes < need:
-            hint = "attack=pgd, or attack.loss=ce" if prefix == "attack" else "evaluator=quick,"
-            hint += "" if prefix == "attack" else " or loss: ce"
+            # APGD takes loss=ce; the targeted APGD-T has no other loss
+            untargeted = "loss" in accepted_kwargs(type(attack))
+            if prefix == "attack":
+                hint = "attack=pgd" + (", or attack.loss=ce" if untargeted else "")
+            else:
+                other = "loss: ce in that entry" if untargeted else "an untargeted attack there"
+                hint = f"evaluator=quick, or {other}"
             raise ConfigError(
                 f"{prefix}: {attack.label} needs at least {need} classes; the data has"
                 f" {num_classes} (use {hint})"

@@ -109,13 +109,15 @@ MATRIX = [
             "+attack.loss=dlr",
         ],
         2,
-        "attack: apgd_dlr needs at least 3 classes; the data has 2 (use attack=pgd, or",
+        "attack: apgd_dlr needs at least 3 classes; the data has 2 (use attack=pgd, or"
+        " attack.loss=ce)",
     ),
     (
         "a targeted suite on three classes",
         ["data.num_classes=3", "evaluator=standard"],
         2,
-        "evaluator.attacks[1]: apgd_t needs at least 4 classes; the data has 3",
+        "evaluator.attacks[1]: apgd_t needs at least 4 classes; the data has 3 (use"
+        " evaluator=quick, or an untargeted attack there)",
     ),
     (
         "a BatchNorm model and one image per step",
