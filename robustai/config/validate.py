@@ -340,6 +340,11 @@ def validate(cfg: TrainConfig) -> None:
             "trainer.amp / trainer.compile are not supported with privacy=dpsgd (Opacus' "
             "per-sample gradients assume full precision, eager modules); set them to false"
         )
+    if cfg.privacy.name == "dpsgd" and t.objective == "free" and cfg.attack.name != ATTACK_NONE:
+        raise ConfigError(
+            "trainer.objective=free is not supported with privacy=dpsgd (DP-SGD trains with"
+            " the standard and adversarial objectives); use trainer.objective=adversarial"
+        )
     if t.compile and (t.cuda_graphs or e.cuda_graphs):
         raise ConfigError(
             "trainer.compile=true with trainer.cuda_graphs / evaluator.cuda_graphs: capturing a"

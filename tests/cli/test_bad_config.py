@@ -81,6 +81,11 @@ CASES = [
     (["attack=pgd", "attack.steps=0"], "attack.steps=0: must be >= 1"),
     (["attack=pgd", "attack.norm=l3"], "attack.norm=l3: unknown"),
     (["trainer.optimizer=adamw"], "trainer.optimizer=adamw: unknown (did you mean adam?)"),
+    # refused before any work (it failed once the data had loaded, naming an internal class)
+    (
+        ["privacy=dpsgd", "trainer.objective=free"],
+        "trainer.objective=free is not supported with privacy=dpsgd",
+    ),
     (["trainer.schedule=cosine"], "trainer.schedule=cosine: unknown"),
     (["trainer.lr=0"], "trainer.lr=0.0: must be > 0"),
     (["trainer.momentum=1.5"], "trainer.momentum=1.5: must be below 1"),
