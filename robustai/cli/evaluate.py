@@ -321,6 +321,13 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
         )
     ev = cfg.evaluator
     eps = list(ev.eps) or [_threat_eps(meta, cfg.data.eps)]
+    if not ev.eps and eps[0] != (meta.get("threat_model") or {}).get("eps"):
+        # trained without an attack (or at eps 0): robust accuracy at 0 is clean accuracy
+        log.info(
+            "the checkpoint records no threat model with eps > 0; evaluating at data.eps=%g, the"
+            " data set's usual one (give evaluator.eps=[...] for others)",
+            eps[0],
+        )
     x, y = data.eval.x.to(device), data.eval.y.to(device)
     log.info(
         "evaluating %s (%s) on %s: %d eval images, suite %s at eps %s, on %s",

@@ -5,6 +5,7 @@ failed sanity check with ``evaluator.strict=true`` is exit 1, for train and eval
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -295,6 +296,25 @@ def test_eps_defaults_to_the_checkpoints_threat_model(checkpoint: Path, tmp_path
     assert list(report["robust_acc"]) == ["fgsm@0.2"]  # meta.json's threat_model eps
     assert report["sanity"] is None and report["trustworthy"] is None
     assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_a_model_trained_at_eps_0_is_evaluated_at_the_datas_eps_and_the_log_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    threat = {"norm": "linf", "eps": 0.0}  # attack.eps=0: robust accuracy would be clean accuracy
+    run = save_small_cnn(tmp_path / "ckpt", extra={"data": "digits", "threat_model": threat})
+    cfg = to_evaluate_config(
+        {
+            "checkpoint": str(run),
+            "evaluator": {"eps": [], "attacks": [{"name": "fgsm"}], "samples": 20,
+                          "sanity": {"enabled": False}, "curve": {"enabled": False}},
+            "logger": {"tensorboard": False},
+        }
+    )  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="robustai"):
+        report = run_evaluate(cfg, tmp_path / "out")
+    assert list(report["robust_acc"]) == ["fgsm@0.1"]  # digits' data.eps
+    assert "no threat model with eps > 0; evaluating at data.eps=0.1" in caplog.text
 
 
 def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
