@@ -206,7 +206,9 @@ def batchnorm_min_batch(model: nn.Module, x: Tensor) -> int:
         for m in model.modules()
         if isinstance(m, nn.modules.batchnorm._BatchNorm)
     ]
-    if not hooks:
+    if not hooks or len(x) == 0:
+        for h in hooks:
+            h.remove()
         return 1
     modes = [(m, m.training) for m in model.modules()]
     try:

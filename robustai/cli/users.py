@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from robustai.cli.common import fail
 from robustai.errors import UserError
@@ -30,11 +30,20 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad input as one line (a UserError) instead of usage + exit."""
+    """argparse that reports bad input as one line (a UserError) instead of usage + exit, and
+    never echoes what was typed (a password given by mistake on the command line, say as
+    ``--password-stdin=...``, must not reach the terminal's scrollback or a CI log again).
+    Options are matched in full: an abbreviation such as ``--passw=...`` is no option."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("unrecognized arguments"):
-            message = "unrecognized arguments (see --help)"  # never echo them: could be a secret
+            message = "unrecognized arguments (see --help)"
+        message = re.sub(r": ignored explicit argument '.*'$", ": takes no value", message)
+        message = re.sub(r"invalid choice: '.*?'", "invalid choice", message)
         raise UserError(f"{self.prog.removeprefix('robustai ')}: {message}")
 
 
@@ -42,6 +51,8 @@ def parse_expiry(text: str, now: float) -> float:
     """``30d``, ``12h``, ``90m``, ``2w`` from now, or an ISO date/time (UTC if no zone)."""
     m = _DURATION.match(text)
     if m:
+        if len(m.group(1).lstrip("0")) > 9:  # past any date a timestamp can hold
+            raise AccessError(f"--expires {text.strip()}: too far in the future")
         seconds = int(m.group(1)) * _UNITS[m.group(2)]
         if seconds <= 0:
             raise AccessError(f"--expires {text}: must be in the future")
@@ -141,13 +152,22 @@ def _has_terminal() -> bool:
     return True
 
 
+def _text(password: str, where: str) -> str:
+    """Bytes that are not UTF-8 arrive as surrogate escapes, which the hash cannot take."""
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise AccessError(f"{where}: the password is not valid UTF-8 text") from None
+    return password
+
+
 def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
     if from_stdin:
         line = sys.stdin.readline()
         password = line.rstrip("\r\n")
         if not password:
             raise AccessError("--password-stdin: no password on standard input")
-        return password
+        return _text(password, "--password-stdin")
     if not _has_terminal():
         raise AccessError("no terminal to prompt for the password: pipe it with --password-stdin")
     try:
@@ -161,7 +181,7 @@ def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
     except KeyboardInterrupt:  # Ctrl-C at the prompt: the user's choice, as 130 says in a shell
         sys.stderr.write("\n")  # the prompt's line has no newline yet
         fail(COMMAND, "interrupted at the password prompt; nothing changed", 128 + signal.SIGINT)
-    return password
+    return _text(password, "the password prompt")
 
 
 def _store(args: argparse.Namespace, create: bool = False) -> AccessStore:

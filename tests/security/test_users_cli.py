@@ -80,6 +80,8 @@ def test_ctrl_c_at_the_prompt_is_an_interruption_not_a_missing_terminal(
         "robustai users: error: interrupted at the password prompt; nothing changed"
     ]
     assert not db.exists()
+    code, out, err = users("hunter2-secret", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "invalid choice" in err and "hunter2-secret" not in out + err
 
 
 def test_password_on_the_command_line_is_refused_and_not_echoed(db, capsys, monkeypatch) -> None:
@@ -87,6 +89,8 @@ def test_password_on_the_command_line_is_refused_and_not_echoed(db, capsys, monk
         ["--password", "hunter2-secret"],
         ["--password=hunter2-secret"],
         ["hunter2-secret"],
+        ["--passw=hunter2-secret"],  # an abbreviation is no option (argparse's default is)
+        ["--password-stdin=hunter2-secret"],  # a flag given a value: argparse echoed it
     ):
         code, out, err = users("add", "carol", *args, capsys=capsys, monkeypatch=monkeypatch)
         assert code == 2
@@ -178,6 +182,8 @@ def test_grant_revoke_remove(db, capsys, monkeypatch) -> None:
         (["frobnicate"], "", "invalid choice"),
         (["token", "create", "alice"], "", "--scope"),
         (["list", "--db"], "", "expected one argument"),
+        # bytes that are not UTF-8 (a Latin-1 terminal, say) arrive as surrogate escapes
+        (["add", "alice", "--password-stdin"], "p\udce4ssword-long-enough", "not valid UTF-8"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(db, capsys, monkeypatch, args, stdin, message) -> None:
@@ -207,6 +213,9 @@ def test_parse_expiry() -> None:
     for bad in ("soon", "-3d", "0d"):
         with pytest.raises(AccessError):
             parse_expiry(bad, 0)
+    for huge in ("9" * 400 + "d", "9" * 5000 + "s"):  # float overflow, int digit limit
+        with pytest.raises(AccessError, match="too far in the future"):
+            parse_expiry(huge, 0)
 
 
 def test_a_store_folder_that_cannot_be_made_is_one_line(
