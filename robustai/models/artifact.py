@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -207,7 +208,13 @@ def load_model(
     """Rebuild the model from ``meta.json`` and load its weights after checking their sha256."""
     weights, meta = read_meta(path)
     expected = meta.get("weights_sha256")
-    if expected and sha256_file(weights) != expected:
+    if not (isinstance(expected, str) and re.fullmatch(r"[0-9a-f]{64}", expected)):
+        # every model robustai saves has it: without it a swapped weights file would load
+        raise CheckpointError(
+            f"{weights.parent / META} has no valid weights_sha256 (robustai writes one with every"
+            " model): edited, or not written by robustai; refusing to load unchecked weights"
+        )
+    if sha256_file(weights) != expected:
         raise CheckpointError(
             f"{weights} does not match the sha256 in its meta.json: modified or corrupt"
         )
@@ -216,6 +223,10 @@ def load_model(
         state = load_file(str(weights), device=str(map_location))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from e
+    except RuntimeError as e:  # e.g. map_location="cuda" on a machine without one
+        raise CheckpointError(
+            f"cannot load {weights} onto {map_location}: {str(e).splitlines()[0]}"
+        ) from e
     try:
         # Compare shapes on the meta device first: an edited meta.json asking for a huge model
         # fails here, before any of that memory is allocated and initialised.

@@ -61,9 +61,10 @@ def saved(tmp_path: Path) -> Path:
     return out
 
 
-def drop_sha(folder: Path) -> None:
+def reset_sha(folder: Path) -> None:
+    """meta.json's sha256 made to match the weights file as it is now (as an edit would)."""
     meta = json.loads((folder / META).read_text())
-    del meta["weights_sha256"]
+    meta["weights_sha256"] = hashlib.sha256((folder / WEIGHTS).read_bytes()).hexdigest()
     (folder / META).write_text(json.dumps(meta))
 
 
@@ -206,13 +207,27 @@ def test_meta_without_required_fields(saved: Path, meta: Any) -> None:
 @pytest.mark.parametrize(
     "keep", [4, 40, 0.5, -1], ids=["len-prefix", "header", "half", "last-byte"]
 )
-def test_truncated_weights_without_sha(saved: Path, keep: float) -> None:
-    """Without a sha256 to compare, a damaged file must still fail as a CheckpointError."""
-    drop_sha(saved)
+def test_truncated_weights_with_a_matching_sha(saved: Path, keep: float) -> None:
+    """With meta.json's sha256 edited to match, a damaged file must still fail as a
+    CheckpointError (the safetensors parser's own checks)."""
     data = (saved / WEIGHTS).read_bytes()
     cut = int(len(data) * keep) if isinstance(keep, float) else keep
     (saved / WEIGHTS).write_bytes(data[:cut])
+    reset_sha(saved)
     with pytest.raises(CheckpointError, match="safetensors"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("sha", [None, "", "abc", 5])
+def test_weights_without_a_valid_sha_are_refused(saved: Path, sha: object) -> None:
+    """Without the sha256 robustai always writes, swapped weights would load unchecked."""
+    meta = json.loads((saved / META).read_text())
+    if sha is None:
+        del meta["weights_sha256"]
+    else:
+        meta["weights_sha256"] = sha
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="no valid weights_sha256"):
         load_model(saved)
 
 
