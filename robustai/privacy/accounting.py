@@ -36,6 +36,15 @@ def _check_accountant(accountant: str) -> None:
         raise ValueError(f"unknown accountant '{accountant}'; valid: {', '.join(ACCOUNTANTS)}")
 
 
+def _check_rate_and_delta(sample_rate: float, delta: float) -> None:
+    """Ranges the accountants assume; outside them Opacus fails with a division by zero or a
+    math domain error, or (a rate above 1) reports a budget problem that is not one."""
+    if not 0.0 < sample_rate <= 1.0:
+        raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
+    if not 0.0 < delta < 1.0:
+        raise ValueError(f"delta must be in (0, 1), got {delta}")
+
+
 def epsilon_spent(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "prv"
 ) -> float:
@@ -44,9 +53,12 @@ def epsilon_spent(
     0 steps spend nothing; a noise multiplier of 0 gives no privacy (infinite epsilon).
     """
     _check_accountant(accountant)
+    if not noise_multiplier >= 0:  # NaN too: the accountant would search forever
+        raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier}")
     if steps <= 0:
         return 0.0
-    if noise_multiplier <= 0:
+    _check_rate_and_delta(sample_rate, delta)
+    if noise_multiplier == 0:
         return math.inf
     from opacus.accountants import create_accountant
 
@@ -71,6 +83,9 @@ def noise_multiplier_for(
     _check_accountant(accountant)
     if not target_epsilon > 0:
         raise ValueError(f"target_epsilon must be > 0, got {target_epsilon}")
+    _check_rate_and_delta(sample_rate, delta)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     from opacus.accountants.utils import get_noise_multiplier
 
     with warnings.catch_warnings():

@@ -287,8 +287,8 @@ class DPSGD:
         n = len(x)
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
-        if noise_multiplier is not None and noise_multiplier < 0:
-            raise ValueError(f"noise_multiplier must be >= 0, got {noise_multiplier}")
+        if noise_multiplier is not None and not noise_multiplier >= 0:  # NaN too
+            raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier}")
         if not max_grad_norm > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
         if accountant not in ACCOUNTANTS:

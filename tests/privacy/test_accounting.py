@@ -68,3 +68,23 @@ def test_calibration_with_prv_is_tight_and_safe() -> None:
 def test_unreachable_target_says_what_to_do() -> None:
     with pytest.raises(ValueError, match="raise target_epsilon"):
         noise_multiplier_for(1e-4, 1e-5, 1.0, 10_000, "rdp")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        # NaN noise: Opacus' accountant searched forever
+        (lambda: epsilon_spent(math.nan, 0.01, 10, 1e-5), "noise_multiplier must be a number"),
+        (lambda: epsilon_spent(1.0, 0.01, 10, 0.0), "delta must be in"),  # ZeroDivisionError
+        (lambda: epsilon_spent(1.0, 0.01, 10, 1.0), "delta must be in"),
+        (lambda: epsilon_spent(1.0, 1.5, 10, 1e-5), "sample_rate must be in"),  # domain error
+        (lambda: epsilon_spent(1.0, -0.1, 10, 1e-5), "sample_rate must be in"),
+        (lambda: noise_multiplier_for(3.0, 0.0, 0.01, 1000), "delta must be in"),
+        (lambda: noise_multiplier_for(3.0, 1e-5, 0.01, 0), "steps must be >= 1"),
+        # a rate above 1 was reported as an unreachable budget
+        (lambda: noise_multiplier_for(3.0, 1e-5, 2.0, 1000), "sample_rate must be in"),
+    ],
+)
+def test_arguments_out_of_range_are_named(call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
