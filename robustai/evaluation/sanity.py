@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks import FGSM, PGD, Attack, Square, build_attack
+from robustai.attacks import FGSM, PGD, Attack, Square
 from robustai.attacks.base import check_eot_iter, input_grad
 from robustai.attacks.registry import accepted_kwargs
 from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
@@ -184,7 +184,15 @@ def strengthened(attack: Attack, factor: int = 2) -> Attack:
         kwargs["restarts"] = kwargs["restarts"] + 1
     if kwargs.get("eot_iter", 1) > 1:
         kwargs["eot_iter"] = kwargs["eot_iter"] * factor
-    return build_attack(cls.name, **kwargs)
+    try:
+        # the attack's own class: a user's subclass (or one that keeps name "pgd") stays itself
+        return cls(**kwargs)
+    except TypeError as e:
+        raise ValueError(
+            f"the convergence check rebuilds {cls.__name__} with {factor}x the steps from its"
+            f" attributes ({', '.join(kwargs)}) and could not ({e}); store each __init__"
+            " argument under its own name, or leave convergence out of SanitySettings.checks"
+        ) from e
 
 
 def _above(value: float, limit: float) -> bool:

@@ -243,6 +243,22 @@ def test_strengthened_attack() -> None:
     assert strengthened(PGD(0.1), 2).eot_iter == 1
 
 
+class _MyPGD(PGD):
+    """A user's attack: a PGD subclass under its own name (not in robustai's registry)."""
+
+    name = "my_pgd"
+
+
+class _SamePGD(PGD):
+    """A subclass that keeps the name "pgd": it must not be swapped for robustai's PGD."""
+
+
+def test_strengthened_keeps_the_attacks_own_class() -> None:
+    for cls in (_MyPGD, _SamePGD):
+        strong = strengthened(cls(0.1, steps=5), 2)
+        assert type(strong) is cls and strong.steps == 10
+
+
 def test_settings_are_checked() -> None:
     with pytest.raises(ValueError, match=r"unknown sanity check.*valid: fgsm_baseline"):
         SanitySettings(checks=("gradient",))
