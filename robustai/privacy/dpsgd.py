@@ -285,6 +285,8 @@ class DPSGD:
         distributed: bool = False,
     ) -> None:
         n = len(x)
+        if not (y.dtype == torch.int64 or y.dtype.is_floating_point):
+            y = y.long()  # int32 / uint8 class indices: the loss takes int64
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
         if noise_multiplier is not None and not noise_multiplier >= 0:  # NaN too

@@ -189,6 +189,8 @@ class Trainer:
         # the next step's (0 at the end of a cyclic schedule), a rate no step of this epoch saw.
         lr = opt.param_groups[0]["lr"]
         for x, y in loader:
+            if not (y.dtype == torch.int64 or y.dtype.is_floating_point):
+                y = y.long()  # int32 / uint8 class indices (NumPy, image files)
             # DDP averages the ranks' gradients with equal weights; a shard smaller or larger
             # than its fair share of the global batch is weighted so the result is the global
             # batch's mean gradient.

@@ -268,3 +268,19 @@ def test_free_adversarial_training_warms_eps_up() -> None:
     trainer.epochs = 3
     trainer.fit(data.train)
     assert obj.state_dict()["delta"].abs().max() > 0.15
+
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+def test_labels_of_any_integer_type_train_as_int64_ones(dtype: torch.dtype) -> None:
+    """Labels from NumPy (int32) or image files (uint8) train as the same int64 labels do (the
+    loss refused them with a torch error; the attacks took them already)."""
+    data, model = small_setup()
+    x, y = data.train.x, data.train.y
+    runs = []
+    for labels in (y, y.to(dtype)):
+        _, model = small_setup()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        batches = [(x[i : i + 64], labels[i : i + 64]) for i in range(0, len(x), 64)]
+        trainer = Trainer(model, AdversarialObjective(FGSM(0.1)), opt, epochs=1, progress=False)
+        runs.append(trainer.fit(batches).history[0])
+    assert runs[1].loss == pytest.approx(runs[0].loss) and runs[1].images == runs[0].images
