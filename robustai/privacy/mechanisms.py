@@ -107,6 +107,10 @@ class _Mechanism(nn.Module):
             raise ValueError(f"epsilon must be a positive number, got {epsilon}")
         self.sensitivity = float(sensitivity)
         self.epsilon = float(epsilon)
+        if output_range is not None and not (
+            len(output_range) == 2 and float(output_range[0]) < float(output_range[1])
+        ):
+            raise ValueError(f"output_range must be (low, high), low < high; got {output_range}")
         self.output_range = output_range
         self._generator = generator
         self._seed = seed
@@ -129,6 +133,13 @@ class _Mechanism(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
+        if not x.dtype.is_floating_point:
+            # in an integer dtype the clipped record and the noise would be truncated (and wrap
+            # around in uint8): not the mechanism whose epsilon is stated
+            raise TypeError(
+                f"the mechanism releases floating-point records; got dtype {x.dtype} (for 8-bit"
+                " images pass x.float() / 255)"
+            )
         out = self.clip(x) + self.noise(x.shape, x.device, x.dtype)
         self.releases += len(x)
         if self.output_range is not None:

@@ -140,3 +140,14 @@ def test_bad_parameters() -> None:
         GaussianMechanism(1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="input, features, output"):
         attach(torch.nn.Linear(2, 2), GaussianNoise(0.1), "logits")
+    with pytest.raises(ValueError, match="output_range"):
+        LaplaceMechanism(1.0, 1.0, output_range=(1.0, 0.0))  # reversed: every output was 0
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_integer_records_are_refused(dtype: torch.dtype) -> None:
+    """Cast back to an integer dtype, the clipped record and the noise were truncated (uint8
+    wrapped around): not the mechanism whose epsilon is stated."""
+    for mechanism in (LaplaceMechanism(1.0, 1.0, seed=0), GaussianMechanism(1.0, 1.0, 1e-5)):
+        with pytest.raises(TypeError, match="floating-point records"):
+            mechanism(torch.full((4, 3), 100, dtype=dtype))
