@@ -147,7 +147,25 @@ def _read_records(member: Member) -> None:
             member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
     result = result_file(member.folder) if member.status == OK else None
     if result is not None:  # metrics.json, or an evaluation's report.json (the same keys)
-        member.metrics = _load(result, dict)
+        member.metrics = _checked_metrics(_load(result, dict), result.name)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _checked_metrics(metrics: dict[str, Any], name: str) -> dict[str, Any]:
+    """The keys the table, the ranking and the Pareto front read, as robustai writes them."""
+    if not _is_number(metrics.get("clean_acc")):
+        raise _Unreadable(f"unreadable {name}: clean_acc is not a number")
+    worst = metrics.get("worst_case_acc", {})
+    if not isinstance(worst, dict) or not all(_is_number(v) for v in worst.values()):
+        raise _Unreadable(f"unreadable {name}: worst_case_acc is not a map of eps to numbers")
+    try:
+        [float(k) for k in worst]
+    except ValueError:
+        raise _Unreadable(f"unreadable {name}: worst_case_acc's keys are not eps values") from None
+    return metrics
 
 
 def _parse_overrides(lines: list[str]) -> tuple[dict[str, str], dict[str, Any]]:
@@ -310,6 +328,14 @@ def _read_optuna(folder: Path, members: list[Member]) -> dict[str, Any] | None:
     except _Unreadable as e:
         log.warning("%s; the Optuna result is left out", e)
         return None
+    try:
+        return _optuna_result(path, raw, members)
+    except (TypeError, ValueError, KeyError, AttributeError):
+        log.warning("%s does not hold what Optuna's sweeper writes; it is left out", path.name)
+        return None
+
+
+def _optuna_result(path: Path, raw: dict[str, Any], members: list[Member]) -> dict[str, Any]:
     result: dict[str, Any] = {"file": path}
     if "best_params" in raw:
         params, value = dict(raw["best_params"]), raw.get("best_value")

@@ -71,6 +71,8 @@ def member_status(run_dir: Path) -> tuple[str, str]:
             record = json.loads(status_file.read_text())
         except (OSError, ValueError):
             record = {}
+        if not isinstance(record, dict):  # valid JSON, but not the record robustai writes
+            record = {"status": FAILED, "error": f"unreadable {STATUS_FILE}: not an object"}
         if record.get("status") == FAILED:
             return FAILED, str(record.get("error", ""))
     if result_file(run_dir) is not None:

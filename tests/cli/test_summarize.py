@@ -233,6 +233,31 @@ def test_a_member_with_unreadable_records_is_listed_as_failed(
     assert f"failed 2: {table['2']['error']}" in out.splitlines()
 
 
+def test_records_of_the_wrong_shape_are_failed_rows_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Valid JSON / YAML that is not what robustai writes (edited by hand, another tool's)."""
+    make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.9, 0.4))
+    bad = {
+        "1": {"worst_case_acc": {"0.1": 0.3}},  # no clean_acc
+        "2": {"clean_acc": None, "worst_case_acc": {"0.1": 0.3}},
+        "3": {"clean_acc": 0.8, "worst_case_acc": {"eps": 0.3}},  # a key that is no eps
+        "4": {"clean_acc": 0.8, "worst_case_acc": [0.3]},
+    }
+    for name, record in bad.items():
+        make_run(tmp_path, name, [f"trainer.lr=0.{name}"], record)
+    make_run(tmp_path, "5", ["trainer.lr=0.5"], metrics(0.7, 0.3))
+    (tmp_path / "5" / "status.json").write_text('"failed"')  # JSON, but not an object
+    (tmp_path / "optimization_results.yaml").write_text("best_params:\nbest_value: 0.9\n")
+    assert main(["summarize", str(tmp_path)]) == 0
+    table = {r["member"]: r for r in rows(tmp_path)}
+    assert table["0"]["status"] == "ok"
+    for name in ("1", "2", "3", "4"):
+        assert table[name]["status"] == "failed" and "metrics.json" in table[name]["error"]
+    assert table["5"]["status"] == "failed" and "status.json" in table["5"]["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
 def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
