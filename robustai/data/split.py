@@ -36,6 +36,8 @@ def take(x: Tensor, y: Tensor, n: int | None, seed: int) -> tuple[Tensor, Tensor
     Every class keeps its share of the set (within one sample): a plain random subset of a few
     dozen images can miss whole classes, in training or, worse, in the accuracy measured on it.
     """
+    if n is not None and n < 1:  # order[:-1] would silently keep all but one
+        raise ValueError(f"a subset size must be >= 1 (or None for all); got {n}")
     if n is None or n >= len(x):
         return x, y
     g = torch.Generator().manual_seed(seed)

@@ -89,6 +89,9 @@ def robust_correct(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> Tensor:
     """Boolean per sample: does the model stay right on the attacked input? (eval mode)."""
+    if not isinstance(attack, Attack):
+        what = "a function (a factory? call it with an eps)" if callable(attack) else type(attack)
+        raise TypeError(f"attack must be an Attack, e.g. PGD(eps=0.1); got {what}")
     y = checked_labels(x, y)
     _check_batch_size(batch_size)
     if len(x) == 0:

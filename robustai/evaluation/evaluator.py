@@ -119,6 +119,7 @@ class Evaluator:
     ) -> None:
         if is_real(eps):
             raise TypeError(f"eps must be a list of values, e.g. [{eps!r}]; got a number")
+        eps = [float(e) for e in eps]  # a NumPy array or tensor too
         if not eps:
             raise ValueError("eps must list at least one value")
         if not is_integer(batch_size) or batch_size < 1:

@@ -82,6 +82,8 @@ class SanitySettings:
     checks: tuple[str, ...] = CHECKS
 
     def __post_init__(self) -> None:
+        if isinstance(self.checks, str):  # one name, not a sequence of its letters
+            self.checks = (self.checks,)
         unknown = sorted(set(self.checks) - set(CHECKS))
         if unknown:
             raise ValueError(

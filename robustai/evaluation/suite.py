@@ -121,7 +121,8 @@ def evaluate_model(
     rc = None
     if curve is not None and len(x) and attacks:
         cap = math.inf if {make(0.0).norm for make in attacks} == {"l2"} else 1.0
-        grid = list(curve.eps) if curve.eps else default_curve_eps(eps, cap)
+        given = [] if curve.eps is None else [float(e) for e in curve.eps]  # NumPy arrays too
+        grid = given or default_curve_eps(eps, cap)
         n = len(x) if curve.samples is None else min(curve.samples, len(x))
         rc = robustness_curve(
             model,

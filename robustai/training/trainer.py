@@ -18,6 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
+from robustai.attacks.base import is_integer
 from robustai.distributed import all_reduce
 from robustai.errors import RunFailure
 from robustai.training.objectives import Objective
@@ -110,6 +111,8 @@ class Trainer:
         stop_event: threading.Event | None = None,
         world_size: int = 1,
     ) -> None:
+        if not is_integer(epochs) or epochs < 0:  # 1.5 trained 2 epochs
+            raise ValueError(f"epochs must be a whole number >= 0; got {epochs!r}")
         self.model = model
         self.objective = objective
         self.optimizer = optimizer

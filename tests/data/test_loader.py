@@ -215,3 +215,11 @@ def test_take_all(n: int | None) -> None:
     x, y = make_data(100)
     xs, ys = take(x, y, n, seed=0)
     assert torch.equal(xs, x) and torch.equal(ys, y)
+
+
+@pytest.mark.parametrize("n", [0, -1])
+def test_take_refuses_a_size_below_one(n: int) -> None:
+    x, y = make_data(10)
+    with pytest.raises(ValueError, match="subset size must be >= 1"):
+        take(x, y, n, 0)  # -1 kept all but one sample
+

@@ -284,3 +284,11 @@ def test_labels_of_any_integer_type_train_as_int64_ones(dtype: torch.dtype) -> N
         trainer = Trainer(model, AdversarialObjective(FGSM(0.1)), opt, epochs=1, progress=False)
         runs.append(trainer.fit(batches).history[0])
     assert runs[1].loss == pytest.approx(runs[0].loss) and runs[1].images == runs[0].images
+
+
+@pytest.mark.parametrize("epochs", [1.5, -1, "2"])
+def test_epochs_must_be_a_whole_number(epochs: object) -> None:
+    _, model = small_setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.raises(ValueError, match="epochs must be a whole number"):
+        Trainer(model, StandardObjective(), opt, epochs=epochs)  # type: ignore[arg-type]
