@@ -7,6 +7,7 @@ tensor indexing costs one gather per batch instead of one Python call per sample
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -36,10 +37,16 @@ class TensorLoader:
         min_batch: int = 1,
         augment: Callable[[Tensor], Tensor] | None = None,
     ) -> None:
+        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
+            raise TypeError(
+                "x and y must be tensors (torch.as_tensor converts NumPy arrays); got"
+                f" {type(x).__name__} and {type(y).__name__}"
+            )
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
+        if not whole or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if min_batch < 1:
             raise ValueError(f"min_batch must be >= 1, got {min_batch}")
         self.x, self.y = x, y

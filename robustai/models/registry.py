@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,6 +35,17 @@ def build_model(
     """``nn.Sequential(Normalize(mean, std), network)``; mean/std default to 0 and 1 per channel."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
+    def is_integer(v: object) -> bool:
+        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+    shape = tuple(input_shape)
+    if len(shape) != 3 or not all(is_integer(v) and v >= 1 for v in shape):
+        raise ValueError(
+            f"input_shape must be (channels, height, width) of whole numbers >= 1, e.g. (1, 28,"
+            f" 28); got {shape} (for vectors of n features, (1, 1, n))"
+        )
+    if not is_integer(num_classes) or num_classes < 2:
+        raise ValueError(f"num_classes must be a whole number >= 2; got {num_classes!r}")
     channels = int(input_shape[0])
     mean = tuple(mean) if mean is not None else (0.0,) * channels
     std = tuple(std) if std is not None else (1.0,) * channels

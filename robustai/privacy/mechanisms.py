@@ -199,6 +199,8 @@ class GaussianMechanism(_Mechanism):
         super().__init__(
             sensitivity, epsilon, output_range=output_range, generator=generator, seed=seed
         )
+        if not isinstance(delta, int | float) or isinstance(delta, bool):
+            raise ValueError(f"delta must be a number in (0, 1), got {delta!r}")
         self.delta = float(delta)
         self.sigma = analytic_gaussian_sigma(self.epsilon, self.delta, self.sensitivity)
 

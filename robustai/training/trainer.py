@@ -246,6 +246,12 @@ class Trainer:
                 raise TrainingInterrupted(epoch, step)
         seconds = done.seconds + time.perf_counter() - start
         bar.close()
+        if seen == 0 and step == 0:
+            log.warning(
+                "epoch %d saw no batches: the loader is empty, or a one-shot iterator used up by"
+                " an earlier epoch (pass a list, a DataLoader or robustai's TensorLoader)",
+                epoch + 1,
+            )
         if self.world_size > 1:  # the epoch's loss and accuracy over every rank's samples
             totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
             all_reduce(totals)

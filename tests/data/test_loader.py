@@ -123,6 +123,10 @@ def test_rejects_bad_arguments() -> None:
         TensorLoader(x, y, 0)
     with pytest.raises(ValueError, match="min_batch"):
         TensorLoader(x, y, 4, min_batch=0)
+    with pytest.raises(ValueError, match="batch_size must be a whole number"):
+        TensorLoader(x, y, 4.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"torch\.as_tensor converts NumPy arrays"):
+        TensorLoader(x.numpy(), y.numpy(), 4)  # type: ignore[arg-type]
 
 
 def test_to_moves_data_and_returns_self() -> None:

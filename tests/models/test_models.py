@@ -163,3 +163,19 @@ def test_an_input_of_the_wrong_shape_is_refused_in_one_line(
     msg = str(info.value)
     assert "\n" not in msg and str(bad) in msg and str(shape[0]) in msg
     assert model(torch.rand(2, *shape)).shape == (2, 10)
+
+
+@pytest.mark.parametrize(
+    ("shape", "classes", "message"),
+    [
+        ((64,), 10, "input_shape must be"),  # a vector: an IndexError inside the MLP
+        ((8, 8), 10, "input_shape must be"),
+        ((1, 0, 8), 10, "input_shape must be"),
+        ((1, 8, 8), 0, "num_classes must be"),  # built a model with no outputs
+        ((1, 8, 8), -1, "num_classes must be"),
+    ],
+)
+def test_shapes_that_are_no_image_or_classes_are_named(shape, classes, message: str) -> None:
+    for name in ("mlp", "small_cnn"):
+        with pytest.raises(ValueError, match=message):
+            build_model(name, shape, classes)

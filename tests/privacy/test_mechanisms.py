@@ -140,6 +140,8 @@ def test_bad_parameters() -> None:
         GaussianMechanism(1.0, 1.0, 1.0)
     with pytest.raises(ValueError, match="input, features, output"):
         attach(torch.nn.Linear(2, 2), GaussianNoise(0.1), "logits")
+    with pytest.raises(ValueError, match="delta must be a number"):
+        GaussianMechanism(1.0, 1.0, None)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="output_range"):
         LaplaceMechanism(1.0, 1.0, output_range=(1.0, 0.0))  # reversed: every output was 0
 

@@ -292,3 +292,15 @@ def test_epochs_must_be_a_whole_number(epochs: object) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with pytest.raises(ValueError, match="epochs must be a whole number"):
         Trainer(model, StandardObjective(), opt, epochs=epochs)  # type: ignore[arg-type]
+
+
+def test_a_one_shot_iterator_is_named_when_the_next_epoch_sees_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    data, model = small_setup()
+    batches = iter([(data.train.x[:64], data.train.y[:64])])  # used up after one epoch
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with caplog.at_level("WARNING", logger="robustai"):
+        result = Trainer(model, StandardObjective(), opt, epochs=2, progress=False).fit(batches)
+    assert [s.images for s in result.history] == [64, 0]
+    assert "epoch 2 saw no batches" in caplog.text and "one-shot iterator" in caplog.text
