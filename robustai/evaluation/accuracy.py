@@ -17,6 +17,11 @@ from robustai.attacks.base import class_indices, is_integer, labels_of
 def checked_labels(x: Tensor, y: Tensor) -> Tensor:
     """``y`` as int64 class indices, one per input (integer labels of any width are widened;
     anything else, or a count that differs from ``x``'s, is a one-line ValueError)."""
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"x must be a tensor of inputs in [0,1]; got {type(x).__name__}"
+            " (torch.as_tensor converts a NumPy array)"
+        )
     y = class_indices(y)
     if len(y) != len(x):
         raise ValueError(f"got {len(x)} inputs but {len(y)} labels; give one label per input")
@@ -70,13 +75,21 @@ def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 51
     _check_batch_size(batch_size)
     if len(x) == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
-    with eval_mode(model):
-        return torch.cat(
-            [
-                _correct(model, x[i : i + batch_size], y[i : i + batch_size])
-                for i in range(0, len(x), batch_size)
-            ]
-        )
+    lo, hi = (int(v) for v in torch.aminmax(y))
+    if lo < 0:
+        raise ValueError(f"labels must be class indices >= 0; got {lo}")
+    out = []
+    with eval_mode(model), torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            logits = model(x[i : i + batch_size])
+            if i == 0 and logits.dim() == 2 and hi >= logits.shape[1]:
+                # never predicted: the sample would count wrong, as attacks refuse to
+                raise ValueError(
+                    f"label {hi} is out of range for a model with {logits.shape[1]} outputs"
+                    f" (labels are class indices 0 .. {logits.shape[1] - 1})"
+                )
+            out.append(labels_of(logits) == y[i : i + batch_size])
+    return torch.cat(out)
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
