@@ -20,9 +20,9 @@ class TensorLoader:
     """Iterate over ``(x, y)`` batches of in-memory tensors; shuffling is seeded and repeatable.
 
     ``min_batch``: a last batch that would hand some process fewer samples is left out of every
-    pass (2 for a model with BatchNorm, which cannot normalize a batch of one in training:
-    otherwise a data set one sample longer than a multiple of the batch size fails at the end of
-    the first epoch).
+    pass (the training pipeline sets 2 for a model whose BatchNorm sees one value per channel
+    per image, which cannot train on a batch of one: otherwise a data set one sample longer than
+    a multiple of the batch size fails at the end of the first epoch).
     """
 
     def __init__(
