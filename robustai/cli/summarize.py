@@ -89,7 +89,10 @@ class Summary:
 
     @property
     def best(self) -> Member | None:
-        ranked = [m for m in self.members if m.objective is not None]
+        # NaN (no attack measured it) ranks nothing: it sorts last, and is no "best"
+        ranked = [
+            m for m in self.members if m.objective is not None and not math.isnan(m.objective)
+        ]
         return ranked[0] if ranked else None
 
 
@@ -130,6 +133,7 @@ def _load(path: Path, kind: type) -> Any:
 
 def _read_records(member: Member) -> None:
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     hydra_dir = member.folder / ".hydra"
     if (hydra_dir / "overrides.yaml").is_file():
@@ -138,10 +142,22 @@ def _read_records(member: Member) -> None:
     objective: Any = DEFAULT_OBJECTIVE
     if (hydra_dir / "config.yaml").is_file():
         objective = _load(hydra_dir / "config.yaml", dict).get("optimized_metric", objective)
-    member.objectives = [objective] if isinstance(objective, str) else [str(o) for o in objective]
+    if isinstance(objective, str):
+        objective = [objective]
+    names_ok = isinstance(objective, list) and all(isinstance(o, str) for o in objective)
+    if not (names_ok and objective):
+        raise _Unreadable(
+            "unreadable config.yaml: optimized_metric is not a metric name or a list of them"
+        )
+    member.objectives = objective
     if (hydra_dir / "hydra.yaml").is_file():
         hydra_cfg = OmegaConf.create(_load(hydra_dir / "hydra.yaml", dict))
-        direction = OmegaConf.select(hydra_cfg, "hydra.sweeper.direction", default=None)
+        try:
+            direction = OmegaConf.select(hydra_cfg, "hydra.sweeper.direction", default=None)
+        except OmegaConfBaseException as e:  # e.g. an interpolation that no longer resolves
+            raise _Unreadable(
+                f"unreadable hydra.yaml: hydra.sweeper.direction: {str(e).splitlines()[0]}"
+            ) from e
         if direction is not None:
             raw = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
             member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
@@ -477,7 +493,7 @@ def plot_pareto(summary: Summary, path: Path) -> Path | None:
     """Robust against clean accuracy per finished member; the Pareto front joined by a line."""
     done = [m for m in summary.members if m.status == OK and m.robust is not None]
     if not done:
-        log.warning("no finished members: no Pareto plot")
+        log.warning("no finished member has a robust accuracy (worst_case_acc): no Pareto plot")
         return None
     import matplotlib
 

@@ -258,6 +258,40 @@ def test_records_of_the_wrong_shape_are_failed_rows_not_tracebacks(
     assert "Traceback" not in capsys.readouterr().err
 
 
+def test_a_config_robustai_did_not_write_is_a_failed_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An optimized_metric that is no name (null, a number) and a sweeper direction that no
+    longer resolves were tracebacks; the member is a failed row naming its file."""
+    make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.9, 0.4))
+    make_run(tmp_path, "1", ["trainer.lr=0.2"], metrics(0.8, 0.5), config={"optimized_metric": None})
+    make_run(tmp_path, "2", ["trainer.lr=0.3"], metrics(0.8, 0.5), config={"optimized_metric": 5})
+    hydra = {"sweeper": {"direction": "${nope}"}}
+    make_run(tmp_path, "3", ["trainer.lr=0.4"], metrics(0.7, 0.3), hydra=hydra)
+    assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
+    table = {r["member"]: r for r in rows(tmp_path)}
+    assert table["0"]["status"] == "ok"
+    for name in ("1", "2"):
+        assert table[name]["status"] == "failed"
+        assert "config.yaml: optimized_metric is not a metric name" in table[name]["error"]
+    assert table["3"]["status"] == "failed" and "hydra.yaml" in table["3"]["error"]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_nan_objectives_name_no_best_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members evaluated without attacks have worst_case_acc NaN: finished, but nothing to
+    rank or plot, and the summary says that rather than crowning a NaN."""
+    for name in ("0", "1"):
+        make_run(tmp_path, name, [f"trainer.lr=0.{name}"], metrics(0.9, float("nan")))
+    assert main(["summarize", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "best member" not in out
+    assert {r["status"] for r in rows(tmp_path)} == {"ok"}
+    assert summarize(tmp_path).best is None
+
+
 def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
