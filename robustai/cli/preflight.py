@@ -216,6 +216,8 @@ def _search_space_runs(overrides: list[str], base: list[str], cfg: Any) -> list[
             values.append([spec])
             continue
         ends = _endpoints(o)
+        if ends is not None:
+            _check_interval(where, spec, o.value(), cfg)
         if ends is None:
             try:
                 ends = list(o.sweep_string_iterator())
@@ -227,6 +229,33 @@ def _search_space_runs(overrides: list[str], base: list[str], cfg: Any) -> list[
     keys = {v[0].split("=", 1)[0].lstrip("+~") for v in values}
     rest = [o for o in base if o.split("=", 1)[0].lstrip("+~") not in keys]
     return [rest + [v[i % len(v)] for v in values] for i in range(max(len(v) for v in values))]
+
+
+def _check_interval(where: str, spec: str, interval: Any, cfg: Any) -> None:
+    """What the Optuna sweeper would refuse with a traceback once the sweep started: an
+    ``interval()`` under Hydra's grid sweeper, a reversed one, a log scale that reaches 0."""
+    from omegaconf import OmegaConf
+
+    target = str(OmegaConf.select(cfg, "hydra.sweeper._target_", default="") or "")
+    shown = _shown(spec)
+    if target.endswith("BasicSweeper"):
+        key = shown.split("=", 1)[0]
+        raise ConfigError(
+            f"{where}'{shown}': interval() is a search space, which Hydra's grid sweeper cannot"
+            f" run; add hydra/sweeper=optuna (or an hparams_search=...), or list values:"
+            f" {key}={interval.start:g},{interval.end:g}"
+        )
+    low, high = interval.start, interval.end
+    if low > high:
+        raise ConfigError(
+            f"{where}'{shown}': the low end {low:g} is above the high end {high:g};"
+            f" write interval({high:g}, {low:g})"
+        )
+    if "log" in interval.tags and low <= 0:
+        raise ConfigError(
+            f"{where}'{shown}': a log scale needs a low end above 0, got {low:g};"
+            " start it above 0 or drop tag(log, ...)"
+        )
 
 
 def _endpoints(o: Any) -> list[str] | None:
@@ -278,6 +307,10 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
                 values = list(o.sweep_string_iterator())
             except Exception:  # interval() and other search spaces are checked by the sweeper
                 continue
+            if not values:  # range(1,0): Hydra would launch nothing and call it done
+                raise ConfigError(
+                    f"'{_shown(o.input_line)}' gives no values: the sweep would run nothing"
+                )
             prefix = o.get_key_element()
             choices.append([f"{prefix}={v}" for v in values])
         else:
@@ -558,6 +591,54 @@ def _check_study_storage(cfg: Any) -> None:
         raise ConfigError(
             f"{key}={shown}: cannot keep the study in {path.name}: {problem};"
             " point it at a file in a writable folder"
+        )
+    if path.is_file() and path.stat().st_size > 0:
+        with path.open("rb") as f:
+            header = f.read(16)
+        if header != b"SQLite format 3\x00":
+            raise ConfigError(
+                f"{key}={shown}: {path} is not an SQLite database; name a new file, or the"
+                " study file of an earlier search"
+            )
+        _check_stored_study(cfg, path, storage, f"{key}={shown}")
+
+
+def _check_stored_study(cfg: Any, path: Path, storage: str, shown: str) -> None:
+    """A study the search continues (``hydra.sweeper.study_name`` in an existing file) must
+    have the search's objectives: Optuna cannot change a stored study's directions."""
+    import sqlite3
+
+    from omegaconf import OmegaConf
+
+    name = OmegaConf.select(cfg, "hydra.sweeper.study_name", default=None)
+    if name is None or not is_optuna_search(cfg):
+        return  # no name: the sweeper makes a new study with a fresh one
+    try:  # read-only: the check must not add Optuna's tables to someone's other database
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            has_studies = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='studies'"
+            ).fetchone()
+    except sqlite3.Error as e:
+        raise ConfigError(f"{shown}: cannot read {path.name} ({e})") from e
+    if not has_studies:
+        return
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=str(name), storage=storage)
+    except KeyError:
+        return  # a new study in an existing file
+    except Exception as e:  # an Optuna schema this version cannot read, a damaged file, ...
+        raise ConfigError(f"{shown}: cannot read study {name} ({_first_line(e)})") from e
+    raw = OmegaConf.select(cfg, "hydra.sweeper.direction", default="minimize")
+    given = [raw] if isinstance(raw, str) or not OmegaConf.is_list(raw) else list(raw)
+    wanted = [str(getattr(d, "name", d)).lower() for d in given]
+    stored = [d.name.lower() for d in study.directions]
+    if wanted != stored:
+        raise ConfigError(
+            f"hydra.sweeper.study_name={name}: the study in {path.name} has"
+            f" direction=[{','.join(stored)}], this search [{','.join(wanted)}]"
+            " (Optuna cannot change them); give another study_name"
         )
 
 

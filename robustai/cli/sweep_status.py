@@ -98,19 +98,51 @@ class SweepOutcome:
     members: int = 0
     failed: list[str] = field(default_factory=list)
     incomplete: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
 
 
-def tally(sweep_dir: Path) -> SweepOutcome:
-    """The members of the sweep folder ``sweep_dir`` and which of them failed or are incomplete."""
+# The files a member's run (re)writes: one that changed since the sweep started ran in it.
+_TRACE_FILES = (".hydra/config.yaml", STATUS_FILE, METRICS_FILE, REPORT_FILE)
+Snapshot = dict[str, tuple[tuple[int, int] | None, ...]]
+
+
+def snapshot(sweep_dir: Path) -> Snapshot:
+    """Each run folder already under ``sweep_dir`` with the (mtime, size) of its record files."""
+    if not sweep_dir.is_dir():
+        return {}
+    out: Snapshot = {}
+    for member in find_members(sweep_dir):
+        stamps = []
+        for name in _TRACE_FILES:
+            try:
+                st = (member / name).stat()
+                stamps.append((st.st_mtime_ns, st.st_size))
+            except OSError:
+                stamps.append(None)
+        out[str(member.relative_to(sweep_dir))] = tuple(stamps)
+    return out
+
+
+def tally(sweep_dir: Path, before: Snapshot | None = None) -> SweepOutcome:
+    """The members of the sweep folder ``sweep_dir`` and which of them failed or are incomplete.
+
+    With ``before`` (a :func:`snapshot` taken when the sweep started), run folders it left
+    untouched are not counted: runs of an earlier sweep in the same folder (a failed member 2
+    that this sweep, without the bad value, never ran again) are not this sweep's failures."""
     outcome = SweepOutcome(sweep_dir)
+    now = snapshot(sweep_dir) if before else {}
     for member in find_members(sweep_dir) if sweep_dir.is_dir() else []:
+        name = str(member.relative_to(sweep_dir))
+        if before and name in before and now.get(name) == before[name]:
+            continue
         outcome.members += 1
         status, _ = member_status(member)
-        name = str(member.relative_to(sweep_dir))
         if status == FAILED:
             outcome.failed.append(name)
         elif status == INCOMPLETE:
             outcome.incomplete.append(name)
+        else:
+            outcome.finished.append(name)
     return outcome
 
 
@@ -121,16 +153,19 @@ class SweepStatus(Callback):
     # The folder of the sweep this process started last: a sweeper that raises (Optuna's, when
     # no trial completed) ends the sweep without on_multirun_end, and the caller tallies it.
     started: ClassVar[Path | None] = None
+    # The run folders already in that folder when it started, and their record files' stamps.
+    before: ClassVar[Snapshot] = {}
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         SweepStatus.last = None
         # Resolved now, on the sweep's own config: the same folder the launcher writes to.
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         SweepStatus.started = self.sweep_dir
+        SweepStatus.before = snapshot(self.sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = getattr(self, "sweep_dir", None) or Path(str(config.hydra.sweep.dir))
-        outcome = tally(sweep_dir)
+        outcome = tally(sweep_dir, SweepStatus.before)
         SweepStatus.last = outcome
         log.info(
             "sweep done: %d members, %d failed; compare them with: robustai summarize %s",

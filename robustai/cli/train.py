@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def check_train_config(cfg: Any) -> Any:
     train_cfg = to_train_config(cfg)  # before torch loads: a typo is refused in about a second
 
     from robustai.cli.pipeline import make_attack
-    from robustai.cli.preflight import check_device
+    from robustai.cli.preflight import check_device, is_optuna_search
     from robustai.evaluation import metric_key
 
     _check_launcher_processes(cfg, train_cfg)
@@ -92,6 +93,16 @@ def check_train_config(cfg: Any) -> Any:
             raise ConfigError(
                 f"optimized_metric={name}: this run reports no such value; valid: {valid}"
             )
+        if table == "privacy":
+            _check_privacy_metric(name, key, train_cfg.privacy)
+    if is_optuna_search(cfg) and not ev.attacks:
+        # worst_case_acc is then NaN in every trial: a search that cannot rank anything
+        for name in names:
+            if name.partition("/")[0] in ("robust_acc", "worst_case_acc"):
+                raise ConfigError(
+                    f"optimized_metric={name}: evaluator.attacks is empty, so every trial"
+                    " reports NaN for it; give the evaluator attacks, or optimize clean_acc"
+                )
     _check_search_direction(cfg, names)
     _check_dp_model(train_cfg)
     _check_resume_config(cfg, train_cfg)
@@ -239,6 +250,50 @@ def _check_dp_model(train_cfg: Any) -> None:
         check_dp_compatible(model)
 
 
+# The numbers of metrics.json's ``privacy`` table, by the privacy option that writes one.
+_PRIVACY_KEYS = {
+    "dpsgd": (
+        "epsilon",
+        "delta",
+        "noise_multiplier",
+        "max_grad_norm",
+        "sample_rate",
+        "expected_batch_size",
+        "steps",
+        "steps_per_epoch",
+        "num_samples",
+        "target_epsilon",
+        "max_epsilon",
+    ),
+    "mechanism": ("epsilon", "delta", "sensitivity", "clip_bound", "noise_scale", "num_samples"),
+}
+
+
+def _check_privacy_metric(name: str, key: str, privacy: Any) -> None:
+    """``privacy/<key>`` exists only where the run gives the training data a DP guarantee:
+    DP-SGD, or a mechanism that releases the training images (``where=input``)."""
+    kind = privacy.name
+    if kind in ("laplace", "gaussian"):
+        if privacy.where != "input":
+            raise ConfigError(
+                f"optimized_metric={name}: privacy={kind} with where={privacy.where} protects"
+                " queries, not the training data, so metrics.json has no privacy table; use"
+                " privacy.where=input, or privacy=dpsgd"
+            )
+        kind = "mechanism"
+    if kind not in _PRIVACY_KEYS:
+        raise ConfigError(
+            f"optimized_metric={name}: privacy={privacy.name} gives no privacy guarantee, so"
+            " this run reports no privacy values; add privacy=dpsgd (or privacy=input_laplace,"
+            " privacy=input_gaussian)"
+        )
+    if key not in _PRIVACY_KEYS[kind]:
+        valid = ", ".join(f"privacy/{k}" for k in _PRIVACY_KEYS[kind])
+        raise ConfigError(
+            f"optimized_metric={name}: this run reports no such value; valid: {valid}"
+        )
+
+
 def _check_search_direction(cfg: Any, names: list[str]) -> None:
     """An Optuna search must move each objective the way it improves. The sweeper's default
     direction is minimize, which for an accuracy would crown the least robust trial."""
@@ -276,6 +331,10 @@ def _objective(metrics: dict[str, Any], names: list[str]) -> float | list[float]
     missing = [n for n, v in zip(names, values, strict=True) if v is None]
     if missing:
         log.warning("optimized_metric %s: this run reports no value", ", ".join(missing))
+        return None
+    undefined = [n for n, v in zip(names, values, strict=True) if math.isnan(v)]
+    if undefined:  # a sweeper must not rank it (Optuna records the trial as failed)
+        log.warning("optimized_metric %s: NaN in this run, so no objective", ", ".join(undefined))
         return None
     return values[0] if len(values) == 1 else values  # type: ignore[return-value]
 
@@ -421,7 +480,7 @@ def _run_app(app: Any) -> None:
             os.environ["HYDRA_FULL_ERROR"] = previous
     started = SweepStatus.started
     if started is not None and SweepStatus.last is None:
-        sweep = tally(started)
+        sweep = tally(started, SweepStatus.before)
         if sweep.failed:
             fail(
                 "train",
@@ -430,11 +489,36 @@ def _run_app(app: Any) -> None:
                 f"see status.json and train.log in each, or: robustai summarize {started}",
                 code=EXIT_FAILURE,
             )
+        unranked = _without_objective(started, sweep.finished)
+        if unranked:
+            fail(
+                "train",
+                f"{len(unranked)} of {sweep.members} sweep members reported no value (or NaN)"
+                f" for optimized_metric ({', '.join(unranked)}) and the sweeper stopped"
+                f" ({_first_line(error)}); see train.log in each, or: robustai summarize"
+                f" {started}",
+                code=EXIT_FAILURE,
+            )
 
     def again() -> None:
         raise error
 
     run_and_report(again)  # anything else: reported as Hydra would have
+
+
+def _without_objective(sweep_dir: Path, finished: list[str]) -> list[str]:
+    """Finished members whose metrics.json has no number for their ``optimized_metric``: the
+    trials a sweeper (Optuna's) counts as failed although the member's own run went well."""
+    from robustai.cli.summarize import read_member
+    from robustai.tracking.hparams import metric_value
+
+    out = []
+    for name in finished:
+        member = read_member(sweep_dir, sweep_dir / name)
+        values = [metric_value(member.metrics, o) for o in member.objectives]
+        if any(v is None or math.isnan(v) for v in values):
+            out.append(name)
+    return out
 
 
 def _first_line(error: BaseException) -> str:
@@ -461,6 +545,7 @@ def main(argv: Sequence[str]) -> int:
     app = hydra.main(config_path=str(cdir), config_name="train", version_base="1.3")(_task)
     sys.argv = ["robustai train", *args]
     SweepStatus.last = SweepStatus.started = None
+    SweepStatus.before = {}
     try:
         _run_app(app)
     finally:

@@ -264,8 +264,9 @@ def test_a_config_robustai_did_not_write_is_a_failed_row(
     """An optimized_metric that is no name (null, a number) and a sweeper direction that no
     longer resolves were tracebacks; the member is a failed row naming its file."""
     make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.9, 0.4))
-    make_run(tmp_path, "1", ["trainer.lr=0.2"], metrics(0.8, 0.5), config={"optimized_metric": None})
-    make_run(tmp_path, "2", ["trainer.lr=0.3"], metrics(0.8, 0.5), config={"optimized_metric": 5})
+    for name, objective in (("1", None), ("2", 5)):
+        config = {"optimized_metric": objective}
+        make_run(tmp_path, name, [f"trainer.lr=0.{name}"], metrics(0.8, 0.5), config=config)
     hydra = {"sweeper": {"direction": "${nope}"}}
     make_run(tmp_path, "3", ["trainer.lr=0.4"], metrics(0.7, 0.3), hydra=hydra)
     assert main(["summarize", str(tmp_path), "--no-plot"]) == 0

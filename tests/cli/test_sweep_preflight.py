@@ -86,6 +86,36 @@ CASES = [
         ["-m", "+hydra.job.env_set.X_TOKEN=TokAAA111zz,TokBBB222zz"],
         "+hydra.job.env_set.X_TOKEN=<redacted>: Hydra's own settings take one value",
     ),
+    (  # every trial would report NaN, and the first NaN ended Optuna's search in a traceback
+        ["hparams_search=digits_optuna", "evaluator.attacks=[]"],
+        "optimized_metric=worst_case_acc: evaluator.attacks is empty, so every trial reports NaN",
+    ),
+    (
+        ["optimized_metric=privacy/epsilon"],
+        "optimized_metric=privacy/epsilon: privacy=none gives no privacy guarantee",
+    ),
+    (
+        ["privacy=input_laplace", "privacy.where=features", "optimized_metric=privacy/epsilon"],
+        "privacy=laplace with where=features protects queries, not the training data",
+    ),
+    (
+        ["privacy=dpsgd", "optimized_metric=privacy/eps"],
+        "optimized_metric=privacy/eps: this run reports no such value; valid: privacy/epsilon,",
+    ),
+    (  # Optuna refused these only once the sweep had started, in a traceback
+        ["hparams_search=digits_optuna", "attack.eps=interval(0.15,0.08)"],
+        "'attack.eps=interval(0.15,0.08)': the low end 0.15 is above the high end 0.08",
+    ),
+    (
+        ["hparams_search=digits_pareto", "attack.eps=tag(log,interval(0.0,0.2))"],
+        "a log scale needs a low end above 0, got 0",
+    ),
+    (
+        ["-m", "attack.eps=interval(0.1,0.2)"],
+        "interval() is a search space, which Hydra's grid sweeper cannot run; add"
+        " hydra/sweeper=optuna (or an hparams_search=...), or list values: attack.eps=0.1,0.2",
+    ),
+    (["-m", "trainer.epochs=range(1,0)"], "'trainer.epochs=range(1,0)' gives no values"),
 ]
 
 
@@ -256,6 +286,58 @@ def test_a_bad_storage_is_one_line_without_the_password(
     assert not list(tmp_path.iterdir())  # no study file, no sweep folder
 
 
+def test_a_stored_study_that_cannot_go_on_is_one_line_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A storage file that is no SQLite database, or a stored study with other objectives than
+    the search (Optuna cannot change them): tracebacks once the sweep started, now exit 2."""
+    import optuna
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.db").write_text("hello\n")
+    study_file = tmp_path / "study.db"
+    optuna.create_study(
+        study_name="digits", storage=f"sqlite:///{study_file}", direction="maximize"
+    )
+    before = study_file.read_bytes()
+    capsys.readouterr()  # Optuna's own log line
+    cases = [
+        (
+            ["hparams_search=digits_optuna", "hydra.sweeper.storage=sqlite:///notes.db"],
+            "notes.db is not an SQLite database; name a new file",
+        ),
+        (
+            [
+                "hparams_search=digits_pareto",
+                f"hydra.sweeper.storage=sqlite:///{study_file}",
+                "hydra.sweeper.study_name=digits",
+            ],
+            "hydra.sweeper.study_name=digits: the study in study.db has direction=[maximize], this"
+            " search [maximize,maximize] (Optuna cannot change them); give another study_name",
+        ),
+    ]
+    for overrides, message in cases:
+        with pytest.raises(SystemExit) as exc:
+            main(["train", *overrides])
+        assert exc.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert message in line
+    assert study_file.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db", "study.db"]
+    # The same objectives go on in that study: the check passes.
+    preflight(
+        config_dir(),
+        "train",
+        [
+            "hparams_search=digits_optuna",
+            f"hydra.sweeper.storage=sqlite:///{study_file}",
+            "hydra.sweeper.study_name=digits",
+            f"hydra.sweep.dir={tmp_path / 's'}",
+        ],
+        lambda cfg: None,
+    )
+
+
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu", "slurm_ddp"])
 def test_a_slurm_launcher_off_a_cluster_is_one_line(
     launcher: str,
@@ -272,3 +354,17 @@ def test_a_slurm_launcher_off_a_cluster_is_one_line(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert f"hydra/launcher={launcher} submits to Slurm, but this machine has no srun" in line
     assert not (tmp_path / "experiments").exists()
+
+
+def test_a_nan_objective_is_no_value_to_rank(caplog: pytest.LogCaptureFixture) -> None:
+    """NaN (a worst case no attack measured) reached Optuna, which then ended the whole search
+    in a traceback; the member's objective is None instead, a failed trial to the sweeper."""
+    from robustai.cli.train import _objective
+
+    done = {"clean_acc": 0.9, "worst_case_acc": {"0.1": 0.5}}
+    assert _objective(done, ["worst_case_acc"]) == 0.5
+    assert _objective(done, ["clean_acc", "worst_case_acc"]) == [0.9, 0.5]
+    undefined = {"clean_acc": 0.9, "worst_case_acc": {"0.1": float("nan")}}
+    assert _objective(undefined, ["worst_case_acc"]) is None
+    assert _objective(undefined, ["clean_acc", "worst_case_acc"]) is None
+    assert "optimized_metric worst_case_acc: NaN in this run, so no objective" in caplog.text

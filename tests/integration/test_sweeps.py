@@ -20,6 +20,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from robustai.cli.main import main
+from robustai.cli.sweep_status import snapshot, tally
 
 # One member trains in well under a second: 4 epochs on 192 synthetic 8x8 images, one thread.
 TINY = [
@@ -449,3 +450,54 @@ def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path:
     assert f"robustai summarize {sweep}" in line
     errors = [json.loads((m / "status.json").read_text())["error"] for m in members(sweep)]
     assert len(errors) == 2 and all("IDX file not found" in e for e in errors), errors
+
+
+def test_an_optuna_search_whose_trials_report_no_objective_says_so_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members that finish but have no number for optimized_metric (DP-SGD's target_epsilon is
+    null when the noise is given) are failed trials to Optuna, which then raised "No trials are
+    completed yet" in a traceback: now one line naming the members, exit 1."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "search"
+    run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
+    run += ["evaluator.curve.enabled=false", "privacy=dpsgd"]
+    capsys.readouterr()
+    code = robustai(
+        "train",
+        "hparams_search=digits_optuna",
+        *run,
+        "optimized_metric=privacy/target_epsilon",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={sweep}",
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (line,) = [ln for ln in err.splitlines() if ln.startswith("robustai train")]
+    assert "1 of 1 sweep members reported no value (or NaN) for optimized_metric (0)" in line
+    assert "the sweeper stopped (No trials are completed yet.)" in line
+    assert (sweep / "0" / "metrics.json").is_file()  # the member itself finished
+
+
+def test_runs_of_an_earlier_sweep_are_not_this_sweeps_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep folder holding a failed run that this sweep does not run again (an earlier
+    sweep's member, the bad value since dropped) exited 1, blaming that run."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    old = sweep / "old_run"
+    old.mkdir(parents=True)
+    (old / "status.json").write_text('{"status": "failed", "error": "an earlier sweep"}')
+    run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
+    run += ["evaluator.curve.enabled=false", f"hydra.sweep.dir={sweep}"]
+    assert robustai("train", "-m", *run, "attack=none") == 0
+    assert (sweep / "0" / "metrics.json").is_file()
+    # A run that this sweep writes to again (here: fails in again) is counted.
+    before = snapshot(sweep)
+    assert tally(sweep, before).members == 0
+    (old / "status.json").write_text('{"status": "failed", "error": "this sweep, again"}')
+    outcome = tally(sweep, before)
+    assert (outcome.members, outcome.failed) == (1, ["old_run"])
+    assert tally(sweep).failed == ["old_run"] and tally(sweep).members == 2
