@@ -755,6 +755,11 @@ def _run_train(
                 f"{e}; checkpoint {path.name} saved; resume with: {launch} train "
                 f"{resume_argument(out_dir)} (and the same overrides)",
             ) from e
+        if stop.is_set():
+            # It came during the last epoch's last step or end (its checkpoint is saved): the
+            # signal still means stop now, not after the whole final evaluation (a scheduler's
+            # grace period would end that in SIGKILL).
+            raise RunInterrupted(stop.signum or signal.SIGINT, interrupted_message(out_dir))
     model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
     if not ctx.is_main:
         log.info("rank %d: training done; rank 0 evaluates and writes %s", ctx.rank, out_dir)

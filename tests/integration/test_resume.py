@@ -210,6 +210,38 @@ def test_sigterm_in_the_final_evaluation_says_in_one_line_what_to_resume(
     )
 
 
+def test_sigterm_at_the_end_of_the_last_epoch_stops_before_the_evaluation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stop request in the last epoch's last step or end-of-epoch work was swallowed: the run
+    went through the whole final evaluation and exited 0. It stops there now, like elsewhere."""
+    from robustai.cli.main import main
+    from robustai.training.callbacks import CheckpointCallback
+
+    real = CheckpointCallback.on_epoch_end
+
+    def term_then_save(self, trainer, stats):  # type: ignore[no-untyped-def]
+        signal.raise_signal(signal.SIGTERM)  # robustai's stop handler is active here
+        real(self, trainer, stats)
+
+    run = tmp_path / "run"
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    monkeypatch.setattr(CheckpointCallback, "on_epoch_end", term_then_save)
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, f"hydra.run.dir={run}"])
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert not (run / "metrics.json").exists() and not (run / "weights.safetensors").exists()
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "robustai train: error: interrupted; checkpoint epoch-0001.json is kept; resume with: "
+        f"robustai train trainer.resume={run} (and the same overrides)"
+    )
+    monkeypatch.undo()
+    assert main([*args, f"trainer.resume={run}"]) == 0
+    assert (run / "metrics.json").is_file()
+
+
 def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
     tmp_path: Path,
 ) -> None:
