@@ -243,30 +243,64 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     On that data set, the split settings the training run recorded (``meta.json``'s ``split``:
     ``data.split_seed``, ``data.holdout``, ...) apply unless given: with the group's defaults
     instead, the eval split of a run trained with another split would hold images it was
-    trained on, and its accuracies would be too high."""
-    from robustai.data import SPLIT_SETTINGS, data_names
-
+    trained on, and its accuracies would be too high. A sweep over checkpoints
+    (``checkpoint=a,b``) gets them where every checkpoint records the same, and is refused
+    where they differ: one data set and split for all would do exactly that to some."""
     args = list(argv)
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
-    chosen = keys.get("data", keys.get("data.name"))
     ckpt = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "checkpoint"]
-    if len(ckpt) != 1 or "," in ckpt[0] or not ckpt[0]:
+    if len(ckpt) != 1 or not ckpt[0]:
         return args
+    paths = _swept_values(ckpt[0]) if "," in ckpt[0] else [ckpt[0]]
+    found = [_recorded_data(path, keys) for path in paths or []]
+    extras = [e for e in found if e is not None]
+    if not paths or not found or len(extras) < len(found):
+        return args  # unreadable checkpoints: the pre-flight check reports them
+    differ = [(path, e) for path, e in zip(paths, extras, strict=True) if e != extras[0]]
+    if differ:
+        shown = [(paths[0], extras[0]), differ[0]]
+        which = "; ".join(f"{c}: {' '.join(e) or 'the default data'}" for c, e in shown)
+        raise ConfigError(
+            f"checkpoint=...: these runs were trained on different data or splits ({which}),"
+            " so one eval split would hold another's training images; evaluate them one at a"
+            " time, each on its own data and split"
+        )
+    return args + extras[0]
+
+
+def _swept_values(value: str) -> list[str] | None:
+    """The checkpoints of a ``checkpoint=a,b`` sweep, as Hydra will read them."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     try:
-        _, meta = _checkpoint_files(ckpt[0])
+        (o,) = OverridesParser.create().parse_overrides([f"checkpoint={value}"])
+        return [str(v) for v in o.sweep_string_iterator()] if o.is_sweep_override() else None
+    except Exception:  # a malformed override: Hydra's own check says why
+        return None
+
+
+def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
+    """The ``data=`` choice and split overrides that evaluate ``checkpoint`` on its own
+    training run's data and eval split (see :func:`data_from_checkpoint`); None if unreadable."""
+    from robustai.data import SPLIT_SETTINGS, data_names
+
+    try:
+        _, meta = _checkpoint_files(checkpoint)
     except UserError:
-        return args  # the pre-flight check reports it
+        return None
+    chosen = keys.get("data", keys.get("data.name"))
     name = meta.get("data")
     if not isinstance(name, str) or name not in data_names():
-        return args
+        return []
+    out = []
     if chosen is None and name != "digits":  # digits: the default group
-        args.append(f"data={name}")
+        out.append(f"data={name}")
     split = meta.get("split")
     if chosen in (None, name) and isinstance(split, dict):
         for key in SPLIT_SETTINGS.get(name, ()):
             if key in split and f"data.{key}" not in keys:
-                args.append(f"data.{key}={json.dumps(split[key])}")
-    return args
+                out.append(f"data.{key}={json.dumps(split[key])}")
+    return out
 
 
 def _threat_eps(meta: dict[str, Any], default: float) -> float:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -362,6 +363,27 @@ def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
         0.5,
     )
     assert (list(data.input_shape), data.num_classes) == ([1, 12, 12], 3)
+
+
+def test_a_sweep_over_checkpoints_takes_their_common_split_or_is_refused(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``checkpoint=a,b`` skipped the recorded data and split: each member was evaluated on the
+    group's default split, most of which a run trained with another split_seed had trained on."""
+    runs = [tmp_path / "a", tmp_path / "b"]
+    for run in runs:
+        shutil.copytree(checkpoint, run)
+        meta = json.loads((run / "meta.json").read_text())
+        meta["split"] = {"split_seed": 3, "holdout": 0.3}
+        (run / "meta.json").write_text(json.dumps(meta))
+    sweep = ["-m", f"checkpoint={runs[0]},{runs[1]}"]
+    assert data_from_checkpoint(sweep) == [*sweep, "data.split_seed=3", "data.holdout=0.3"]
+    meta["split"]["split_seed"] = 4
+    (runs[1] / "meta.json").write_text(json.dumps(meta))
+    line = evaluate_fails(sweep, capsys)
+    assert "these runs were trained on different data or splits" in line
+    assert f"{runs[1]}: data.split_seed=4 data.holdout=0.3" in line
+    assert not (tmp_path / "multirun").exists()
 
 
 @pytest.mark.slow
