@@ -188,12 +188,17 @@ def _check_output_folder(cfg: Any) -> None:
         return  # an unresolvable folder is reported by Hydra itself
     if not folder:
         return
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    target = Path(str(folder)).expanduser()
     held = [n for n in ("weights.safetensors", "metrics.json", "report.json")
-            if (Path(str(folder)).expanduser() / n).is_file()]
+            if (target / n).is_file()]
+    if list_checkpoints(target / CHECKPOINT_DIR):  # an interrupted training run, to resume
+        held.append(f"{CHECKPOINT_DIR}/")
     if held:
         raise ConfigError(
-            f"hydra.run.dir={folder} holds a finished run or evaluation ({', '.join(held)}),"
-            " whose records an evaluation there would replace; give another hydra.run.dir"
+            f"hydra.run.dir={folder} holds a run or evaluation ({', '.join(held)}), whose"
+            " records an evaluation there would replace or mix with; give another hydra.run.dir"
         )
 
 

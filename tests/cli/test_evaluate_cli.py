@@ -440,5 +440,13 @@ def test_an_evaluation_into_a_finished_runs_folder_is_refused(
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     monkeypatch.chdir(tmp_path)
     line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={run}"], capsys)
-    assert f"hydra.run.dir={run} holds a finished run or evaluation (weights.safetensors," in line
+    assert f"hydra.run.dir={run} holds a run or evaluation (weights.safetensors," in line
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # A training run interrupted before it wrote weights: its checkpoints are what it resumes
+    # from, and its folder took the evaluation's .hydra/ record, log and events.
+    stopped = tmp_path / "stopped"
+    (stopped / "checkpoints").mkdir(parents=True)
+    (stopped / "checkpoints" / "epoch-0001-step-000035.json").write_text("{}")
+    line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={stopped}"], capsys)
+    assert f"hydra.run.dir={stopped} holds a run or evaluation (checkpoints/)" in line
+    assert [p.name for p in stopped.iterdir()] == ["checkpoints"]
