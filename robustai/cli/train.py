@@ -57,11 +57,26 @@ def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
                 f"hydra.launcher starts {tasks * nodes} processes per run (tasks_per_node="
                 f"{tasks}, nodes={nodes}); add trainer=ddp so that they train one model together"
             )
+        _check_global_batch(train_cfg, tasks * nodes)
         return  # the launcher's tasks will rendezvous
     env = launcher_env()
     message = start_distributed_error(ddp, env["world_size"] if env else None)
     if message:
         raise ConfigError(message)
+    if ddp and env:
+        _check_global_batch(train_cfg, env["world_size"])
+
+
+def _check_global_batch(train_cfg: Any, processes: int) -> None:
+    """Under DDP ``data.batch_size`` is the global batch, cut into one part per process: each
+    process needs at least one image (DP-SGD samples its batches on each rank instead)."""
+    batch = train_cfg.data.batch_size
+    if train_cfg.privacy.name != "dpsgd" and batch < processes:
+        raise ConfigError(
+            f"data.batch_size={batch} is smaller than the {processes} processes: each needs at"
+            " least one image per step (data.batch_size is the global batch, split over them);"
+            f" use data.batch_size={processes} or more"
+        )
 
 
 def check_train_config(cfg: Any) -> Any:
@@ -121,11 +136,15 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
     from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
 
     folder = train_cfg.trainer.resume
-    if not folder and "MULTIRUN" not in str(OmegaConf.select(cfg, "hydra.mode", default="")):
-        try:  # a run started again in its own folder continues from its checkpoints too
-            folder = OmegaConf.select(cfg, "hydra.run.dir", default=None)
-        except OmegaConfBaseException:
-            folder = None
+    single = "MULTIRUN" not in str(OmegaConf.select(cfg, "hydra.mode", default=""))
+    try:
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir", default=None) if single else None
+    except OmegaConfBaseException:
+        run_dir = None
+    if folder and run_dir:
+        _check_resume_target(str(folder), str(run_dir))
+    if not folder:
+        folder = run_dir  # a run started again in its own folder continues from its checkpoints
     if not folder:
         return
     run = Path(str(folder)).expanduser()
@@ -140,6 +159,25 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
     if not saved:
         return  # an unreadable checkpoint is reported, with its reason, when the run reads it
     check_resume_config(train_cfg, list_checkpoints(run / CHECKPOINT_DIR)[0].path, saved)
+
+
+def _check_resume_target(resume: str, run_dir: str) -> None:
+    """``trainer.resume=A hydra.run.dir=B`` continues A's run in B: B must not be another run,
+    whose weights, metrics and checkpoints the resumed one would write over and mix with."""
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    source, target = Path(resume).expanduser(), Path(run_dir).expanduser()
+    if not target.is_dir() or target.resolve() == source.resolve():
+        return
+    held = _finished_files(target)
+    if list_checkpoints(target / CHECKPOINT_DIR):
+        held.append(f"{CHECKPOINT_DIR}/")
+    if held:
+        raise ConfigError(
+            f"hydra.run.dir={run_dir} holds another run ({', '.join(held)}), which resuming"
+            f" {resume} there would write over; leave hydra.run.dir out to continue in {resume},"
+            " or give a new folder"
+        )
 
 
 def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
@@ -536,10 +574,11 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         cdir = config_dir()
-        preflight(cdir, "train", argv, check_train_config)
+        in_place = _resume_in_place(argv)  # checked with the run folder the run will use
+        preflight(cdir, "train", in_place, check_train_config)
         signing_key_from_env()  # an unusable key fails here, before Hydra makes the run folder
         _check_sweep_folder(cdir, argv)
-        args, scratch = _torchrun_args(_resume_in_place(argv))
+        args, scratch = _torchrun_args(in_place)
     except UserError as e:
         fail("train", str(e))
     app = hydra.main(config_path=str(cdir), config_name="train", version_base="1.3")(_task)

@@ -212,6 +212,16 @@ def test_a_submitit_job_with_two_tasks_trains_one_ddp_run(tmp_path: Path) -> Non
         ({"RANK": "0", "WORLD_SIZE": "2"}, [], "would train 2 separate copies; add trainer=ddp"),
         ({"RANK": "1", "WORLD_SIZE": "2"}, ["-m", "trainer=ddp"], "cannot run under torchrun"),
         ({}, ["-m", "hydra/launcher=slurm_ddp"], "starts 4 processes per run"),
+        (  # each rank failed in TensorLoader.shard, a traceback per process
+            {"RANK": "0", "WORLD_SIZE": "3"},
+            ["trainer=ddp", "data.batch_size=2"],
+            "data.batch_size=2 is smaller than the 3 processes: each needs at least one image",
+        ),
+        (
+            {},
+            ["-m", "hydra/launcher=slurm_ddp", "trainer=ddp", "data.batch_size=3"],
+            "data.batch_size=3 is smaller than the 4 processes",
+        ),
     ],
 )
 def test_a_launch_that_does_not_fit_trainer_distributed_exits_2(

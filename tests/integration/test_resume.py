@@ -242,6 +242,33 @@ def test_sigterm_at_the_end_of_the_last_epoch_stops_before_the_evaluation(
     assert (run / "metrics.json").is_file()
 
 
+def test_resuming_into_another_runs_folder_is_refused_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``trainer.resume=A hydra.run.dir=B`` with B a finished run (here without checkpoints,
+    which a plain run into B is refused for) trained over B's weights and metrics."""
+    from robustai.cli.main import main
+
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main([*args, f"hydra.run.dir={a}"]) == 0
+    assert main([*args, "trainer.checkpoint_every=0", f"hydra.run.dir={b}"]) == 0
+    before = {p: p.read_bytes() for p in b.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as refused:
+        main([*args, f"trainer.resume={a}", f"hydra.run.dir={b}"])
+    assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra.run.dir={b} holds another run (weights.safetensors, metrics.json)" in line
+    assert {p: p.read_bytes() for p in b.rglob("*") if p.is_file()} == before
+    # Into a new folder the resume goes on (a finished run: evaluated again there).
+    c = tmp_path / "c"
+    assert main([*args, f"trainer.resume={a}", f"hydra.run.dir={c}"]) == 0
+    assert (c / "metrics.json").is_file() and "resumed from" in (c / "train.log").read_text()
+
+
 def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
     tmp_path: Path,
 ) -> None:
