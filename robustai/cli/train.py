@@ -395,10 +395,15 @@ def _swept_hparams(hc: Any, train_cfg: Any) -> dict[str, Any]:
 
     choices = hc.runtime.choices
     node = OmegaConf.structured(train_cfg)
+    parser = OverridesParser.create()
     out: dict[str, Any] = {}
-    for o in OverridesParser.create().parse_overrides(list(hc.overrides.task)):
-        key = o.key_or_group
-        if o.is_delete() or key.split("/")[0].split(".")[0] == "hydra":
+    for line in hc.overrides.task:
+        try:
+            (o,) = parser.parse_overrides([line])
+            key, delete = o.key_or_group, o.is_delete()
+        except Exception:  # Hydra's record of a value it resolved (data.root=~/x) may not parse
+            key, delete = str(line).split("=", 1)[0].lstrip("+"), str(line).startswith("~")
+        if delete or key.split("/")[0].split(".")[0] == "hydra":
             continue
         if key in choices:
             out[key] = choices[key]

@@ -368,3 +368,19 @@ def test_a_nan_objective_is_no_value_to_rank(caplog: pytest.LogCaptureFixture) -
     assert _objective(undefined, ["worst_case_acc"]) is None
     assert _objective(undefined, ["clean_acc", "worst_case_acc"]) is None
     assert "optimized_metric worst_case_acc: NaN in this run, so no objective" in caplog.text
+
+
+def test_swept_hparams_read_an_override_hydra_resolved_into_unparsable_text() -> None:
+    """``data.root=${paths.data_dir}/x`` with ROBUSTAI_DATA_DIR='~' reaches the run as
+    ``data.root=~/x``, which Hydra's override grammar rejects: the run crashed after it started."""
+    from omegaconf import OmegaConf
+
+    from robustai.cli.train import _swept_hparams
+    from robustai.config.schema import TrainConfig
+
+    hc = OmegaConf.create(
+        {"runtime": {"choices": {}}, "overrides": {"task": ["name=~/x", "trainer.lr=0.2"]}}
+    )
+    cfg = TrainConfig()
+    cfg.name, cfg.trainer.lr = "~/x", 0.2
+    assert _swept_hparams(hc, cfg) == {"name": "~/x", "trainer.lr": 0.2}
