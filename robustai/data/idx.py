@@ -19,14 +19,22 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
-def read_idx(path: str | Path) -> Tensor:
-    """Read one IDX file into a tensor, checking its header against its size."""
-    path = Path(path)
-    if not path.is_file():  # the other of the two names MNIST's files go by: gunzipped or not
+def _resolve(path: str | Path) -> Path:
+    """The file ``read_idx`` reads for ``path``: ``~`` expanded, and the other of the two names
+    MNIST's files go by (gunzipped or not) when ``path`` itself is missing. Messages about the
+    content name this file, not one that does not exist."""
+    path = Path(path).expanduser()
+    if not path.is_file():
         other = path.with_suffix("") if path.suffix == ".gz" else Path(f"{path}.gz")
         if other.is_file():
             log.info("IDX file %s not found; reading %s", path.name, other)
-            path = other
+            return other
+    return path
+
+
+def read_idx(path: str | Path) -> Tensor:
+    """Read one IDX file into a tensor, checking its header against its size."""
+    path = _resolve(path)
     if not path.is_file():
         raise DataError(
             f"IDX file not found: {path}; point data.root at the folder holding it, or"
@@ -59,13 +67,20 @@ def read_idx(path: str | Path) -> Tensor:
 
 def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Tensor]:
     """Images as float (N, C, H, W) in [0, 1] and labels as int64."""
+    images, labels = _resolve(images), _resolve(labels)
     x, y = read_idx(images), read_idx(labels)
+    dims = tuple(x.shape)
     if x.ndim == 3:
         x = x.unsqueeze(1)
     elif x.ndim != 4:
         raise DataError(f"{images}: expected 3 or 4 dimensions (N,H,W[,C]), found {tuple(x.shape)}")
     else:
         x = x.permute(0, 3, 1, 2)
+    if len(x) == 0:  # nothing to split, train on or count classes of
+        raise DataError(
+            f"{images} holds no images (its header says {dims}); point data.images"
+            " at a file with at least one image"
+        )
     if len(x) != len(y):
         raise DataError(f"{images} has {len(x)} images but {labels} has {len(y)} labels")
     if y.ndim > 1 and y[0].numel() != 1:

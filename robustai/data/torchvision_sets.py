@@ -33,6 +33,9 @@ def load_torchvision(
     except RuntimeError as e:
         if "not found" not in str(e).lower():
             raise _corrupt(cls.__name__, root / folder, e) from e
+        damage = _damaged_file(cls, root / folder)
+        if damage is not None:  # CIFAR says "not found or corrupted" for both
+            raise _corrupt(cls.__name__, root / folder, ValueError(damage)) from e
         if not download:
             raise DataError(
                 f"{cls.__name__} not found under {root / folder}; set data.download=true to "
@@ -77,6 +80,32 @@ def _download(cls: type, root: Path, train: bool, folder: str) -> Any:
         raise _corrupt(cls.__name__, root / folder, e) from e
     except OSError as e:
         raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
+
+
+def _damaged_file(cls: type, folder: Path) -> str | None:
+    """What is wrong with a partial or damaged copy in ``folder``; None when none is there.
+
+    CIFAR-10 raises one "not found or corrupted" RuntimeError whether its folder is missing or
+    its files fail their MD5 check; the files it lists (``train_list``, ``test_list``, ``meta``)
+    tell the two apart. Sets without such lists (MNIST) say "not found" only when files are
+    missing, so None.
+    """
+    from torchvision.datasets.utils import check_integrity
+
+    listed = [*getattr(cls, "train_list", []), *getattr(cls, "test_list", [])]
+    meta = getattr(cls, "meta", None)
+    if isinstance(meta, dict) and "filename" in meta:
+        listed.append((meta["filename"], meta.get("md5")))
+    present = [(name, md5) for name, md5 in listed if (folder / name).is_file()]
+    if not present:
+        return None
+    missing = [name for name, _ in listed if not (folder / name).is_file()]
+    if missing:
+        return f"{len(missing)} of its {len(listed)} files missing: {', '.join(missing)}"
+    for name, md5 in present:
+        if not check_integrity(str(folder / name), md5):
+            return f"{name} fails its MD5 check"
+    return None
 
 
 def _corrupt(name: str, folder: Path, e: BaseException) -> DataError:

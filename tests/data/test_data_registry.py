@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +271,71 @@ def test_train_and_eval_subsets_keep_every_class_and_stay_disjoint(
     again = build_data("digits", split_seed=split_seed, train_size=train_size, eval_size=eval_size)
     assert torch.equal(again.train.x, b.train.x) and torch.equal(again.eval.x, b.eval.x)
     assert b.mean == pytest.approx(channel_stats(b.train.x)[0])
+
+
+# ------------------------------------------------------------------------------ reported defects
+def test_idx_without_images_names_the_file(tmp_path: Path) -> None:
+    """``int(y.max())`` of 0 labels ended in "RuntimeError: max(): Expected reduction dim"."""
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(np.zeros((0, 28, 28))))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.zeros((0,))))
+    images = tmp_path / "t10k-images-idx3-ubyte"
+    with pytest.raises(DataError, match=rf"^{re.escape(str(images))} holds no images"):
+        build_data("idx", root=tmp_path)
+
+
+def test_idx_root_with_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``data=idx 'data.root="~/mnist"'``: the torchvision sets expanded ``~``, IDX did not."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mnist").mkdir()
+    images = np.random.default_rng(0).integers(0, 256, (20, 28, 28))
+    (tmp_path / "mnist" / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(images))
+    (tmp_path / "mnist" / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.arange(20) % 2))
+    b = build_data("idx", root="~/mnist")
+    assert b.train.num_samples + b.eval.num_samples == 20 and b.num_classes == 2
+    b = build_data(
+        "idx", images="~/mnist/t10k-images-idx3-ubyte.gz", labels="~/mnist/t10k-labels-idx1-ubyte"
+    )
+    assert b.train.num_samples + b.eval.num_samples == 20
+
+
+@pytest.mark.parametrize("holdout", ["0.2", None, True])
+def test_holdout_of_the_wrong_type_is_one_line(holdout: object) -> None:
+    """A string holdout failed inside the split with "'<' not supported between ..."."""
+    with pytest.raises(TypeError, match=r"^holdout must be a number in \(0, 1\)") as info:
+        build_data("digits", holdout=holdout)  # type: ignore[arg-type]
+    assert repr(holdout) in str(info.value) and "\n" not in str(info.value)
+
+
+CIFAR_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch", "batches.meta"]
+
+
+@pytest.mark.parametrize("damage", ["garbage", "missing_file"])
+@pytest.mark.parametrize("download", [False, True])
+def test_a_damaged_cifar10_copy_is_named_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str, download: bool
+) -> None:
+    """torchvision says "not found or corrupted" for both: a folder of damaged files was
+    reported as not found (or, with download=true, fetched over). It names the folder to delete."""
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(tvd.CIFAR10, "url", "http://127.0.0.1:1/cifar-10-python.tar.gz")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in CIFAR_FILES:
+        (folder / name).write_bytes(rng.bytes(1000))
+    if damage == "missing_file":
+        (folder / "data_batch_3").unlink()
+    with pytest.raises(DataError) as info:
+        build_data("cifar10", root=tmp_path, download=download)
+    msg = str(info.value)
+    assert "\n" not in msg and "not found" not in msg
+    assert msg.startswith(f"CIFAR10 under {folder} is truncated or corrupt (")
+    assert f"delete {folder} and fetch it again with data.download=true" in msg
+    assert ("data_batch_3" if damage == "missing_file" else "data_batch_1") in msg
+
+
+def test_an_empty_cifar10_folder_is_still_not_found(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(DataError, match=r"^CIFAR10 not found under .*data\.download=true"):
+        build_data("cifar10", root=tmp_path, download=False)

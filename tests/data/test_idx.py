@@ -261,3 +261,70 @@ def test_load_idx_images_labels_of_shape_n_by_1_are_flattened(tmp_path: Path) ->
         write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels.reshape(-1, 1))
     )
     assert y.shape == (12,) and torch.equal(y, torch.from_numpy(labels).long())
+
+
+# ------------------------------------------------------------------------------ reported defects
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_load_idx_images_without_images_is_a_data_error(tmp_path: Path, suffix: str) -> None:
+    """A header of 0 images reached build_data's ``y.max()`` and ended in a RuntimeError."""
+    images = write_idx(tmp_path / f"x-idx3-ubyte{suffix}", np.zeros((0, 28, 28), np.uint8))
+    labels = write_idx(tmp_path / f"y-idx1-ubyte{suffix}", np.zeros((0,), np.uint8))
+    with pytest.raises(DataError, match=rf"^{re.escape(str(images))} holds no images") as info:
+        load_idx_images(images, labels)
+    assert "\n" not in str(info.value)
+
+
+def _swap_to_plain(path: Path) -> Path:
+    """Gunzip ``path`` (a .gz file) in place under the name without .gz, as ``gunzip`` does."""
+    plain = path.with_suffix("")
+    plain.write_bytes(gzip.decompress(path.read_bytes()))
+    path.unlink()
+    return plain
+
+
+@pytest.mark.parametrize(
+    ("damage", "which", "message"),
+    [
+        ("count", "labels", "has 11 labels"),
+        ("range", "images", r"must be in \[0, 1\]"),
+        ("negative", "labels", "found -1"),
+        ("fractional", "labels", "whole numbers"),
+        ("two", "labels", "one label per image"),
+        ("rank", "images", "dimensions"),
+    ],
+)
+def test_messages_name_the_file_actually_read(
+    tmp_path: Path, damage: str, which: str, message: str
+) -> None:
+    """The .gz name is asked for, the plain file is read in its place: the message names the
+    plain file, not the .gz one that does not exist."""
+    images, labels = sample_images()
+    image_code, label_code = 0x08, 0x08
+    if damage == "count":
+        labels = labels[:-1]
+    elif damage == "range":
+        images, image_code = images.astype(np.float32), 0x0D  # 0..255 in a float file
+    elif damage == "rank":
+        images = images.reshape(12, -1)
+    else:
+        labels, label_code = _bad_labels(damage)
+    asked = {
+        "images": write_idx(tmp_path / "x-idx3-ubyte.gz", images, image_code),
+        "labels": write_idx(tmp_path / "y-idx1-ubyte.gz", labels, label_code),
+    }
+    read = _swap_to_plain(asked[which])
+    with pytest.raises(DataError, match=message) as info:
+        load_idx_images(asked["images"], asked["labels"])
+    msg = str(info.value)
+    assert str(read) in msg and str(asked[which]) not in msg, msg
+
+
+def test_tilde_in_idx_paths_is_expanded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``data.root="~/mnist"`` said "IDX file not found: ~/mnist/..." though the files exist."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    images, labels = sample_images()
+    write_idx(tmp_path / "x-idx3-ubyte.gz", images)
+    write_idx(tmp_path / "y-idx1-ubyte", labels)  # read for the .gz name asked below
+    assert np.array_equal(read_idx("~/x-idx3-ubyte.gz").numpy(), images)
+    x, y = load_idx_images("~/x-idx3-ubyte.gz", Path("~/y-idx1-ubyte.gz"))
+    assert len(x) == 12 and torch.equal(y, torch.from_numpy(labels).long())
