@@ -96,6 +96,18 @@ def check_eot_iter(eot_iter: int) -> int:
     return int(eot_iter)
 
 
+def check_input_dtype(model: nn.Module, x: Tensor) -> None:
+    """Floating ``x`` that the model's parameters can take: a wider one (float64 into a float32
+    model) would fail deep inside the first layer with torch's "Input type (double) and bias
+    type (float)"; a narrower one (float16) is widened by the normalization, as it should be."""
+    param = next((p for p in model.parameters() if p.is_floating_point()), None)
+    if param is not None and torch.promote_types(x.dtype, param.dtype) != param.dtype:
+        raise ValueError(
+            f"x is {x.dtype} but the model's parameters are {param.dtype}; pass"
+            f" x.to({param.dtype}) (or convert the model)"
+        )
+
+
 def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
     """x, y and the model on one device, or a one-line error saying which is where (the
     attack would otherwise fail inside the first layer, or move nothing and compare labels
@@ -236,6 +248,7 @@ class Attack(ABC):
                 f"x must be floating point inputs in [0,1]; got dtype {x.dtype} (for 8-bit images"
                 " pass x.float() / 255)"
             )
+        check_input_dtype(model, x)
         # Attacks need autograd, which inference_mode switches off (x would get no gradient and
         # FGSM would return it unchanged); as under no_grad, they turn it back on for themselves.
         with torch.inference_mode(False):

@@ -6,12 +6,30 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from os import PathLike
 
 import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.attacks.base import class_indices, is_integer, labels_of
+from robustai.attacks.base import check_input_dtype, class_indices, is_integer, labels_of
+
+
+def checked_inputs(model: nn.Module, x: Tensor) -> None:
+    """A model and floating inputs it can take, or a one-line TypeError / ValueError (a run
+    folder's path where the model goes, a float64 array into a float32 model)."""
+    if not isinstance(model, nn.Module):
+        hint = " (robustai.models.load_model(path) loads a run's model)" if isinstance(
+            model, str | PathLike
+        ) else ""
+        raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}{hint}")
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"x must be a tensor of inputs in [0,1]; got {type(x).__name__}"
+            " (torch.as_tensor converts a NumPy array)"
+        )
+    if x.dtype.is_floating_point:
+        check_input_dtype(model, x)
 
 
 def checked_labels(x: Tensor, y: Tensor) -> Tensor:
@@ -60,6 +78,7 @@ def _predict(model: nn.Module, x: Tensor) -> Tensor:
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
     """Predicted labels (eval mode, restored after); NO_PREDICTION where the logits hold NaN."""
+    checked_inputs(model, x)
     _check_batch_size(batch_size)
     with eval_mode(model):
         if len(x) == 0:
@@ -71,6 +90,7 @@ def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
 
 def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Boolean per sample: is the model right on the clean input? (eval mode, restored after)."""
+    checked_inputs(model, x)
     y = checked_labels(x, y)
     _check_batch_size(batch_size)
     if len(x) == 0:
@@ -102,9 +122,15 @@ def robust_correct(
     model: nn.Module, attack: Attack, x: Tensor, y: Tensor, batch_size: int = 512
 ) -> Tensor:
     """Boolean per sample: does the model stay right on the attacked input? (eval mode)."""
+    if isinstance(model, Attack) and isinstance(attack, nn.Module):
+        raise TypeError(
+            "the model and the attack are swapped: the model comes first, e.g."
+            " robust_accuracy(model, PGD(eps=0.1), x, y)"
+        )
     if not isinstance(attack, Attack):
         what = "a function (a factory? call it with an eps)" if callable(attack) else type(attack)
         raise TypeError(f"attack must be an Attack, e.g. PGD(eps=0.1); got {what}")
+    checked_inputs(model, x)
     y = checked_labels(x, y)
     _check_batch_size(batch_size)
     if len(x) == 0:

@@ -44,3 +44,33 @@ def test_numpy_inputs_are_named_before_the_model_sees_them() -> None:
     x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0])
     with pytest.raises(TypeError, match=r"x must be a tensor.*torch\.as_tensor"):
         Evaluator([lambda e: PGD(e, steps=1)], [0.1]).run(model, x.numpy(), y)  # type: ignore[arg-type]
+
+
+def test_a_float64_batch_into_a_float32_model_is_named() -> None:
+    """``torch.as_tensor`` of a NumPy image array is float64: it failed inside the first layer
+    with torch's "Input type (double) and bias type (float)". Narrower floats are widened by the
+    model's normalization and stay accepted, as does float64 into a float64 model."""
+    from robustai.models import build_model
+
+    model = build_model("small_cnn", input_shape=(1, 8, 8), num_classes=3)
+    x, y = torch.rand(4, 1, 8, 8, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    for call in (
+        lambda: accuracy(model, x, y),
+        lambda: robust_accuracy(model, PGD(0.1, steps=2), x, y),
+        lambda: PGD(0.1, steps=2)(model, x, y),
+    ):
+        with pytest.raises(ValueError, match=r"x is torch.float64 but the model's parameters are"):
+            call()
+    assert 0.0 <= accuracy(model, x.half(), y) <= 1.0
+    assert 0.0 <= accuracy(model.double(), x, y) <= 1.0
+
+
+def test_a_path_or_swapped_arguments_where_the_model_belongs_are_named() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0])
+    with pytest.raises(TypeError, match="the model and the attack are swapped"):
+        robust_accuracy(PGD(0.1), model, x, y)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"got str \(robustai.models.load_model\(path\) loads"):
+        accuracy("experiments/run", x, y)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module; got str"):
+        robust_accuracy("experiments/run", PGD(0.1), x, y)  # type: ignore[arg-type]
