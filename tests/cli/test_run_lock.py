@@ -33,4 +33,4 @@ def test_a_run_folder_in_use_is_refused_before_anything_is_written(tmp_path: Pat
         " another hydra.run.dir"
     ]
     assert record.read_text() == "- trainer.epochs=4\n"
-    assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists()
+    assert [p.name for p in run.iterdir()] == [".hydra"]  # no train.log, not even an empty one
