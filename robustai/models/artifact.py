@@ -235,6 +235,9 @@ def load_model(
         if mismatch:
             raise ValueError(mismatch)
         model = _rebuild(meta)
+        floats = {v.dtype for v in state.values() if v.is_floating_point()}
+        if len(floats) == 1:  # e.g. a float64 model: load_state_dict would cast it to float32
+            model = model.to(floats.pop())
         model.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(

@@ -110,6 +110,17 @@ def save_mlp(model: nn.Module, out: Path, **changes: Any) -> None:
     save_model(model, out, **{**args, **changes})
 
 
+def test_a_float64_model_comes_back_in_float64(tmp_path: Path) -> None:
+    """load_model built the registry's float32 model and load_state_dict cast the saved
+    float64 weights into it: precision lost without notice."""
+    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16]).double()
+    save_mlp(model, tmp_path / "run")
+    loaded, _ = load_model(tmp_path / "run")
+    assert {p.dtype for p in loaded.parameters()} == {torch.float64}
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+
+
 def test_save_overwrites_in_place(tmp_path: Path) -> None:
     out = tmp_path / "run"
     make_and_save("mlp", out)
