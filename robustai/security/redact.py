@@ -48,10 +48,48 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # An env reference without a default is only a name, so it may stay visible.
 _ENV_REFERENCE = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}$")
 _OVERRIDE_KEY = re.compile(r"^[+~]*[A-Za-z_][\w.\-/@]*$")
-# key=value or key: value in free text (log lines, override strings).
+# key=value or key: value in free text (log lines, override strings, connection strings, URL
+# query strings). The value is a look-ahead, so a pair inside another pair's value is found too
+# (the password=... in jdbc:postgresql://host/db?user=u&password=...). A value is quoted (spaces
+# and all), braced as ODBC writes it (Pwd={a;b}, "}}" for a brace), or runs to a space, quote,
+# comma, semicolon or closing bracket.
 _KEY_VALUE = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*[=:]\s*)(?P<q>['"]?)(?P<value>[^\s'",;}\]]+)(?P=q)"""
+    r"""(?<![\w.\-])(?P<key>[A-Za-z_][\w.\-]*)(?P<sep>\s*[=:]\s*)"""
+    r"""(?=(?:'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|\{(?P<br>(?:[^}]|\}\})*)\}"""
+    r"""|(?P<bare>[^\s'",;}\]]+)))"""
 )
+
+
+def _pair_spans(text: str, *, bare_key: bool) -> list[tuple[int, int]]:
+    """Where the values of secret-looking ``key=value`` pairs sit in ``text`` (merged where they
+    overlap). ``bare_key``: whether a key named just ``key`` counts (in free text it is usually
+    a placeholder, as in Hydra's ``KEY=VALUE``). Names (``${oc.env:X}``) are not secrets."""
+    spans: list[tuple[int, int]] = []
+    for m in _KEY_VALUE.finditer(text):
+        key = m.group("key")
+        words = key_words(key)
+        secret = is_secret_key(key) or words == ["pwd"]  # ODBC's Pwd= (the shell's PWD is free)
+        if not secret or (not bare_key and words == ["key"]):
+            continue
+        group = next(g for g in ("sq", "dq", "br", "bare") if m.group(g) is not None)
+        if m.group(group).startswith("${") or not m.group(group):
+            continue
+        spans.append(m.span(group))
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _scrub_pairs(text: str, *, bare_key: bool) -> str:
+    """``text`` with the values of its secret-looking pairs replaced by ``<redacted>``, whatever
+    their length (the key says they are secret; a short password is a password too)."""
+    for start, end in reversed(_pair_spans(text, bare_key=bare_key)):
+        text = f"{text[:start]}{REDACTED}{text[end:]}"
+    return text
 
 
 # The password of a URL's user info (postgresql://user:PASSWORD@host/db), e.g. an Optuna storage.
@@ -141,13 +179,13 @@ def pair_secrets(text: str) -> set[str]:
     """Values of secret-looking ``key=value`` pairs inside a value, such as the ``Password=`` or
     ``AccountKey=`` of a connection string kept under a key that does not look secret. A bare
     ``key`` is left alone there: in text it is a placeholder (Hydra's help says ``KEY=VALUE``)."""
-    return {
-        m.group("value")
-        for m in _KEY_VALUE.finditer(text)
-        if is_secret_key(m.group("key"))
-        and key_words(m.group("key")) != ["key"]
-        and not m.group("value").startswith("${")
-    }
+    found = set()
+    for start, end in _pair_spans(text, bare_key=False):
+        value = text[start:end]
+        found.add(value)
+        # a query string's value runs on over "&x=1": the secret itself is scrubbed elsewhere too
+        found.add(value.split("&", 1)[0])
+    return found
 
 
 def collect_secret_values(tree: Any) -> set[str]:
@@ -178,21 +216,16 @@ def collect_secret_values(tree: Any) -> set[str]:
 
 
 def scrub_text(text: str, values: Iterable[str] = (), *, pairs: bool = True) -> str:
-    """Cut ``values`` and the passwords of URLs (``scheme://user:<redacted>@host``) out of text
-    and, with ``pairs``, the values of secret-looking ``key=value`` / ``key: value`` pairs (for
-    free text such as log lines)."""
+    """Cut ``values``, the passwords of URLs (``scheme://user:<redacted>@host``) and the values
+    of secret-looking ``key=value`` / ``key: value`` pairs out of text. ``pairs``: free text
+    (log lines), where a key named just ``key`` counts too; without it (config values, Hydra's
+    help with its ``KEY=VALUE``) only keys that name a secret more closely do."""
     for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
         text = text.replace(v, REDACTED)
     text = _scrub_url_passwords(text)
     if not pairs:
-        return text
-
-    def pair(m: re.Match[str]) -> str:
-        if is_secret_key(m.group("key")) and not m.group("value").startswith("${oc.env:"):
-            return f"{m.group('key')}{m.group('sep')}{m.group('q')}{REDACTED}{m.group('q')}"
-        return m.group(0)
-
-    return _KEY_VALUE.sub(pair, text)
+        return _scrub_pairs(text, bare_key=False)
+    return _scrub_pairs(text, bare_key=True)
 
 
 def redact_override(override: str, values: Iterable[str] = ()) -> str:

@@ -135,6 +135,38 @@ def test_secret_pairs_inside_values_are_collected_and_redacted() -> None:
     assert collect_secret_values(named) == set() and redact_tree(named) == named
 
 
+@pytest.mark.parametrize(
+    ("text", "clean"),
+    [
+        ("Server=x;Password='my s3cret';", f"Server=x;Password='{REDACTED}';"),
+        ('Server=x;Password="p4ss w0rd!!";Encrypt=1', f'Server=x;Password="{REDACTED}";Encrypt=1'),
+        ("Driver=x;Pwd={hunter2;xy}}z};Uid=u", f"Driver=x;Pwd={{{REDACTED}}};Uid=u"),
+        ("Server=x;Password=ab12;", f"Server=x;Password={REDACTED};"),  # short, but a password
+        (
+            "https://api.example/v1?api_key=q-s3cret-1&x=1",
+            f"https://api.example/v1?api_key={REDACTED}",
+        ),
+        ("https://h/x?access_token=t-s3cret-2", f"https://h/x?access_token={REDACTED}"),
+        (
+            "jdbc:postgresql://h/db?user=u&password=j-s3cret-3",
+            f"jdbc:postgresql://h/db?user=u&password={REDACTED}",
+        ),
+        ("Hydra's usage: [KEY=VALUE ...]", "Hydra's usage: [KEY=VALUE ...]"),  # a placeholder
+        ("DRIVER={ODBC 18};UID=u;PWD=odbc-s3cret", f"DRIVER={{ODBC 18}};UID=u;PWD={REDACTED}"),
+    ],
+)
+def test_pairs_quoted_braced_short_or_in_a_query_are_redacted_in_values(
+    text: str, clean: str
+) -> None:
+    """Values the pair pattern missed (a quoted password with a space, ODBC's braces, a password
+    under 6 characters, an api_key in a URL's query: a URL's scheme swallowed the pair) were
+    written to .hydra/hydra.yaml in clear."""
+    tree = {"job": {"env_set": {"DB_CONN": text}}, "overrides": {"task": [f"+x.DB_CONN={text}"]}}
+    out = redact_tree(tree)
+    assert out["job"]["env_set"]["DB_CONN"] == clean
+    assert out["overrides"]["task"][0] == f"+x.DB_CONN={clean}"
+
+
 def test_scrub_text_free_text_pairs_and_values() -> None:
     line = "connecting with api_key=abc123xyz token: 'qwerty987' eps=0.1 to host"
     out = scrub_text(line, ["hunter2-long"])

@@ -25,6 +25,9 @@ ENV_SECRET = "env-s3cret-Lk27vNw"  # in the environment, named by the config
 SIGNING_KEY = "sign-s3cret-Hh64mTd-0123456789"  # ROBUSTAI_SIGNING_KEY
 TASK_SECRET = "task-s3cret-Yu55cRe"  # a task override under a secret-looking key
 PG_SECRET = "pg-s3cret-Rb39sKt"  # libpq's PGPASSWORD: "password" inside one word
+# Pairs inside values whose keys do not look secret: a quoted password with a space in a
+# connection string, an api_key in a URL's query, a password in a JDBC URL's query.
+CONN_SECRET, QUERY_SECRET, JDBC_SECRET = "conn s3cret-Qw12", "query-s3cret-Ab34", "jdbc-s3cret-Cd5"
 
 
 def train(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -58,6 +61,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"+hydra.job.env_set.TRACKER_API_KEY={OVERRIDE_SECRET}",
         "+hydra.job.env_set.UPLOAD_TOKEN=${oc.env:TRACKER_TOKEN}",  # a config naming an env var
         f"+hydra.job.env_set.PGPASSWORD={PG_SECRET}",
+        f"+hydra.job.env_set.DB_CONN=\"Server=x;User ID=sa;Password='{CONN_SECRET}';\"",
+        f'+hydra.job.env_set.TRACKER_URL="https://api.example/v1?api_key={QUERY_SECRET}&x=1"',
+        f'+hydra.job.env_set.DB_URL="jdbc:postgresql://h/db?user=u&password={JDBC_SECRET}"',
         cwd=tmp,
         env={"TRACKER_TOKEN": ENV_SECRET, "ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
     )
@@ -69,7 +75,8 @@ def test_no_secret_in_any_file_of_the_run_folder(run_dir: Path) -> None:
     names = {p.name for p in run_dir.iterdir()}
     assert {".hydra", "train.log", "metrics.json", "meta.json", "weights.safetensors"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
-    assert files_holding(run_dir, [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY, PG_SECRET]) == {}
+    secrets = [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY, PG_SECRET]
+    assert files_holding(run_dir, [*secrets, CONN_SECRET, QUERY_SECRET, JDBC_SECRET]) == {}
 
 
 def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
