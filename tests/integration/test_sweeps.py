@@ -453,28 +453,36 @@ def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path:
 
 
 def test_an_optuna_search_whose_trials_report_no_objective_says_so_in_one_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
 ) -> None:
     """Members that finish but have no number for optimized_metric (DP-SGD's target_epsilon is
     null when the noise is given) are failed trials to Optuna, which then raised "No trials are
-    completed yet" in a traceback: now one line naming the members, exit 1."""
-    monkeypatch.chdir(tmp_path)
+    completed yet" in a traceback: now one line naming the members, exit 1. In a process of its
+    own, so that stderr is the command's alone."""
     sweep = tmp_path / "search"
     run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
     run += ["evaluator.curve.enabled=false", "privacy=dpsgd"]
-    capsys.readouterr()
-    code = robustai(
-        "train",
-        "hparams_search=digits_optuna",
-        *run,
-        "optimized_metric=privacy/target_epsilon",
-        "hydra.sweeper.n_trials=1",
-        f"hydra.sweep.dir={sweep}",
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "robustai",
+            "train",
+            "hparams_search=digits_optuna",
+            *run,
+            "optimized_metric=privacy/target_epsilon",
+            "hydra.sweeper.n_trials=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
-    assert code == 1
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    (line,) = [ln for ln in err.splitlines() if ln.startswith("robustai train")]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train")]
     assert "1 of 1 sweep members reported no value (or NaN) for optimized_metric (0)" in line
     assert "the sweeper stopped (No trials are completed yet.)" in line
     assert (sweep / "0" / "metrics.json").is_file()  # the member itself finished
