@@ -145,7 +145,7 @@ def write_evaluation(
                     tb.writer.add_scalar(
                         f"eval/sanity/{check.name}", SANITY_SCORE[check.status], step
                     )
-        tb.log_text("eval/report", render_markdown(report))
+        tb.log_text("eval/report", render_markdown(report), step)
     return report
 
 

@@ -296,10 +296,13 @@ KEY_HPARAMS = (
 )
 
 
-def key_hparams(cfg: TrainConfig, attack: Attack | None = None) -> dict[str, Any]:
+def key_hparams(
+    cfg: TrainConfig, attack: Attack | None = None, objective: str | None = None
+) -> dict[str, Any]:
     """:data:`KEY_HPARAMS` and every field of a privacy config, where set. With the training
     ``attack``, step sizes and steps left null in the config show the values it uses (e.g.
-    FGSM-RS's default alpha of 1.25 eps)."""
+    FGSM-RS's default alpha of 1.25 eps); ``objective`` is the one the run trained with (the
+    config's ``adversarial`` trains without an attack under ``attack=none``)."""
     out: dict[str, Any] = {}
     for path in KEY_HPARAMS:
         node: Any = cfg
@@ -310,6 +313,8 @@ def key_hparams(cfg: TrainConfig, attack: Attack | None = None) -> dict[str, Any
             node = getattr(attack, field, None)
         if node is not None:
             out[path] = node
+    if objective is not None:
+        out["trainer.objective"] = objective
     privacy = getattr(cfg, "privacy", None)
     if dataclasses.is_dataclass(privacy):
         for f in dataclasses.fields(privacy):
@@ -537,6 +542,22 @@ def run_train(
         shutdown(ctx)
 
 
+def resumed_tensorboard(out_dir: Path, trainer: Trainer, robust_tag: str) -> TensorBoardLogger:
+    """The run's TensorBoard writer. A resumed run purges the steps its checkpoint does not
+    cover (an epoch logged before the kill, the final evaluation's step if training was done),
+    so the steps go on without repeats; what the checkpoint does cover is logged again where
+    the purge took it (the last epoch of a finished training)."""
+    if not trainer.epoch and not trainer.state_dict()["partial"]["step"]:
+        return TensorBoardLogger(out_dir, robust_tag=robust_tag)
+    done = trainer.epoch >= trainer.epochs or trainer.stop_reason is not None
+    tb = TensorBoardLogger(
+        out_dir, robust_tag=robust_tag, purge_step=trainer.epoch if done else trainer.epoch + 1
+    )
+    if done and trainer.history:
+        tb.on_epoch_end(trainer, trainer.history[-1])
+    return tb
+
+
 def interrupted_message(out_dir: Path) -> str:
     """What a run interrupted outside its training loop leaves to resume from."""
     found = list_checkpoints(out_dir / CHECKPOINT_DIR)
@@ -618,6 +639,7 @@ def _run_train(
         )
         replays = cfg.trainer.replays
         log.info("objective: free adversarial training, %d replays at eps=%g", replays, threat_eps)
+        trained_with = "free"
     elif adversarial and cfg.trainer.objective == "adversarial":
         train_attack = make_attack(cfg.attack).with_cuda_graph(cfg.trainer.cuda_graphs)
         objective = AdversarialObjective(train_attack, cfg.trainer.eps_warmup_epochs)
@@ -626,9 +648,11 @@ def _run_train(
             train_attack.label,
             train_attack.eps,
         )
+        trained_with = "adversarial"
     else:
         objective = StandardObjective()
         log.info("objective: standard training (no attack)")
+        trained_with = "standard"
     suite_eps = (list(cfg.evaluator.eps) or [threat_eps])[0]
     check_attack_classes(
         ([("attack", train_attack)] if train_attack is not None else [])
@@ -690,15 +714,6 @@ def _run_train(
             WatchdogCallback(watchdog, active=wd.enabled and objective.adversarial),
             *parts.callbacks,  # before TensorBoard, which logs what they measure
         ]
-    tb = (
-        TensorBoardLogger(out_dir, robust_tag=f"{WATCH_TAG[watch_split]}/{watch_attack.label}")
-        if cfg.logger.tensorboard and ctx.is_main
-        else None
-    )
-    if tb is not None:
-        callbacks.append(tb)
-        tb.log_text("config", "```yaml\n" + config_yaml(cfg) + "```")
-
     train_model, train_objective = fast_path(cfg, parts.model, parts.objective, device, data)
     if ddp:
         if device.type == "cuda":  # batch statistics over the global batch, as on one device
@@ -731,6 +746,13 @@ def _run_train(
                     "older version or another number of processes); its random starts are reseeded",
                     ctx.rank,
                 )
+        tb = None
+        if cfg.logger.tensorboard and ctx.is_main:  # after resume: where its steps go on
+            robust_tag = f"{WATCH_TAG[watch_split]}/{watch_attack.label}"
+            tb = resumed_tensorboard(out_dir, trainer, robust_tag)
+            trainer.callbacks.append(tb)  # after the callbacks whose measures it logs
+            if tb.purge_step == 0:  # a new run (a resumed one has it from the first)
+                tb.log_text("config", "```yaml\n" + config_yaml(cfg) + "```")
         saver = CheckpointCallback(
             out_dir / CHECKPOINT_DIR,
             components,
@@ -863,7 +885,10 @@ def _run_train(
             )
         log_hparams(
             tb.writer,
-            redact_tree({**key_hparams(cfg, train_attack), **(hparams or {})}, secret_env_values()),
+            redact_tree(
+                {**key_hparams(cfg, train_attack, trained_with), **(hparams or {})},
+                secret_env_values(),
+            ),
             eval_metrics(metrics),
             fit.epochs,
             # log_eval wrote these tags already

@@ -19,8 +19,18 @@ log = logging.getLogger(__name__)
 class TensorBoardLogger:
     """Writes event files into the run folder; also a trainer callback for per-epoch scalars."""
 
-    def __init__(self, log_dir: str | Path, robust_tag: str = "train/robust_acc/pgd") -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+    def __init__(
+        self,
+        log_dir: str | Path,
+        robust_tag: str = "train/robust_acc/pgd",
+        purge_step: int = 0,
+    ) -> None:
+        #: the step this writer's TensorBoard session starts at: a resumed run's first step,
+        #: from which TensorBoard drops what earlier event files logged (after the checkpoint
+        #: it resumed from), so no step appears twice. A new run starts a session at 0: only a
+        #: session after the first one purges.
+        self.purge_step = purge_step
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
         #: the watchdog's per-epoch PGD accuracy: ``train/...`` on training images, ``val/...``
         #: where it watches eval images (DP-SGD runs)
         self.robust_tag = robust_tag
@@ -69,8 +79,10 @@ class TensorBoardLogger:
         grid = make_grid(images, nrow=len(clean), padding=1, pad_value=1.0)
         self.writer.add_image(tag, grid, step)
 
-    def log_text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text)
+    def log_text(self, tag: str, text: str, step: int = 0) -> None:
+        """Markdown text; the final report at the evaluation's step (a resumed run's purge
+        reaches it there), the config at 0."""
+        self.writer.add_text(tag, text, step)
 
     def close(self) -> None:
         self.writer.flush()

@@ -269,6 +269,60 @@ def test_resuming_into_another_runs_folder_is_refused_untouched(
     assert (c / "metrics.json").is_file() and "resumed from" in (c / "train.log").read_text()
 
 
+def _steps(run: Path) -> dict[str, list[int]]:
+    """Each tag's steps as TensorBoard's own loader (the one its plugins read) sees them."""
+    from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    acc.Reload()
+    return {t: [e.step for e in acc.Tensors(t)] for t in acc.Tags()["tensors"]}
+
+
+def test_a_resumed_run_logs_each_step_to_tensorboard_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run killed after TensorBoard logged an epoch (or the final evaluation) that its last
+    checkpoint does not cover logged those steps again when resumed: two points at one step."""
+    import robustai.cli.pipeline as pipeline
+    from robustai.cli.main import main
+    from robustai.training.callbacks import CheckpointCallback
+
+    real_save, real_write = CheckpointCallback.on_epoch_end, pipeline.write_json
+
+    def killed_before_epoch_2s_checkpoint(self, trainer, stats):  # type: ignore[no-untyped-def]
+        if trainer.epoch == 2:  # TensorBoard (an earlier callback) has logged step 2
+            raise KeyboardInterrupt
+        real_save(self, trainer, stats)
+
+    def killed_before_metrics(path, data):  # type: ignore[no-untyped-def]
+        if path.name == "metrics.json":  # the final evaluation is in the event file
+            raise KeyboardInterrupt
+        real_write(path, data)
+
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    tiny = [a for a in tiny if a != "logger=none"]
+    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=3", "trainer.threads=1"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    run = tmp_path / "run"
+    for kill in (killed_before_epoch_2s_checkpoint, killed_before_metrics):
+        with monkeypatch.context() as mp:
+            if kill is killed_before_metrics:
+                mp.setattr(pipeline, "write_json", kill)
+            else:
+                mp.setattr(CheckpointCallback, "on_epoch_end", kill)
+            with pytest.raises(SystemExit) as stopped:
+                main([*args, f"hydra.run.dir={run}"])
+            assert stopped.value.code == 128 + signal.SIGINT
+    assert main([*args, f"hydra.run.dir={run}"]) == 0
+    assert len(list(run.glob("events.out.tfevents.*"))) == 3
+    steps = _steps(run)
+    assert steps["train/loss"] == [1, 2, 3] and steps["lr"] == [1, 2, 3]
+    assert steps["eval/clean_acc"] == [3]
+    assert steps["config/text_summary"] == [0]
+    twice = {tag: s for tag, s in steps.items() if len(s) != len(set(s))}
+    assert twice == {}
+
+
 def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
     tmp_path: Path,
 ) -> None:

@@ -208,3 +208,23 @@ def test_a_batchnorm_model_trains_when_the_last_batch_would_hold_one_image(
     assert "leaves out its last 1 training image(s): BatchNorm cannot train on a batch of" in log
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
 
+
+
+def test_hparams_record_the_objective_the_run_trained_with(tmp_path: Path) -> None:
+    """With attack=none the run trains without an attack whatever trainer.objective says; the
+    HParams column showed the config's "adversarial" beside runs that did train adversarially."""
+    from tensorboard.plugins.hparams import metadata
+
+    run = tmp_path / "run"
+    robustai(
+        "train", *TINY, "attack=none", "trainer.epochs=1", "evaluator.sanity.enabled=false",
+        "evaluator.curve.enabled=false", f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    acc = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    acc.Reload()
+    content = acc.PluginTagToContent(metadata.PLUGIN_NAME)
+    hp = metadata.parse_session_start_info_plugin_data(
+        content[metadata.SESSION_START_INFO_TAG]
+    ).hparams
+    assert hp["trainer.objective"].string_value == "standard"
+    assert "objective: standard training (no attack)" in (run / "train.log").read_text()
