@@ -503,6 +503,8 @@ def _at_least(key: str, value: int, low: int) -> None:
 def _positive(key: str, value: float) -> None:
     if not value > 0:
         raise ConfigError(f"{key}={value}: must be > 0")
+    if math.isinf(value):  # noise_multiplier=inf: the accountant searches forever
+        raise ConfigError(f"{key}={value}: must be a finite number")
 
 
 def _non_negative(key: str, value: float) -> None:

@@ -53,8 +53,9 @@ def epsilon_spent(
     0 steps spend nothing; a noise multiplier of 0 gives no privacy (infinite epsilon).
     """
     _check_accountant(accountant)
-    if not noise_multiplier >= 0:  # NaN too: the accountant would search forever
-        raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier}")
+    # NaN and infinity too: both accountants would search forever
+    if not 0 <= noise_multiplier < math.inf:
+        raise ValueError(f"noise_multiplier must be a finite number >= 0, got {noise_multiplier}")
     if steps <= 0:
         return 0.0
     _check_rate_and_delta(sample_rate, delta)
@@ -81,8 +82,8 @@ def noise_multiplier_for(
     division can round one step short and calibrate the noise for a shorter run.
     """
     _check_accountant(accountant)
-    if not target_epsilon > 0:
-        raise ValueError(f"target_epsilon must be > 0, got {target_epsilon}")
+    if not 0 < target_epsilon < math.inf:  # infinity: Opacus "calibrates" a made-up sigma
+        raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon}")
     _check_rate_and_delta(sample_rate, delta)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")

@@ -289,10 +289,13 @@ class DPSGD:
             y = y.long()  # int32 / uint8 class indices: the loss takes int64
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
-        if noise_multiplier is not None and not noise_multiplier >= 0:  # NaN too
-            raise ValueError(f"noise_multiplier must be a number >= 0, got {noise_multiplier}")
-        if not max_grad_norm > 0:
-            raise ValueError(f"max_grad_norm must be > 0, got {max_grad_norm}")
+        # NaN and infinity too: the accountant would search forever
+        if noise_multiplier is not None and not 0 <= noise_multiplier < math.inf:
+            raise ValueError(
+                f"noise_multiplier must be a finite number >= 0, got {noise_multiplier}"
+            )
+        if not 0 < max_grad_norm < math.inf:  # infinity: no clipping, no sensitivity bound
+            raise ValueError(f"max_grad_norm must be a finite number > 0, got {max_grad_norm}")
         if accountant not in ACCOUNTANTS:
             raise ValueError(f"unknown accountant '{accountant}'; valid: {', '.join(ACCOUNTANTS)}")
         if epochs < 1:
@@ -357,10 +360,18 @@ class DPSGD:
                     warnings.simplefilter("ignore", RuntimeWarning)
                     planned_epsilon = self.epsilon_after(planned)
             except (ValueError, MemoryError, OverflowError) as e:
+                # PRV fails for very small noise multipliers (a larger one or RDP helps); any
+                # accountant overflows for absurdly large ones
+                fix = (
+                    "use a smaller noise multiplier (from about 1e3 on, epsilon is near 0"
+                    " anyway)"
+                    if self.noise_multiplier >= 1e6
+                    else "use a larger noise multiplier or privacy.accountant=rdp"
+                )
                 raise ValueError(
                     f"the {accountant} accountant cannot compute epsilon for noise multiplier "
                     f"{self.noise_multiplier:g} over {planned} steps ({str(e).splitlines()[0]}); "
-                    "use a larger noise multiplier or privacy.accountant=rdp"
+                    f"{fix}"
                 ) from e
             if math.isinf(planned_epsilon):  # as with no noise: say so before training
                 log.warning(

@@ -88,6 +88,14 @@ CASES = [
     ),
     (["trainer.schedule=cosine"], "trainer.schedule=cosine: unknown"),
     (["trainer.lr=0"], "trainer.lr=0.0: must be > 0"),
+    # infinity: the accountant searched forever (a hang), or no clipping trained into NaN, or
+    # a "calibrated" noise multiplier of 10 for an epsilon of inf
+    (["privacy=dpsgd", "privacy.noise_multiplier=inf"], "noise_multiplier=inf: must be a finite"),
+    (["privacy=dpsgd", "privacy.max_grad_norm=inf"], "max_grad_norm=inf: must be a finite"),
+    (
+        ["privacy=dpsgd", "privacy.noise_multiplier=null", "privacy.target_epsilon=inf"],
+        "privacy.target_epsilon=inf: must be a finite number",
+    ),
     (["trainer.momentum=1.5"], "trainer.momentum=1.5: must be below 1"),
     (
         ["evaluator.sanity=false"],

@@ -74,7 +74,12 @@ def test_unreachable_target_says_what_to_do() -> None:
     ("call", "message"),
     [
         # NaN noise: Opacus' accountant searched forever
-        (lambda: epsilon_spent(math.nan, 0.01, 10, 1e-5), "noise_multiplier must be a number"),
+        (lambda: epsilon_spent(math.nan, 0.01, 10, 1e-5), "noise_multiplier must be a finite"),
+        # infinite noise: both accountants searched forever too
+        (lambda: epsilon_spent(math.inf, 0.04, 23, 1e-5, "rdp"), "must be a finite number"),
+        (lambda: epsilon_spent(math.inf, 0.04, 23, 1e-5, "prv"), "must be a finite number"),
+        # an infinite target: Opacus returned a made-up noise multiplier of 10
+        (lambda: noise_multiplier_for(math.inf, 1e-5, 0.04, 23), "target_epsilon must be a"),
         (lambda: epsilon_spent(1.0, 0.01, 10, 0.0), "delta must be in"),  # ZeroDivisionError
         (lambda: epsilon_spent(1.0, 0.01, 10, 1.0), "delta must be in"),
         (lambda: epsilon_spent(1.0, 1.5, 10, 1e-5), "sample_rate must be in"),  # domain error

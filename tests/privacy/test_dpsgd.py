@@ -235,6 +235,16 @@ def test_delta_must_be_below_one_over_n(digits: tuple) -> None:
         _dp(_model(), x, y, target_epsilon=1.0)
 
 
+def test_infinite_noise_or_clipping_norm_is_refused(digits: tuple) -> None:
+    """noise_multiplier=inf hung in the accountant; max_grad_norm=inf (no clipping, no bound on
+    a sample's influence) trained until the loss became NaN."""
+    x, y, _, _ = digits
+    with pytest.raises(ValueError, match="noise_multiplier must be a finite number"):
+        _dp(_model(), x, y, noise_multiplier=math.inf)
+    with pytest.raises(ValueError, match="max_grad_norm must be a finite number"):
+        _dp(_model(), x, y, max_grad_norm=math.inf)
+
+
 def test_an_accountant_that_cannot_handle_the_noise_fails_before_training(digits: tuple) -> None:
     x, y, _, _ = digits
     with pytest.raises(ValueError, match=r"cannot compute epsilon.*accountant=rdp"):
