@@ -7,6 +7,7 @@ can regenerate it from a finished run folder: ``privacy_section(json.load(metric
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,16 @@ _WHAT = {"features": "feature vector", "output": "logit vector", "input": "input
 
 def _num(v: float) -> str:
     return f"{v:.3g}"
+
+
+def _bound(v: float) -> str:
+    """A guaranteed epsilon or delta to 3 significant figures, rounded up: rounded to nearest,
+    2.99406 would read 2.99, more privacy than the accountant proved."""
+    text = _num(v)
+    if not 0 < v < math.inf or float(text) >= v:
+        return text
+    unit = 10.0 ** (math.floor(math.log10(v)) - 2)
+    return _num(math.ceil(v / unit) * unit)
 
 
 def privacy_statement(privacy: Mapping[str, Any] | None) -> str:
@@ -67,7 +78,7 @@ def _dpsgd(p: Mapping[str, Any]) -> str:
             f"{p['steps']} steps, so this run gives no differential-privacy guarantee."
         )
     return (
-        f"The trained weights are ({_num(eps)}, {_num(float(p['delta']))})-differentially "
+        f"The trained weights are ({_bound(eps)}, {_bound(float(p['delta']))})-differentially "
         f"private with respect to adding or removing any one of the {p['num_samples']} "
         f"training records, by DP-SGD with Poisson sampling rate {_num(p['sample_rate'])}, "
         f"noise multiplier {_num(p['noise_multiplier'])} and per-sample gradient clipping at "
@@ -87,9 +98,9 @@ def _mechanism(p: Mapping[str, Any]) -> str:
         else f"noise std {_num(p['noise_scale'])}"
     )
     dp = (
-        f"{_num(p['epsilon'])}-differentially private"
+        f"{_bound(p['epsilon'])}-differentially private"
         if laplace
-        else f"({_num(p['epsilon'])}, {_num(p['delta'])})-differentially private"
+        else f"({_bound(p['epsilon'])}, {_bound(p['delta'])})-differentially private"
     )
     how = f"{norm} sensitivity {p['sensitivity']:g}, {noise}"
     if p["where"] == "input":

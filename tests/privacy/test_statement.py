@@ -42,6 +42,17 @@ def test_dpsgd_sentence_states_epsilon_delta_and_the_unit() -> None:
     )
 
 
+def test_the_stated_guarantee_is_rounded_up_never_down() -> None:
+    """Rounded to nearest, epsilon 2.99406 read "2.99" and a delta of 1.2345e-5 "1.23e-05": a
+    stronger guarantee than the accountant proved."""
+    s = privacy_statement({**DPSGD, "epsilon": 2.99406, "delta": 1.2345e-5})
+    assert "(3, 1.24e-05)-differentially private" in s
+    assert "(1.89, 1e-05)" in privacy_statement({**DPSGD, "epsilon": 1.8816})
+    assert "(2.5, 1e-05)" in privacy_statement({**DPSGD, "epsilon": 2.5})  # exact stays
+    lap = build_privacy("laplace", where="input", sensitivity=2.0, epsilon=0.12345)
+    assert "0.124-differentially private" in lap.statement()
+
+
 def test_an_unbounded_epsilon_with_noise_is_not_called_noise_free() -> None:
     """PRV's bound can be infinite although noise was added (sigma 0.8 at sample rate 1 over
     1000 steps): the sentence must say that, not that the noise multiplier was 0."""
