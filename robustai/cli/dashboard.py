@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +90,26 @@ def _in_range(flag: str, value: float, low: float, high: float, low_open: bool =
         raise UserError(f"{flag} {value:g}: must be a number {bound} {low:g} and <= {high:g}")
 
 
+_ACCESS_LINE = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+
+
+def _check_access_log(path: Path) -> None:
+    """Lines are appended to an existing file only if it is an access log already: a mistyped
+    path (the store itself, a run's metrics.json) would be written into and damaged."""
+    try:
+        with path.expanduser().open("rb") as f:
+            head = f.read(21)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return  # created, or refused with its reason when it is opened
+    except OSError:
+        return
+    if head and not _ACCESS_LINE.match(head):
+        raise UserError(
+            f"--access-log {path}: the file exists and is not an access log; give a new file,"
+            " or an access log this dashboard wrote"
+        )
+
+
 def main(argv: Sequence[str]) -> int:
     from robustai.dashboard.server import DashboardServer, is_loopback, open_access_log
     from robustai.security import AccessStore, LoginThrottle
@@ -114,6 +135,7 @@ def main(argv: Sequence[str]) -> int:
         access_path = (
             Path(args.access_log) if args.access_log else db.parent / ("dashboard-access.log")
         )
+        _check_access_log(access_path)
         try:
             open_access_log(access_path)
         except OSError as e:

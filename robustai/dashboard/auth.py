@@ -172,6 +172,10 @@ class AuthLayer:
             return self.app(environ, respond)
         except HTTPException as e:
             return e.get_response(environ)(environ, respond)
+        except Exception:
+            if seen["status"] == "-":  # the server answers 500 once this layer has raised
+                seen["status"] = "500"
+            raise
         finally:
             self._log_request(request, ident, seen["status"])
 

@@ -248,6 +248,21 @@ def test_access_log_says_who_when_what(server: DashboardServer, client: Client) 
     assert not any(PASSWORDS["alice"] in ln or "not the password" in ln for ln in lines)
 
 
+def test_a_request_that_fails_inside_tensorboard_is_logged_as_500(
+    server: DashboardServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in the wrapped app reached the access log as status "-"."""
+
+    def broken(environ, start_response):  # type: ignore[no-untyped-def]
+        raise TypeError("a plugin's bug")
+
+    monkeypatch.setattr(server.app, "app", broken)
+    client.login("alice")
+    assert client.get("/data/plugin/broken").status == 500
+    lines = Path(server.access_log_path).read_text().splitlines()  # type: ignore[attr-defined]
+    assert lines[-1].endswith('user=alice via=session ip=127.0.0.1 "GET /data/plugin/broken" 500')
+
+
 def test_access_log_file_is_private(tmp_path: Path) -> None:
     import logging
 

@@ -52,16 +52,22 @@ def db(tmp_path: Path) -> Path:
         (["--colour"], "unrecognized arguments"),
         (["--access-log", "{tmp}"], "--access-log {tmp}: cannot write it (Is a directory)"),
         (["--access-log", "{tmp}/access.db/x/log"], "--access-log {tmp}/access.db/x/log: cannot"),
+        # a mistyped path: lines were appended to the store itself, or to a run's metrics.json
+        (["--access-log", "{tmp}/access.db"], "the file exists and is not an access log"),
+        (["--access-log", "{tmp}/metrics.json"], "the file exists and is not an access log"),
         (["--host", "999.1.1.1"], "; give --host an address of this machine, e.g. 127.0.0.1"),
     ],
 )
 def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: str) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    (tmp_path / "metrics.json").write_text('{"clean_acc": 0.9}\n')
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     code, err = run(["--db", str(db), "--logdir", str(tmp_path), *args], capsys)
     assert code == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("robustai dashboard: error:")
     assert message.replace("{tmp}", str(tmp_path)) in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
 
 
 def test_store_must_exist_and_have_users(tmp_path: Path, capsys, monkeypatch) -> None:
