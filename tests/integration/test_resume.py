@@ -45,6 +45,14 @@ def finish(run: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
+def in_process_args(epochs: int = 1) -> list[str]:
+    """``robustai train`` on 128 images with FGSM-RS, one thread, no sanity checks or curve:
+    a run that finishes in seconds in-process."""
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
+    args = ["train", *tiny, "data.num_samples=128", f"trainer.epochs={epochs}", "trainer.threads=1"]
+    return [*args, "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+
+
 def wait_for(predicate, timeout: float = 300) -> None:
     end = time.monotonic() + timeout
     while not predicate():
@@ -147,9 +155,7 @@ def test_ctrl_c_in_the_final_evaluation_says_in_one_line_what_to_resume(
         raise KeyboardInterrupt
 
     run = tmp_path / "run"
-    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
-    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
-    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    args = in_process_args()
     monkeypatch.setattr(pipeline, "run_evaluation", ctrl_c)
     with pytest.raises(SystemExit) as stopped:
         try:
@@ -187,9 +193,7 @@ def test_sigterm_in_the_final_evaluation_says_in_one_line_what_to_resume(
         raise _Killed  # stands in for the default action, which would end pytest itself
 
     run = tmp_path / "run"
-    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
-    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
-    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    args = in_process_args()
     monkeypatch.setattr(pipeline, "run_evaluation", sigterm)
     previous = signal.signal(signal.SIGTERM, killed)
     try:
@@ -225,9 +229,7 @@ def test_sigterm_at_the_end_of_the_last_epoch_stops_before_the_evaluation(
         real(self, trainer, stats)
 
     run = tmp_path / "run"
-    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
-    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
-    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    args = in_process_args()
     monkeypatch.setattr(CheckpointCallback, "on_epoch_end", term_then_save)
     with pytest.raises(SystemExit) as stopped:
         main([*args, f"hydra.run.dir={run}"])
@@ -249,9 +251,7 @@ def test_resuming_into_another_runs_folder_is_refused_untouched(
     which a plain run into B is refused for) trained over B's weights and metrics."""
     from robustai.cli.main import main
 
-    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
-    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=1", "trainer.threads=1"]
-    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    args = in_process_args()
     a, b = tmp_path / "a", tmp_path / "b"
     assert main([*args, f"hydra.run.dir={a}"]) == 0
     assert main([*args, "trainer.checkpoint_every=0", f"hydra.run.dir={b}"]) == 0
@@ -299,10 +299,7 @@ def test_a_resumed_run_logs_each_step_to_tensorboard_once(
             raise KeyboardInterrupt
         real_write(path, data)
 
-    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "attack", "trainer.epochs"))]
-    tiny = [a for a in tiny if a != "logger=none"]
-    args = ["train", *tiny, "data.num_samples=128", "trainer.epochs=3", "trainer.threads=1"]
-    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    args = [a for a in in_process_args(epochs=3) if a != "logger=none"]
     run = tmp_path / "run"
     for kill in (killed_before_epoch_2s_checkpoint, killed_before_metrics):
         with monkeypatch.context() as mp:

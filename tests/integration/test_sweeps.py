@@ -419,25 +419,12 @@ def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
 
-def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path: Path) -> None:
-    """With no completed trial the Optuna sweeper raises when it asks for the best one; that
-    ended the sweep in Hydra's traceback instead of the failed members' line. In a process of
-    its own, as a user runs it (and so that stderr is the command's alone)."""
-    sweep = tmp_path / "search"
+def failed_search_line(cwd: Path, *overrides: str) -> str:
+    """Run ``robustai train hparams_search=digits_optuna ...`` in a process of its own (so that
+    stderr is the command's alone), expect exit 1 without a traceback, and return its one line."""
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "robustai",
-            "train",
-            "hparams_search=digits_optuna",
-            "data=idx",  # every trial fails when it loads the data: the files are not there
-            f"data.root={tmp_path / 'no-such-folder'}",
-            "trainer.epochs=1",
-            "hydra.sweeper.n_trials=2",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=tmp_path,
+        [sys.executable, "-m", "robustai", "train", "hparams_search=digits_optuna", *overrides],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
@@ -446,6 +433,22 @@ def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path:
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train")]
+    return line
+
+
+def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path: Path) -> None:
+    """With no completed trial the Optuna sweeper raises when it asks for the best one; that
+    ended the sweep in Hydra's traceback instead of the failed members' line. In a process of
+    its own, as a user runs it (and so that stderr is the command's alone)."""
+    sweep = tmp_path / "search"
+    line = failed_search_line(
+        tmp_path,
+        "data=idx",  # every trial fails when it loads the data: the files are not there
+        f"data.root={tmp_path / 'no-such-folder'}",
+        "trainer.epochs=1",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweep.dir={sweep}",
+    )
     assert "2 of 2 sweep members failed (0, 1) and the sweeper stopped" in line
     assert f"robustai summarize {sweep}" in line
     errors = [json.loads((m / "status.json").read_text())["error"] for m in members(sweep)]
@@ -462,27 +465,13 @@ def test_an_optuna_search_whose_trials_report_no_objective_says_so_in_one_line(
     sweep = tmp_path / "search"
     run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
     run += ["evaluator.curve.enabled=false", "privacy=dpsgd"]
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "robustai",
-            "train",
-            "hparams_search=digits_optuna",
-            *run,
-            "optimized_metric=privacy/target_epsilon",
-            "hydra.sweeper.n_trials=1",
-            f"hydra.sweep.dir={sweep}",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    line = failed_search_line(
+        tmp_path,
+        *run,
+        "optimized_metric=privacy/target_epsilon",
+        "hydra.sweeper.n_trials=1",
+        f"hydra.sweep.dir={sweep}",
     )
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr
-    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train")]
     assert "1 of 1 sweep members reported no value (or NaN) for optimized_metric (0)" in line
     assert "the sweeper stopped (No trials are completed yet.)" in line
     assert (sweep / "0" / "metrics.json").is_file()  # the member itself finished
