@@ -210,6 +210,11 @@ class AuthLayer:
         return Identity(user.name, user.grants, "session")
 
     # ------------------------------------------------------------------ login / logout
+    def _logged_name(self, name: str) -> str:
+        """``name`` for the access log if it is a user's; a password typed into the name field
+        by mistake must not be written down."""
+        return _clean(name) if self.store.find_user(name) is not None else "<unknown>"
+
     def _login(self, request: Request) -> Response:
         if request.method in ("GET", "HEAD"):
             return self._page(login_page(next_path=safe_next(request.args.get("next"))))
@@ -231,7 +236,10 @@ class AuthLayer:
         if not verdict.allowed:
             wait = max(1, round(verdict.retry_after))
             self.log.info(
-                "login throttled user=%s ip=%s retry_after=%ds", _clean(name), _clean(ip), wait
+                "login throttled user=%s ip=%s retry_after=%ds",
+                self._logged_name(name),
+                _clean(ip),
+                wait,
             )
             what = "locked after repeated failures" if verdict.locked else "slowed down"
             resp = self._page(
@@ -244,7 +252,7 @@ class AuthLayer:
             return resp
         if not self._hashing.acquire(timeout=10):
             self.throttle.release(key)
-            self.log.info("login busy user=%s ip=%s", _clean(name), _clean(ip))
+            self.log.info("login busy user=%s ip=%s", self._logged_name(name), _clean(ip))
             resp = self._page(login_page("The server is busy; try again.", target, name), 503)
             resp.headers["Retry-After"] = "5"
             return resp
@@ -259,7 +267,7 @@ class AuthLayer:
             after = self.throttle.failure(key)
             self.log.info(
                 "login failed user=%s ip=%s failures=%d%s",
-                _clean(name),
+                self._logged_name(name),
                 _clean(ip),
                 self.throttle.failures(key),
                 " locked" if after.locked else "",

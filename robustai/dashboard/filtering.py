@@ -16,7 +16,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,100 @@ def escapes(logdir: Path, run: str) -> bool:
         return False  # gone since TensorBoard read it: nothing left to serve from there
 
 
+def real_run(logdir: Path, run: str) -> str:
+    """Run ``run``'s name as its folder's real path inside ``logdir`` would give it: a link
+    within the log folder (``mnist_alias -> secret_b``) must not serve one experiment's runs
+    under another experiment's name, to users whose grants cover only the alias."""
+    root = os.path.realpath(logdir)
+    return os.path.relpath(os.path.realpath(os.path.join(logdir, run)), root).replace(os.sep, "/")
+
+
+#: the log folders whose event files TensorBoard may read only from inside them
+_CONFINED: dict[str, str] = {}  # the folder as TensorBoard is given it (absolute) -> real path
+
+
+def confine_event_files(logdir: Path) -> None:
+    """Make TensorBoard's reader skip, under ``logdir``, every event file whose real path leaves
+    it, checked as the file is opened. :func:`escapes` hides a run while its link is there, but
+    TensorBoard keeps what it read: a link removed after a reload would leave the outside data
+    served under the run's name. TensorBoard has no public hook for this, so the function its
+    accumulators get their reader from is wrapped (once, for the folders registered here)."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator as accumulator
+
+    _CONFINED[os.path.abspath(os.path.expanduser(logdir))] = os.path.realpath(logdir)
+    original = accumulator._GeneratorFromPath
+    if getattr(original, "confined", False):
+        return
+
+    def generator_from_path(path: str, *args: Any, **kwargs: Any) -> Any:
+        reader = original(path, *args, **kwargs)
+        absolute = os.path.abspath(path)
+        root = next(
+            (real for top, real in _CONFINED.items() if absolute.startswith(top + os.sep)),
+            None,
+        )
+        if root is not None:
+            _confine_reader(reader, path, root)
+        return reader
+
+    generator_from_path.confined = True  # type: ignore[attr-defined]
+    accumulator._GeneratorFromPath = generator_from_path
+
+
+def _confine_reader(reader: Any, path: str, root: str) -> None:
+    """Make TensorBoard's directory reader ``reader`` read only files inside ``root``."""
+    if not hasattr(reader, "_path_filter") or not hasattr(reader, "_loader_factory"):
+        raise RuntimeError(  # an internal of TensorBoard changed: fail closed
+            f"cannot confine TensorBoard's reader for {path}: this TensorBoard version reads "
+            "event files another way"
+        )
+    path_filter, loader_factory = reader._path_filter, reader._loader_factory
+    reader._path_filter = lambda file: path_filter(file) and _inside(os.path.realpath(file), root)
+
+    def load(file: str) -> Any:
+        opened = _open_inside(file, root)
+        if opened is None:
+            return _NoEvents()
+        fd, name = opened
+        loader = loader_factory(name)
+        weakref.finalize(loader, os.close, fd)  # the file stays open while it is read
+        return loader
+
+    reader._loader_factory = load
+
+
+def _inside(real: str, root: str) -> bool:
+    return real.startswith(root + os.sep)
+
+
+def _open_inside(file: str, root: str) -> tuple[int, str] | None:
+    """(descriptor, name to read it by) for ``file`` if the file it opens lies inside ``root``.
+
+    TensorBoard reopens an event file by name at every read, so a file checked once could be
+    swapped for a link later. On Linux the name handed back is ``/proc/self/fd/N``, which
+    always opens the file checked here; elsewhere it is ``file``, checked once."""
+    try:
+        fd = os.open(file, os.O_RDONLY)
+    except OSError as e:
+        log.warning("event file %s is not read: %s", file, e.strerror)
+        return None
+    by_fd = f"/proc/self/fd/{fd}"
+    linux = os.path.islink(by_fd)
+    real = os.path.realpath(by_fd if linux else file)
+    if not _inside(real, root):
+        os.close(fd)
+        log.warning("event file %s is not read: it is %s, outside %s", file, real, root)
+        return None
+    return fd, by_fd if linux else file
+
+
+class _NoEvents:
+    """The reader of a file that is not read."""
+
+    def Load(self) -> Iterator[Any]:  # the name TensorBoard's loaders have
+        return iter(())
+
+
 #: how long a run's link check stays valid (TensorBoard itself reloads every few seconds)
 _RECHECK_SECONDS = 5.0
 
@@ -108,29 +203,31 @@ class GrantFilteredProvider(tb_provider.DataProvider):
         self._inner = inner
         self._logdir = logdir
         self._hidden: set[str] = set()  # runs hidden for leaving logdir (warned once each)
-        self._checked: dict[str, tuple[float, bool]] = {}  # run -> (when, escapes)
+        self._checked: dict[str, tuple[float, bool, str]] = {}  # run -> (when, escapes, real)
 
-    def _escapes(self, run: str) -> bool:
-        """:func:`escapes`, looked up again at most every few seconds per run: every data call
-        checks every run, and a page makes dozens of calls."""
+    def _links(self, run: str) -> tuple[bool, str]:
+        """(:func:`escapes`, :func:`real_run`), looked up again at most every few seconds per
+        run: every data call checks every run, and a page makes dozens of calls."""
+        assert self._logdir is not None
         now = time.monotonic()
         hit = self._checked.get(run)
         if hit is None or now - hit[0] > _RECHECK_SECONDS:
-            hit = (now, escapes(self._logdir, run))  # type: ignore[arg-type]
+            hit = (now, escapes(self._logdir, run), real_run(self._logdir, run))
             self._checked[run] = hit
-        return hit[1]
+        return hit[1], hit[2]
 
     def _visible(self, ident: Identity, run: str) -> bool:
         if not ident.can_view(run):
             return False
-        if self._logdir is not None and self._escapes(run):
+        if self._logdir is None:
+            return True
+        outside, real = self._links(run)
+        if outside:
             if run not in self._hidden:
                 self._hidden.add(run)
-                log.warning(
-                    "run %r is not served: it links to files outside %s", run, self._logdir
-                )
+                log.warning("run %r is not served: it links to files outside %s", run, self._logdir)
             return False
-        return True
+        return real == run or ident.can_view(real)
 
     # -------------------------------------------------------------- helpers
     def _allowed_runs(self, ctx: Any, experiment_id: str) -> set[str]:

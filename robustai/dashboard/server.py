@@ -24,7 +24,11 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from robustai.dashboard.auth import ACCESS_LOGGER, AuthLayer
-from robustai.dashboard.filtering import GrantFilteredProvider, IdentityAuthProvider
+from robustai.dashboard.filtering import (
+    GrantFilteredProvider,
+    IdentityAuthProvider,
+    confine_event_files,
+)
 from robustai.errors import UserError
 from robustai.security.store import AccessStore
 from robustai.security.throttle import LoginThrottle
@@ -84,6 +88,7 @@ def build_tensorboard_app(logdir: Path, reload_interval: float = 5.0) -> tuple[A
         reload_task="blocking" if reload_interval == 0 else "thread",
         load_fast="false",  # the Python ingester: its blob keys name their run (checked per call)
     )
+    confine_event_files(logdir)  # before the first read
     ingester = data_ingester.LocalDataIngester(tb.flags)
     ingester.start()
     app = application.TensorBoardWSGIApp(

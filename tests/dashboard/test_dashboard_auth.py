@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import stat
 import time
@@ -234,18 +235,88 @@ def test_cross_site_requests_are_refused(client: Client) -> None:
 
 
 def test_access_log_says_who_when_what(server: DashboardServer, client: Client) -> None:
-    client.login("mallory", "not the password at all")
+    """A name that is no user's is not written down: it may be a password typed into the
+    wrong field."""
+    client.login("bob", "not the password at all")
+    client.login(PASSWORDS["bob"].replace(" ", "-"), "bob")  # the password as the name
     client.login("alice")
     client.get("/data/runs")
     lines = Path(server.access_log_path).read_text().splitlines()  # type: ignore[attr-defined]
     stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ "
-    assert any(re.match(stamp + r"login failed user=mallory ip=127\.0\.0\.1", ln) for ln in lines)
+    assert any(re.match(stamp + r"login failed user=bob ip=127\.0\.0\.1", ln) for ln in lines)
+    assert any(re.match(stamp + r"login failed user=<unknown> ip=", ln) for ln in lines)
+    assert not any("correct-horse" in ln for ln in lines)
     assert any(re.match(stamp + r"login ok user=alice", ln) for ln in lines)
     assert any(
         re.match(stamp + r'user=alice via=session ip=127\.0\.0\.1 "GET /data/runs" 200$', ln)
         for ln in lines
     )
     assert not any(PASSWORDS["alice"] in ln or "not the password" in ln for ln in lines)
+
+
+def test_a_link_within_the_log_folder_needs_a_grant_on_what_it_links_to(
+    store: AccessStore, tmp_path: Path
+) -> None:
+    """``mnist_alias -> cifar10_...`` would show bob's experiment to alice (a viewer of
+    mnist_*) under a name her grant covers."""
+    logdir = tmp_path / "experiments"
+    write_runs(logdir)
+    (logdir / "mnist_alias").symlink_to(logdir / CIFAR_RUN.split("/")[0])
+    with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:
+        alice, bob = Client(srv.url), Client(srv.url)
+        assert alice.login("alice").status == 303 and bob.login("bob").status == 303
+        assert alice.get("/data/runs").json() == [MNIST_RUN]
+        assert bob.get("/data/runs").json() == [CIFAR_RUN]  # a grant on both names is needed
+        alias = "mnist_alias/" + CIFAR_RUN.split("/", 1)[1]
+        reply = alice.get(scalars_path(alias))
+        assert reply.status != 200 and b"1.5" not in reply.body
+
+
+def test_data_read_through_a_link_that_is_gone_is_not_served(
+    store: AccessStore, tmp_path: Path
+) -> None:
+    """TensorBoard keeps what it read: a link to an outside event file, removed after a
+    reload, must not leave that file's data served under the run's name. Event files are
+    checked as they are opened, so it is never read."""
+    logdir, outside = tmp_path / "experiments", tmp_path / "elsewhere"
+    write_runs(outside)
+    run = logdir / "mnist_race" / "r"
+    run.mkdir(parents=True)
+    links = [run / event.name for event in (outside / MNIST_RUN).iterdir()]
+    for link, event in zip(links, (outside / MNIST_RUN).iterdir(), strict=True):
+        link.symlink_to(event)
+    with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:  # reads once, now
+        for link in links:
+            link.unlink()
+        c = Client(srv.url)
+        assert c.login("alice").status == 303
+        tags = c.get("/data/plugin/scalars/tags").json()
+        assert tags.get("mnist_race/r", {}) == {}  # the run may be listed, without data
+        reply = c.get(scalars_path("mnist_race/r"))
+        assert reply.status != 200 and b"0.5" not in reply.body
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs Linux's /proc/self/fd")
+def test_an_event_file_swapped_for_a_link_after_the_check_is_not_read(tmp_path: Path) -> None:
+    """TensorBoard reopens an event file by name at every read; the name it is given always
+    opens the file that was checked."""
+    from robustai.dashboard.filtering import _open_inside
+
+    root, outside = tmp_path / "logs", tmp_path / "secret"
+    root.mkdir()
+    outside.write_bytes(b"secret")
+    event = root / "events.out.tfevents.1"
+    event.write_bytes(b"inside")
+    fd, name = _open_inside(str(event), os.path.realpath(root))  # type: ignore[misc]
+    try:
+        swap = root / "swap"
+        swap.symlink_to(outside)
+        os.replace(swap, event)
+        assert event.read_bytes() == b"secret"  # the name now leads outside
+        assert Path(name).read_bytes() == b"inside"
+    finally:
+        os.close(fd)
+    assert _open_inside(str(event), os.path.realpath(root)) is None
 
 
 def test_a_request_that_fails_inside_tensorboard_is_logged_as_500(
