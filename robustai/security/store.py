@@ -9,6 +9,7 @@ are kept as argon2id hashes (:mod:`robustai.security.passwords`), tokens as SHA-
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -109,6 +110,10 @@ def check_user_name(name: str) -> str:
     return name
 
 
+def _taken(name: str) -> AccessError:
+    return AccessError(f"user '{name}' already exists (use passwd to change it)")
+
+
 class AccessStore:
     """Users, their grants and their tokens; every method opens its own short connection, so one
     store may be shared by the threads of a server."""
@@ -128,16 +133,37 @@ class AccessStore:
             self._create_file()
         self._check_file()
         with self._connect() as db:
+            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                self._check_is_store(db)  # never add tables to someone else's database
             db.executescript(_SCHEMA)
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if version is None or int(version[0]) != SCHEMA_VERSION:
+        if version is None or version[0] != str(SCHEMA_VERSION):
             raise AccessError(
                 f"{self.path} has access-store schema {version and version[0]}, this robustai "
                 f"reads schema {SCHEMA_VERSION}"
+            )
+
+    def _check_is_store(self, db: sqlite3.Connection) -> None:
+        """Refuse an SQLite file with tables that is not an access store (``--db`` pointed at
+        another application's database): the schema would be added to it."""
+        has_meta = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        try:
+            marked = (
+                has_meta
+                and db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
+            )
+        except sqlite3.DatabaseError:  # a 'meta' table of another shape
+            marked = None
+        if not marked:
+            raise AccessError(
+                f"{self.path} is an SQLite database but not a robustai access store; give "
+                "--db (or ROBUSTAI_ACCESS_DB) the store's file or a new one"
             )
 
     # ----------------------------------------------------------------------- file handling
@@ -234,7 +260,7 @@ class AccessStore:
         digest = hash_password(password)
         with self._connect() as db:
             if self._user_row(db, name) is not None:
-                raise AccessError(f"user '{name}' already exists (use passwd to change it)")
+                raise _taken(name)
             db.execute(
                 "INSERT INTO users (name, password_hash, created, password_changed) "
                 "VALUES (?, ?, ?, ?)",
@@ -277,6 +303,12 @@ class AccessStore:
             if cur.rowcount == 0:
                 raise AccessError(self._no_user(db, name))
         log.info("removed user %s", name)
+
+    def check_name_free(self, name: str) -> None:
+        """Raise unless ``name`` is free, so a caller can say so before asking for a password
+        (:meth:`add_user` checks again)."""
+        if self.find_user(name) is not None:
+            raise _taken(name)
 
     def find_user(self, name: str) -> User | None:
         with self._connect() as db:
@@ -361,6 +393,8 @@ class AccessStore:
         epoch time ``expires``. The returned token string is not kept anywhere."""
         check_pattern(scope)
         now = self.clock()
+        if not math.isfinite(expires):
+            raise AccessError(f"token expiry must be a finite epoch time, not {expires}")
         if expires <= now:
             raise AccessError("token expiry must be in the future")
         if expires - now > MAX_TOKEN_SECONDS:

@@ -153,6 +153,35 @@ def test_users_are_unique_and_checked(store: AccessStore) -> None:
         store.set_password("alicia", PW)
 
 
+def test_another_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    """``--db`` pointed at another application's database must not add tables to it."""
+    import sqlite3
+
+    def tables(path: Path) -> list[str]:
+        with sqlite3.connect(path) as db:
+            return sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master"))
+
+    for name, schema in [
+        ("notes.db", "CREATE TABLE notes (id, body)"),
+        ("app.db", "CREATE TABLE users (id, email)"),
+        ("meta.db", "CREATE TABLE meta (key, value); INSERT INTO meta VALUES ('v', '1.0')"),
+    ]:
+        path = tmp_path / name
+        with sqlite3.connect(path) as db:
+            db.executescript(schema)
+        path.chmod(0o600)
+        before = tables(path)
+        with pytest.raises(AccessError, match="not a robustai access store"):
+            AccessStore(path, create=True)
+        assert tables(path) == before
+    path = tmp_path / "version.db"  # a store of a version written as text this one cannot read
+    AccessStore(path, create=True)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '1.0' WHERE key = 'schema_version'")
+    with pytest.raises(AccessError, match=r"schema 1\.0, this robustai reads schema"):
+        AccessStore(path)
+
+
 def test_grants_scope_roles_to_experiment_patterns(store: AccessStore) -> None:
     assert store.grant("alice", "viewer", "mnist_*")
     assert not store.grant("alice", "viewer", "mnist_*")  # already held

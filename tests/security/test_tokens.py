@@ -76,6 +76,13 @@ def test_expired_token_is_refused(store: AccessStore, clock: Clock) -> None:
     assert store.token_info(info.token_id).status(clock.now) == "expired"
 
 
+@pytest.mark.parametrize("expires", [float("nan"), float("inf")])
+def test_an_expiry_that_is_not_a_time_is_refused(store: AccessStore, expires: float) -> None:
+    with pytest.raises(AccessError, match="must be a finite epoch time"):
+        store.create_token("alice", "*", expires)
+    assert store.tokens() == []
+
+
 def test_revoked_token_is_refused(store: AccessStore) -> None:
     token, info = store.create_token("alice", "*", store.clock() + 3600)
     other, _ = store.create_token("alice", "*", store.clock() + 3600)
