@@ -184,9 +184,12 @@ def read_password(name: str, from_stdin: bool, confirm: bool = True) -> str:
     return _text(password, "the password prompt")
 
 
+def _store_path(args: argparse.Namespace) -> Path:
+    return Path(args.db).expanduser() if getattr(args, "db", None) else default_store_path()
+
+
 def _store(args: argparse.Namespace, create: bool = False) -> AccessStore:
-    path = Path(args.db).expanduser() if getattr(args, "db", None) else default_store_path()
-    return AccessStore(path, create=create)
+    return AccessStore(_store_path(args), create=create)
 
 
 def _split_grant(text: str) -> tuple[str, str]:
@@ -207,6 +210,8 @@ def run(args: argparse.Namespace) -> None:
         for role, pattern in grants:  # check before asking for a password
             check_role(role)
             check_pattern(pattern)
+        if _store_path(args).exists():  # say a taken name before the prompt, not after
+            _store(args).check_name_free(args.name)
         password = read_password(args.name, args.password_stdin)
         store = _store(args, create=True)
         store.add_user(args.name, password)

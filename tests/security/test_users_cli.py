@@ -194,6 +194,15 @@ def test_bad_input_is_one_line_and_exit_2(db, capsys, monkeypatch, args, stdin, 
     assert message in lines[0]
 
 
+def test_add_says_the_user_exists_before_asking_for_a_password(db, capsys, monkeypatch) -> None:
+    users("add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW)
+    monkeypatch.setattr("robustai.cli.users._has_terminal", lambda: True)
+    asked: list[str] = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": asked.append(prompt) or PW)
+    code, _, err = users("add", "Alice", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "user 'Alice' already exists" in err and asked == []
+
+
 def test_unknown_user_and_missing_store(db, capsys, monkeypatch) -> None:
     code, _, err = users("grant", "ghost", "viewer", "*", capsys=capsys, monkeypatch=monkeypatch)
     assert code == 2 and "no access store" in err
