@@ -45,8 +45,17 @@ def counted_length(password: str) -> int:
     # Invisible characters go first: one at an end would otherwise shelter the spaces beside
     # it from strip() ("\u200b" + 11 spaces + "a" counted 12).
     text = unicodedata.normalize("NFC", password)
-    visible = "".join(c for c in text if unicodedata.category(c) not in ("Cc", "Cf", "Mn", "Me"))
+    visible = "".join(
+        c
+        for c in text
+        if unicodedata.category(c) not in ("Cc", "Cf", "Mn", "Me") and c not in _BLANK_LETTERS
+    )
     return len(visible.strip())
+
+
+#: characters that draw nothing but are letters or symbols to Unicode (Hangul fillers, the
+#: blank Braille pattern), so the categories above let them through
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 
 def check_password_policy(password: str, user: str) -> None:

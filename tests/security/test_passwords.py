@@ -73,6 +73,9 @@ def test_weaker_argon2_parameters_are_upgraded() -> None:
         ("e" + "\u0301" * 11, "alice", "at least 12"),  # combining accents
         ("\u200b" + " " * 11 + "a", "alice", "at least 12"),  # spaces behind an invisible one
         ("a" + " " * 11 + "\u00ad", "alice", "at least 12"),
+        ("\u3164" * 11 + "a", "alice", "at least 12"),  # Hangul fillers (letters to Unicode)
+        ("a\u115f\u1160\uffa0" * 3, "alice", "at least 12"),
+        ("\u2800" * 11 + "a", "alice", "at least 12"),  # the blank Braille pattern
     ],
 )
 def test_policy_refuses(password: str, user: str, rule: str) -> None:
