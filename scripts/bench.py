@@ -66,13 +66,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import script_args  # beside this script, on sys.path when it runs
 import torch
 import torch.nn.functional as F
 
 from robustai.attacks import FGSM, PGD
 from robustai.attacks.kernels import input_grad_kernels
 from robustai.data import DataBundle, build_data
-from robustai.errors import UserError
 from robustai.evaluation import Evaluator, robust_correct
 from robustai.models import build_model
 from robustai.training import (
@@ -82,7 +82,6 @@ from robustai.training import (
     Trainer,
 )
 
-REPO = Path(__file__).resolve().parent.parent
 warnings.filterwarnings("ignore")  # Opacus' secure-RNG notice, backward-hook notes
 
 
@@ -180,18 +179,8 @@ def load(
         "eval_size": eval_size,
     }
     if suite == "mnist":
-        for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
-            if not (mnist_dir / name).is_file():
-                raise UserError(
-                    f"{mnist_dir / name} not found; pass --mnist-dir (or set ROBUSTAI_MNIST_IDX) "
-                    "to the folder with the MNIST t10k IDX files"
-                )
-        data = build_data(
-            "idx",
-            images=mnist_dir / "t10k-images-idx3-ubyte.gz",
-            labels=mnist_dir / "t10k-labels-idx1-ubyte.gz",
-            **common,
-        )
+        images, labels = script_args.mnist_files(mnist_dir)
+        data = build_data("idx", images=images, labels=labels, **common)
         return data, "small_cnn"
     data = build_data(
         "synthetic", num_samples=10000, input_shape=(3, 32, 32), num_classes=10, **common
@@ -202,31 +191,47 @@ def load(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=("mnist", "cifar"), default="mnist")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", type=script_args.device, default="cpu")
     ap.add_argument(
         "--mnist-dir",
         type=Path,
-        default=Path(os.environ.get("ROBUSTAI_MNIST_IDX") or REPO.parent / "shared/data/mnist"),
+        default=script_args.default_mnist_dir(),
         help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
         "../shared/data/mnist beside the repository)",
     )
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--eps", type=float, default=None, help="default: 0.3 mnist, 8/255 cifar")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--batch-size", type=script_args.positive_int, default=100)
+    ap.add_argument(
+        "--eps", type=script_args.eps, default=None, help="default: 0.3 mnist, 8/255 cifar"
+    )
+    ap.add_argument("--repeats", type=script_args.positive_int, default=5)
+    ap.add_argument(
+        "--threads", type=script_args.positive_int, default=None, help="torch CPU threads"
+    )
     ap.add_argument("--amp", action="store_true", help="bf16 autocast, attack and clean rows")
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--compile", action="store_true", help="torch.compile the robustai model")
-    ap.add_argument("--at-epochs", type=int, default=5, help="FGSM-RS epochs of the AT model")
+    ap.add_argument(
+        "--at-epochs",
+        type=script_args.nonnegative_int,
+        default=5,
+        help="FGSM-RS epochs of the AT model",
+    )
     ap.add_argument("--skip", nargs="*", default=[], help="row names (substrings) to leave out")
-    ap.add_argument("--train-size", type=int, default=None, help="fewer training images (smoke)")
-    ap.add_argument("--eval-size", type=int, default=None, help="fewer eval images (smoke)")
-    ap.add_argument("--out", type=Path, default=Path("bench.json"))
+    ap.add_argument(
+        "--train-size",
+        type=script_args.positive_int,
+        default=None,
+        help="fewer training images (smoke)",
+    )
+    ap.add_argument(
+        "--eval-size", type=script_args.positive_int, default=None, help="fewer eval images (smoke)"
+    )
+    ap.add_argument("--out", type=script_args.output_file, default=Path("bench.json"))
     ap.add_argument("--memory-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = args.device
     data, model_name = load(
         args.suite, args.batch_size, args.mnist_dir, (args.train_size, args.eval_size)
     )
@@ -565,8 +570,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except UserError as err:  # bad input (e.g. no MNIST files there): one line, exit status 2
-        print(f"bench.py: {err}", file=sys.stderr)
-        sys.exit(2)
+    script_args.run(main, "bench.py")

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import opacus
+import script_args  # beside this script, on sys.path when it runs
 import torch
 from opacus import PrivacyEngine
 from torch.utils.data import DataLoader, TensorDataset
@@ -43,7 +44,6 @@ from robustai.models import build_model
 from robustai.privacy import DPSGD
 from robustai.training import StandardObjective, Trainer
 
-REPO = Path(__file__).resolve().parent.parent
 warnings.filterwarnings("ignore")  # Opacus' secure-RNG notice and PyTorch's backward-hook note
 
 
@@ -58,21 +58,31 @@ def _opt(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--mnist-dir", type=Path, default=REPO.parent / "shared" / "data" / "mnist")
-    ap.add_argument("--samples", type=int, default=8000, help="training images")
-    ap.add_argument("--batch-size", type=int, default=100)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--out", type=Path, default=Path("bench_dp.json"))
+    ap.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=script_args.default_mnist_dir(),
+        help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
+        "../shared/data/mnist beside the repository)",
+    )
+    ap.add_argument(
+        "--samples", type=script_args.positive_int, default=8000, help="training images"
+    )
+    ap.add_argument("--batch-size", type=script_args.positive_int, default=100)
+    ap.add_argument("--repeats", type=script_args.positive_int, default=5)
+    ap.add_argument(
+        "--threads", type=script_args.positive_int, default=None, help="torch CPU threads"
+    )
+    ap.add_argument("--out", type=script_args.output_file, default=Path("bench_dp.json"))
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    root = args.mnist_dir
+    images, labels = script_args.mnist_files(args.mnist_dir)
     data = build_data(
         "idx",
-        images=root / "t10k-images-idx3-ubyte.gz",
-        labels=root / "t10k-labels-idx1-ubyte.gz",
+        images=images,
+        labels=labels,
         batch_size=args.batch_size,
         train_size=args.samples,
     )
@@ -178,4 +188,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    script_args.run(main, "bench_dp.py")

@@ -22,17 +22,15 @@ import argparse
 import json
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import script_args  # beside this script, on sys.path when it runs
 import torch
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
-IMAGES = "t10k-images-idx3-ubyte.gz"
-LABELS = "t10k-labels-idx1-ubyte.gz"
 TRAIN_IMAGES = 8000
 
 
@@ -41,20 +39,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--mnist-dir",
         type=Path,
-        default=REPO.parent / "shared" / "data" / "mnist",
-        help="folder with the MNIST test split as gzipped IDX files",
+        default=script_args.default_mnist_dir(),
+        help="folder with the MNIST test split as gzipped IDX files (default: "
+        "$ROBUSTAI_MNIST_IDX, else ../shared/data/mnist beside the repository)",
     )
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    p.add_argument("--samples", type=int, default=2000, help="images evaluated per run")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--eps", type=float, default=0.1)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all)")
-    p.add_argument("--train-epochs", type=int, default=1)
+    p.add_argument("--device", type=script_args.device, default="cpu", help="cpu or cuda")
+    p.add_argument(
+        "--samples", type=script_args.positive_int, default=2000, help="images evaluated per run"
+    )
+    p.add_argument("--batch-size", type=script_args.positive_int, default=500)
+    p.add_argument("--eps", type=script_args.eps, default=0.1)
+    p.add_argument("--steps", type=script_args.positive_int, default=10)
+    p.add_argument("--repeats", type=script_args.positive_int, default=5)
+    p.add_argument(
+        "--threads",
+        type=script_args.positive_int,
+        default=None,
+        help="torch CPU threads (default: all)",
+    )
+    p.add_argument("--train-epochs", type=script_args.nonnegative_int, default=1)
     p.add_argument("--checkpoint", type=Path, default=None, help="a robustai run folder")
     p.add_argument(
-        "--out", type=Path, default=REPO / "experiments" / "bench" / "bench_pgd_eval.json"
+        "--out",
+        type=script_args.output_file,
+        default=REPO / "experiments" / "bench" / "bench_pgd_eval.json",
     )
     return p.parse_args(argv)
 
@@ -62,10 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def load_mnist(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from robustai.data.idx import load_idx_images
 
-    missing = [f for f in (IMAGES, LABELS) if not (folder / f).is_file()]
-    if missing:
-        sys.exit(f"bench_pgd_eval: {folder} lacks {', '.join(missing)}; pass --mnist-dir")
-    return load_idx_images(folder / IMAGES, folder / LABELS)
+    return load_idx_images(*script_args.mnist_files(folder))
 
 
 def trained_model(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> nn.Module:
@@ -151,9 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.threads:
         torch.set_num_threads(a.threads)
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("bench_pgd_eval: --device cuda but no CUDA device is available")
+    device = a.device
     x_all, y_all = load_mnist(a.mnist_dir)
     if a.checkpoint:
         from robustai.models import load_model
@@ -221,4 +224,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    script_args.run(main, "bench_pgd_eval.py")

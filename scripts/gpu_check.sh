@@ -9,8 +9,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-gpu_check}"
-py="${PYTHON:-.venv/bin/python}"
-[ -x "$py" ] || py=python3
+if [ -n "${PYTHON:-}" ]; then py=$PYTHON  # a path or a command name, used as given
+elif [ -x .venv/bin/python ]; then py=.venv/bin/python
+else py=python3; fi
 "$py" - <<'PY' || exit 2
 import sys
 

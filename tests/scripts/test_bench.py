@@ -85,3 +85,34 @@ def test_bench_names_the_missing_mnist_file_in_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "t10k-images-idx3-ubyte.gz" in proc.stderr
     assert not (tmp_path / "b.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "message"),
+    [
+        ("bench.py", ["--device", "nonsense"], "is not a device"),
+        ("bench.py", ["--device", "cuda:7"], "cuda:7"),
+        ("bench.py", ["--train-size", "0"], "--train-size: 0 is not a whole number >= 1"),
+        ("bench.py", ["--eps", "-1"], "--eps: -1 is not in [0, 1]"),
+        ("bench.py", ["--repeats", "0"], "--repeats: 0 is not a whole number >= 1"),
+        ("bench.py", ["--out", "/proc/bench.json"], "cannot write /proc/bench.json"),
+        ("bench.py", ["--out", "."], "is a folder"),
+        ("bench_dp.py", ["--samples", "-4"], "--samples: -4 is not a whole number >= 1"),
+        ("bench_dp.py", ["--mnist-dir", "{tmp}"], "pass --mnist-dir"),
+        ("bench_pgd_eval.py", ["--batch-size", "0"], "--batch-size: 0 is not a whole number"),
+        ("bench_pgd_eval.py", ["--mnist-dir", "{tmp}"], "pass --mnist-dir"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(
+    tmp_path: Path, script: str, args: list[str], message: str
+) -> None:
+    """Before the timed work, in one line, exit status 2: a benchmark that failed at its end
+    (an output it cannot write) would lose minutes of timings."""
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / script), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and message in proc.stderr.strip().splitlines()[-1]
+    assert list(tmp_path.iterdir()) == []
