@@ -15,8 +15,8 @@ EXIT_BAD_INPUT = 2
 ENV_CONFIG_DIR = "ROBUSTAI_CONFIG_DIR"
 
 
-def config_dir() -> Path:
-    """The folder of Hydra configs (it holds ``train.yaml``); the first of:
+def config_dir(app: str = "train") -> Path:
+    """The folder of Hydra configs (it holds ``<app>.yaml``: train, evaluate); the first of:
 
     1. ``$ROBUSTAI_CONFIG_DIR``;
     2. the ``configs/`` folder at the top of robustai's source checkout, so that with an editable
@@ -27,9 +27,9 @@ def config_dir() -> Path:
     env = os.environ.get(ENV_CONFIG_DIR)
     if env:
         path = Path(env).expanduser().resolve()
-        if not (path / "train.yaml").is_file():
+        if not (path / f"{app}.yaml").is_file():
             raise ConfigError(
-                f"{ENV_CONFIG_DIR}={env} holds no train.yaml; point it at robustai's configs/"
+                f"{ENV_CONFIG_DIR}={env} holds no {app}.yaml; point it at robustai's configs/"
             )
         return path
     for path in (_source_tree_configs(), _installed_configs()):

@@ -466,7 +466,7 @@ def main(argv: Sequence[str]) -> int:
     from robustai.cli.sweep_status import SweepStatus
 
     try:
-        cdir = config_dir()
+        cdir = config_dir("evaluate")
         args = data_from_checkpoint(argv)
         preflight(cdir, "evaluate", args, check_evaluate_config)
     except UserError as e:

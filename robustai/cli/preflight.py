@@ -162,6 +162,8 @@ def _check_flags(flags: list[str]) -> None:
     known = [o for a in get_args_parser()._actions for o in a.option_strings]
     for flag in flags:
         name = flag.split("=", 1)[0]
+        if name == "--version":  # Hydra's own would print Hydra's version
+            raise ConfigError("--version: `robustai --version` prints robustai's version")
         if name.startswith("-") and name not in known:
             hint = difflib.get_close_matches(name, known, n=1)
             maybe = f" (did you mean {hint[0]}?)" if hint else ""

@@ -29,6 +29,7 @@ MATRIX = [
     ("out of range", ["attack.eps=1.5"], 2, "attack.eps=1.5: must be in [0, 1]"),
     ("unknown name", ["model=vit"], 2, "model=vit: unknown option"),
     ("unknown key", ["trainer.lr_max=1"], 2, "trainer.lr_max: no such key"),
+    ("hydra's --version", ["--version"], 2, "--version: `robustai --version` prints robustai"),
     (
         "missing data folder",
         ["data=mnist", "data.root={tmp}/nowhere"],

@@ -43,6 +43,16 @@ def test_env_var_without_train_yaml_is_one_line(
     assert f"{ENV_CONFIG_DIR}={tmp_path} holds no train.yaml" in str(exc.value)
 
 
+def test_env_var_without_the_apps_config_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`robustai evaluate` needs evaluate.yaml there, not only train.yaml."""
+    monkeypatch.setenv(ENV_CONFIG_DIR, str(configs_at(tmp_path / "mine")))
+    assert config_dir("train") == (tmp_path / "mine").resolve()
+    with pytest.raises(ConfigError, match=r"holds no evaluate\.yaml"):
+        config_dir("evaluate")
+
+
 def test_source_checkout_comes_before_the_installed_copy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
