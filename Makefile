@@ -30,6 +30,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
+# The side-by-side benchmark (README, Performance); options: make bench ARGS="--repeats 3"
+bench: $(STAMP)
+	$(PY) scripts/bench.py $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 

@@ -16,7 +16,7 @@ import pytest
 
 REPO_ROOT = Path(os.path.abspath(__file__)).parent.parent.parent
 # What the wheel is built from (pyproject.toml names README.md as the long description).
-SOURCES = ("pyproject.toml", "README.md", "robustai", "configs")
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "robustai", "configs")
 PIP_WHEEL = (
     *(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"),
     *("--disable-pip-version-check", "--no-cache-dir"),
@@ -77,6 +77,9 @@ def test_wheel_holds_every_module_and_nothing_outside_robustai(wheel: Path) -> N
     assert "robustai/py.typed" in names
     top = {n.split("/", 1)[0] for n in names if not n.split("/", 1)[0].endswith(".dist-info")}
     assert top == {"robustai"}  # e.g. no top-level configs/ package in site-packages
+    assert any(
+        n.endswith(".dist-info/licenses/LICENSE") or n.endswith(".dist-info/LICENSE") for n in names
+    )  # the Apache-2.0 text travels with the package
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     with zipfile.ZipFile(wheel) as zf:
         assert "robustai = robustai.cli.main:main" in zf.read(entry_points).decode()
