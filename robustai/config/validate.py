@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import importlib
 import inspect
 import math
 import re
@@ -60,15 +61,53 @@ def check_targets(node: Any, path: str = "") -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}" if path else str(key)
-            if key == "_target_" and not str(value).startswith(ALLOWED_TARGETS):
-                raise ConfigError(
-                    f"{where}={value}: not allowed; _target_ may only name code under "
-                    f"{', '.join(p.rstrip('.') for p in ALLOWED_TARGETS)}"
-                )
+            if key == "_target_":
+                why = target_refusal(str(value))
+                if why:
+                    raise ConfigError(f"{where}={value}: not allowed; {why}")
             check_targets(value, where)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             check_targets(value, f"{path}[{i}]")
+
+
+def target_refusal(target: str) -> str | None:
+    """Why Hydra may not instantiate ``target``, or None.
+
+    The name alone is not enough: Hydra imports the longest module prefix it can and walks the
+    rest as attributes, so ``robustai.models.artifact.torch.load`` is torch.load (an unpickler)
+    reached through a module that imports torch. Every object on the way must itself live under
+    an allowed prefix; a module must be the one its path names.
+    """
+    allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGETS)
+    if not target.startswith(ALLOWED_TARGETS):
+        return f"_target_ may only name code under {allowed}"
+    parts = target.split(".")
+    if any(part.startswith("__") for part in parts):
+        return "_target_ may not name dunder attributes"
+    obj, depth = None, len(parts)
+    while depth > 0:
+        try:
+            obj = importlib.import_module(".".join(parts[:depth]))
+            break
+        except Exception:  # not a module (or not importable): try the prefix
+            depth -= 1
+    if obj is None:
+        return "no such module"
+    for end in range(depth + 1, len(parts) + 1):
+        name = ".".join(parts[:end])
+        obj = getattr(obj, parts[end - 1], _MISSING)
+        if obj is _MISSING:
+            return f"{name} does not exist"
+        home = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
+        if inspect.ismodule(obj) and home != name:
+            return f"{name} is the module {home}, imported there; name code where it is defined"
+        if not isinstance(home, str) or not home.startswith(ALLOWED_TARGETS):
+            return f"{name} is defined in {home}; _target_ may only name code under {allowed}"
+    return None
+
+
+_MISSING = object()
 
 
 def parse_fraction(value: Any, key: str = "") -> Any:

@@ -81,6 +81,22 @@ MATRIX = [
         "hydra.callbacks.x._target_=subprocess.run: not allowed",
     ),
     (
+        "an unpickler reached through an allowed module",
+        [
+            "+hydra.callbacks.x._target_=robustai.models.artifact.torch.load",
+            "+hydra.callbacks.x.f={tmp}/evil.pt",
+            "+hydra.callbacks.x.weights_only=false",
+        ],
+        2,
+        "robustai.models.artifact.torch is the module torch, imported there",
+    ),
+    (
+        "a function imported into robustai",
+        ["+evaluator.x._target_=robustai.models.artifact.load_file"],
+        2,
+        "robustai.models.artifact.load_file is defined in safetensors.torch",
+    ),
+    (
         "CUDA graphs of a compiled model",
         ["trainer.compile=true", "evaluator.cuda_graphs=true"],
         2,
@@ -166,6 +182,29 @@ def test_bad_input(tmp_path: Path, overrides: list[str], status: int, message: s
     assert not (run / "weights.safetensors").exists()
     assert not (run / "metrics.json").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_pickle_named_by_a_target_is_never_loaded(tmp_path: Path) -> None:
+    """Hydra walks ``robustai.models.artifact.torch.load`` to torch.load; the file it names
+    must not be unpickled (this one would leave a marker file)."""
+    import pickle
+
+    marker = tmp_path / "unpickled"
+
+    class Payload:
+        def __reduce__(self) -> tuple:
+            return (Path.touch, (marker,))
+
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload()))
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", *TINY, "data=synthetic",
+         "+hydra.callbacks.x._target_=robustai.models.artifact.torch.load",
+         f"+hydra.callbacks.x.f={tmp_path / 'evil.pt'}", "+hydra.callbacks.x.weights_only=false",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "not allowed" in proc.stderr, proc.stderr[-2000:]
+    assert not marker.exists()
 
 
 def test_a_short_signing_key_is_refused_before_any_folder(tmp_path: Path) -> None:
