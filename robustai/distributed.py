@@ -111,6 +111,11 @@ def resolve_backend(backend: str, device_type: str) -> str:
         raise ValueError(f"unknown backend '{backend}'; valid: {', '.join(BACKENDS)}")
     if backend == "auto":
         return "nccl" if device_type == "cuda" else "gloo"
+    if backend == "nccl" and device_type != "cuda":
+        raise DistributedSetupError(
+            f"trainer.backend=nccl connects GPUs, and this run trains on {device_type}; use "
+            "trainer.backend=gloo (or auto) between CPU processes"
+        )
     return backend
 
 

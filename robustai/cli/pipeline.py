@@ -195,6 +195,19 @@ def privacy_errors(name: str) -> Iterator[None]:
         raise ConfigError(f"privacy={name}: {e}") from e
 
 
+def check_training_steps(loader: Any, train: TensorLoader, world_size: int) -> None:
+    """Refuse a run whose epochs would take no training step (it would "finish" untrained)."""
+    if len(loader) > 0:
+        return
+    need = train.min_batch * world_size
+    per = f" ({train.min_batch} for each of {world_size} processes)" if world_size > 1 else ""
+    raise ConfigError(
+        f"{train.num_samples} training image(s) make no training step: one needs at least "
+        f"{need}{per}; use more training data"
+        + (" or fewer processes" if world_size > 1 else "")
+    )
+
+
 def batchnorm_min_batch(model: nn.Module, x: Tensor) -> int:
     """2 where a BatchNorm layer of ``model`` sees one value per channel for each image (a 1x1
     feature map, or BatchNorm1d on vectors): in training it cannot normalize a batch of one
@@ -242,8 +255,12 @@ def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
         ) from e
     x = data.train.x[:2]
     try:
+        # In eval mode: BatchNorm's running statistics stay untouched, and a training set of
+        # one image reaches the check that says so (check_training_steps).
+        model.eval()
         with torch.no_grad():
             out = model(x)
+        model.train()
     except RuntimeError as e:
         raise ConfigError(
             f"model={cfg.model.name} does not fit data={data.name}: inputs of shape "
@@ -664,12 +681,6 @@ def _run_train(
     )
 
     optimizer = make_optimizer(cfg, model)
-    scheduler = build_schedule(
-        cfg.trainer.schedule,
-        optimizer,
-        cfg.trainer.epochs * len(data.train) * replays,
-        cfg.trainer.warmup_fraction,
-    )
     # DP-SGD swaps in Opacus' model wrapper, DP optimizer, Poisson loader and budget callback.
     with privacy_errors(cfg.privacy.name):
         parts = privacy.wrap(
@@ -678,6 +689,15 @@ def _run_train(
     ddp = ctx.enabled and not privacy.handles_distributed  # DP-SGD synchronizes ranks itself
     if ddp:
         data.train.shard(ctx.rank, ctx.world_size)
+    check_training_steps(parts.loader, data.train, ctx.world_size)
+    # Sized by the loader as it will run: sharding (and BatchNorm's smallest batch) can drop a
+    # step per epoch, and a schedule sized for more steps would never reach its end.
+    scheduler = build_schedule(
+        cfg.trainer.schedule,
+        optimizer,
+        cfg.trainer.epochs * len(parts.loader) * replays,
+        cfg.trainer.warmup_fraction,
+    )
     left_out = data.train.num_samples - len(data.train) * data.train.batch_size
     if left_out > 0 and parts.loader is data.train and ctx.is_main:
         log.info(

@@ -328,6 +328,11 @@ class DPSGD:
         # noise, and the sums are all-reduced; the accountant sees the same q and steps.
         self.distributed = distributed
         rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        if n < world:  # every rank sees the same n: all refuse, none waits in a collective
+            raise ValueError(
+                f"{n} training record(s) cannot be shared by {world} processes; use more "
+                "training data or fewer processes"
+            )
         self.loader = PoissonLoader(
             x[rank::world],
             y[rank::world],
