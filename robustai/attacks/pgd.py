@@ -140,7 +140,11 @@ class PGD(Attack):
     def _run_once(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         x_adv = self._random_start(x) if self.random_start else x.clone()
         step = self._linf_step if self.norm == "linf" else self._l2_step
-        if self.early_stop and self.eot_iter == 1:
+        # Early stop judges "fooled" in the mode the attack runs the model in; robust accuracy
+        # is counted in eval mode. Where a module trains during the attack (dropout draws,
+        # batch statistics of a shrinking batch), a sample "fooled" there may not be fooled in
+        # eval mode, and stopping would report it robust: such attacks run every step.
+        if self.early_stop and self.eot_iter == 1 and not _any_training(model):
             return self._run_early_stop(model, x, y, x_adv, step)
         for _ in range(self.steps):
             grad = self._input_grad(model, x_adv, y)
@@ -237,3 +241,7 @@ class PGD(Attack):
         factor = torch.where(delta_norms > self.eps, self.eps / delta_norms, 1.0)
         delta = delta * per_sample_view(factor, delta)
         return torch.clamp(x + delta, min=0, max=1)
+
+
+def _any_training(model: nn.Module) -> bool:
+    return any(m.training for m in model.modules())

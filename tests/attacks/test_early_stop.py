@@ -146,3 +146,27 @@ def test_early_stop_never_shrinks_a_batch_to_one_sample(model: nn.Module, batch)
     ref = attack(model, xs, ys)  # the same model, which takes a batch of one
     torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
     assert torch.equal(out[:2], xs[:2])  # the wrongly labelled rows keep their first iterate
+
+
+@pytest.mark.parametrize("mode", ["train", "keep"])
+def test_no_early_stop_while_a_module_trains_during_the_attack(
+    model: nn.Module, batch: tuple, mode: str
+) -> None:
+    """Under dropout, "fooled" by one draw is not fooled in eval mode, where robust accuracy
+    is counted: stopping there reported 0.95 robust against 0.67 for the full attack. Such an
+    attack runs every step, drawing exactly what plain PGD draws."""
+    x, y = batch
+    net = nn.Sequential(nn.Dropout(0.3), model)
+    if mode == "keep":
+        net.train()  # the attack keeps the mode it finds
+    results = []
+    for early_stop in (False, True):
+        attack = PGD(0.15, steps=10, model_mode=mode, early_stop=early_stop)
+        torch.manual_seed(5)
+        results.append(attack(net, x, y))
+    assert torch.equal(results[0], results[1])
+    net.eval()  # and in eval mode early stop still applies
+    torch.manual_seed(5)
+    stopped = PGD(0.15, steps=10, early_stop=True)(net, x, y)
+    torch.manual_seed(5)
+    assert not torch.equal(stopped, PGD(0.15, steps=10)(net, x, y))
