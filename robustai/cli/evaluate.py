@@ -231,12 +231,15 @@ def check_evaluate_config(cfg: Any) -> Any:
             try:
                 make(eps)
             except ConfigError as e:
-                if ev_cfg.evaluator.eps:
-                    raise
+                if ev_cfg.evaluator.eps or "eps" not in str(e):
+                    raise  # the hint is about eps; other errors stand alone
                 raise ConfigError(
                     f"{e} (eps {eps:g} is the checkpoint's {norm} threat model; give "
                     "evaluator.eps=[...], or attacks in its norm)"
                 ) from e
+    from robustai.cli.pipeline import check_suite_keys
+
+    check_suite_keys(ev_cfg.evaluator, eps_list)
     return ev_cfg
 
 

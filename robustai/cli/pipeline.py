@@ -49,7 +49,7 @@ from robustai.distributed import (
     wrap_ddp,
 )
 from robustai.errors import ConfigError, RunInterrupted
-from robustai.evaluation import eot_averaging, metric_key
+from robustai.evaluation import check_metric_keys, eot_averaging, metric_key
 from robustai.fileio import write_json
 from robustai.models import build_model, save_model
 from robustai.privacy import append_privacy_section, build_privacy
@@ -133,6 +133,16 @@ def make_attack(cfg: AttackConfig, eps: float | None = None, prefix: str = "atta
         return build_attack(cfg.name, **attack_kwargs(cfg, eps))
     except ValueError as e:
         raise ConfigError(f"{prefix}: {e}") from e
+
+
+def check_suite_keys(evaluator: Any, eps: Sequence[float]) -> None:
+    """Attacks of the suite that would share a metrics.json key: one line before any work."""
+    from robustai.cli.evaluate import attack_factories
+
+    try:
+        check_metric_keys(attack_factories(evaluator), eps)
+    except ValueError as e:
+        raise ConfigError(f"evaluator.attacks: {e}") from e
 
 
 def check_attack_classes(attacks: Sequence[tuple[str, Attack]], num_classes: int) -> None:
@@ -679,6 +689,7 @@ def _run_train(
         ],
         data.num_classes,
     )
+    check_suite_keys(cfg.evaluator, cfg.evaluator.eps)
 
     optimizer = make_optimizer(cfg, model)
     # DP-SGD swaps in Opacus' model wrapper, DP optimizer, Poisson loader and budget callback.

@@ -159,6 +159,7 @@ def validate_evaluate(cfg: EvaluateConfig) -> None:
         raise ConfigError(f"device={cfg.device}: must be auto, cpu, cuda, cuda:N or mps")
     if cfg.threads is not None:
         _at_least("threads", cfg.threads, 1)
+    _seed("seed", cfg.seed)
 
 
 def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
@@ -249,6 +250,13 @@ def _check_attack_keys(container: dict[str, Any], unknown_only: bool = False) ->
             takes = ["name", *(k for k in accepted_kwargs(ATTACKS[name]) if k in fields)]
         else:  # attack=none, or an unknown name (validate names what is valid)
             takes = fields
+        if prefix != "attack":  # the suite runs every attack at each of evaluator.eps
+            if entry.get("eps") is not None:
+                raise ConfigError(
+                    f"{prefix}.eps: the evaluator runs each attack at every eps of "
+                    "evaluator.eps; give evaluator.eps=[...] instead"
+                )
+            takes = [k for k in takes if k != "eps"]
         for key, value in entry.items():
             if key in takes or (key in fields and value is None):
                 continue
@@ -321,7 +329,9 @@ def validate(cfg: TrainConfig) -> None:
     if d.eval_size is not None:
         _at_least("data.eval_size", d.eval_size, 1)
     _unit("data.eps", d.eps, _EPS_HINT)
+    _seed("data.split_seed", d.split_seed)
     if d.name == "synthetic":
+        _non_negative("data.noise", d.noise)
         _at_least("data.num_samples", d.num_samples, 2)
         _at_least("data.num_classes", d.num_classes, 2)
         if len(d.input_shape) != 3 or min(d.input_shape) < 1:
@@ -337,6 +347,7 @@ def validate(cfg: TrainConfig) -> None:
                           "set attack.norm=linf")
     _choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", t.schedule, SCHEDULES)
+    _seed("trainer.seed", t.seed)
     _positive("trainer.lr", t.lr)
     _non_negative("trainer.momentum", t.momentum)
     if t.momentum >= 1:  # a velocity that never decays: SGD diverges
@@ -425,6 +436,8 @@ def _check_privacy(p: PrivacyConfig) -> None:
     from robustai.privacy import ACCOUNTANTS, GRAD_SAMPLE_MODES, WHERE, privacy_names
 
     _choice("privacy.name", p.name, privacy_names())
+    if p.noise_seed is not None:
+        _seed("privacy.noise_seed", p.noise_seed)
     if p.name == "dpsgd":
         if p.noise_multiplier is not None and p.target_epsilon is not None:
             raise ConfigError(
@@ -489,7 +502,8 @@ def _check_evaluator_extras(e: EvaluatorConfig) -> None:
         _at_least("evaluator.curve.samples", e.curve.samples, 1)
     s = e.sanity
     _at_least("evaluator.sanity.samples", s.samples, 1)
-    _unit("evaluator.sanity.tolerance", s.tolerance)
+    if not 0.0 <= s.tolerance < 1.0:  # a tolerance of 1 would call every difference noise
+        raise ConfigError(f"evaluator.sanity.tolerance={s.tolerance}: must be in [0, 1)")
     if not 0.0 < s.large_eps <= 1.0:
         raise ConfigError(f"evaluator.sanity.large_eps={s.large_eps}: must be in (0, 1]")
     _unit("evaluator.sanity.chance_margin", s.chance_margin)
@@ -549,6 +563,14 @@ def _positive(key: str, value: float) -> None:
 def _non_negative(key: str, value: float) -> None:
     if not value >= 0:
         raise ConfigError(f"{key}={value}: must be >= 0")
+    if math.isinf(value):  # weight_decay=inf: the loss goes NaN, blamed on the learning rate
+        raise ConfigError(f"{key}={value}: must be a finite number")
+
+
+def _seed(key: str, value: int) -> None:
+    """A seed torch's generators take (a signed 64-bit integer) once offsets are added."""
+    if not 0 <= value < 2**62:
+        raise ConfigError(f"{key}={value}: must be a whole number in [0, 2**62), e.g. 0")
 
 
 def _eps(key: str, value: float, norm: str) -> None:

@@ -18,6 +18,7 @@ from robustai.evaluation.curve import (
 from robustai.evaluation.evaluator import (
     EvalResult,
     Evaluator,
+    check_metric_keys,
     cuda_graphing,
     early_stopping,
     eot_averaging,
@@ -48,6 +49,7 @@ __all__ = [
     "accuracy",
     "attack_outcome",
     "build_report",
+    "check_metric_keys",
     "cuda_graphing",
     "default_curve_eps",
     "early_stopping",

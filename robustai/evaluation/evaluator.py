@@ -67,6 +67,25 @@ def eot_averaging(make: AttackFactory, eot_iter: int) -> AttackFactory:
     return make_eot_averaging
 
 
+def check_metric_keys(attacks: Sequence[AttackFactory], eps: Sequence[float]) -> None:
+    """Two attacks with one metric key (e.g. APGD at 20 and 100 steps, both ``apgd_ce``, or one
+    attack at eps 0.1 and 0.1000001) would share one row of ``robust_acc``, the later silently
+    replacing the earlier: refused in one line (ValueError) before anything runs."""
+    seen: dict[str, Attack] = {}
+    for e in eps:
+        for make in attacks:
+            attack = make(e)
+            key = metric_key(attack)
+            if key in seen:
+                raise ValueError(
+                    f"two attacks have the metric key {key} ({seen[key]!r} and {attack!r});"
+                    " give them settings that show in their label (e.g. steps for PGD,"
+                    " restarts, norm) or eps that differ in their first 6 digits, or evaluate"
+                    " them separately"
+                )
+            seen[key] = attack
+
+
 def eps_key(eps: float) -> str:
     """The ``<eps>`` key of ``worst_case_acc``, e.g. ``0.1``."""
     return f"{eps:g}"
@@ -130,23 +149,6 @@ class Evaluator:
         self.batch_size = batch_size
         self.early_stop = early_stop
 
-    def _check_keys(self) -> None:
-        """Two attacks with one metric key (e.g. APGD at 20 and 100 steps, both ``apgd_ce``)
-        would share one row of ``robust_acc``, the later silently replacing the earlier: refused
-        in one line before anything runs."""
-        for eps in self.eps:
-            seen: dict[str, Attack] = {}
-            for make in self.attacks:
-                attack = make(eps)
-                key = metric_key(attack)
-                if key in seen:
-                    raise ValueError(
-                        f"two attacks have the metric key {key} ({seen[key]!r} and {attack!r});"
-                        " give them settings that show in their label (e.g. steps for PGD,"
-                        " restarts, norm) or evaluate them separately"
-                    )
-                seen[key] = attack
-
     def run(
         self,
         model: nn.Module,
@@ -159,7 +161,7 @@ class Evaluator:
         ``clean_pred`` (the model's labels for x) saves the clean pass when already known."""
         start = time.perf_counter()
         y = checked_labels(x, y)
-        self._check_keys()
+        check_metric_keys(self.attacks, self.eps)
         if clean_pred is None:
             clean_pred = predict(model, x, self.batch_size)
         clean = clean_pred == y

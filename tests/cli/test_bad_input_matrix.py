@@ -29,6 +29,37 @@ MATRIX = [
     ("out of range", ["attack.eps=1.5"], 2, "attack.eps=1.5: must be in [0, 1]"),
     ("unknown name", ["model=vit"], 2, "model=vit: unknown option"),
     ("unknown key", ["trainer.lr_max=1"], 2, "trainer.lr_max: no such key"),
+    (
+        "two attacks with one metrics key",  # was a traceback after training, outputs lost
+        ["evaluator.attacks=[{{name:apgd,steps:5}},{{name:apgd,steps:10}}]"],  # format()
+        2,
+        "evaluator.attacks: two attacks have the metric key apgd_ce@0.1",
+    ),
+    (
+        "an eps in an evaluator attack",  # was silently replaced by evaluator.eps
+        ["evaluator.attacks=[{{name:fgsm,eps:0.3}}]"],
+        2,
+        "evaluator.attacks[0].eps: the evaluator runs each attack at every eps of evaluator.eps",
+    ),
+    (
+        "a sanity tolerance of 1",
+        ["evaluator.sanity.tolerance=1"],
+        2,
+        "evaluator.sanity.tolerance=1.0: must be in [0, 1)",
+    ),
+    (
+        "a seed torch cannot take",
+        ["trainer.seed=99999999999999999999"],
+        2,
+        "trainer.seed=99999999999999999999: must be a whole number in [0, 2**62)",
+    ),
+    ("NaN noise in synthetic data", ["data.noise=nan"], 2, "data.noise=nan: must be >= 0"),
+    (
+        "infinite weight decay",  # trained into "the loss became NaN ... lower trainer.lr"
+        ["trainer.weight_decay=inf"],
+        2,
+        "trainer.weight_decay=inf: must be a finite number",
+    ),
     ("hydra's --version", ["--version"], 2, "--version: `robustai --version` prints robustai"),
     (
         "missing data folder",

@@ -215,6 +215,22 @@ def test_bad_evaluator_settings(
     assert "evaluator.attacks[0].loss=l1: unknown" in evaluate_fails(
         [ck, "evaluator.attacks.0.loss=l1"], capsys
     )
+    assert "two attacks have the metric key pgd5@0.2" in evaluate_fails(
+        [ck, "evaluator.attacks=[{name:pgd,steps:5},{name:pgd,steps:5}]"], capsys
+    )  # was a traceback
+    assert "two attacks have the metric key fgsm@0.1" in evaluate_fails(
+        [ck, "evaluator=quick", "evaluator.eps=[0.1,0.1000001]"], capsys
+    )  # one row of metrics.json for both
+    assert "evaluator.attacks[0].eps: the evaluator runs each attack" in evaluate_fails(
+        [ck, "evaluator.attacks=[{name:fgsm,eps:0.3}]"], capsys
+    )  # was ignored
+    assert "tolerance=1.0: must be in [0, 1)" in evaluate_fails(
+        [ck, "evaluator.sanity.tolerance=1"], capsys
+    )
+    line = evaluate_fails(
+        [ck, "evaluator.attacks=[{name:pgd,restarts:3,random_start:false}]"], capsys
+    )
+    assert "random_start" in line and "threat model" not in line  # no eps hint for another error
 
 
 def test_missing_device_is_refused_before_the_run_folder(
