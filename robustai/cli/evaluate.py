@@ -326,7 +326,6 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from robustai.cli.pipeline import make_data, resolve_device, seed_everything
     from robustai.config import TrainConfig
     from robustai.models import load_model
-    from robustai.privacy.plans import attach_query_mechanism
     from robustai.privacy.statement import append_privacy_section, privacy_statement
     from robustai.tracking import TensorBoardLogger
 
@@ -340,10 +339,9 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     except ConfigError as e:
         raise ConfigError(str(e).replace("trainer.device", "device")) from e
     checkpoint = Path(cfg.checkpoint).expanduser()
+    # with the noise mechanism the run trained and evaluated inside the model, if any
+    # (privacy.where=features|output): part of the model it reported on
     model, meta = load_model(checkpoint, map_location=device)
-    # a noise mechanism the run trained and evaluated inside the model (privacy.where=features|
-    # output) is part of the model it evaluated; the weights file does not hold it
-    attach_query_mechanism(model, meta.get("privacy"))
     data = make_data(TrainConfig(data=cfg.data))
     model_shape = tuple(int(v) for v in meta["input_shape"])
     if model_shape != tuple(data.input_shape):

@@ -203,9 +203,14 @@ def check_signature(meta_path: Path, meta: dict[str, Any]) -> None:
 
 
 def load_model(
-    path: str | Path, map_location: str | torch.device = "cpu"
+    path: str | Path, map_location: str | torch.device = "cpu", *, query_mechanism: bool = True
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model from ``meta.json`` and load its weights after checking their sha256."""
+    """Rebuild the model from ``meta.json`` and load its weights after checking their sha256.
+
+    ``query_mechanism``: a noise mechanism the run trained and evaluated inside its model
+    (``privacy.where=features|output``; meta.json describes it, the weights file does not hold
+    it) is put back, with fresh noise, so the model is the one the run reported on and the
+    protection meta.json claims is in place. False gives the bare network."""
     weights, meta = read_meta(path)
     expected = meta.get("weights_sha256")
     if not (isinstance(expected, str) and re.fullmatch(r"[0-9a-f]{64}", expected)):
@@ -243,4 +248,16 @@ def load_model(
         raise CheckpointError(
             f"{weights} does not fit the model described in its meta.json: {e}"
         ) from e
-    return model.to(map_location).eval(), meta
+    model = model.to(map_location).eval()
+    if query_mechanism:
+        from robustai.privacy.plans import attach_query_mechanism
+
+        try:
+            attach_query_mechanism(model, meta.get("privacy"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"{weights.parent / META}: its privacy section does not describe a mechanism "
+                f"robustai can rebuild ({type(e).__name__}: {e}); edited, or not written by "
+                "robustai"
+            ) from e
+    return model, meta

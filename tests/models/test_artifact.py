@@ -178,6 +178,28 @@ def test_read_meta_accepts_folder_or_file(saved: Path, target: str) -> None:
     assert model(torch.rand((1, 1, 8, 8))).shape == (1, NUM_CLASSES)
 
 
+def test_a_query_mechanism_in_meta_json_is_put_back(tmp_path: Path) -> None:
+    """A run with privacy.where=output evaluated its model with the mechanism in place; the
+    weights alone are a model the run never reported on, without the protection claimed."""
+    from robustai.privacy.plans import MechanismPrivacy
+
+    model, spec = make_and_save("mlp", tmp_path / "run")
+    plan = MechanismPrivacy("laplace", where="output", sensitivity=1.0, epsilon=1.0)
+    meta = json.loads((tmp_path / "run" / META).read_text())
+    meta["privacy"] = plan.describe()
+    (tmp_path / "run" / META).write_text(json.dumps(meta))
+    x = torch.rand((8, *spec["input_shape"]), generator=torch.Generator().manual_seed(1))
+    loaded, _ = load_model(tmp_path / "run")
+    with torch.no_grad():
+        assert not torch.equal(loaded(x), loaded(x))  # fresh noise at every query
+        bare, _ = load_model(tmp_path / "run", query_mechanism=False)
+        assert torch.equal(bare(x), model(x))
+    del meta["privacy"]["sensitivity"]  # an edited privacy section: one line, no KeyError
+    (tmp_path / "run" / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="privacy section does not describe a mechanism"):
+        load_model(tmp_path / "run")
+
+
 # ------------------------------------------------------------------------------ broken files
 def test_modified_weights_fail_sha256(saved: Path) -> None:
     data = bytearray((saved / WEIGHTS).read_bytes())

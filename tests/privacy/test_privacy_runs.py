@@ -79,9 +79,9 @@ def test_a_query_mechanism_reports_no_training_data_guarantee_and_evaluates_as_t
 ) -> None:
     """privacy.where=output protects each query's logits, not the training data: metrics.json's
     privacy is null (sweeps compare it with DP-SGD's epsilon) and query_privacy holds the
-    mechanism's accounting. robustai evaluate puts the mechanism back into the saved model, as
-    the run evaluated it: with this much noise on the logits (scale 1600) both are near chance,
-    while the weights alone classify well."""
+    mechanism's accounting. load_model (and so robustai evaluate) puts the mechanism back into
+    the saved model, as the run evaluated it: with this much noise on the logits (scale 1600)
+    both are near chance, while the weights alone classify well."""
     from robustai.cli.evaluate import run_evaluate
     from robustai.config import to_evaluate_config
     from robustai.evaluation import accuracy
@@ -95,8 +95,10 @@ def test_a_query_mechanism_reports_no_training_data_guarantee_and_evaluates_as_t
     assert "does not protect the training data" in m["privacy_statement"]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["privacy"]["where"] == "output"  # what evaluate needs to rebuild it
-    model, _ = load_model(run)
     data = build_data("digits")
+    model, _ = load_model(run)  # as the run evaluated it, mechanism included
+    assert accuracy(model, data.eval.x, data.eval.y) < 0.3
+    model, _ = load_model(run, query_mechanism=False)
     assert accuracy(model, data.eval.x, data.eval.y) > 0.5  # the weights alone
     assert m["clean_acc"] < 0.3
     cfg = to_evaluate_config(
