@@ -155,10 +155,10 @@ def input_grad(loss: Tensor, x: Tensor) -> Tensor:
     return grad
 
 
-def _check_logits(out: object, hook: RemovableHandle, top_label: int) -> None:
-    """Once, on the first forward pass of an attack: the model's output must be logits, with a
-    column for the largest label (``top_label``; known already, so this needs no device sync)."""
-    hook.remove()
+def check_logits_shape(out: object, who: str = "attacks") -> Tensor:
+    """``out`` if it is logits of shape (batch, classes): anything else would fail inside a
+    loss, differently per attack, or (a (batch, classes, 1) tensor) broadcast against the
+    labels into a silently wrong accuracy."""
     if not isinstance(out, Tensor) or out.dim() != 2:
         what = (
             f"a tensor of shape {tuple(out.shape)}"
@@ -166,10 +166,17 @@ def _check_logits(out: object, hook: RemovableHandle, top_label: int) -> None:
             else f"a {type(out).__name__}"
         )
         raise TypeError(
-            f"attacks need a model that returns logits of shape (batch, classes); it returned"
+            f"{who} need a model that returns logits of shape (batch, classes); it returned"
             f" {what} (wrap it, e.g. in a module whose forward returns out['logits'] or out[0])"
         )
-    classes = out.shape[1]
+    return out
+
+
+def _check_logits(out: object, hook: RemovableHandle, top_label: int) -> None:
+    """Once, on the first forward pass of an attack: the model's output must be logits, with a
+    column for the largest label (``top_label``; known already, so this needs no device sync)."""
+    hook.remove()
+    classes = check_logits_shape(out).shape[1]
     if top_label >= classes:
         # A label the model has no logit for is never predicted: silently "not robust" in the
         # attacks that skip misclassified samples, an index error deep inside the others.

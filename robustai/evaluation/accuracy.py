@@ -12,7 +12,13 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.attacks.base import check_input_dtype, class_indices, is_integer, labels_of
+from robustai.attacks.base import (
+    check_input_dtype,
+    check_logits_shape,
+    class_indices,
+    is_integer,
+    labels_of,
+)
 
 
 def checked_inputs(model: nn.Module, x: Tensor) -> None:
@@ -68,12 +74,16 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 @torch.inference_mode()
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    return labels_of(model(x)) == y
+    return labels_of(_logits(model, x)) == y
 
 
 @torch.inference_mode()
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    return labels_of(model(x))
+    return labels_of(_logits(model, x))
+
+
+def _logits(model: nn.Module, x: Tensor) -> Tensor:
+    return check_logits_shape(model(x), who="accuracy and predictions")
 
 
 def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
@@ -101,8 +111,8 @@ def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 51
     out = []
     with eval_mode(model), torch.no_grad():
         for i in range(0, len(x), batch_size):
-            logits = model(x[i : i + batch_size])
-            if i == 0 and logits.dim() == 2 and hi >= logits.shape[1]:
+            logits = _logits(model, x[i : i + batch_size])
+            if i == 0 and hi >= logits.shape[1]:
                 # never predicted: the sample would count wrong, as attacks refuse to
                 raise ValueError(
                     f"label {hi} is out of range for a model with {logits.shape[1]} outputs"

@@ -74,3 +74,31 @@ def test_a_path_or_swapped_arguments_where_the_model_belongs_are_named() -> None
         accuracy("experiments/run", x, y)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module; got str"):
         robust_accuracy("experiments/run", PGD(0.1), x, y)  # type: ignore[arg-type]
+
+
+class _Column(torch.nn.Module):
+    """Logits of shape (batch, classes, 1): compared with the labels they broadcast into a
+    (batch, batch) table, and accuracy came out a wrong number without an error."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.linear, self.kind = torch.nn.Linear(4, 3), kind
+
+    def forward(self, x: torch.Tensor) -> object:
+        out = self.linear(x.flatten(1))
+        return {"column": out[..., None], "tuple": (out,), "flat": out[:, 0]}[self.kind]
+
+
+@pytest.mark.parametrize("kind", ["column", "tuple", "flat"])
+def test_a_model_output_that_is_not_batch_by_classes_is_named(kind: str) -> None:
+    from robustai.evaluation import predict, predict_correct
+
+    x, y = torch.rand(16, 4), torch.randint(0, 3, (16,))
+    model = _Column(kind)
+    for call in (
+        lambda: accuracy(model, x, y),
+        lambda: predict(model, x),
+        lambda: predict_correct(model, x, y),
+    ):
+        with pytest.raises(TypeError, match=r"logits of shape \(batch, classes\)"):
+            call()
