@@ -216,9 +216,10 @@ def check_evaluate_config(cfg: Any) -> Any:
     _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
     factories = attack_factories(ev_cfg.evaluator)
-    norm = (meta.get("threat_model") or {}).get("norm", "linf")
+    threat = meta.get("threat_model")
+    norm = (threat or {}).get("norm", "linf")
     norms = {ac.norm for ac in ev_cfg.evaluator.attacks}
-    if not ev_cfg.evaluator.eps and norms and norm not in norms:
+    if not ev_cfg.evaluator.eps and threat and norms and norm not in norms:
         # the checkpoint's eps is a radius in its own norm, not in the suite's
         suite = "standard_l2 (or quick_l2)" if norm == "l2" else "standard (or quick)"
         raise ConfigError(

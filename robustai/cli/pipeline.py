@@ -850,7 +850,10 @@ def _run_train(
             "attack": train_attack.label
             if train_attack is not None
             else ("free" if adversarial and cfg.trainer.objective == "free" else cfg.attack.name),
-            "threat_model": {"norm": cfg.attack.norm, "eps": threat_eps},
+            # none for a model trained without an attack: it was not trained for one
+            "threat_model": None
+            if trained_with == "standard"
+            else {"norm": cfg.attack.norm, "eps": threat_eps},
             "privacy": privacy.describe(),
             # what `robustai evaluate` needs to evaluate on this run's eval split, not on
             # images the model was trained on

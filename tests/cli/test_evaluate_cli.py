@@ -466,3 +466,24 @@ def test_an_evaluation_into_a_finished_runs_folder_is_refused(
     line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={stopped}"], capsys)
     assert f"hydra.run.dir={stopped} holds a run or evaluation (checkpoints/)" in line
     assert [p.name for p in stopped.iterdir()] == ["checkpoints"]
+
+
+def test_a_model_trained_without_an_attack_records_no_threat_model(tmp_path: Path) -> None:
+    """It was not trained for one: meta.json said linf at data.eps, so evaluate's log never
+    said it chose the eps, and an L2 suite was refused as if the model had an L-inf one."""
+    run = tmp_path / "run"
+    proc = robustai(
+        "train", "data=synthetic", "attack=none", "trainer.epochs=1", "evaluator.attacks=[]",
+        "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run / "meta.json").read_text())["threat_model"] is None
+    proc = robustai(
+        "evaluate", f"checkpoint={run}", "evaluator=quick_l2", "evaluator.samples=16",
+        "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
+        f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    log = (tmp_path / "eval" / "evaluate.log").read_text()
+    assert "records no threat model with eps > 0; evaluating at data.eps=0.1" in log
