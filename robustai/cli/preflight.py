@@ -269,16 +269,17 @@ def _endpoints(o: Any) -> list[str] | None:
 
 def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:
     """Honour --config-dir / --config-path and --config-name, as Hydra will."""
+    short = {"--config-path": "cp", "--config-name": "cn", "--config-dir": "cd"}
     values: dict[str, str] = {}
     i = 0
     while i < len(flags):
         name, _, value = flags[i].partition("=")
-        if name in ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd"):
+        if name in short or name in ("-cp", "-cn", "-cd"):
             if not value and i + 1 < len(flags):
                 value, i = flags[i + 1], i + 1
-            values[name.lstrip("-")[:2] if name.startswith("--") else name[1:]] = value
+            values[short.get(name, name[1:])] = value
         i += 1
-    directory = values.get("cd") or values.get("co") or values.get("cp")
+    directory = values.get("cd") or values.get("cp")
     if directory:
         config_dir = Path(directory).expanduser().resolve()
         if not config_dir.is_dir():

@@ -514,6 +514,8 @@ def _run_app(app: Any) -> None:
     try:
         app()
         return
+    except BrokenPipeError:  # `robustai train --help | head`: main() handles it
+        raise
     except Exception as e:
         error = e
     finally:

@@ -234,12 +234,13 @@ def test_unknown_command_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert "train" in out and "usage: robustai" in out
 
 
-def test_a_reader_that_stops_early_ends_the_command_quietly() -> None:
+@pytest.mark.parametrize("command", [["--help"], ["train", "--help"], ["evaluate", "--help"]])
+def test_a_reader_that_stops_early_ends_the_command_quietly(command: list[str]) -> None:
     """`robustai users token list | head`: the reader closes the pipe before all is written
     (here before anything is). The command ends like other Unix tools (status 128 + SIGPIPE),
-    without a BrokenPipeError traceback on stderr."""
+    without a BrokenPipeError traceback on stderr (`train --help` printed one, exit 1)."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "robustai", "--help"],
+        [sys.executable, "-m", "robustai", *command],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -282,3 +283,25 @@ def test_a_finished_run_without_checkpoints_is_not_trained_over(
     assert len(lines) == 1 and "holds a finished run" in lines[0], lines
     assert sorted(p.name for p in run.iterdir()) == ["metrics.json", "weights.safetensors"]
     assert (run / "weights.safetensors").read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--config-name=train"],
+        ["--config-name", "train"],
+        ["--config-dir={configs}", "--config-name=train"],
+        ["-cd", "{configs}", "-cn", "train"],
+    ],
+)
+def test_config_flags_long_and_short(flags: list[str], tmp_path: Path) -> None:
+    """The long forms were read as one flag ("co"): --config-name=train became a config
+    folder named train."""
+    configs = str(Path(__file__).resolve().parents[2] / "configs")
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", *(f.format(configs=configs) for f in flags),
+         "--cfg", "job"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "optimized_metric: worst_case_acc" in proc.stdout
