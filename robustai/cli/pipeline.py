@@ -263,6 +263,12 @@ def make_model(cfg: TrainConfig, data: DataBundle) -> nn.Module:
             f"model={cfg.model.name} does not fit data={data.name} of shape "
             f"{tuple(data.input_shape)}: {e}"
         ) from e
+    except (RuntimeError, MemoryError) as e:  # e.g. model.params.hidden=[100000000000]
+        raise ConfigError(
+            f"model={cfg.model.name} with model.params={dict(cfg.model.params)} cannot be built "
+            f"here ({str(e).splitlines()[0] if str(e) else type(e).__name__}); use smaller "
+            "model.params"
+        ) from e
     x = data.train.x[:2]
     try:
         # In eval mode: BatchNorm's running statistics stay untouched, and a training set of

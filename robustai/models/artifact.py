@@ -21,6 +21,7 @@ from torch import nn
 
 from robustai.errors import CheckpointError
 from robustai.fileio import atomic_write, sha256_file
+from robustai.models.normalize import Normalize
 from robustai.models.registry import build_model
 from robustai.security.signing import (
     ENV_SIGNING_KEY,
@@ -149,6 +150,26 @@ def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
             f" load_model could not load it ({mismatch}); pass the name and params it was"
             " built with"
         )
+    norm = meta["normalization"]
+    differs = _normalization_mismatch(model, norm["mean"], norm["std"])
+    if differs:
+        raise ValueError(
+            f"mean/std given to save_model are not the model's: {differs}; meta.json must "
+            "describe the normalization the weights apply"
+        )
+
+
+def _normalization_mismatch(model: nn.Module, mean: Any, std: Any) -> str | None:
+    """How ``model``'s Normalize layer differs from ``mean``/``std`` (float32 precision)."""
+    layer = next((m for m in model.modules() if isinstance(m, Normalize)), None)
+    if layer is None:
+        return None
+    for what, buffer, given in (("mean", layer.mean, mean), ("std", layer.std, std)):
+        have = buffer.detach().flatten().cpu().double()
+        want = torch.tensor([float(v) for v in given], dtype=torch.float64)
+        if have.shape != want.shape or not torch.allclose(have, want, rtol=1e-6, atol=1e-7):
+            return f"its Normalize layer has {what} {have.tolist()}, not {want.tolist()}"
+    return None
 
 
 def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -244,6 +265,11 @@ def load_model(
         if len(floats) == 1:  # e.g. a float64 model: load_state_dict would cast it to float32
             model = model.to(floats.pop())
         model.load_state_dict(state)
+        differs = _normalization_mismatch(
+            model, meta["normalization"]["mean"], meta["normalization"]["std"]
+        )
+        if differs:
+            raise ValueError(f"the weights' normalization differs from meta.json's: {differs}")
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as e:
         raise CheckpointError(
             f"{weights} does not fit the model described in its meta.json: {e}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -19,8 +20,10 @@ class Normalize(nn.Module):
         super().__init__()
         if len(mean) != len(std):
             raise ValueError(f"mean and std differ in length: {len(mean)} != {len(std)}")
-        if any(s <= 0 for s in std):
-            raise ValueError(f"std must be positive, got {list(std)}")
+        if not all(s > 0 and math.isfinite(s) for s in std):  # NaN passes `s <= 0`
+            raise ValueError(f"std must be positive and finite, got {list(std)}")
+        if not all(math.isfinite(m) for m in mean):
+            raise ValueError(f"mean must be finite, got {list(mean)}")
         self.register_buffer(
             "mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1)
         )

@@ -55,6 +55,12 @@ MATRIX = [
     ),
     ("NaN noise in synthetic data", ["data.noise=nan"], 2, "data.noise=nan: must be >= 0"),
     (
+        "a model too large to build",  # was the allocator's traceback
+        ["model=mlp", "model.params.hidden=[100000000000]"],
+        2,
+        "model=mlp with model.params={'hidden': [100000000000]} cannot be built here",
+    ),
+    (
         "infinite weight decay",  # trained into "the loss became NaN ... lower trainer.lr"
         ["trainer.weight_decay=inf"],
         2,

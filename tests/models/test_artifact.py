@@ -139,7 +139,7 @@ def test_numpy_and_tensor_metadata_are_stored_as_plain_json(tmp_path: Path) -> N
     """Values computed with NumPy or torch (a class count, the data's mean) are what a user
     passes; they are saved as numbers, and the model loads."""
     np = pytest.importorskip("numpy")
-    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])
+    model = build_model("mlp", (1, 8, 8), NUM_CLASSES, mean=(0.25,), std=(0.5,), hidden=[32, 16])
     save_mlp(
         model,
         tmp_path,
@@ -374,9 +374,10 @@ def test_dp_fixed_model_round_trip(tmp_path: Path) -> None:
     from robustai.privacy import make_dp_compatible
 
     torch.manual_seed(0)
-    model, replaced = make_dp_compatible(build_model("preact_resnet18", (3, 32, 32), 4, width=8))
-    assert replaced
     spec = {"input_shape": (3, 32, 32), "num_classes": 4, "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    built = build_model("preact_resnet18", width=8, **spec)
+    model, replaced = make_dp_compatible(built)
+    assert replaced
     extra = {"privacy": {"model_fixed": replaced}}
     save_model(
         model, tmp_path / "dp", name="preact_resnet18", params={"width": 8}, **spec, extra=extra
@@ -403,3 +404,25 @@ def test_model_files_get_the_umask_mode_not_private_temp_file_mode(tmp_path: Pat
         os.umask(old)
     for f in ("weights.safetensors", "meta.json"):
         assert stat.S_IMODE((tmp_path / f).stat().st_mode) == 0o644
+
+
+def test_meta_json_normalization_must_be_the_models(tmp_path: Path, saved: Path) -> None:
+    """meta.json's mean/std describe the model; a mismatch saved or edited in was loaded
+    without a word, and the model applied other statistics than its record says."""
+    model, spec = make_and_save("mlp", tmp_path / "ok")
+    with pytest.raises(ValueError, match="not the model's: its Normalize layer has mean"):
+        save_model(model, tmp_path / "bad", **{**spec, "mean": (0.9,)})
+    assert not (tmp_path / "bad").exists()
+    meta = json.loads((saved / META).read_text())
+    meta["normalization"]["std"] = [0.5]
+    (saved / META).write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"normalization differs from meta\.json's"):
+        load_model(saved)
+
+
+@pytest.mark.parametrize("std", [float("nan"), float("inf"), 0.0, -1.0])
+def test_normalize_refuses_a_std_that_is_not_positive_and_finite(std: float) -> None:
+    from robustai.models.normalize import Normalize
+
+    with pytest.raises(ValueError, match="std must be positive and finite"):
+        Normalize([0.5], [std])
