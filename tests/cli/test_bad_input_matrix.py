@@ -58,7 +58,7 @@ MATRIX = [
         "a model too large to build",  # was the allocator's traceback
         ["model=mlp", "model.params.hidden=[100000000000]"],
         2,
-        "model=mlp with model.params={'hidden': [100000000000]} cannot be built here",
+        "model=mlp with model.params={{'hidden': [100000000000]}} cannot be built here",
     ),
     (
         "infinite weight decay",  # trained into "the loss became NaN ... lower trainer.lr"
