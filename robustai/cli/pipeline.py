@@ -568,9 +568,9 @@ def run_train(
     except KeyboardInterrupt as e:
         # Ctrl-C outside the training loop (loading the data, the final evaluation), where
         # no stop handler turns it into a checkpoint: one line saying what is left to resume.
-        raise RunInterrupted(signal.SIGINT, interrupted_message(out_dir)) from e
+        raise RunInterrupted(signal.SIGINT, interrupted_message(out_dir, ctx)) from e
     except Terminated as e:  # the same for SIGTERM (e.g. a scheduler's), which ended silently
-        raise RunInterrupted(signal.SIGTERM, interrupted_message(out_dir)) from e
+        raise RunInterrupted(signal.SIGTERM, interrupted_message(out_dir, ctx)) from e
     finally:
         shutdown(ctx)
 
@@ -591,15 +591,23 @@ def resumed_tensorboard(out_dir: Path, trainer: Trainer, robust_tag: str) -> Ten
     return tb
 
 
-def interrupted_message(out_dir: Path) -> str:
-    """What a run interrupted outside its training loop leaves to resume from."""
+def interrupted_message(out_dir: Path, ctx: DistContext = SINGLE) -> str:
+    """What a run interrupted outside its training loop leaves to resume from (said by rank 0:
+    another rank's ``out_dir`` is a scratch folder of its own)."""
+    if not ctx.is_main:
+        return "interrupted; rank 0 reports what is left to resume"
     found = list_checkpoints(out_dir / CHECKPOINT_DIR)
     if not found:
         return f"interrupted before {out_dir} held a checkpoint; nothing to resume"
     return (
-        f"interrupted; checkpoint {found[0].path.name} is kept; resume with: robustai train "
-        f"{resume_argument(out_dir)} (and the same overrides)"
+        f"interrupted; checkpoint {found[0].path.name} is kept; resume with: "
+        f"{launch_prefix(ctx)} train {resume_argument(out_dir)} (and the same overrides)"
     )
+
+
+def launch_prefix(ctx: DistContext) -> str:
+    """How the run was started, for a resume command to paste."""
+    return "torchrun --nproc_per_node=N -m robustai" if ctx.enabled else "robustai"
 
 
 def resume_argument(out_dir: Path) -> str:
@@ -808,17 +816,16 @@ def _run_train(
             if not ctx.is_main:
                 raise RunInterrupted(stop.signum or 2, f"{e}; rank 0 saved the checkpoint") from e
             path = saver.save(trainer, step=e.step)
-            launch = "torchrun --nproc_per_node=N -m robustai" if ctx.enabled else "robustai"
             raise RunInterrupted(
                 stop.signum or 2,
-                f"{e}; checkpoint {path.name} saved; resume with: {launch} train "
+                f"{e}; checkpoint {path.name} saved; resume with: {launch_prefix(ctx)} train "
                 f"{resume_argument(out_dir)} (and the same overrides)",
             ) from e
         if stop.is_set():
             # It came during the last epoch's last step or end (its checkpoint is saved): the
             # signal still means stop now, not after the whole final evaluation (a scheduler's
             # grace period would end that in SIGKILL).
-            raise RunInterrupted(stop.signum or signal.SIGINT, interrupted_message(out_dir))
+            raise RunInterrupted(stop.signum or signal.SIGINT, interrupted_message(out_dir, ctx))
     model = privacy.finish(model)  # the plain model again (DP-SGD: Opacus' hooks removed)
     if not ctx.is_main:
         log.info("rank %d: training done; rank 0 evaluates and writes %s", ctx.rank, out_dir)

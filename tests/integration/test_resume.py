@@ -334,3 +334,24 @@ def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
     message = interrupted_message(run)
     command = message.split("resume with: ", 1)[1].removesuffix(" (and the same overrides)")
     assert shlex.split(command) == ["robustai", "train", f"trainer.resume={run}"]
+
+
+def test_outside_the_loop_under_ddp_rank_0_names_the_torchrun_resume_and_others_defer() -> None:
+    """Rank 1 named its private scratch folder ("nothing to resume"), contradicting rank 0,
+    whose `robustai train ...` hint fails for trainer=ddp without torchrun."""
+    import shlex
+    import tempfile
+
+    from robustai.cli.pipeline import interrupted_message
+    from robustai.distributed import DistContext
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp)
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "epoch-0001.json").write_text("{}")
+        main = interrupted_message(run, DistContext(0, 2, 0, "gloo"))
+        command = main.split("resume with: ", 1)[1].removesuffix(" (and the same overrides)")
+        words = shlex.split(command)
+        assert " ".join(words[:5]) == "torchrun --nproc_per_node=N -m robustai train"
+        other = interrupted_message(Path(tmp) / "scratch", DistContext(1, 2, 1, "gloo"))
+        assert other == "interrupted; rank 0 reports what is left to resume"
