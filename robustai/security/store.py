@@ -124,6 +124,11 @@ class AccessStore:
         self.path = Path(path).expanduser()
         self.clock = clock
         self._check_folder()
+        if self.path.is_symlink() and not self.path.exists():
+            raise AccessError(
+                f"{self.path} is a link to {os.readlink(self.path)}, which does not exist; "
+                "give --db (or ROBUSTAI_ACCESS_DB) the store's file itself"
+            )
         if not self.path.exists():
             if not create:
                 raise AccessError(

@@ -229,3 +229,11 @@ def test_password_change_is_recorded(tmp_path: Path) -> None:
     assert s.user("alice").password_changed == before + 10
     assert s.authenticate("alice", PW) is None
     assert s.authenticate("alice", "a different passphrase") is not None
+
+
+def test_a_link_to_a_missing_store_is_named(tmp_path: Path) -> None:
+    link = tmp_path / "access.db"
+    link.symlink_to(tmp_path / "gone.db")
+    with pytest.raises(AccessError, match=r"is a link to .*gone\.db, which does not exist"):
+        AccessStore(link, create=True)
+    assert not (tmp_path / "gone.db").exists()
