@@ -646,7 +646,7 @@ def _run_train(
     if need > 1:  # a batch of one image cannot train the model
         per_process = data.train.batch_size // ctx.world_size
         if per_process < need:
-            each = f" to each of the {ctx.world_size} processes" if ctx.world_size > 1 else ""
+            each = f" to some of the {ctx.world_size} processes" if ctx.world_size > 1 else ""
             raise ConfigError(
                 f"data.batch_size={data.train.batch_size} gives {per_process} image per step"
                 f"{each}, but model={cfg.model.name} has BatchNorm layers that see one value per"

@@ -359,8 +359,12 @@ def validate(cfg: TrainConfig) -> None:
         raise ConfigError(f"trainer.device={t.device}: must be auto, cpu, cuda, cuda:N or mps")
     _choice("trainer.distributed", t.distributed, DISTRIBUTED)
     _choice("trainer.backend", t.backend, BACKENDS)
-    if t.distributed == "ddp" and cfg.data.batch_size < 2:
-        raise ConfigError("trainer=ddp: data.batch_size must be at least the number of processes")
+    if t.distributed == "ddp" and cfg.data.batch_size < 2 and cfg.privacy.name != "dpsgd":
+        # (DP-SGD's batch size is the expected size of Poisson batches: any size shards)
+        raise ConfigError(
+            f"trainer=ddp: data.batch_size={cfg.data.batch_size} must be at least the number of "
+            "processes (the global batch is split among them), e.g. data.batch_size=64"
+        )
     _non_negative("trainer.checkpoint_every", t.checkpoint_every)
     _at_least("trainer.keep_checkpoints", t.keep_checkpoints, 1)
     if t.resume is not None:

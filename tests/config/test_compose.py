@@ -119,3 +119,15 @@ def test_defaults_are_the_documented_default_experiment() -> None:
     assert cfg.attack.eps == pytest.approx(0.1)
     assert [a.name for a in cfg.evaluator.attacks] == ["fgsm", "pgd"]
     assert cfg.evaluator.attacks[1].steps == 20
+
+
+def test_ddp_batch_of_one_is_refused_except_for_dp_sgd() -> None:
+    """DP-SGD's batch size is the expected size of Poisson batches, which any number of
+    processes can share (the launch-time check allows it too); other runs split the global
+    batch among the processes."""
+    from robustai.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data\.batch_size=1 must be at least the number of"):
+        compose(["trainer=ddp", "data.batch_size=1"])
+    cfg = compose(["trainer=ddp", "privacy=dpsgd", "data.batch_size=1"])
+    assert (cfg.trainer.distributed, cfg.data.batch_size) == ("ddp", 1)
