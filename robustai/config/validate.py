@@ -355,6 +355,13 @@ def validate(cfg: TrainConfig) -> None:
     _non_negative("trainer.weight_decay", t.weight_decay)
     _open_unit("trainer.warmup_fraction", t.warmup_fraction)
     _non_negative("trainer.eps_warmup_epochs", t.eps_warmup_epochs)
+    if a.name != ATTACK_NONE and t.eps_warmup_epochs >= t.epochs:
+        # meta.json would record attack.eps as the threat model the run never trained at
+        raise ConfigError(
+            f"trainer.eps_warmup_epochs={t.eps_warmup_epochs}: the eps ramp must end before "
+            f"training does (trainer.epochs={t.epochs}), or no step trains at attack.eps; "
+            f"e.g. trainer.eps_warmup_epochs={t.epochs / 2:g}"
+        )
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", t.device):
         raise ConfigError(f"trainer.device={t.device}: must be auto, cpu, cuda, cuda:N or mps")
     _choice("trainer.distributed", t.distributed, DISTRIBUTED)

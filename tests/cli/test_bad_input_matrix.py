@@ -55,6 +55,12 @@ MATRIX = [
     ),
     ("NaN noise in synthetic data", ["data.noise=nan"], 2, "data.noise=nan: must be >= 0"),
     (
+        "an eps ramp as long as the training",  # trained below attack.eps from start to end
+        ["trainer.eps_warmup_epochs=1"],
+        2,
+        "trainer.eps_warmup_epochs=1.0: the eps ramp must end before training does",
+    ),
+    (
         "a model too large to build",  # was the allocator's traceback
         ["model=mlp", "model.params.hidden=[100000000000]"],
         2,
