@@ -690,6 +690,10 @@ def _composition_error(e: Exception, config_name: str, overrides: list[str]) -> 
     m = re.search(r"Could not override '([^']+)'", text)
     if m:
         return _unknown_key(m.group(1), config_name, overrides)
+    m = re.search(r"Multiple values for (\S+?)\.? ", text)
+    added = m and next((o for o in overrides if o.startswith(f"+{m.group(1)}=")), None)
+    if added:  # `+experiment=x` where the defaults list already has the group
+        return f"{added}: {m.group(1)} is already in the defaults; drop the +: {added[1:]}"
     cause = e.__cause__
     if cause is not None and str(cause) and _first_line(cause) not in text:
         return f"{_first_line(e)}: {_first_line(cause)}"

@@ -30,6 +30,12 @@ MATRIX = [
     ("unknown name", ["model=vit"], 2, "model=vit: unknown option"),
     ("unknown key", ["trainer.lr_max=1"], 2, "trainer.lr_max: no such key"),
     (
+        "a group added with + that the defaults have",  # Hydra's "Multiple values for ..."
+        ["+attack=pgd"],
+        2,
+        "+attack=pgd: attack is already in the defaults; drop the +: attack=pgd",
+    ),
+    (
         "two attacks with one metrics key",  # was a traceback after training, outputs lost
         ["evaluator.attacks=[{{name:apgd,steps:5}},{{name:apgd,steps:10}}]"],  # format()
         2,
