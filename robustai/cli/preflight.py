@@ -77,10 +77,22 @@ def preflight(
         if {"-m", "--multirun"}.intersection(names) and not {"--help", "-h"}.intersection(names):
             shown = sorted(_INFO_FLAGS.intersection(names))[0]
             raise ConfigError(f"{shown} prints one run's config: drop -m (Hydra allows only one)")
+        if {"--shell-completion", "-sc"}.intersection(names) and not any(
+            o.split("=", 1)[0] in ("install", "uninstall", "query") for o in overrides
+        ):
+            raise ConfigError(
+                "--shell-completion needs install=SHELL, uninstall=SHELL or query=SHELL, e.g. "
+                "-sc install=bash"
+            )
         if {"--cfg", "-c", "--info", "-i"}.intersection(names):  # the config must compose
             config_dir, config_name = _primary_config(flags, config_dir, config_name)
+            package = _flag_value(flags, ("--package", "-p"))
             for combo in _expand(overrides, multirun=False):
-                _compose_and_check(config_dir, config_name, combo, check, compose_only=True)
+                cfg = _compose_and_check(config_dir, config_name, combo, check, compose_only=True)
+                if package and _select(cfg, package) is None:
+                    raise ConfigError(
+                        f"--package {package}: no such part of the config; e.g. -p trainer"
+                    )
         return
     config_dir, config_name = _primary_config(flags, config_dir, config_name)
     multirun = "-m" in names or "--multirun" in names
@@ -153,6 +165,21 @@ def sweep_plan(config_dir: Path, config_name: str, argv: Sequence[str]) -> Sweep
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
     plan.jobs = [[*hydra_overrides, *job] for job in jobs]
     return plan
+
+
+def _flag_value(flags: list[str], names: tuple[str, ...]) -> str | None:
+    """The value of a flag given as ``--name=value`` or ``--name value``."""
+    for i, flag in enumerate(flags):
+        name, eq, value = flag.partition("=")
+        if name in names:
+            return value if eq else (flags[i + 1] if i + 1 < len(flags) else None)
+    return None
+
+
+def _select(cfg: Any, key: str) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.select(cfg, key, throw_on_missing=False)
 
 
 def _check_flags(flags: list[str]) -> None:

@@ -79,6 +79,13 @@ MATRIX = [
         "trainer.weight_decay=inf: must be a finite number",
     ),
     ("hydra's --version", ["--version"], 2, "--version: `robustai --version` prints robustai"),
+    ("a --package not in the config", ["--cfg", "job", "-p", "nope"], 2, "--package nope: no such"),
+    (
+        "shell completion without a shell",  # was a traceback
+        ["--shell-completion"],
+        2,
+        "--shell-completion needs install=SHELL, uninstall=SHELL or query=SHELL",
+    ),
     (
         "missing data folder",
         ["data=mnist", "data.root={tmp}/nowhere"],
