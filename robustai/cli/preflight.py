@@ -406,13 +406,14 @@ def _compose_and_check(
             from hydra.core.hydra_config import HydraConfig
 
             HydraConfig.instance().set_config(cfg)
-            check_targets(cfg)
+            check_targets(cfg, resolve=False)  # names only: nothing imported yet
             _check_env_set(cfg)
             _check_output_dir(cfg, multirun)
             if multirun:
                 _check_search_size(cfg)
             _check_study_storage(cfg)
             check(cfg)
+            check_targets(cfg)  # resolved as Hydra will, now that importing is worth it
             if multirun:  # after the config's own checks: a config error is the one to fix
                 _check_launcher(cfg)
             return cfg

@@ -54,24 +54,27 @@ ALLOWED_TARGETS = (
 )
 
 
-def check_targets(node: Any, path: str = "") -> None:
-    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree."""
+def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
+    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree.
+    ``resolve=False`` checks the names only, importing nothing (a config typo is then still
+    refused before torch loads); the full check (:func:`target_refusal`) imports the modules
+    the names lead through."""
     if isinstance(node, (DictConfig, ListConfig)):
         node = OmegaConf.to_container(node, resolve=False)  # raw values: nothing is evaluated
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}" if path else str(key)
             if key == "_target_":
-                why = target_refusal(str(value))
+                why = target_refusal(str(value), resolve=resolve)
                 if why:
                     raise ConfigError(f"{where}={value}: not allowed; {why}")
-            check_targets(value, where)
+            check_targets(value, where, resolve=resolve)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            check_targets(value, f"{path}[{i}]")
+            check_targets(value, f"{path}[{i}]", resolve=resolve)
 
 
-def target_refusal(target: str) -> str | None:
+def target_refusal(target: str, *, resolve: bool = True) -> str | None:
     """Why Hydra may not instantiate ``target``, or None.
 
     The name alone is not enough: Hydra imports the longest module prefix it can and walks the
@@ -85,6 +88,8 @@ def target_refusal(target: str) -> str | None:
     parts = target.split(".")
     if any(part.startswith("__") for part in parts):
         return "_target_ may not name dunder attributes"
+    if not resolve:
+        return None
     obj, depth = None, len(parts)
     while depth > 0:
         try:
@@ -177,7 +182,7 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
         raise ConfigError(_one_line(e)) from e
     assert isinstance(container, dict)
     container.pop("hydra", None)
-    check_targets(container)
+    check_targets(container, resolve=False)
     if cls is TrainConfig:
         _check_attack_eps_set(container)
     _coerce_fractions(container, cls)

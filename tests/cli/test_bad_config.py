@@ -69,7 +69,7 @@ CASES = [
     (
         ["evaluator.attacks=[{name:pgd,step:1}]"],
         "evaluator.attacks[0].step: no such key (did you mean evaluator.attacks[0].steps?); "
-        "valid keys: name, eps, alpha, steps,",
+        "valid keys: name, alpha, steps,",  # eps comes from evaluator.eps
     ),
     (["evaluator.attacks=[{steps:5}]"], "evaluator.attacks[0]: give the attack's name, e.g."),
     # a value of the wrong type inside a list entry is named with its entry, not as a bare key
@@ -171,7 +171,7 @@ def test_bad_config_exits_2_with_one_line(
     ("override", "line"),
     [
         ("trainer.watchdog.max_drop=2", "trainer.watchdog.max_drop=2.0: must be in [0, 1]"),
-        ("evaluator.sanity.tolerance=-1", "evaluator.sanity.tolerance=-1.0: must be in [0, 1]"),
+        ("evaluator.sanity.tolerance=-1", "evaluator.sanity.tolerance=-1.0: must be in [0, 1)"),
         (
             "attack.eps=2",
             "attack.eps=2.0: must be in [0, 1] (inputs are in [0, 1]; e.g. 0.1 or 8/255)",

@@ -148,7 +148,7 @@ MATRIX = [
     ),
     (
         "a function imported into robustai",
-        ["+evaluator.x._target_=robustai.models.artifact.load_file"],
+        ["+hydra.callbacks.x._target_=robustai.models.artifact.load_file"],
         2,
         "robustai.models.artifact.load_file is defined in safetensors.torch",
     ),
