@@ -192,13 +192,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--suite", choices=("mnist", "cifar"), default="mnist")
     ap.add_argument("--device", type=script_args.device, default="cpu")
-    ap.add_argument(
-        "--mnist-dir",
-        type=Path,
-        default=script_args.default_mnist_dir(),
-        help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
-        "../shared/data/mnist beside the repository)",
-    )
+    script_args.add_mnist_dir(ap)
     ap.add_argument("--batch-size", type=script_args.positive_int, default=100)
     ap.add_argument(
         "--eps", type=script_args.eps, default=None, help="default: 0.3 mnist, 8/255 cifar"

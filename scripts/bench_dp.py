@@ -58,13 +58,7 @@ def _opt(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--mnist-dir",
-        type=Path,
-        default=script_args.default_mnist_dir(),
-        help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
-        "../shared/data/mnist beside the repository)",
-    )
+    script_args.add_mnist_dir(ap)
     ap.add_argument(
         "--samples", type=script_args.positive_int, default=8000, help="training images"
     )

@@ -36,13 +36,7 @@ TRAIN_IMAGES = 8000
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--mnist-dir",
-        type=Path,
-        default=script_args.default_mnist_dir(),
-        help="folder with the MNIST test split as gzipped IDX files (default: "
-        "$ROBUSTAI_MNIST_IDX, else ../shared/data/mnist beside the repository)",
-    )
+    script_args.add_mnist_dir(p)
     p.add_argument("--device", type=script_args.device, default="cpu", help="cpu or cuda")
     p.add_argument(
         "--samples", type=script_args.positive_int, default=2000, help="images evaluated per run"

@@ -21,9 +21,17 @@ MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 REPO = Path(__file__).resolve().parent.parent
 
 
-def default_mnist_dir() -> Path:
-    """$ROBUSTAI_MNIST_IDX, else ../shared/data/mnist beside the repository."""
-    return Path(os.environ.get("ROBUSTAI_MNIST_IDX") or REPO.parent / "shared" / "data" / "mnist")
+def add_mnist_dir(parser: argparse.ArgumentParser) -> None:
+    """``--mnist-dir``: $ROBUSTAI_MNIST_IDX, else ../shared/data/mnist beside the repository."""
+    parser.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=Path(
+            os.environ.get("ROBUSTAI_MNIST_IDX") or REPO.parent / "shared" / "data" / "mnist"
+        ),
+        help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
+        "../shared/data/mnist beside the repository)",
+    )
 
 
 def positive_int(text: str) -> int:
