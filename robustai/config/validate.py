@@ -391,6 +391,13 @@ def validate(cfg: TrainConfig) -> None:
     for i, ac in enumerate(e.attacks):
         _choice(f"evaluator.attacks[{i}].name", ac.name, attack_names())
         _check_attack(f"evaluator.attacks[{i}]", ac, need_eps=False)
+        if ac.model_mode == "train":
+            raise ConfigError(
+                f"evaluator.attacks[{i}].model_mode=train: robust accuracy is counted with the"
+                " model in eval mode, and an attack in train mode would choose its examples"
+                " against another model (dropout draws, batch statistics), so the accuracy would"
+                " read high; use model_mode=eval (evaluator.eot_iter for a randomized model)"
+            )
     norms = {ac.norm for ac in e.attacks}
     _check_suite_norm(cfg.attack, norms)
     for i, eps in enumerate(e.eps):

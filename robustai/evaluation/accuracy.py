@@ -122,6 +122,20 @@ def predict_correct(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 51
     return torch.cat(out)
 
 
+def check_counting_mode(attack: Attack) -> None:
+    """Robust accuracy is counted with the model in eval mode; an attack that runs it in train
+    mode (``model_mode="train"``) picks its examples against another model (dropout draws, batch
+    statistics): PGD's restarts, APGD's best iterate and Square's accepted queries are judged by
+    that model, so the count would read high. Refused in one line (ValueError)."""
+    if attack.model_mode == "train":
+        raise ValueError(
+            f"{attack!r} runs the model in train mode, but robust accuracy is counted in eval"
+            " mode, so its examples would be chosen against another model (dropout draws,"
+            " batch statistics) and the accuracy would read high; build it with"
+            " model_mode='eval' (for a randomized model, average gradients with eot_iter)"
+        )
+
+
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> float:
     return (
         float(predict_correct(model, x, y, batch_size).float().mean()) if len(x) else float("nan")
@@ -140,6 +154,7 @@ def robust_correct(
     if not isinstance(attack, Attack):
         what = "a function (a factory? call it with an eps)" if callable(attack) else type(attack)
         raise TypeError(f"attack must be an Attack, e.g. PGD(eps=0.1); got {what}")
+    check_counting_mode(attack)
     checked_inputs(model, x)
     y = checked_labels(x, y)
     _check_batch_size(batch_size)
@@ -196,8 +211,10 @@ def attack_outcome(
 
     Samples that are already wrong count as not robust without being attacked: the robust
     accuracy is the same as attacking everything (:func:`robust_correct`), with no work spent on
-    them and no second clean forward pass. The model is evaluated in eval mode (restored after).
+    them and no second clean forward pass. The model is evaluated in eval mode (restored after),
+    and so is the attack's (see :func:`check_counting_mode`).
     """
+    check_counting_mode(attack)
     y = checked_labels(x, y)
     _check_batch_size(batch_size)
     start = time.perf_counter()

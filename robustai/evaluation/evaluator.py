@@ -11,7 +11,13 @@ from torch import Tensor, nn
 
 from robustai.attacks import Attack
 from robustai.attacks.base import is_integer, is_real
-from robustai.evaluation.accuracy import AttackOutcome, attack_outcome, checked_labels, predict
+from robustai.evaluation.accuracy import (
+    AttackOutcome,
+    attack_outcome,
+    check_counting_mode,
+    checked_labels,
+    predict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +76,13 @@ def eot_averaging(make: AttackFactory, eot_iter: int) -> AttackFactory:
 def check_metric_keys(attacks: Sequence[AttackFactory], eps: Sequence[float]) -> None:
     """Two attacks with one metric key (e.g. APGD at 20 and 100 steps, both ``apgd_ce``, or one
     attack at eps 0.1 and 0.1000001) would share one row of ``robust_acc``, the later silently
-    replacing the earlier: refused in one line (ValueError) before anything runs."""
+    replacing the earlier: refused in one line (ValueError) before anything runs, as is an attack
+    that runs the model in train mode (see :func:`check_counting_mode`)."""
     seen: dict[str, Attack] = {}
     for e in eps:
         for make in attacks:
             attack = make(e)
+            check_counting_mode(attack)
             key = metric_key(attack)
             if key in seen:
                 raise ValueError(

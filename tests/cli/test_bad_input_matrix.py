@@ -48,6 +48,12 @@ MATRIX = [
         "evaluator.attacks[0].eps: the evaluator runs each attack at every eps of evaluator.eps",
     ),
     (
+        "an evaluator attack in train mode",  # chose its examples against dropout draws
+        ["evaluator.attacks=[{{name:pgd,steps:2,model_mode:train}}]"],
+        2,
+        "evaluator.attacks[0].model_mode=train: robust accuracy is counted with the model in eval",
+    ),
+    (
         "a sanity tolerance of 1",
         ["evaluator.sanity.tolerance=1"],
         2,

@@ -81,3 +81,50 @@ def test_submodule_modes_restored(call: str) -> None:
     x, y = data()
     CALLS[call](model, x, y)
     assert [m.training for m in model.modules()] == before
+
+
+class _Counting(nn.Module):
+    """The frozen-BatchNorm model, counting its forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = frozen_bn_model()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.net(x)
+
+
+def _train_mode_pgd(eps: float) -> PGD:
+    return PGD(eps, steps=2, model_mode="train")
+
+
+@pytest.mark.parametrize(
+    ("call", "clean_passes"),
+    [
+        (lambda m, x, y: robust_accuracy(m, _train_mode_pgd(0.1), x, y), 0),
+        (lambda m, x, y: robust_correct(m, _train_mode_pgd(0.1), x, y), 0),
+        # the clean predictions given to attack_outcome are the test's own pass
+        (lambda m, x, y: attack_outcome(m, _train_mode_pgd(0.1), x, y, predict(m, x)), 1),
+        (lambda m, x, y: Evaluator([pgd, _train_mode_pgd], [0.1]).run(m, x, y), 0),
+        (
+            lambda m, x, y: evaluate_model(
+                m, x, y, attacks=[_train_mode_pgd], eps=[0.1], num_classes=10
+            ),
+            0,
+        ),
+    ],
+    ids=["robust_accuracy", "robust_correct", "attack_outcome", "Evaluator", "evaluate_model"],
+)
+def test_an_attack_in_train_mode_is_refused_where_robust_accuracy_is_counted(
+    call: Callable[[nn.Module, torch.Tensor, torch.Tensor], Any], clean_passes: int
+) -> None:
+    """Robust accuracy is counted in eval mode; a train-mode attack picks its examples against
+    dropout draws or batch statistics (PGD's restarts, APGD's best iterate, Square's accepted
+    queries), so the count would read high. Refused before the model is attacked."""
+    model = _Counting()
+    x, y = data()
+    with pytest.raises(ValueError, match="runs the model in train mode, but robust accuracy"):
+        call(model, x, y)
+    assert model.calls == clean_passes
