@@ -749,9 +749,34 @@ def _unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
         # an attack setting the entry's config file does not list: Hydra adds keys with +
         sets = f" (the entry sets {', '.join(valid)})" if valid else ""
         return f"{key}: not set in this attack entry; add it with +{key}=<value>{sets}"
+    if parent == "attack" and leaf in _attack_fields() and "name" in valid:
+        takes = _attack_taking(node.get("name"), leaf, valid)
+        if takes is not None:
+            return takes
     hint = difflib.get_close_matches(leaf, valid, n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     return f"{key}: no such key{maybe}{listing}"
+
+
+def _attack_taking(name: object, leaf: str, valid: list[str]) -> str | None:
+    """For a setting some attack takes that ``attack=<name>``'s config file does not list
+    (``attack.steps=5`` under FGSM): whether this attack takes it (then Hydra needs a +) or
+    which attacks do; None where the name is not an attack's."""
+    from robustai.attacks import ATTACKS
+    from robustai.attacks.registry import accepted_kwargs
+
+    if not isinstance(name, str) or name not in ATTACKS:
+        return None
+    if leaf in accepted_kwargs(ATTACKS[name]):
+        return (
+            f"attack.{leaf}: not set in attack={name}'s config; add it with +attack.{leaf}=<value>"
+        )
+    others = [n for n, cls in ATTACKS.items() if leaf in accepted_kwargs(cls)]
+    which = f" ({', '.join(others)} take it)" if others else ""
+    return (
+        f"attack.{leaf}: attack {name!r} does not take {leaf}{which}; valid keys of attack:"
+        f" {', '.join(valid)}"
+    )
 
 
 def _attack_fields() -> set[str]:

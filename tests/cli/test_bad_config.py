@@ -58,7 +58,13 @@ CASES = [
     (["model.name=vit"], "model.name=vit: unknown; valid: mlp, small_cnn, preact_resnet18"),
     (["data.name=imagenet"], "data.name=imagenet: unknown"),
     (["attack.name=cw"], "attack.name=cw: unknown; valid: none, fgsm, pgd"),
-    (["attack.steps=5"], "attack.steps: no such key"),
+    # a key of another attack, or one the attack's config file does not list
+    (
+        ["attack.steps=5"],
+        "attack.steps: attack 'fgsm' does not take steps (pgd, apgd, apgd_t take it); valid keys"
+        " of attack: name, eps, alpha, random_start, norm, model_mode",
+    ),
+    (["attack.eot_iter=2"], "attack.eot_iter: not set in attack=fgsm's config; add it with +"),
     # added with '+', a key of another attack: refused before any work, as a sweep member too
     (
         ["+attack.steps=5"],
