@@ -736,13 +736,18 @@ def _unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
     parent, _, leaf = key.rpartition(".")
     rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
     valid: list[str] = []
+    root = None
     try:
-        node = compose(config_name=config_name, overrides=rest)
-        node = OmegaConf.select(node, parent) if parent else node
+        root = compose(config_name=config_name, overrides=rest)
+        node = OmegaConf.select(root, parent) if parent else root
         if isinstance(node, DictConfig):
             valid = [str(k) for k in node]
     except Exception:  # best effort: the message stays useful without the list
         valid = []
+    if parent and not valid and isinstance(root, DictConfig):  # the misspelling is above
+        near = _near_path(root, key.split("."))
+        if near:
+            return f"{key}: no such key (did you mean {near}?)"
     where = f" of {parent}" if parent else ""
     listing = f"; valid keys{where}: {', '.join(valid)}" if valid else ""
     if re.fullmatch(r"(.+\.)?attacks\.\d+", parent) and leaf in _attack_fields():
@@ -753,9 +758,42 @@ def _unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
         takes = _attack_taking(node.get("name"), leaf, valid)
         if takes is not None:
             return takes
-    hint = difflib.get_close_matches(leaf, valid, n=1)
+    groups = [] if parent else _top_groups()
+    hint = difflib.get_close_matches(leaf, [*valid, *groups], n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
+    if hint and hint[0] in groups and hint[0] not in valid:  # a group chosen by option name
+        maybe = f" (did you mean the config group {hint[0]}, e.g. {hint[0]}=<option>?)"
     return f"{key}: no such key{maybe}{listing}"
+
+
+def _near_path(root: Any, parts: list[str]) -> str | None:
+    """``tranier.epochs`` -> ``trainer.epochs``: each part matched among the keys at its level
+    (None where one has no close match)."""
+    from omegaconf import DictConfig
+
+    node, found = root, []
+    for part in parts:
+        if not isinstance(node, DictConfig):
+            return None
+        keys = [str(k) for k in node]
+        close = [part] if part in keys else difflib.get_close_matches(part, keys, n=1)
+        if not close:
+            return None
+        match = close[0]
+        found.append(match)
+        node = node._get_node(match)
+    return ".".join(found)
+
+
+def _top_groups() -> list[str]:
+    """The config groups (``experiment``, ``hparams_search``...; empty by default ones are no
+    key of the composed config, so a misspelt one would find no close match among the keys)."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        return [g for g in GlobalHydra.instance().config_loader().list_groups("") if g != "hydra"]
+    except Exception:  # best effort, as for the keys
+        return []
 
 
 def _attack_taking(name: object, leaf: str, valid: list[str]) -> str | None:

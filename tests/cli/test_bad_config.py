@@ -64,6 +64,9 @@ CASES = [
         "attack.steps: attack 'fgsm' does not take steps (pgd, apgd, apgd_t take it); valid keys"
         " of attack: name, eps, alpha, random_start, norm, model_mode",
     ),
+    # a misspelt config group or section (experiment is no key of the composed config)
+    (["experimnt=x"], "experimnt: no such key (did you mean the config group experiment, e.g."),
+    (["evalutor.sanity.enabeld=false"], "no such key (did you mean evaluator.sanity.enabled?)"),
     (["attack.eot_iter=2"], "attack.eot_iter: not set in attack=fgsm's config; add it with +"),
     # added with '+', a key of another attack: refused before any work, as a sweep member too
     (
