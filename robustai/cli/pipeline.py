@@ -64,7 +64,8 @@ from robustai.training import (
     CheckpointCallback,
     EpochAccuracy,
     FreeAdversarialObjective,
-    GatherRNGCallback,
+    GatherRankStatesCallback,
+    RankLocalState,
     RNGState,
     StandardObjective,
     Trainer,
@@ -374,8 +375,9 @@ def checkpoint_components(
     }
     if trainer.scheduler is not None:
         comps["scheduler"] = trainer.scheduler
-    if hasattr(trainer.objective, "state_dict"):
-        comps["objective"] = trainer.objective  # e.g. free training's carried perturbation
+    if hasattr(trainer.objective, "state_dict"):  # e.g. free training's carried perturbation,
+        # which each rank keeps for its own shard
+        comps["objective"] = RankLocalState(trainer.objective, rank, world_size)
     comps["rng"] = RNGState(rank, world_size)
     return comps
 
@@ -791,6 +793,16 @@ def _run_train(
                     "older version or another number of processes); its random starts are reseeded",
                     ctx.rank,
                 )
+        own = components.get("objective")
+        if ctx.rank > 0 and isinstance(own, RankLocalState) and not own.restored_own:
+            step = trainer.state_dict()["partial"]["step"]
+            if trainer.epoch or step:
+                log.warning(
+                    "rank %d: the checkpoint holds no free-training perturbation for this rank "
+                    "(written by an older version or another number of processes); it starts "
+                    "again from zero",
+                    ctx.rank,
+                )
         tb = None
         if cfg.logger.tensorboard and ctx.is_main:  # after resume: where its steps go on
             robust_tag = f"{WATCH_TAG[watch_split]}/{watch_attack.label}"
@@ -805,14 +817,17 @@ def _run_train(
             keep=cfg.trainer.keep_checkpoints,
             info={"config": resume_fingerprint(cfg)},
         )
-        if ctx.world_size > 1:  # every rank: the ranks' random states for rank 0's checkpoint
-            trainer.callbacks.append(GatherRNGCallback(rng))
+        # every rank: the ranks' own states (random, free training's) for rank 0's checkpoint
+        rank_states = [c for c in components.values() if isinstance(c, RankLocalState)] + [rng]
+        if ctx.world_size > 1:
+            trainer.callbacks.append(GatherRankStatesCallback(*rank_states))
         if ctx.is_main:
             trainer.callbacks.append(saver)  # last: it saves what the other callbacks left
         try:
             fit = trainer.fit(parts.loader)
         except TrainingInterrupted as e:
-            rng.gather()  # every rank stops at the same step (the trainer agrees on it)
+            for state in rank_states:  # every rank stops at the same step (the trainer agrees)
+                state.gather()
             if not ctx.is_main:
                 raise RunInterrupted(stop.signum or 2, f"{e}; rank 0 saved the checkpoint") from e
             path = saver.save(trainer, step=e.step)

@@ -3,11 +3,12 @@
 from robustai.training.callbacks import (
     CheckpointCallback,
     EpochAccuracy,
-    GatherRNGCallback,
+    GatherRankStatesCallback,
     WatchdogCallback,
 )
 from robustai.training.checkpoint import (
     CHECKPOINT_DIR,
+    RankLocalState,
     RNGState,
     list_checkpoints,
     load_checkpoint,
@@ -45,9 +46,10 @@ __all__ = [
     "EpochStats",
     "FitResult",
     "FreeAdversarialObjective",
-    "GatherRNGCallback",
+    "GatherRankStatesCallback",
     "Objective",
     "RNGState",
+    "RankLocalState",
     "StandardObjective",
     "StopRequest",
     "Trainer",

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from robustai.distributed import unwrap_ddp
 from robustai.evaluation.accuracy import accuracy
-from robustai.training.checkpoint import RNGState, save_checkpoint
+from robustai.training.checkpoint import RankLocalState, RNGState, save_checkpoint
 from robustai.training.trainer import EpochStats, Trainer
 from robustai.training.watchdog import CatastrophicOverfittingWatchdog
 
@@ -55,17 +55,19 @@ class WatchdogCallback:
             )
 
 
-class GatherRNGCallback:
+class GatherRankStatesCallback:
     """Under DDP, on every rank, after the callbacks that may draw random numbers and before rank
-    0's :class:`CheckpointCallback`: collects the ranks' generator states into rank 0's
-    checkpoint (see :class:`~robustai.training.checkpoint.RNGState`). Runs every epoch, since
-    only rank 0 knows whether its checkpoint is due (a stop its callbacks requested)."""
+    0's :class:`CheckpointCallback`: collects the ranks' own states (generators, free training's
+    perturbation) into rank 0's checkpoint (see :class:`~robustai.training.checkpoint.RNGState`
+    and :class:`~robustai.training.checkpoint.RankLocalState`). Runs every epoch, since only
+    rank 0 knows whether its checkpoint is due (a stop its callbacks requested)."""
 
-    def __init__(self, rng: RNGState) -> None:
-        self.rng = rng
+    def __init__(self, *states: RNGState | RankLocalState) -> None:
+        self.states = states
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        self.rng.gather()
+        for state in self.states:
+            state.gather()
 
 
 class CheckpointCallback:

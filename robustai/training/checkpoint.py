@@ -171,6 +171,59 @@ class RNGState:
             torch.cuda.set_rng_state_all(list(own["cuda"]))
 
 
+class RankLocalState:
+    """A component whose state differs per rank under DDP, such as free training's perturbation
+    (one row per batch position of each rank's own shard). As for :class:`RNGState`,
+    :meth:`gather` hands rank 0 the other ranks' states, rank 0's checkpoint holds them under
+    ``peers``, and on resume each rank loads its own. A rank the checkpoint holds no state for
+    (written by one process, or by another number of ranks) keeps the component as built, and
+    ``restored_own`` says so."""
+
+    def __init__(self, inner: Any, rank: int = 0, world_size: int = 1) -> None:
+        self.inner = inner
+        self.rank = rank
+        self.world_size = world_size
+        self.peers: list[Any] | None = None
+        self.restored_own = False
+
+    def gather(self) -> None:
+        """Collective (every rank, same point); a no-op in a single process."""
+        if self.world_size <= 1:
+            return
+        states: list[Any] = [None] * self.world_size
+        torch.distributed.all_gather_object(states, _on_cpu(self.inner.state_dict()))
+        self.peers = states[1:] if self.rank == 0 else None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = dict(self.inner.state_dict())
+        if self.peers is not None:
+            state["peers"] = self.peers
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        own = {k: v for k, v in state.items() if k != "peers"}
+        if self.rank > 0:
+            peers = state.get("peers")
+            if not isinstance(peers, list) or len(peers) != self.world_size - 1:
+                self.restored_own = False
+                return
+            own = peers[self.rank - 1]
+        self.inner.load_state_dict(own)
+        self.restored_own = True
+
+
+def _on_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor copied to the CPU (a CUDA tensor sent to rank 0 would be
+    rebuilt on the sender's device)."""
+    if isinstance(obj, Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, Mapping):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
 def _generator_state() -> dict[str, Any]:
     """This process's python, numpy and torch generator states."""
     py = random.getstate()

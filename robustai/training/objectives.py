@@ -107,6 +107,9 @@ class FreeAdversarialObjective:
             self._eps_now = self.eps
         if self._delta is None or self._delta.shape[1:] != x.shape[1:] or len(self._delta) < len(x):
             self._delta = torch.zeros_like(x)
+        elif self._delta.device != x.device or self._delta.dtype != x.dtype:
+            # a checkpoint's perturbation is read to the CPU, and a run may resume on a GPU
+            self._delta = self._delta.to(device=x.device, dtype=x.dtype)
         delta = self._delta[: len(x)]
         # Keep x + delta in [0, 1] (the perturbation stays inside the eps-ball by construction).
         x_adv = (x + delta).clamp(0.0, 1.0).detach().requires_grad_(True)

@@ -258,3 +258,87 @@ def test_state_of_another_model_does_not_load(tmp_path: Path) -> None:
         load_checkpoint(
             {"optimizer": torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1)}, state, path
         )
+
+
+RANK_WORKER = """
+import sys, warnings
+import torch
+import torch.distributed as dist
+from safetensors.torch import save_file
+from robustai.training import (
+    FreeAdversarialObjective, RankLocalState, load_checkpoint, read_checkpoint, save_checkpoint,
+)
+
+warnings.simplefilter("ignore")
+rank, store, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+objective = FreeAdversarialObjective(0.1, replays=2)
+objective.load_state_dict({"delta": torch.full((3, 2), float(rank + 1))})  # this rank's own
+state = RankLocalState(objective, rank, 2)
+state.gather()  # every rank, as at an epoch end or an interruption
+if rank == 0:
+    save_checkpoint(folder, {"objective": state}, epoch=1)
+dist.barrier()
+fresh = RankLocalState(FreeAdversarialObjective(0.1, replays=2), rank, 2)
+path = f"{folder}/epoch-0001.json"
+load_checkpoint({"objective": fresh}, read_checkpoint(path)[0], path)
+save_file({"delta": fresh.inner.state_dict()["delta"]}, f"{folder}/rank{rank}.safetensors")
+dist.destroy_process_group()
+"""
+
+
+def test_each_rank_resumes_its_own_free_training_perturbation(tmp_path: Path) -> None:
+    """Free training carries one perturbation per rank (for its own shard), and rank 0 alone
+    writes checkpoints: each rank's must be gathered into it and restored to that rank (every
+    rank loaded rank 0's, so a resumed DDP run ended with other weights). Two gloo processes."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "worker.py"
+    script.write_text(RANK_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, str(script)]
+    procs = [
+        subprocess.Popen([*cmd, str(r), str(tmp_path / "store"), str(tmp_path)], env=env)
+        for r in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    for rank in range(2):
+        got = load_file(str(tmp_path / f"rank{rank}.safetensors"))["delta"]
+        assert torch.equal(got, torch.full((3, 2), float(rank + 1))), rank
+
+
+def test_a_rank_without_its_perturbation_in_the_checkpoint_starts_afresh(tmp_path: Path) -> None:
+    """A checkpoint written by one process (or another number of ranks) holds no state for rank
+    1: it keeps its perturbation as built (zero) and says so, instead of taking rank 0's."""
+    from robustai.training import FreeAdversarialObjective, RankLocalState
+
+    single = FreeAdversarialObjective(0.1, replays=2)
+    single.load_state_dict({"delta": torch.ones(3, 2)})
+    path = save_checkpoint(tmp_path, {"objective": RankLocalState(single)}, epoch=1)
+    state, _ = read_checkpoint(path)
+    rank1 = RankLocalState(FreeAdversarialObjective(0.1, replays=2), rank=1, world_size=2)
+    load_checkpoint({"objective": rank1}, state, path)
+    assert not rank1.restored_own and rank1.inner.state_dict()["delta"] is None
+    rank0 = RankLocalState(FreeAdversarialObjective(0.1, replays=2), rank=0, world_size=2)
+    load_checkpoint({"objective": rank0}, state, path)
+    assert rank0.restored_own and torch.equal(rank0.inner.state_dict()["delta"], torch.ones(3, 2))
+
+
+def test_a_restored_perturbation_follows_the_inputs_device() -> None:
+    """A checkpoint's perturbation is read to the CPU; a run resumed on a GPU failed mixing
+    devices at its first step. The meta device stands in for a GPU here: it refuses CPU
+    operands just as CUDA does."""
+    from robustai.training import FreeAdversarialObjective
+
+    objective = FreeAdversarialObjective(0.1, replays=2)
+    objective.load_state_dict({"delta": torch.full((4, 6), 0.05)})
+    model = nn.Linear(6, 3).to("meta")
+    x = torch.rand(4, 6, device="meta")
+    y = torch.zeros(4, dtype=torch.long, device="meta")
+    loss, _ = objective(model, x, y, 0.0)
+    assert loss.device.type == "meta"
+    assert objective.state_dict()["delta"].device.type == "meta"
