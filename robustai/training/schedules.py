@@ -12,20 +12,26 @@ def build_schedule(
     name: str, optimizer: Optimizer, total_steps: int, warmup_fraction: float = 0.3
 ) -> LRScheduler:
     """``constant``; ``onecycle`` (Smith & Topin 2019, torch's OneCycleLR with the configured LR as
-    its peak); ``cyclic``: the triangle of Wong et al. 2020, linear 0 -> lr -> 0, peak at
+    its peak, reached at ``warmup_fraction`` of training; the optimizer keeps its own momentum,
+    which OneCycleLR would otherwise cycle between 0.85 and 0.95 whatever was configured);
+    ``cyclic``: the triangle of Wong et al. 2020, linear 0 -> lr -> 0, peak at
     ``warmup_fraction`` of training."""
     total_steps = max(1, total_steps)
     if name == "constant":
         return LambdaLR(optimizer, lambda _: 1.0)
     if name == "onecycle":
         peak = [g["lr"] for g in optimizer.param_groups]
-        cycle_momentum = "momentum" in optimizer.defaults and optimizer.defaults["momentum"] > 0
+        pct_start = warmup_fraction
+        if float(pct_start * total_steps) - 1 == 0:
+            # OneCycleLR's warm-up then ends at step 0 and it divides by its length (zero):
+            # a warm-up of one step is the peak itself, which a hair less also gives.
+            pct_start *= 1 - 1e-9
         return OneCycleLR(
             optimizer,
             max_lr=peak,
             total_steps=total_steps,
-            pct_start=warmup_fraction,
-            cycle_momentum=cycle_momentum,
+            pct_start=pct_start,
+            cycle_momentum=False,
         )
     if name == "cyclic":
         up = max(1, round(total_steps * warmup_fraction))

@@ -105,6 +105,34 @@ def test_schedules() -> None:
         lrs("cosine")
 
 
+@pytest.mark.parametrize("name", ["constant", "onecycle", "cyclic"])
+def test_schedules_leave_the_configured_momentum_alone(name: str) -> None:
+    """torch's OneCycleLR cycles momentum between 0.85 and 0.95 by default, overwriting the
+    optimizer's: trainer.momentum=0.5 and 0.9 trained byte-identical models."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2, momentum=0.5)
+    sched = build_schedule(name, opt, 20, warmup_fraction=0.3)
+    seen = set()
+    for _ in range(20):
+        seen.add(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    assert seen == {0.5}
+
+
+@pytest.mark.parametrize(("fraction", "steps"), [(0.1, 10), (0.25, 4), (0.5, 2), (0.05, 20)])
+def test_a_one_step_warm_up_starts_at_the_peak(fraction: float, steps: int) -> None:
+    """warmup_fraction x steps == 1 made OneCycleLR divide by a warm-up of length zero
+    (ZeroDivisionError at the first step, exit 1 from the CLI)."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.2, momentum=0.9)
+    sched = build_schedule("onecycle", opt, steps, warmup_fraction=fraction)
+    lrs = []
+    for _ in range(steps):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[0] == pytest.approx(0.2) and lrs == sorted(lrs, reverse=True) and lrs[-1] < 1e-3
+
+
 
 def test_epoch_lr_is_the_rate_its_last_step_used() -> None:
     """A cyclic schedule ends at 0 after the last step: the epoch reports the rate it trained
