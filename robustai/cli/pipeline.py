@@ -696,6 +696,9 @@ def _run_train(
         objective = StandardObjective()
         log.info("objective: standard training (no attack)")
         trained_with = "standard"
+    trained_by = train_attack.label if train_attack is not None else ATTACK_NONE
+    if trained_with == "free":
+        trained_by = "free"
     suite_eps = (list(cfg.evaluator.eps) or [threat_eps])[0]
     check_attack_classes(
         ([("attack", train_attack)] if train_attack is not None else [])
@@ -874,10 +877,9 @@ def _run_train(
         std=data.std,
         extra={
             "data": data.name,
-            # what trained it: e.g. fgsm_rs (the attack group's name is fgsm for both FGSMs)
-            "attack": train_attack.label
-            if train_attack is not None
-            else ("free" if adversarial and cfg.trainer.objective == "free" else cfg.attack.name),
+            # what trained it: e.g. fgsm_rs (the attack group's name is fgsm for both FGSMs),
+            # free, or none (objective=standard trains on clean inputs whatever the attack)
+            "attack": trained_by,
             # none for a model trained without an attack: it was not trained for one
             "threat_model": None
             if trained_with == "standard"
@@ -924,7 +926,7 @@ def _run_train(
         evaluation,
         x_ev,
         y_ev,
-        title=f"Robustness evaluation: {cfg.model.name} on {data.name} ({cfg.attack.name})",
+        title=f"Robustness evaluation: {cfg.model.name} on {data.name} (trained with {trained_by})",
         context={"model": cfg.model.name, "data": f"{data.name}, eval", "device": str(device)},
         save_examples=ev.save_examples,
         tb=tb,

@@ -468,17 +468,25 @@ def test_an_evaluation_into_a_finished_runs_folder_is_refused(
     assert [p.name for p in stopped.iterdir()] == ["checkpoints"]
 
 
-def test_a_model_trained_without_an_attack_records_no_threat_model(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "untrained", [["attack=none"], ["attack=pgd", "trainer.objective=standard"]], ids=" ".join
+)
+def test_a_model_trained_without_an_attack_records_no_threat_model(
+    tmp_path: Path, untrained: list[str]
+) -> None:
     """It was not trained for one: meta.json said linf at data.eps, so evaluate's log never
-    said it chose the eps, and an L2 suite was refused as if the model had an L-inf one."""
+    said it chose the eps, and an L2 suite was refused as if the model had an L-inf one; and
+    with objective=standard meta.json and the report named the attack it was not trained with."""
     run = tmp_path / "run"
     proc = robustai(
-        "train", "data=synthetic", "attack=none", "trainer.epochs=1", "evaluator.attacks=[]",
+        "train", "data=synthetic", *untrained, "trainer.epochs=1", "evaluator.attacks=[]",
         "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
         f"hydra.run.dir={run}", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads((run / "meta.json").read_text())["threat_model"] is None
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["threat_model"] is None and meta["attack"] == "none"
+    assert "(trained with none)" in (run / "report.md").read_text().splitlines()[0]
     proc = robustai(
         "evaluate", f"checkpoint={run}", "evaluator=quick_l2", "evaluator.samples=16",
         "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
