@@ -191,6 +191,11 @@ def _check_flags(flags: list[str]) -> None:
         name = flag.split("=", 1)[0]
         if name == "--version":  # Hydra's own would print Hydra's version
             raise ConfigError("--version: `robustai --version` prints robustai's version")
+        if name == "--experimental-rerun":  # Hydra unpickles the file it is given
+            raise ConfigError(
+                "--experimental-rerun: robustai never unpickles a file; to run a config again,"
+                " give the overrides in the run's .hydra/overrides.yaml"
+            )
         if name.startswith("-") and name not in known:
             hint = difflib.get_close_matches(name, known, n=1)
             maybe = f" (did you mean {hint[0]}?)" if hint else ""

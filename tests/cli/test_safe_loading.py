@@ -88,6 +88,27 @@ def test_resuming_from_a_trapped_checkpoint_exits_2_and_runs_nothing(
     assert not (tmp_path / "run" / "weights.safetensors").exists()
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_hydras_rerun_of_a_pickled_config_is_refused_and_unpickles_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    """Hydra's --experimental-rerun unpickles the file it is given (the trap ran, then a
+    traceback and exit 1)."""
+    marker = tmp_path / "pwned"
+    trap = tmp_path / "config.pickle"
+    trap.write_bytes(_trap_bytes(marker))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--experimental-rerun", str(trap)])
+    assert exc.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--experimental-rerun: robustai never unpickles a file" in line
+    assert not marker.exists()
+
+
 def test_the_trap_really_works_when_unpickled(tmp_path: Path) -> None:
     """Guards the tests above: the payload is live, so its inertness there means something."""
     marker = tmp_path / "pwned"
