@@ -40,27 +40,49 @@ MODEL_MODES = ("eval", "train", "keep")
 APGD_LOSSES = ("ce", "dlr")
 
 
-# Hydra ``_target_``s may only name code under these prefixes: a config is data, and must not be
-# able to run arbitrary code such as ``os.system`` when Hydra instantiates it.
+# What Hydra may instantiate from a config: a config is data, and must not be able to run
+# arbitrary code (``os.system``, or robustai's own file writers) when Hydra instantiates it.
+# Entries ending in "." are packages whose classes may be named; the others are exact names.
 ALLOWED_TARGETS = (
-    "robustai.",
-    "torch.optim.",
-    "torch.nn.",
-    "torchvision.",
+    "robustai.cli.run_lock.RunLock",
+    "robustai.cli.sweep_status.SweepStatus",
+    "robustai.cli.redaction.RedactSecrets",
     "hydra._internal.core_plugins.",
     "hydra_plugins.",
     "optuna.samplers.",
     "optuna.pruners.",
 )
+# What ``logging.config.dictConfig`` may build from Hydra's ``job_logging`` / ``hydra_logging``
+# (handler and formatter ``class``es, ``()`` factories): it calls any callable it is named.
+ALLOWED_LOGGING = ("logging.", "colorlog.")
+_LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 
 
 def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
-    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree.
-    ``resolve=False`` checks the names only, importing nothing (a config typo is then still
-    refused before torch loads); the full check (:func:`target_refusal`) imports the modules
-    the names lead through."""
-    if isinstance(node, (DictConfig, ListConfig)):
-        node = OmegaConf.to_container(node, resolve=False)  # raw values: nothing is evaluated
+    """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree, the
+    Optuna sweeper's ``custom_search_space`` (a function it calls) and logging factories
+    outside :data:`ALLOWED_LOGGING`. ``resolve=False`` checks the raw names only, importing and
+    evaluating nothing (a config typo is then still refused before torch loads); the full check
+    resolves every value as Hydra will (an interpolation such as ``${oc.create:{_target_: ...}}``
+    becomes a node to instantiate) and follows each name as Hydra imports it
+    (:func:`target_refusal`)."""
+    if isinstance(node, DictConfig | ListConfig):
+        node = _resolved(node) if resolve else OmegaConf.to_container(node, resolve=False)
+    _walk_targets(node, path, resolve)
+    hydra = node.get("hydra") if isinstance(node, dict) and not path else None
+    if isinstance(hydra, dict):
+        sweeper = hydra.get("sweeper")
+        search = sweeper.get("custom_search_space") if isinstance(sweeper, dict) else None
+        if search is not None:
+            raise ConfigError(
+                f"hydra.sweeper.custom_search_space={search}: not allowed; a config may not name"
+                " a function to run: give the search space as hydra.sweeper.params"
+            )
+        for key in ("job_logging", "hydra_logging"):
+            _check_logging(hydra.get(key), f"hydra.{key}", resolve)
+
+
+def _walk_targets(node: Any, path: str, resolve: bool) -> None:
     if isinstance(node, dict):
         for key, value in node.items():
             where = f"{path}.{key}" if path else str(key)
@@ -68,26 +90,96 @@ def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
                 why = target_refusal(str(value), resolve=resolve)
                 if why:
                     raise ConfigError(f"{where}={value}: not allowed; {why}")
-            check_targets(value, where, resolve=resolve)
+            _walk_targets(value, where, resolve)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            check_targets(value, f"{path}[{i}]", resolve=resolve)
+            _walk_targets(value, f"{path}[{i}]", resolve)
 
 
-def target_refusal(target: str, *, resolve: bool = True) -> str | None:
+def _resolved(node: Any) -> Any:
+    """``node`` as plain containers, each value resolved on its own as Hydra resolves it when
+    it instantiates that part (a value that does not resolve is left out: Hydra would fail on
+    it before instantiating anything from it)."""
+    if isinstance(node, DictConfig):
+        out: dict[Any, Any] = {}
+        for key in node:
+            try:
+                value = node[key]
+            except Exception:  # unresolvable: nothing can be built from it
+                continue
+            out[key] = _resolved(value)
+        return out
+    if isinstance(node, ListConfig):
+        items = []
+        for i in range(len(node)):
+            try:
+                items.append(_resolved(node[i]))
+            except Exception:
+                continue
+        return items
+    if isinstance(node, dict):  # e.g. what oc.decode made of a string
+        return {k: _resolved(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_resolved(v) for v in node]
+    return node
+
+
+def _check_logging(node: Any, path: str, resolve: bool) -> None:
+    """``logging.config.dictConfig`` imports and calls the ``class`` of each handler and
+    formatter and the ``()`` of any entry, and imports what ``ext://`` names."""
+    if isinstance(node, list):
+        for i, value in enumerate(node):
+            _check_logging(value, f"{path}[{i}]", resolve)
+        return
+    if not isinstance(node, dict):
+        if isinstance(node, str) and node.startswith("ext://") and node not in _LOGGING_STREAMS:
+            raise ConfigError(
+                f"{path}={node}: not allowed; logging configs may name only "
+                + " and ".join(_LOGGING_STREAMS)
+            )
+        return
+    for key, value in node.items():
+        where = f"{path}.{key}"
+        if key in ("()", "class") and isinstance(value, str):
+            why = target_refusal(value, resolve=resolve, allowed=ALLOWED_LOGGING)
+            if why:
+                raise ConfigError(f"{where}={value}: not allowed; {why}")
+        elif key in ("()", "class"):
+            raise ConfigError(f"{where}: not allowed; name a class under logging or colorlog")
+        _check_logging(value, where, resolve)
+
+
+def _named(target: str, allowed: tuple[str, ...]) -> bool:
+    return any(target == a or (a.endswith(".") and target.startswith(a)) for a in allowed)
+
+
+def _home_allowed(home: object, allowed: tuple[str, ...]) -> bool:
+    """Whether code defined in module ``home`` may be reached: under an allowed package, or the
+    module of an allowed exact name."""
+    if not isinstance(home, str):
+        return False
+    return any(
+        (home + ".").startswith(a) if a.endswith(".") else home == a.rpartition(".")[0]
+        for a in allowed
+    )
+
+
+def target_refusal(
+    target: str, *, resolve: bool = True, allowed: tuple[str, ...] = ALLOWED_TARGETS
+) -> str | None:
     """Why Hydra may not instantiate ``target``, or None.
 
     The name alone is not enough: Hydra imports the longest module prefix it can and walks the
     rest as attributes, so ``robustai.models.artifact.torch.load`` is torch.load (an unpickler)
-    reached through a module that imports torch. Every object on the way must itself live under
-    an allowed prefix; a module must be the one its path names.
+    reached through a module that imports torch. Every object on the way must itself be defined
+    where ``allowed`` permits; a module must be the one its path names.
     """
-    allowed = ", ".join(p.rstrip(".") for p in ALLOWED_TARGETS)
-    if not target.startswith(ALLOWED_TARGETS):
-        return f"_target_ may only name code under {allowed}"
+    shown = ", ".join(a.rstrip(".") + (".*" if a.endswith(".") else "") for a in allowed)
+    if not _named(target, allowed):
+        return f"a config may only name {shown}"
     parts = target.split(".")
     if any(part.startswith("__") for part in parts):
-        return "_target_ may not name dunder attributes"
+        return "a config may not name dunder attributes"
     if not resolve:
         return None
     obj, depth = None, len(parts)
@@ -107,8 +199,8 @@ def target_refusal(target: str, *, resolve: bool = True) -> str | None:
         home = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
         if inspect.ismodule(obj) and home != name:
             return f"{name} is the module {home}, imported there; name code where it is defined"
-        if not isinstance(home, str) or not home.startswith(ALLOWED_TARGETS):
-            return f"{name} is defined in {home}; _target_ may only name code under {allowed}"
+        if not _home_allowed(home, allowed):
+            return f"{name} is defined in {home}; a config may only name {shown}"
     return None
 
 

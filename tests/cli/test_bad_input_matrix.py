@@ -143,20 +143,54 @@ MATRIX = [
         "hydra.callbacks.x._target_=subprocess.run: not allowed",
     ),
     (
-        "an unpickler reached through an allowed module",
+        "an unpickler reached through an allowed package",
         [
-            "+hydra.callbacks.x._target_=robustai.models.artifact.torch.load",
-            "+hydra.callbacks.x.f={tmp}/evil.pt",
-            "+hydra.callbacks.x.weights_only=false",
+            "+hydra.callbacks.x._target_=optuna.samplers._tpe.sampler.np.load",
+            "+hydra.callbacks.x.file={tmp}/evil.pt",
+            "+hydra.callbacks.x.allow_pickle=true",
         ],
         2,
-        "robustai.models.artifact.torch is the module torch, imported there",
+        "optuna.samplers._tpe.sampler.np is the module numpy, imported there",
     ),
     (
-        "a function imported into robustai",
-        ["+hydra.callbacks.x._target_=robustai.models.artifact.load_file"],
+        "a function imported into an allowed package",
+        ["+hydra.callbacks.x._target_=hydra._internal.core_plugins.basic_launcher.run_job"],
         2,
-        "robustai.models.artifact.load_file is defined in safetensors.torch",
+        "basic_launcher.run_job is defined in hydra.core.utils",
+    ),
+    (
+        "robustai code other than its callbacks",  # it wrote any text to any path
+        [
+            "+hydra.callbacks.x._target_=robustai.fileio.write_text",
+            "+hydra.callbacks.x.path={tmp}/pwned.txt",
+            "+hydra.callbacks.x.text=x",
+        ],
+        2,
+        "hydra.callbacks.x._target_=robustai.fileio.write_text: not allowed; a config may only",
+    ),
+    (
+        "a _target_ made by an interpolation",  # a string until resolved, then instantiated
+        ["+hydra.callbacks.x='${{oc.create:{{_target_:os.mkdir,_args_:[{tmp}/pwned]}}}}'"],
+        2,
+        "hydra.callbacks.x._target_=os.mkdir: not allowed",
+    ),
+    (
+        "a function for the search space",  # the Optuna sweeper imports and calls it
+        ["hparams_search=digits_optuna", "hydra.sweeper.custom_search_space=builtins.print"],
+        2,
+        "hydra.sweeper.custom_search_space=builtins.print: not allowed",
+    ),
+    (
+        "code as a logging handler",  # logging.config.dictConfig calls the class it names
+        ["+hydra.job_logging.handlers.x={{class:os.mkdir,path:{tmp}/pwned}}"],
+        2,
+        "hydra.job_logging.handlers.x.class=os.mkdir: not allowed; a config may only name logging",
+    ),
+    (
+        "a module imported by a logging config",
+        ["+hydra.job_logging.handlers.x={{class:logging.StreamHandler,stream:'ext://this'}}"],
+        2,
+        "hydra.job_logging.handlers.x.stream=ext://this: not allowed",
     ),
     (
         "CUDA graphs of a compiled model",
@@ -244,10 +278,11 @@ def test_bad_input(tmp_path: Path, overrides: list[str], status: int, message: s
     assert not (run / "weights.safetensors").exists()
     assert not (run / "metrics.json").exists()
     assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.glob("pwned*"))  # what a refused _target_ would have made
 
 
 def test_a_pickle_named_by_a_target_is_never_loaded(tmp_path: Path) -> None:
-    """Hydra walks ``robustai.models.artifact.torch.load`` to torch.load; the file it names
+    """Hydra walks ``optuna.samplers._tpe.sampler.np.load`` to numpy.load; the file it names
     must not be unpickled (this one would leave a marker file)."""
     import pickle
 
@@ -260,8 +295,8 @@ def test_a_pickle_named_by_a_target_is_never_loaded(tmp_path: Path) -> None:
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Payload()))
     proc = subprocess.run(
         [sys.executable, "-m", "robustai", "train", *TINY, "data=synthetic",
-         "+hydra.callbacks.x._target_=robustai.models.artifact.torch.load",
-         f"+hydra.callbacks.x.f={tmp_path / 'evil.pt'}", "+hydra.callbacks.x.weights_only=false",
+         "+hydra.callbacks.x._target_=optuna.samplers._tpe.sampler.np.load",
+         f"+hydra.callbacks.x.file={tmp_path / 'evil.pt'}", "+hydra.callbacks.x.allow_pickle=true",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
