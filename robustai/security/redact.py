@@ -34,6 +34,9 @@ _SECRET_WORDS = frozenset(
         "bearer",
         "privatekey",
         "webhook",  # a webhook URL carries its own secret (Slack, Discord)
+        "creds",
+        "jwt",
+        "authorization",  # an HTTP Authorization header's value is the credential
     }
 )
 # ...and "key" when it ends the name (api_key, signing_key, ACCESS_KEY; not key_size, keys).
@@ -42,8 +45,13 @@ _TRAILING_WORDS = frozenset({"key"})
 # or DBPASSWORD are written without a separator, and a "secrets" mapping holds secrets.
 _SECRET_STEMS = ("password", "passwd", "passphrase", "secret")
 # Abbreviations that name a secret only after another word: MYSQL_PWD, DB_PASS, GITHUB_PAT
-# (a personal access token), SENTRY_DSN (its key sits in the URL), BASIC_AUTH; not PWD, auth.
-_QUALIFIED_WORDS = frozenset({"pwd", "pass", "pat", "dsn", "auth"})
+# (a personal access token), SENTRY_DSN (its key sits in the URL), BASIC_AUTH, DB_PW; not PWD,
+# auth.
+_QUALIFIED_WORDS = frozenset({"pwd", "pw", "pass", "pat", "dsn", "auth"})
+_JOINED_SECRETS = (
+    "apikey", "privatekey", "accesskey", "secretkey",
+    "authtoken", "accesstoken", "apitoken", "refreshtoken", "bearertoken",
+)  # fmt: skip
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 # An env reference without a default is only a name, so it may stay visible.
 _ENV_REFERENCE = re.compile(r"^\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}$")
@@ -161,7 +169,8 @@ def is_secret_key(key: Any) -> bool:
     if len(words) > 1 and words[-1] in _QUALIFIED_WORDS:
         return True
     joined = "".join(words)
-    return any(w in joined for w in ("apikey", "privatekey", "accesskey", "secretkey"))
+    # written as one word (NGROK_AUTHTOKEN); "token" alone inside a word is not (max_tokens)
+    return any(w in joined for w in _JOINED_SECRETS)
 
 
 def is_env_reference(value: Any) -> bool:

@@ -38,6 +38,14 @@ SECRET_KEYS = [
     "BASIC_AUTH",
     "SLACK_WEBHOOK_URL",
     "logger.webhook",
+    "DB_PW",
+    "hydra.job.env_set.DB_PW",
+    "JWT",
+    "NGROK_AUTHTOKEN",
+    "GITLAB_ACCESSTOKEN",
+    "Authorization",
+    "CREDS",
+    "gcp_creds",
 ]
 ORDINARY_KEYS = [
     "data.eps",
@@ -62,6 +70,10 @@ ORDINARY_KEYS = [
     "auth",
     "author",
     "dsn",
+    "pw",
+    "lr_pw_ratio",
+    "num_tokens",
+    "tokens_per_step",
 ]
 
 

@@ -136,3 +136,22 @@ def test_a_sweep_member_and_the_sweep_record_a_secret_redacted(tmp_path: Path) -
     assert "TRACKER_API_KEY: <redacted>" in hydra
     assert OVERRIDE_SECRET not in proc.stdout + proc.stderr
     assert files_holding(tmp_path, [OVERRIDE_SECRET, SIGNING_KEY]) == {}
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["trainer.lr=${oc.env:TRACKER_TOKEN}", "attack=${oc.env:TRACKER_TOKEN}"],
+)
+def test_a_refused_value_from_a_secret_variable_is_not_echoed(
+    tmp_path: Path, override: str
+) -> None:
+    """The one line names the value at fault; resolved from a secret-looking variable, that
+    value is the secret (it was printed)."""
+    proc = train(
+        override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+        env={"TRACKER_TOKEN": ENV_SECRET},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("robustai train: error: ") and "=<redacted>: " in line, line
+    assert ENV_SECRET not in proc.stdout + proc.stderr
