@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from robustai.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail
-from robustai.errors import CheckpointError, ConfigError, RunFailure, UserError
+from robustai.errors import CheckpointError, ConfigError, DataError, RunFailure, UserError
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,7 @@ def check_evaluate_config(cfg: Any) -> Any:
     _check_output_folder(cfg)
     # sha256, signature, safetensors, shapes
     _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
+    check_recorded_data(ev_cfg.data, meta)
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
     factories = attack_factories(ev_cfg.evaluator)
     threat = meta.get("threat_model")
@@ -242,6 +243,52 @@ def check_evaluate_config(cfg: Any) -> Any:
 
     check_suite_keys(ev_cfg.evaluator, eps_list)
     return ev_cfg
+
+
+def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
+    """On the data set a model was trained on, its eval split must be the run's: a split
+    setting given on the command line that differs from the recorded one (``meta.json``'s
+    ``split``), or IDX files with other content than the run read (``data_files``), would put
+    images the model was trained on into the eval split, and its accuracies would read high."""
+    from robustai.data import SPLIT_SETTINGS
+
+    if data.name != meta.get("data"):
+        return  # another data set: evaluate warns that it is one
+    split = meta.get("split")
+    for key in SPLIT_SETTINGS.get(data.name, ()):
+        if not isinstance(split, dict) or key not in split:
+            continue
+        given = getattr(data, key)
+        given = list(given) if isinstance(given, list | tuple) else given
+        if given != split[key]:
+            raise ConfigError(
+                f"data.{key}={_shown(given)}: the model was trained with data.{key}="
+                f"{_shown(split[key])} (meta.json), and another split's eval images include"
+                f" images it was trained on; leave data.{key} out"
+            )
+    files = meta.get("data_files")
+    if data.name != "idx" or not isinstance(files, dict):
+        return
+    from robustai.data.idx import idx_sha256
+
+    for key in ("images", "labels"):
+        recorded, path = files.get(key), getattr(data, key)
+        if not isinstance(recorded, dict):
+            continue
+        try:
+            found = idx_sha256(str(path))
+        except DataError:
+            continue  # a missing or unreadable file is the data loader's to report
+        if found != recorded.get("sha256"):
+            raise ConfigError(
+                f"data.{key}={path} holds other content than the file the model was trained on"
+                f" ({recorded.get('path')}, per meta.json); point data.root, or data.images and"
+                " data.labels, at those files"
+            )
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value).replace(" ", "") if isinstance(value, list) else str(value)
 
 
 def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
@@ -274,7 +321,10 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
             " so one eval split would hold another's training images; evaluate them one at a"
             " time, each on its own data and split"
         )
-    return args + extras[0]
+    # beside checkpoint=, among the overrides: after a trailing flag (-m, --cfg job) argparse
+    # would take them for arguments it does not know
+    at = next(i for i, a in enumerate(args) if a.split("=", 1)[0] == "checkpoint") + 1
+    return args[:at] + extras[0] + args[at:]
 
 
 def _swept_values(value: str) -> list[str] | None:
@@ -308,8 +358,19 @@ def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
     if chosen in (None, name) and isinstance(split, dict):
         for key in SPLIT_SETTINGS.get(name, ()):
             if key in split and f"data.{key}" not in keys:
+                if not _is_number_or_numbers(split[key]):  # a string would be interpolated
+                    raise ConfigError(
+                        f"checkpoint={checkpoint}: meta.json's split.{key} is not a number;"
+                        " the file was edited or damaged"
+                    )
                 out.append(f"data.{key}={json.dumps(split[key])}")
     return out
+
+
+def _is_number_or_numbers(value: Any) -> bool:
+    if isinstance(value, list):
+        return all(_is_number_or_numbers(v) for v in value)
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _threat_eps(meta: dict[str, Any], default: float) -> float:

@@ -189,6 +189,16 @@ def make_data(cfg: TrainConfig) -> DataBundle:
     )
 
 
+def idx_files(images: Any, labels: Any) -> dict[str, dict[str, str]]:
+    """The IDX files a run read, by path and content sha256 (see :func:`idx_sha256`)."""
+    from robustai.data.idx import idx_sha256
+
+    return {
+        key: {"path": str(Path(str(path)).expanduser()), "sha256": idx_sha256(str(path))}
+        for key, path in (("images", images), ("labels", labels))
+    }
+
+
 def make_privacy(cfg: TrainConfig) -> Any:
     """The privacy plan of ``privacy=<option>`` (see :mod:`robustai.privacy.plans`)."""
     p = cfg.privacy
@@ -888,6 +898,13 @@ def _run_train(
             # what `robustai evaluate` needs to evaluate on this run's eval split, not on
             # images the model was trained on
             "split": {k: getattr(cfg.data, k) for k in SPLIT_SETTINGS.get(data.name, ())},
+            # IDX files can be any data set (Fashion-MNIST's files bear MNIST's names): their
+            # content, so that evaluate can tell other files from these
+            **(
+                {"data_files": idx_files(cfg.data.images, cfg.data.labels)}
+                if data.name == "idx"
+                else {}
+            ),
         },
     )
     metrics: dict[str, Any] = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import zlib
 from pathlib import Path
@@ -32,23 +33,29 @@ def _resolve(path: str | Path) -> Path:
     return path
 
 
-def read_idx(path: str | Path) -> Tensor:
-    """Read one IDX file into a tensor, checking its header against its size."""
-    path = _resolve(path)
+def _read_raw(path: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzipped (by its magic number, whatever its
+    name)."""
     if not path.is_file():
         raise DataError(
             f"IDX file not found: {path}; point data.root at the folder holding it, or"
             " data.images / data.labels at the files"
         )
     try:
-        with path.open("rb") as f:  # gzip by its magic number, whatever the file's name
+        with path.open("rb") as f:
             opener = gzip.open if f.read(2) == _GZIP_MAGIC else open
         with opener(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except EOFError as e:  # a gzip stream that ends early
         raise DataError(f"{path} is truncated or corrupt: {e}") from e
     except (OSError, zlib.error) as e:  # zlib.error: damaged deflate data inside a .gz
         raise DataError(f"cannot read IDX file {path}: {e}") from e
+
+
+def read_idx(path: str | Path) -> Tensor:
+    """Read one IDX file into a tensor, checking its header against its size."""
+    path = _resolve(path)
+    raw = _read_raw(path)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise DataError(f"{path} is not an IDX file (bad magic number)")
     ndim = raw[3]
@@ -65,17 +72,27 @@ def read_idx(path: str | Path) -> Tensor:
     return torch.from_numpy(arr.astype(arr.dtype.newbyteorder("="), copy=True))
 
 
+def idx_sha256(path: str | Path) -> str:
+    """sha256 of an IDX file's content, gzipped or not (both forms give the same): what names
+    the data a model was trained on, wherever the file lies."""
+    return hashlib.sha256(_read_raw(_resolve(path))).hexdigest()
+
+
 def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Tensor]:
     """Images as float (N, C, H, W) in [0, 1] and labels as int64."""
     images, labels = _resolve(images), _resolve(labels)
     x, y = read_idx(images), read_idx(labels)
     dims = tuple(x.shape)
+    if y.ndim == 0:
+        raise DataError(f"{labels} holds a single value, not one label per image")
     if x.ndim == 3:
         x = x.unsqueeze(1)
     elif x.ndim != 4:
         raise DataError(f"{images}: expected 3 or 4 dimensions (N,H,W[,C]), found {tuple(x.shape)}")
     else:
         x = x.permute(0, 3, 1, 2)
+    if len(x) and x.numel() == 0:
+        raise DataError(f"{images}: its header says images of shape {dims[1:]}, with no pixels")
     if len(x) == 0:  # nothing to split, train on or count classes of
         raise DataError(
             f"{images} holds no images (its header says {dims}); point data.images"

@@ -342,7 +342,7 @@ def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
     meta["data"] = "idx"  # an IDX copy: its folder comes as data.root, as in training
     (checkpoint / "meta.json").write_text(json.dumps(meta))
     given = [f"checkpoint={checkpoint}", "data.root=path/to/mnist"]
-    assert data_from_checkpoint(given) == [*given, "data=idx"]
+    assert data_from_checkpoint(given) == [given[0], "data=idx", given[1]]
     given = [f"checkpoint={checkpoint}", "data=mnist"]
     assert data_from_checkpoint(given) == given
     assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]
@@ -363,9 +363,9 @@ def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
     recorded = ["data.split_seed=3", "data.holdout=0.3", "data.num_samples=256", "data.noise=0.5",
                 "data.input_shape=[1, 12, 12]", "data.num_classes=3"]
     assert data_from_checkpoint([ck]) == [ck, "data=synthetic", *recorded]
-    assert data_from_checkpoint([ck, "data=synthetic"]) == [ck, "data=synthetic", *recorded]
-    given = [ck, "data.split_seed=5"]  # given settings win
-    assert data_from_checkpoint(given) == [*given, "data=synthetic", *recorded[1:]]
+    assert data_from_checkpoint([ck, "data=synthetic"]) == [ck, *recorded, "data=synthetic"]
+    given = [ck, "data.split_seed=5"]  # given settings stay (pre-flight checks them)
+    assert data_from_checkpoint(given) == [ck, "data=synthetic", *recorded[1:], given[1]]
     assert data_from_checkpoint([ck, "data=digits"]) == [ck, "data=digits"]  # another data set
     # and they compose into the config the evaluation runs with
     composed: list = []
@@ -495,3 +495,101 @@ def test_a_model_trained_without_an_attack_records_no_threat_model(
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = (tmp_path / "eval" / "evaluate.log").read_text()
     assert "records no threat model with eps > 0; evaluating at data.eps=0.1" in log
+
+
+def _split_checkpoint(tmp_path: Path, split: dict) -> Path:
+    extra = {"data": "digits", "threat_model": {"norm": "linf", "eps": 0.2}, "split": split}
+    return save_small_cnn(tmp_path / "ckpt", extra=extra)
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("data.split_seed=1", "data.split_seed=1: the model was trained with data.split_seed=0"),
+        ("data.holdout=0.5", "data.holdout=0.5: the model was trained with data.holdout=0.2"),
+    ],
+)
+def test_a_split_setting_other_than_the_runs_is_refused(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+    message: str,
+) -> None:
+    """Given on the command line, another split's eval images were mostly training images:
+    clean accuracy read 1.000 against 0.992 on the run's own split, with no word."""
+    run = _split_checkpoint(tmp_path, {"split_seed": 0, "holdout": 0.2})
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={run}", given, f"hydra.run.dir={tmp_path / 'e'}"], capsys)
+    assert message in line and "leave data." in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_flag_after_the_overrides_keeps_the_recorded_split(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The recorded split settings were appended after the user's arguments, so a trailing
+    flag (-m, --cfg job) left them to argparse: "unrecognized arguments"."""
+    run = _split_checkpoint(tmp_path, {"split_seed": 3, "holdout": 0.25})
+    monkeypatch.chdir(tmp_path)
+    args = data_from_checkpoint([f"checkpoint={run}", "evaluator=quick", "--cfg", "job"])
+    assert args[-2:] == ["--cfg", "job"] and "data.split_seed=3" in args
+    assert main(["evaluate", f"checkpoint={run}", "--cfg", "job"]) == 0
+    printed = capsys.readouterr().out
+    assert "split_seed: 3" in printed and "holdout: 0.25" in printed
+
+
+def test_a_recorded_split_value_that_is_not_a_number_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It became an override, which Hydra resolves: an edited meta.json could make robustai
+    read the user's environment variables (${oc.env:...})."""
+    monkeypatch.setenv("ROBUSTAI_TEST_VARIABLE", "TOKVAL_1234567")
+    run = _split_checkpoint(tmp_path, {"split_seed": "${oc.env:ROBUSTAI_TEST_VARIABLE}"})
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={run}"], capsys)
+    assert "meta.json's split.split_seed is not a number" in line
+    assert "TOKVAL" not in line
+
+
+def _idx(path: Path, header: bytes, payload: bytes) -> Path:
+    path.write_bytes(header + payload)
+    return path
+
+
+def test_idx_files_other_than_the_runs_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """IDX files can hold any data set under MNIST's names: meta.json records their content,
+    and evaluate on other files (0.171 instead of 0.895, silently) is refused; the same content
+    gzipped is the same data."""
+    import gzip
+
+    from robustai.cli.pipeline import idx_files
+
+    g = torch.Generator().manual_seed(0)
+    pixels = bytes(torch.randint(0, 256, (40 * 64,), generator=g, dtype=torch.uint8).tolist())
+    labels = bytes([i % 10 for i in range(40)])
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    ours.mkdir()
+    theirs.mkdir()
+    img_header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (40, 8, 8))
+    lab_header = bytes([0, 0, 8, 1]) + (40).to_bytes(4, "big")
+    images = _idx(ours / "images", img_header, pixels)
+    lab = _idx(ours / "labels", lab_header, labels)
+    extra = {"data": "idx", "split": {"split_seed": 0, "holdout": 0.2}}
+    run = save_small_cnn(tmp_path / "ckpt", extra={**extra, "data_files": idx_files(images, lab)})
+    _idx(theirs / "images", img_header, pixels)
+    _idx(theirs / "labels", lab_header, bytes([(i + 1) % 10 for i in range(40)]))
+    monkeypatch.chdir(tmp_path)
+    base = [f"checkpoint={run}", "evaluator=quick", "evaluator.sanity.enabled=false",
+            "evaluator.curve.enabled=false", "logger=none"]  # fmt: skip
+    line = evaluate_fails(
+        [*base, f"data.images={theirs / 'images'}", f"data.labels={theirs / 'labels'}"], capsys
+    )
+    assert f"data.labels={theirs / 'labels'} holds other content than the file" in line
+    assert str(lab) in line
+    (theirs / "labels.gz").write_bytes(gzip.compress(lab_header + labels))
+    main(["evaluate", *base, f"data.images={images}", f"data.labels={theirs / 'labels.gz'}",
+          f"hydra.run.dir={tmp_path / 'e'}"])  # fmt: skip
+    assert (tmp_path / "e" / "report.json").exists()

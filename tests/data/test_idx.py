@@ -328,3 +328,28 @@ def test_tilde_in_idx_paths_is_expanded(tmp_path: Path, monkeypatch: pytest.Monk
     assert np.array_equal(read_idx("~/x-idx3-ubyte.gz").numpy(), images)
     x, y = load_idx_images("~/x-idx3-ubyte.gz", Path("~/y-idx1-ubyte.gz"))
     assert len(x) == 12 and torch.equal(y, torch.from_numpy(labels).long())
+
+
+def test_a_label_file_of_one_value_is_a_data_error(tmp_path: Path) -> None:
+    """A 0-dimensional label file was a TypeError (len() of a 0-d tensor) and exit 1."""
+    images, _ = sample_images(n=1)
+    labels = write_idx(tmp_path / "y", np.array(3, np.uint8))
+    with pytest.raises(DataError, match="holds a single value, not one label per image"):
+        load_idx_images(write_idx(tmp_path / "x", images), labels)
+
+
+def test_images_without_pixels_are_a_data_error(tmp_path: Path) -> None:
+    """Images of shape (20, 0, 28) reached min() over no values: a RuntimeError, exit 1."""
+    images = write_idx(tmp_path / "x", np.zeros((20, 0, 28), np.uint8))
+    labels = write_idx(tmp_path / "y", np.zeros((20,), np.uint8))
+    with pytest.raises(DataError, match=r"images of shape \(0, 28\), with no pixels"):
+        load_idx_images(images, labels)
+
+
+def test_the_content_hash_is_the_same_gzipped_or_not(tmp_path: Path) -> None:
+    """What meta.json records of the IDX files a run read: their content, whatever the form."""
+    from robustai.data.idx import idx_sha256
+
+    images, labels = sample_images()
+    plain, packed = write_idx(tmp_path / "a", images), write_idx(tmp_path / "b.gz", images)
+    assert idx_sha256(plain) == idx_sha256(packed) != idx_sha256(write_idx(tmp_path / "c", labels))
