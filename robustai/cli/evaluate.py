@@ -215,6 +215,7 @@ def check_evaluate_config(cfg: Any) -> Any:
     # sha256, signature, safetensors, shapes
     _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
     check_recorded_data(ev_cfg.data, meta)
+    _check_privacy_record(meta, ev_cfg.checkpoint)
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
     factories = attack_factories(ev_cfg.evaluator)
     threat = meta.get("threat_model")
@@ -243,6 +244,20 @@ def check_evaluate_config(cfg: Any) -> Any:
 
     check_suite_keys(ev_cfg.evaluator, eps_list)
     return ev_cfg
+
+
+def _check_privacy_record(meta: dict[str, Any], checkpoint: str) -> None:
+    """The report states what ``meta.json``'s privacy record guarantees; a record it cannot
+    read (edited, damaged) is refused now, not after the whole evaluation."""
+    from robustai.privacy.statement import privacy_statement
+
+    try:
+        privacy_statement(meta.get("privacy"))
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(
+            f"checkpoint={checkpoint}: meta.json's privacy record is incomplete or damaged"
+            f" ({type(e).__name__}: {e}); the file was edited, or written by another version"
+        ) from e
 
 
 def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:

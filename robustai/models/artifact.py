@@ -194,6 +194,8 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
         meta = json.loads(meta_path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise CheckpointError(f"{meta_path} is not valid JSON: {e}") from e
+    except RecursionError as e:  # nesting deeper than the parser's stack
+        raise CheckpointError(f"{meta_path} is not a meta.json: nested too deeply") from e
     if (
         not isinstance(meta, dict)
         or not {"model", "input_shape", "num_classes", "normalization"} <= meta.keys()

@@ -593,3 +593,37 @@ def test_idx_files_other_than_the_runs_are_refused(
     main(["evaluate", *base, f"data.images={images}", f"data.labels={theirs / 'labels.gz'}",
           f"hydra.run.dir={tmp_path / 'e'}"])  # fmt: skip
     assert (tmp_path / "e" / "report.json").exists()
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"method": "dpsgd"},
+        {"method": "laplace", "where": "input"},
+        {"method": "gaussian_noise"},
+    ],
+)
+def test_a_damaged_privacy_record_is_refused_before_the_evaluation(
+    checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    record: dict,
+) -> None:
+    """The report's privacy statement read it only after the whole evaluation: a KeyError
+    traceback, exit 1, and no report."""
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    (checkpoint / "meta.json").write_text(json.dumps({**meta, "privacy": record}))
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={checkpoint}", f"hydra.run.dir={tmp_path / 'e'}"], capsys)
+    assert "meta.json's privacy record is incomplete or damaged" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_a_meta_json_nested_too_deeply_is_refused(checkpoint: Path) -> None:
+    """json's parser runs out of stack: a RecursionError traceback, exit 1."""
+    from robustai.models import load_model
+
+    (checkpoint / "meta.json").write_text("[" * 200_000 + "]" * 200_000)
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        load_model(checkpoint)
