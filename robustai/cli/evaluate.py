@@ -540,12 +540,12 @@ def main(argv: Sequence[str]) -> int:
     import hydra
 
     from robustai.cli.common import config_dir
-    from robustai.cli.preflight import preflight
+    from robustai.cli.preflight import config_dir_as_searchpath, preflight
     from robustai.cli.sweep_status import SweepStatus
 
     try:
         cdir = config_dir("evaluate")
-        args = data_from_checkpoint(argv)
+        args = data_from_checkpoint(config_dir_as_searchpath(argv))
         preflight(cdir, "evaluate", args, check_evaluate_config)
     except UserError as e:
         fail("evaluate", str(e))

@@ -299,8 +299,37 @@ def _endpoints(o: Any) -> list[str] | None:
     return [str(value.start), str(value.end)] if isinstance(value, IntervalSweep) else None
 
 
+def config_dir_as_searchpath(argv: Sequence[str]) -> list[str]:
+    """``--config-dir X`` as ``hydra.searchpath=[file://<X>]``: Hydra's flag adds a folder
+    searched after robustai's own configs (for one's own ``experiment/*.yaml``), which the
+    override does too; so the pre-flight check composes what Hydra will run."""
+    args, extra = [], None
+    it = iter(argv)
+    for arg in it:
+        name, eq, value = arg.partition("=")
+        if name in ("--config-dir", "-cd"):
+            value = value if eq else next(it, "")
+            if not value:
+                raise ConfigError(f"{name} needs a folder, e.g. {name} my_configs")
+            folder = Path(value).expanduser().resolve()
+            if not folder.is_dir():
+                raise ConfigError(f"{name} {value}: no such folder")
+            extra = folder
+            continue
+        args.append(arg)
+    if extra is None:
+        return args
+    if any(a.split("=", 1)[0].lstrip("+") == "hydra.searchpath" for a in args):
+        raise ConfigError(
+            "--config-dir and hydra.searchpath both add config folders; list them all in"
+            " hydra.searchpath=[file://...,file://...]"
+        )
+    return [*args, f"hydra.searchpath=[file://{extra}]"]
+
+
 def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:
-    """Honour --config-dir / --config-path and --config-name, as Hydra will."""
+    """Honour --config-path and --config-name, as Hydra will (--config-dir is an override by
+    now: see :func:`config_dir_as_searchpath`)."""
     short = {"--config-path": "cp", "--config-name": "cn", "--config-dir": "cd"}
     values: dict[str, str] = {}
     i = 0

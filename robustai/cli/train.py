@@ -575,11 +575,12 @@ def main(argv: Sequence[str]) -> int:
     import hydra
 
     from robustai.cli.common import config_dir
-    from robustai.cli.preflight import preflight
+    from robustai.cli.preflight import config_dir_as_searchpath, preflight
     from robustai.cli.sweep_status import SweepStatus
     from robustai.security import signing_key_from_env
 
     try:
+        argv = config_dir_as_searchpath(argv)
         cdir = config_dir()
         in_place = _resume_in_place(argv)  # checked with the run folder the run will use
         preflight(cdir, "train", in_place, check_train_config)

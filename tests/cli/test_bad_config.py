@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -314,3 +315,30 @@ def test_config_flags_long_and_short(flags: list[str], tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "optimized_metric: worst_case_acc" in proc.stdout
+
+
+def test_config_dir_adds_a_folder_after_robustais_configs(tmp_path: Path) -> None:
+    """Hydra's --config-dir adds a folder to search after the main configs (one's own
+    experiment files); it was taken for the primary folder ("Cannot find primary config
+    'train'"), and a full edited copy there was checked while Hydra ran the originals."""
+    extra = tmp_path / "mine" / "experiment"
+    extra.mkdir(parents=True)
+    (extra / "tiny.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /data: synthetic\n"
+        "trainer:\n  epochs: 1\n  watchdog:\n    samples: 16\n"
+        "evaluator:\n  sanity:\n    enabled: false\n  curve:\n    enabled: false\n"
+    )
+    run = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "--config-dir", str(tmp_path / "mine"),
+         "experiment=tiny", "data.num_samples=128", "logger=none", f"hydra.run.dir={run}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
+    proc = subprocess.run(
+        [sys.executable, "-m", "robustai", "train", "-cd", str(tmp_path / "nowhere"), "--cfg",
+         "job"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "-cd " in proc.stderr and "no such folder" in proc.stderr
