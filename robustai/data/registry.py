@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from robustai.data.augment import AUGMENTATIONS
@@ -80,7 +81,15 @@ def build_data(
         num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
-        x, y = make_synthetic(num_samples, tuple(input_shape), num_classes, noise, split_seed)
+        try:
+            x, y = make_synthetic(num_samples, tuple(input_shape), num_classes, noise, split_seed)
+        except (RuntimeError, MemoryError) as e:  # the allocator's multi-line error
+            values = num_samples * int(torch.tensor(input_shape).prod())
+            raise DataError(
+                f"data=synthetic: {num_samples} images of shape {tuple(input_shape)} need"
+                f" {values * 4 / 2**30:.3g} GiB, more than this machine can allocate; use a"
+                " smaller data.num_samples or data.input_shape"
+            ) from e
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     else:
         raise DataError(f"unknown data set '{name}'; valid: {', '.join(DATASETS)}")

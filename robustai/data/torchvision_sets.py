@@ -64,22 +64,41 @@ def load_torchvision(
     return (x.float() / 255.0).contiguous(), y
 
 
+#: seconds a download may wait for the server before it counts as failed (torchvision's
+#: urlopen has no timeout of its own: a stalled connection waited forever)
+DOWNLOAD_TIMEOUT_S = 60.0
+
+
 def _download(cls: type, root: Path, train: bool, folder: str) -> Any:
     """Fetch the set with torchvision; a failed download is one line naming the way around it."""
+    import socket
+    import urllib.error
+
+    def failed(e: BaseException, reason: str) -> DataError:
+        return DataError(
+            f"could not download {cls.__name__} into {root}: {reason}; check the network, "
+            f"or fetch it elsewhere and set data.root=<folder holding {folder}/>"
+        )
+
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
         return cls(root=str(root), train=train, download=True)
     except RuntimeError as e:
         # torchvision lists each mirror it tried, one line each: keep the gist
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()] or [repr(e)]
-        reason = " ".join(dict.fromkeys([lines[0], lines[-1]]))
-        raise DataError(
-            f"could not download {cls.__name__} into {root}: {reason}; check the network, "
-            f"or fetch it elsewhere and set data.root=<folder holding {folder}/>"
-        ) from e
+        raise failed(e, " ".join(dict.fromkeys([lines[0], lines[-1]]))) from e
+    except (urllib.error.URLError, TimeoutError) as e:  # CIFAR-10 has one URL, and no wrapper
+        reason = getattr(e, "reason", None) or e
+        if isinstance(reason, TimeoutError | socket.timeout):
+            reason = f"no answer within {DOWNLOAD_TIMEOUT_S:g} s"
+        raise failed(e, str(reason)) from e
     except (AssertionError, ValueError, EOFError) as e:
         raise _corrupt(cls.__name__, root / folder, e) from e
     except OSError as e:
         raise DataError(f"cannot read {cls.__name__} under {root}: {e}") from e
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def _damaged_file(cls: type, folder: Path) -> str | None:

@@ -79,6 +79,12 @@ MATRIX = [
         "model=mlp with model.params={{'hidden': [100000000000]}} cannot be built here",
     ),
     (
+        "a synthetic data set too large to build",  # was the allocator's traceback
+        ["data=synthetic", "data.num_samples=1000000000"],
+        2,
+        "data=synthetic: 1000000000 images of shape (1, 8, 8) need 238 GiB, more than",
+    ),
+    (
         "infinite weight decay",  # trained into "the loss became NaN ... lower trainer.lr"
         ["trainer.weight_decay=inf"],
         2,

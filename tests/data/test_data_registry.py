@@ -204,6 +204,44 @@ def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert "Connection refused" in msg and "data.root=<folder holding MNIST/>" in msg
 
 
+def test_a_failed_cifar_download_is_a_download_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CIFAR-10's one URL raises urllib's URLError (an OSError), which read "cannot read
+    CIFAR10 under ...", as if a file were at fault, and named no way around it."""
+    import torchvision.datasets as tvd
+
+    monkeypatch.setattr(tvd.CIFAR10, "url", "http://127.0.0.1:1/cifar-10-python.tar.gz")
+    with pytest.raises(DataError) as info:
+        build_data("cifar10", root=tmp_path, download=True)
+    msg = str(info.value)
+    assert msg.startswith(f"could not download CIFAR10 into {tmp_path}: ") and "\n" not in msg
+    assert "Connection refused" in msg and "data.root=<folder holding" in msg
+
+
+def test_a_stalled_download_gives_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that accepts the connection and never answers: torchvision's urlopen has no
+    timeout, and the run waited forever."""
+    import socket
+
+    import torchvision.datasets as tvd
+
+    from robustai.data import torchvision_sets
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)  # the kernel accepts; nobody ever reads or answers
+    try:
+        port = server.getsockname()[1]
+        monkeypatch.setattr(tvd.CIFAR10, "url", f"http://127.0.0.1:{port}/cifar.tar.gz")
+        monkeypatch.setattr(torchvision_sets, "DOWNLOAD_TIMEOUT_S", 1.0)
+        with pytest.raises(DataError, match=r"could not download CIFAR10 .*no answer within 1 s"):
+            build_data("cifar10", root=tmp_path, download=True)
+    finally:
+        server.close()
+    assert socket.getdefaulttimeout() is None  # left as it was
+
+
 def _idx_bytes(arr: np.ndarray) -> bytes:
     """An IDX file of unsigned bytes, as in MNIST's distribution."""
     head = bytes([0, 0, 0x08, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
