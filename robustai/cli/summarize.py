@@ -222,7 +222,10 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
         )
     name = objective or _common(m.objectives[0] for m in members if m.objectives)
     name = name or DEFAULT_OBJECTIVE
-    directions = _common(m.directions[0] for m in members if m.directions)
+    # the direction of the sweep(s) that optimized this objective: a folder may hold sweeps
+    # with other objectives and directions (minimize privacy/epsilon beside a grid sweep)
+    own = [m.directions[0] for m in members if m.directions and m.objectives[:1] == [name]]
+    directions = _common(own)
     if ascending:
         maximize = False
     elif objective is None and directions is not None:  # the Optuna sweep's own direction
@@ -243,7 +246,8 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
         )
         raise SummaryError(
             f"--objective {objective}: no member reports it; the members report "
-            f"{', '.join(have) or 'no robust accuracies'} (and clean_acc, privacy/epsilon, ...)"
+            f"{', '.join(have) or 'no robust accuracies'}, and clean_acc"
+            + (", privacy/epsilon" if objective != "privacy/epsilon" and _any_epsilon(done) else "")
         )
     sign = -1.0 if maximize else 1.0
     members.sort(
@@ -262,10 +266,29 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     )
     _mark_pareto(members)
     summary.optuna = _read_optuna(folder, members)
-    summary.notes = _eps_notes(members, name)
+    summary.notes = _eps_notes(members, name) + _mixed_notes(members, name, objective)
     for note in summary.notes:
         log.warning("%s", note)
     return summary
+
+
+def _mixed_notes(members: list[Member], name: str, given: str | None) -> list[str]:
+    """Sweeps with other objectives, or one objective optimized in both directions, in one
+    folder: a single ranking serves only some of them."""
+    notes = []
+    others = sorted({m.objectives[0] for m in members if m.objectives} - {name})
+    if others and given is None:
+        notes.append(
+            f"the folder holds sweeps with other objectives ({', '.join(others)}); ranked by"
+            f" {name}: give --objective to rank by another, or summarize each sweep's folder"
+        )
+    ways = {m.directions[0] for m in members if m.directions and m.objectives[:1] == [name]}
+    if len(ways) > 1 and given is None:
+        notes.append(
+            f"sweeps here optimized {name} in both directions; ranked with the first found"
+            " (--ascending ranks lowest first)"
+        )
+    return notes
 
 
 def _eps_notes(members: list[Member], name: str) -> list[str]:
@@ -293,6 +316,10 @@ def _eps_notes(members: list[Member], name: str) -> list[str]:
         "member's worst_case_acc at its own, so it mixes threat models; give every member the "
         "same evaluator.eps=[...]"
     ]
+
+
+def _any_epsilon(members: list[Member]) -> bool:
+    return any(metric_value(m.metrics, "privacy/epsilon") is not None for m in members)
 
 
 def _common(values: Any) -> str | None:

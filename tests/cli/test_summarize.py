@@ -321,3 +321,26 @@ def test_an_evaluate_sweep_member_shows_its_seconds(tmp_path: Path) -> None:
         (run / "report.json").write_text(json.dumps({**report, "eval_seconds": 2.5}))
     assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
     assert [float(r["seconds"]) for r in rows(tmp_path)] == [2.5, 2.5]
+
+
+def test_a_folder_of_two_sweeps_ranks_by_one_objective_in_its_own_direction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A grid sweep (worst_case_acc) beside an Optuna sweep minimizing privacy/epsilon: the
+    objective came from one sweep and the direction from the other, so the lowest accuracy
+    was named best, without a word."""
+    grid = {"optimized_metric": "worst_case_acc"}
+    make_run(tmp_path / "a", "0", ["trainer.lr=0.05"], metrics(0.9, 0.20), grid)
+    make_run(tmp_path / "a", "1", ["trainer.lr=0.2"], metrics(0.9, 0.33), grid)
+    optuna = {"sweeper": {"direction": "minimize"}}
+    dp = {"optimized_metric": "privacy/epsilon"}
+    for i, (robust, eps) in enumerate([(0.06, 2.0), (0.1, 4.0)]):
+        m = metrics(0.5, robust, privacy={"epsilon": eps, "delta": 1e-5})
+        make_run(tmp_path / "b", str(i), [f"privacy.noise_multiplier={i}"], m, dp, optuna)
+    summary = summarize(tmp_path)
+    assert summary.objective == "worst_case_acc" and summary.maximize
+    assert summary.members[0].name == "a/1"
+    assert any("other objectives (privacy/epsilon)" in n for n in summary.notes)
+    assert summarize(tmp_path / "b").maximize is False  # each sweep alone: its own direction
+    line = one_line_exit_2(capsys, str(tmp_path / "a"), "--objective", "privacy/epsilon")
+    assert "and clean_acc" in line and "privacy/epsilon, ..." not in line
