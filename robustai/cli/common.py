@@ -57,9 +57,9 @@ def fail(command: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One line on stderr, then exit: the contract for bad input. The line names the value at
     fault, which may be a secret (``trainer.lr=${oc.env:TRACKER_TOKEN}`` resolved): the values
     of secret-looking environment variables and URL passwords are cut out of it."""
-    from robustai.security.redact import scrub_text, secret_env_values
+    from robustai.security.redact import scrub_values, secret_env_values
 
-    message = scrub_text(message, secret_env_values(), pairs=False)
+    message = scrub_values(message, secret_env_values())
     sys.stderr.write(f"robustai {command}: error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)

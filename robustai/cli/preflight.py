@@ -110,6 +110,8 @@ def preflight(
             _compose_and_check(config_dir, config_name, combo, check, multirun)
         except ConfigError as e:
             raise ConfigError(f"search space: {e}") from e
+    if multirun and first is not None:
+        _check_study_space(first, overrides)
 
 
 @dataclass
@@ -600,7 +602,7 @@ def _check_search_size(cfg: Any) -> None:
             raise ConfigError(f"hydra.sweeper.{key}={value}: must be a whole number >= 1")
 
 
-def _check_study_storage(cfg: Any) -> None:
+def _check_study_storage(cfg: Any) -> Path | None:
     """An Optuna study's database (``hydra.sweeper.storage``) must be one the sweeper can open:
     a URL SQLAlchemy reads, with its driver installed, and for SQLite a file in an existing,
     writable folder (SQLite creates the file, not its folder)."""
@@ -666,18 +668,59 @@ def _check_study_storage(cfg: Any) -> None:
                 " study file of an earlier search"
             )
         _check_stored_study(cfg, path, storage, f"{key}={shown}")
+        return path
+    return None
 
 
-def _check_stored_study(cfg: Any, path: Path, storage: str, shown: str) -> None:
-    """A study the search continues (``hydra.sweeper.study_name`` in an existing file) must
-    have the search's objectives: Optuna cannot change a stored study's directions."""
+def _check_study_space(cfg: Any, overrides: list[str]) -> None:
+    """A stored study continued with another search space (``choice(0.1,0.12)`` where it
+    had ``interval(...)``, or other choices) makes Optuna fail at the first trial it asks for,
+    with a traceback, after adding a trial that stays RUNNING in the study for good. The
+    search space is assembled as the Optuna sweeper assembles it: ``hydra.sweeper.params``,
+    then the command line's."""
+    from omegaconf import OmegaConf
+
+    path = _check_study_storage(cfg)
+    if path is None:
+        return
+    storage = str(OmegaConf.select(cfg, "hydra.sweeper.storage"))
+    study = _stored_study(cfg, path, storage, "hydra.sweeper.storage")
+    if study is None:
+        return
+    import optuna
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_params_from_overrides
+
+    params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) or {}
+    search = [f"{k}={v}" for k, v in params.items()]
+    search += [o for o in overrides if not o.lstrip("+~").startswith("hydra.")]
+    try:
+        wanted, _ = create_params_from_overrides(search)
+    except Exception:  # the sweeper reports a search space it cannot read
+        return
+    for trial in study.get_trials(deepcopy=False):
+        for param, stored in trial.distributions.items():
+            if param not in wanted:
+                continue
+            try:
+                optuna.distributions.check_distribution_compatibility(stored, wanted[param])
+            except ValueError as e:
+                raise ConfigError(
+                    f"hydra.sweeper.study_name={study.study_name}: the study in {path.name}"
+                    f" searched {param} over another space ({_first_line(e)}); give another"
+                    " study_name, or the search space it had"
+                ) from e
+
+
+def _stored_study(cfg: Any, path: Path, storage: str, shown: str) -> Any:
+    """The study a search continues (``hydra.sweeper.study_name`` in an existing SQLite file),
+    or None for a new one."""
     import sqlite3
 
     from omegaconf import OmegaConf
 
     name = OmegaConf.select(cfg, "hydra.sweeper.study_name", default=None)
     if name is None or not is_optuna_search(cfg):
-        return  # no name: the sweeper makes a new study with a fresh one
+        return None  # no name: the sweeper makes a new study with a fresh one
     try:  # read-only: the check must not add Optuna's tables to someone's other database
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             has_studies = db.execute(
@@ -686,15 +729,26 @@ def _check_stored_study(cfg: Any, path: Path, storage: str, shown: str) -> None:
     except sqlite3.Error as e:
         raise ConfigError(f"{shown}: cannot read {path.name} ({e})") from e
     if not has_studies:
-        return
+        return None
     import optuna
 
     try:
-        study = optuna.load_study(study_name=str(name), storage=storage)
+        return optuna.load_study(study_name=str(name), storage=storage)
     except KeyError:
-        return  # a new study in an existing file
+        return None  # a new study in an existing file
     except Exception as e:  # an Optuna schema this version cannot read, a damaged file, ...
         raise ConfigError(f"{shown}: cannot read study {name} ({_first_line(e)})") from e
+
+
+def _check_stored_study(cfg: Any, path: Path, storage: str, shown: str) -> None:
+    """A study the search continues must have the search's objectives: Optuna cannot change a
+    stored study's directions."""
+    from omegaconf import OmegaConf
+
+    study = _stored_study(cfg, path, storage, shown)
+    if study is None:
+        return
+    name = study.study_name
     raw = OmegaConf.select(cfg, "hydra.sweeper.direction", default="minimize")
     given = [raw] if isinstance(raw, str) or not OmegaConf.is_list(raw) else list(raw)
     wanted = [str(getattr(d, "name", d)).lower() for d in given]

@@ -224,14 +224,20 @@ def collect_secret_values(tree: Any) -> set[str]:
     return {v for v in found if v and v != REDACTED}
 
 
+def scrub_values(text: str, values: Iterable[str] = ()) -> str:
+    """Cut ``values`` and the passwords of URLs out of text, leaving ``key: value`` pairs alone
+    (for messages that name a key and then say what is wrong with it)."""
+    for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
+        text = text.replace(v, REDACTED)
+    return _scrub_url_passwords(text)
+
+
 def scrub_text(text: str, values: Iterable[str] = (), *, pairs: bool = True) -> str:
     """Cut ``values``, the passwords of URLs (``scheme://user:<redacted>@host``) and the values
     of secret-looking ``key=value`` / ``key: value`` pairs out of text. ``pairs``: free text
     (log lines), where a key named just ``key`` counts too; without it (config values, Hydra's
     help with its ``KEY=VALUE``) only keys that name a secret more closely do."""
-    for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
-        text = text.replace(v, REDACTED)
-    text = _scrub_url_passwords(text)
+    text = scrub_values(text, values)
     if not pairs:
         return _scrub_pairs(text, bare_key=False)
     return _scrub_pairs(text, bare_key=True)

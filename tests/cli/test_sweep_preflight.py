@@ -338,6 +338,44 @@ def test_a_stored_study_that_cannot_go_on_is_one_line_untouched(
     )
 
 
+def test_a_stored_study_with_another_search_space_is_one_line_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Optuna failed at the first trial it asked for ("Cannot set different distribution kind
+    to the same parameter name"), in a 50-line traceback, and left that trial RUNNING in the
+    study for good."""
+    import optuna
+    from optuna.distributions import CategoricalDistribution, UniformDistribution
+
+    monkeypatch.chdir(tmp_path)
+    study_file = tmp_path / "study.db"
+    storage = f"sqlite:///{study_file}"
+    study = optuna.create_study(study_name="digits", storage=storage, direction="maximize")
+    trial = study.ask(
+        {  # as digits_optuna searches them
+            "attack.eps": UniformDistribution(0.08, 0.15),
+            "trainer.epochs": CategoricalDistribution([5, 10, 15]),
+        }
+    )
+    study.tell(trial, 0.5)
+    before = study_file.read_bytes()
+    capsys.readouterr()
+    base = ["hparams_search=digits_optuna", f"hydra.sweeper.storage={storage}",
+            "hydra.sweeper.study_name=digits", f"hydra.sweep.dir={tmp_path / 's'}"]  # fmt: skip
+    for search, message in [
+        ("attack.eps=choice(0.1,0.12)", "searched attack.eps over another space"),
+        ("trainer.epochs=choice(1,2)", "searched trainer.epochs over another space"),
+    ]:
+        with pytest.raises(SystemExit) as exc:
+            main(["train", *base, search])
+        assert exc.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert f"hydra.sweeper.study_name=digits: the study in study.db {message}" in line
+    assert study_file.read_bytes() == before
+    assert not (tmp_path / "s").exists()
+    preflight(config_dir(), "train", base, lambda cfg: None)  # its own search space goes on
+
+
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu", "slurm_ddp"])
 def test_a_slurm_launcher_off_a_cluster_is_one_line(
     launcher: str,
