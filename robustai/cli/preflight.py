@@ -220,6 +220,8 @@ def _multirun_by_config(config_dir: Path, config_name: str, overrides: list[str]
     try:
         cfg = _compose_and_check(config_dir, config_name, fixed, lambda _: None)
     except ConfigError:
+        if any(o.key_or_group == "hparams_search" for o in parsed):
+            raise  # the search needs no -m: "add -m" would hide this error
         return False  # reported with the full check
     return str(cfg.hydra.mode) in ("MULTIRUN", "RunMode.MULTIRUN")
 

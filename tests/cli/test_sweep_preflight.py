@@ -27,6 +27,10 @@ CASES = [
     ),
     (["hparams_search=digits_optuna", "trainer.epochs=choice(0,3)"], "trainer.epochs=0: must be"),
     (["hparams_search=digits_optunaa"], "unknown option (did you mean digits_optuna?)"),
+    (  # the search needs no -m; "add -m to sweep" hid the typo
+        ["hparams_search=digits_optuna", "trainer.epoch=1", "trainer.lr=interval(0.01,0.1)"],
+        "trainer.epoch: no such key (did you mean trainer.epochs?)",
+    ),
     (["hparams_search=digits_optuna", "hydra.sweeper.n_trials=0"], "n_trials=0: must be a whole"),
     (["-m", "hydra/launcher=jooblib", "attack.eps=0.1,0.2"], "(did you mean joblib?)"),
     (["optimized_metric=accuracy"], "optimized_metric=accuracy: not a metrics.json name"),
