@@ -613,7 +613,11 @@ def main(argv: Sequence[str]) -> int:
         summary = summarize(args.folder, args.objective, args.ascending)
     except UserError as e:
         fail("summarize", str(e))
-    written = write_all(summary, plot=not args.no_plot)
+    unwritten = None
+    try:
+        written = write_all(summary, plot=not args.no_plot)
+    except OSError as e:  # a read-only or shared sweep folder: the table is printed all the same
+        written, unwritten = {}, e
     header, rows = table_rows(summary, precise=False)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     out = [
@@ -622,7 +626,13 @@ def main(argv: Sequence[str]) -> int:
         "",
         *(f"failed {line}" for line in failures(summary)),
         *headline(summary),
-        "written: " + ", ".join(str(p) for p in written.values()),
+        *(["written: " + ", ".join(str(p) for p in written.values())] if written else []),
     ]
     sys.stdout.write("\n".join(out) + "\n")
+    if unwritten is not None:
+        fail(
+            "summarize",
+            f"cannot write the summary files into {summary.folder} ({unwritten}); the table"
+            " above is the summary",
+        )
     return 0

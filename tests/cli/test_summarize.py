@@ -344,3 +344,18 @@ def test_a_folder_of_two_sweeps_ranks_by_one_objective_in_its_own_direction(
     assert summarize(tmp_path / "b").maximize is False  # each sweep alone: its own direction
     line = one_line_exit_2(capsys, str(tmp_path / "a"), "--objective", "privacy/epsilon")
     assert "and clean_acc" in line and "privacy/epsilon, ..." not in line
+
+
+def test_a_folder_it_cannot_write_to_still_prints_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only or shared sweep folder was a traceback (here: summary.csv is a folder)."""
+    make_run(tmp_path, "0", ["trainer.lr=0.05"], metrics(0.9, 0.5))
+    (tmp_path / "summary.csv").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        main(["summarize", str(tmp_path), "--no-plot"])
+    assert exc.value.code == 2
+    out, err = capsys.readouterr()
+    assert "best member: 0" in out
+    (line,) = err.strip().splitlines()
+    assert line.startswith("robustai summarize: error: cannot write the summary files into ")
