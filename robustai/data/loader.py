@@ -136,8 +136,11 @@ class TensorLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """The next pass replays the saved one from ``position`` on (same order, same batches)."""
+        position = int(state["position"])
+        if not 0 <= position < max(1, len(self)):
+            raise ValueError(f"position {position} is outside a pass of {len(self)} batches")
         self.generator.set_state(state["generator"])
-        self._skip = int(state["position"])
+        self._skip = position
         self._pass_start, self._position = None, 0
 
 

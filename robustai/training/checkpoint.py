@@ -460,8 +460,46 @@ def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], sou
                 f"{source} holds no state for {name!r}; it was written by a different kind of run"
             )
         try:
+            if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+                # torch's scheduler takes any keys and values into its __dict__ (an edited
+                # checkpoint replaced its optimizer, or made total_steps a string): the saved
+                # state must have the layout of this run's own
+                _check_layout(obj.state_dict(), state[name], name)
             obj.load_state_dict(state[name])
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
             raise CheckpointError(
                 f"{source}: the saved {name} state does not fit this run: {str(e).splitlines()[0]}"
             ) from e
+
+
+def _check_layout(fresh: Any, saved: Any, where: str) -> None:
+    """``saved`` has ``fresh``'s keys, list lengths and kinds of value (numbers for numbers,
+    strings for strings); a ValueError names the first difference. Other keys may hold plain
+    values only (a scheduler saved by another version, e.g. OneCycleLR's ``use_beta1``), and
+    none may replace the optimizer."""
+    if isinstance(fresh, Mapping):
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{where} is {type(saved).__name__}, not a mapping")
+        missing = sorted(map(str, set(fresh) - set(saved)))
+        if missing:
+            raise ValueError(f"{where} lacks {', '.join(missing)}")
+        for key in set(saved) - set(fresh):
+            plain = saved[key] is None or isinstance(saved[key], bool | int | float | str)
+            if key == "optimizer" or not plain:
+                raise ValueError(f"{where}.{key} is no setting of this run's")
+        for key, value in fresh.items():
+            _check_layout(value, saved[key], f"{where}.{key}")
+    elif isinstance(fresh, list | tuple):
+        if not isinstance(saved, list | tuple) or len(saved) != len(fresh):
+            raise ValueError(f"{where} is not a list of {len(fresh)} values")
+        for i, (a, b) in enumerate(zip(fresh, saved, strict=True)):
+            _check_layout(a, b, f"{where}[{i}]")
+    elif fresh is not None:
+        number = (int, float)
+        same = (
+            isinstance(saved, number) and not isinstance(saved, bool)
+            if isinstance(fresh, number) and not isinstance(fresh, bool)
+            else isinstance(saved, type(fresh))
+        )
+        if not same:
+            raise ValueError(f"{where} is {type(saved).__name__}, not {type(fresh).__name__}")

@@ -288,10 +288,15 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.epoch = int(state["epoch"])
-        self.stop_reason = state["stop_reason"]
-        self.history = [EpochStats(**s) for s in state["history"]]
-        self._partial = _Progress(**state["partial"])
+        epoch, partial = int(state["epoch"]), _Progress(**state["partial"])
+        history = [EpochStats(**s) for s in state["history"]]
+        if not 0 <= epoch <= self.epochs or len(history) != epoch or partial.step < 0:
+            raise ValueError(
+                f"epoch {epoch} (with {len(history)} epochs of history, step {partial.step}) is"
+                f" no point of a run of {self.epochs} epochs"
+            )
+        self.epoch, self.stop_reason = epoch, state["stop_reason"]
+        self.history, self._partial = history, partial
 
 
 def _length(loader: Iterable[Any]) -> int | None:

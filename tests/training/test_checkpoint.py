@@ -342,3 +342,49 @@ def test_a_restored_perturbation_follows_the_inputs_device() -> None:
     loss, _ = objective(model, x, y, 0.0)
     assert loss.device.type == "meta"
     assert objective.state_dict()["delta"].device.type == "meta"
+
+
+def _edited(tmp_path: Path, comps: dict, edit) -> tuple[dict, Path]:
+    """Saved, then ``edit`` applied to each component's fields in the JSON file."""
+    path = save_checkpoint(tmp_path, comps, epoch=1)
+    payload = json.loads(path.read_text())
+    edit({name: node["__dict__"] for name, node in payload["state"].items()})
+    path.write_text(json.dumps(payload))
+    return read_checkpoint(path)[0], path
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s["scheduler"].update(optimizer=1), "scheduler.optimizer is no setting"),
+        (lambda s: s["scheduler"].update(total_steps="abc"), "total_steps is str, not int"),
+        (lambda s: s["scheduler"].pop("base_lrs"), "scheduler lacks base_lrs"),
+        (lambda s: s["loader"].update(position=10**9), "position 1000000000 is outside a pass"),
+        (lambda s: s["loader"].update(position=-1), "position -1 is outside a pass"),
+    ],
+)
+def test_an_edited_checkpoint_state_is_refused(tmp_path: Path, edit, message: str) -> None:
+    """The JSON half of a checkpoint is not hashed: torch's scheduler took any keys into its
+    __dict__ (a traceback at the next step), and a loader position past the pass trained
+    nothing in the resumed epoch, silently."""
+    _, _, sched, loader = _parts()
+    state, path = _edited(tmp_path, {"scheduler": sched, "loader": loader}, edit)
+    _, _, sched2, loader2 = _parts()
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint({"scheduler": sched2, "loader": loader2}, state, path)
+
+
+def test_an_edited_epoch_count_is_refused(tmp_path: Path) -> None:
+    """A negative epoch trained extra epochs, then the scheduler ran out of steps (exit 1)."""
+    from robustai.training import StandardObjective, Trainer
+
+    def trainer() -> Trainer:
+        model, opt, _, _ = _parts()
+        return Trainer(model, StandardObjective(), opt, epochs=2, progress=False)
+
+    def edit(s: dict) -> None:
+        s["trainer"]["epoch"] = -5
+
+    state, path = _edited(tmp_path, {"trainer": trainer()}, edit)
+    with pytest.raises(CheckpointError, match=r"epoch -5 .* is no point of a run of 2 epochs"):
+        load_checkpoint({"trainer": trainer()}, state, path)
