@@ -262,6 +262,9 @@ def load_model(
             mismatch = _shape_mismatch(_rebuild(meta).state_dict(), state)
         if mismatch:
             raise ValueError(mismatch)
+        complex_ = [k for k, v in state.items() if v.is_complex()]
+        if complex_:  # load_state_dict would drop the imaginary part with a warning
+            raise ValueError(f"tensor {complex_[0]} holds complex numbers")
         model = _rebuild(meta)
         floats = {v.dtype for v in state.values() if v.is_floating_point()}
         if len(floats) == 1:  # e.g. a float64 model: load_state_dict would cast it to float32

@@ -437,8 +437,15 @@ def attach_query_mechanism(model: nn.Module, described: Any) -> MechanismPrivacy
     attached) for every other privacy option."""
     if not isinstance(described, dict) or described.get("where") not in ("features", "output"):
         return None
+    if described.get("method") == NoiseAugmentation.name:
+        return None  # training-time noise: no part of the model at evaluation
     if described.get("method") not in ("laplace", "gaussian"):
-        return None
+        # another method there is no record robustai wrote ("Laplace"), and leaving the
+        # noise out would evaluate another model than the run reported on
+        raise ValueError(
+            f"method {described.get('method')!r} at where={described['where']}: the query"
+            " mechanisms are laplace and gaussian"
+        )
     plan = MechanismPrivacy(
         described["method"],
         where=described["where"],

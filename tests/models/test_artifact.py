@@ -194,9 +194,31 @@ def test_a_query_mechanism_in_meta_json_is_put_back(tmp_path: Path) -> None:
         assert not torch.equal(loaded(x), loaded(x))  # fresh noise at every query
         bare, _ = load_model(tmp_path / "run", query_mechanism=False)
         assert torch.equal(bare(x), model(x))
-    del meta["privacy"]["sensitivity"]  # an edited privacy section: one line, no KeyError
+    for edit in ({"method": "Laplace"}, {"sensitivity": None}):  # edited: one line, no KeyError
+        edited = {**meta, "privacy": {**meta["privacy"], **edit}}
+        if edit == {"sensitivity": None}:
+            del edited["privacy"]["sensitivity"]
+        (tmp_path / "run" / META).write_text(json.dumps(edited))
+        # "Laplace" attached nothing, silently: the bare network, not what the run reported on
+        with pytest.raises(CheckpointError, match="privacy section does not describe a mech"):
+            load_model(tmp_path / "run")
+
+
+def test_complex_weights_are_refused(tmp_path: Path) -> None:
+    """load_state_dict dropped the imaginary part, with a warning only."""
+    from safetensors.torch import load_file, save_file
+
+    from robustai.fileio import sha256_file
+
+    make_and_save("mlp", tmp_path / "run")
+    state = load_file(str(tmp_path / "run" / WEIGHTS))
+    name = next(iter(state))
+    state[name] = state[name].to(torch.complex64)
+    save_file(state, str(tmp_path / "run" / WEIGHTS))
+    meta = json.loads((tmp_path / "run" / META).read_text())
+    meta["weights_sha256"] = sha256_file(tmp_path / "run" / WEIGHTS)  # as an editor would
     (tmp_path / "run" / META).write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="privacy section does not describe a mechanism"):
+    with pytest.raises(CheckpointError, match=f"tensor {name} holds complex numbers"):
         load_model(tmp_path / "run")
 
 
