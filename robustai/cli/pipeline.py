@@ -343,7 +343,7 @@ KEY_HPARAMS = (
 def key_hparams(
     cfg: TrainConfig, attack: Attack | None = None, objective: str | None = None
 ) -> dict[str, Any]:
-    """:data:`KEY_HPARAMS` and every field of a privacy config, where set. With the training
+    """:data:`KEY_HPARAMS` and the privacy option's own settings. With the training
     ``attack``, step sizes and steps left null in the config show the values it uses (e.g.
     FGSM-RS's default alpha of 1.25 eps); ``objective`` is the one the run trained with (the
     config's ``adversarial`` trains without an attack under ``attack=none``)."""
@@ -361,9 +361,14 @@ def key_hparams(
         out["trainer.objective"] = objective
     privacy = getattr(cfg, "privacy", None)
     if dataclasses.is_dataclass(privacy):
+        from robustai.privacy.plans import privacy_params
+
+        # the fields the chosen option reads: the others hold the schema's defaults, noise or
+        # clipping the run never applied
+        used = {"name", *privacy_params(privacy.name)}
         for f in dataclasses.fields(privacy):
             value = getattr(privacy, f.name)
-            if value is None or isinstance(value, bool | int | float | str):
+            if f.name in used and (value is None or isinstance(value, bool | int | float | str)):
                 out[f"privacy.{f.name}"] = value
     return out
 

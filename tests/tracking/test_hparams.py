@@ -77,3 +77,27 @@ def test_hparams_session_round_trips_through_the_event_file(tmp_path: Path) -> N
     assert [e.value for e in acc.Scalars("eval/clean_acc")] == [pytest.approx(0.9)]  # not twice
     assert acc.Scalars("eval/worst_case_acc/0.1")[0].value == pytest.approx(0.45)
     assert acc.Scalars("eval/privacy/epsilon")[0].step == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "shown", "absent"),
+    [
+        ("none", set(), {"privacy.sigma", "privacy.max_grad_norm", "privacy.sensitivity"}),
+        ("dpsgd", {"privacy.noise_multiplier", "privacy.max_grad_norm"}, {"privacy.sigma"}),
+        ("gaussian_noise", {"privacy.sigma", "privacy.where"}, {"privacy.max_grad_norm"}),
+    ],
+)
+def test_hparams_show_only_the_privacy_settings_the_option_uses(
+    name: str, shown: set[str], absent: set[str]
+) -> None:
+    """Every field of the one privacy schema was logged: a privacy=none run showed clipping
+    at 1.0 and noise sigma 0.1 it never applied, misleading a sweep's HParams table."""
+    import dataclasses
+
+    from robustai.cli.pipeline import key_hparams
+    from robustai.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, name=name))
+    keys = {k for k in key_hparams(cfg) if k.startswith("privacy.")}
+    assert "privacy.name" in keys and shown <= keys and not absent & keys
