@@ -318,6 +318,8 @@ def config_dir_as_searchpath(argv: Sequence[str]) -> list[str]:
             folder = Path(value).expanduser().resolve()
             if not folder.is_dir():
                 raise ConfigError(f"{name} {value}: no such folder")
+            if "'" in str(folder) or "\\" in str(folder):
+                raise ConfigError(f"{name} {value}: give a folder whose path has no ' or \\")
             extra = folder
             continue
         args.append(arg)
@@ -328,7 +330,19 @@ def config_dir_as_searchpath(argv: Sequence[str]) -> list[str]:
             "--config-dir and hydra.searchpath both add config folders; list them all in"
             " hydra.searchpath=[file://...,file://...]"
         )
-    return [*args, f"hydra.searchpath=[file://{extra}]"]
+    flags, overrides = split_args(args)
+    name = _flag_value(flags, ("--config-name", "-cn"))
+    if name and (extra / f"{name}.yaml").is_file():
+        raise ConfigError(
+            f"--config-name {name}: {name}.yaml is in the --config-dir folder, which adds options"
+            " to robustai's config groups (e.g. experiment/*.yaml) and holds no primary config;"
+            " use --config-path for a folder of complete configs"
+        )
+    searchpath = f"hydra.searchpath=['file://{extra}']"  # quoted: a comma is no list separator
+    # among the other overrides: after a trailing flag (-m, --cfg job) argparse would take it
+    # for an argument it does not know
+    at = args.index(overrides[0]) + 1 if overrides else len(args)
+    return [*args[:at], searchpath, *args[at:]]
 
 
 def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:
@@ -419,6 +433,7 @@ def _compose_and_check(
 ) -> Any:
     """The composed config (with its ``hydra`` node), once every check passed (with
     ``compose_only``: once it composes, as ``--cfg`` needs to print it)."""
+    import yaml
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -433,6 +448,14 @@ def _compose_and_check(
                 )
             except MissingConfigException as e:
                 raise ConfigError(_missing_option(e, overrides)) from e
+            except yaml.YAMLError as e:  # a config file of one's own (--config-dir) that is
+                # no YAML: the parser's words, with the file, line and column
+                where = getattr(e, "problem_mark", None)
+                at = f" ({where.name}, line {where.line + 1}, column {where.column + 1})"
+                problem = getattr(e, "problem", None) or _first_line(e)
+                raise ConfigError(
+                    f"a config file is not valid YAML: {problem}{at if where else ''}"
+                ) from e
             except ConfigCompositionException as e:
                 raise ConfigError(_composition_error(e, config_name, overrides)) from e
             except OmegaConfBaseException as e:

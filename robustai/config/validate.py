@@ -7,6 +7,7 @@ import dataclasses
 import difflib
 import importlib
 import inspect
+import logging
 import math
 import re
 import types
@@ -142,6 +143,12 @@ def _check_logging(node: Any, path: str, resolve: bool) -> None:
         where = f"{path}.{key}"
         if key in ("()", "class") and isinstance(value, str):
             why = target_refusal(value, resolve=resolve, allowed=ALLOWED_LOGGING)
+            if why is None and resolve:  # a handler, formatter or filter class, no function
+                # (logging.config.fileConfig evaluates the file it reads)
+                obj = _located(value.split("."), ALLOWED_LOGGING, "")[0]
+                kinds = (logging.Handler, logging.Formatter, logging.Filter)
+                if not (inspect.isclass(obj) and issubclass(obj, kinds)):
+                    why = "a logging config may name only handler, formatter and filter classes"
             if why:
                 raise ConfigError(f"{where}={value}: not allowed; {why}")
         elif key in ("()", "class"):
@@ -182,6 +189,14 @@ def target_refusal(
         return "a config may not name dunder attributes"
     if not resolve:
         return None
+    return _located(parts, allowed, shown)[1]
+
+
+def _located(
+    parts: list[str], allowed: tuple[str, ...], shown: str
+) -> tuple[object | None, str | None]:
+    """The object a dotted name leads to as Hydra (and logging) import it, and why it may not
+    be used (None: it may)."""
     obj, depth = None, len(parts)
     while depth > 0:
         try:
@@ -190,18 +205,20 @@ def target_refusal(
         except Exception:  # not a module (or not importable): try the prefix
             depth -= 1
     if obj is None:
-        return "no such module"
+        return None, "no such module"
     for end in range(depth + 1, len(parts) + 1):
         name = ".".join(parts[:end])
         obj = getattr(obj, parts[end - 1], _MISSING)
         if obj is _MISSING:
-            return f"{name} does not exist"
+            return None, f"{name} does not exist"
         home = obj.__name__ if inspect.ismodule(obj) else getattr(obj, "__module__", None)
         if inspect.ismodule(obj) and home != name:
-            return f"{name} is the module {home}, imported there; name code where it is defined"
+            return None, (
+                f"{name} is the module {home}, imported there; name code where it is defined"
+            )
         if not _home_allowed(home, allowed):
-            return f"{name} is defined in {home}; a config may only name {shown}"
-    return None
+            return None, f"{name} is defined in {home}; a config may only name {shown}"
+    return obj, None
 
 
 _MISSING = object()

@@ -342,3 +342,27 @@ def test_config_dir_adds_a_folder_after_robustais_configs(tmp_path: Path) -> Non
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and "-cd " in proc.stderr and "no such folder" in proc.stderr
+
+
+def test_config_dir_with_a_trailing_flag_a_comma_or_bad_yaml(tmp_path: Path) -> None:
+    """The folder became an override after the user's flags (argparse: "unrecognized
+    arguments" after a trailing --cfg job or -m), was split at a comma, and a config file of
+    one's own that is no YAML was a traceback."""
+    mine = tmp_path / "co,mma"
+    (mine / "experiment").mkdir(parents=True)
+    (mine / "experiment" / "e7.yaml").write_text("# @package _global_\ntrainer:\n  epochs: 7\n")
+    (mine / "experiment" / "bad.yaml").write_text("trainer:\n  epochs: 1: 2\n")
+
+    def train(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "robustai", "train", "--config-dir", str(mine), *args],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    proc = train("experiment=e7", "--cfg", "job")
+    assert proc.returncode == 0, proc.stderr
+    assert "epochs: 7" in proc.stdout
+    proc = train("experiment=bad")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "a config file is not valid YAML: mapping values are not allowed here" in proc.stderr
+    assert "bad.yaml, line 2, column 12" in proc.stderr

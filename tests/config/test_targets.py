@@ -51,6 +51,8 @@ def test_the_shipped_callbacks_sweeper_launcher_and_logging_pass() -> None:
         ({"handlers": {"h": {"class": "logging.os.system"}}}, "logging.os is the module os"),
         ({"handlers": {"h": {"()": ["os.mkdir"]}}}, "handlers.h.(): not allowed"),
         ({"root": {"handlers": ["ext://antigravity"]}}, "ext://antigravity: not allowed"),
+        # a function under logging: fileConfig evaluates the file it reads
+        ({"formatters": {"f": {"()": "logging.config.fileConfig"}}}, "only handler, formatter"),
     ],
 )
 def test_logging_factories_outside_logging_are_refused(logging: dict, message: str) -> None:
