@@ -838,6 +838,10 @@ def _composition_error(e: Exception, config_name: str, overrides: list[str]) -> 
     cause = e.__cause__
     if cause is not None and str(cause) and _first_line(cause) not in text:
         return f"{_first_line(e)}: {_first_line(cause)}"
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):  # "ConfigKeyError raised while composing:"
+        key = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("full_key:")), "")
+        return f"{lines[0]} {lines[1]}" + (f" ({key})" if key else "")
     return _first_line(e)
 
 

@@ -27,6 +27,10 @@ CASES = [
     ),
     (["hparams_search=digits_optuna", "trainer.epochs=choice(0,3)"], "trainer.epochs=0: must be"),
     (["hparams_search=digits_optunaa"], "unknown option (did you mean digits_optuna?)"),
+    (  # the reason was on the message's second line, cut off
+        ["hydra/sweeper/sampler=random", "hparams_search=digits_optuna"],
+        "Key 'n_startup_trials' not in 'SamplerConfig' (hydra.sweeper.sampler.n_startup_trials)",
+    ),
     (  # the search needs no -m; "add -m to sweep" hid the typo
         ["hparams_search=digits_optuna", "trainer.epoch=1", "trainer.lr=interval(0.01,0.1)"],
         "trainer.epoch: no such key (did you mean trainer.epochs?)",
