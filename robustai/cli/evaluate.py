@@ -319,10 +319,10 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     where they differ: one data set and split for all would do exactly that to some."""
     args = list(argv)
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
-    ckpt = [a.split("=", 1)[1] for a in args if a.split("=", 1)[0] == "checkpoint"]
-    if len(ckpt) != 1 or not ckpt[0]:
+    given = [(i, a) for i, a in enumerate(args) if a.split("=", 1)[0].lstrip("+") == "checkpoint"]
+    if len(given) != 1:
         return args
-    paths = _swept_values(ckpt[0]) if "," in ckpt[0] else [ckpt[0]]
+    at, paths = given[0][0] + 1, _checkpoint_paths(given[0][1])
     found = [_recorded_data(path, keys) for path in paths or []]
     extras = [e for e in found if e is not None]
     if not paths or not found or len(extras) < len(found):
@@ -338,17 +338,21 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
         )
     # beside checkpoint=, among the overrides: after a trailing flag (-m, --cfg job) argparse
     # would take them for arguments it does not know
-    at = next(i for i, a in enumerate(args) if a.split("=", 1)[0] == "checkpoint") + 1
     return args[:at] + extras[0] + args[at:]
 
 
-def _swept_values(value: str) -> list[str] | None:
-    """The checkpoints of a ``checkpoint=a,b`` sweep, as Hydra will read them."""
+def _checkpoint_paths(override: str) -> list[str] | None:
+    """The checkpoint(s) a ``checkpoint=`` override names, as Hydra will read them: quoted or
+    escaped (a path with a space or comma), with ``+``/``++``, or a sweep ``a,b``; None for a
+    malformed one (Hydra's own check says why)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        (o,) = OverridesParser.create().parse_overrides([f"checkpoint={value}"])
-        return [str(v) for v in o.sweep_string_iterator()] if o.is_sweep_override() else None
+        (o,) = OverridesParser.create().parse_overrides([override])
+        if o.is_sweep_override():  # quoted elements come back as QuotedString
+            return [str(getattr(v, "text", v)) for v in o.sweep_iterator()]
+        value = o.value()
+        return [str(value)] if isinstance(value, str) and value else None
     except Exception:  # a malformed override: Hydra's own check says why
         return None
 

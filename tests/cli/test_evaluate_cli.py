@@ -627,3 +627,20 @@ def test_a_meta_json_nested_too_deeply_is_refused(checkpoint: Path) -> None:
     (checkpoint / "meta.json").write_text("[" * 200_000 + "]" * 200_000)
     with pytest.raises(CheckpointError, match="nested too deeply"):
         load_model(checkpoint)
+
+
+def test_every_form_of_the_checkpoint_path_gets_its_data_and_split(tmp_path: Path) -> None:
+    """Only a bare checkpoint=<path> got the run's data set and split: quoted, escaped (a
+    space) or ++checkpoint= fell back to digits with split_seed 0."""
+    run = save_small_cnn(
+        tmp_path / "my runs" / "ck",
+        extra={"data": "synthetic", "split": {"split_seed": 3, "holdout": 0.3}},
+    )
+    for given in (
+        f"checkpoint='{run}'",
+        "checkpoint=" + str(run).replace(" ", "\\ "),
+        f"++checkpoint='{run}'",
+        f"checkpoint='{run}','{run}'",  # a sweep over quoted paths
+    ):
+        args = data_from_checkpoint([given, "--cfg", "job"])
+        assert args[:4] == [given, "data=synthetic", "data.split_seed=3", "data.holdout=0.3"], given
