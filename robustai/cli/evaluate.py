@@ -474,8 +474,13 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
         "trained": {k: meta.get(k) for k in ("data", "attack", "threat_model") if k in meta},
         "weights_sha256": meta.get("weights_sha256"),
     }
-    if meta.get("privacy"):  # what the evaluated model guarantees, as its training report said
-        context["privacy_statement"] = privacy_statement(meta["privacy"])
+    described = meta.get("privacy")
+    if described:  # what the evaluated model guarantees, as its training report said
+        context["privacy_statement"] = privacy_statement(described)
+        if isinstance(described, dict) and described.get("dp") is not False:
+            # the accounting as numbers too, under metrics.json's keys (summarize reads them)
+            where = described.get("where")
+            context["query_privacy" if where in ("features", "output") else "privacy"] = described
     tb = TensorBoardLogger(out_dir) if cfg.logger.tensorboard else None
     if tb is not None:
         tb.log_eval(r.clean_acc, r.robust_acc, 0)

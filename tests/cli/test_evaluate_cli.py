@@ -644,3 +644,27 @@ def test_every_form_of_the_checkpoint_path_gets_its_data_and_split(tmp_path: Pat
     ):
         args = data_from_checkpoint([given, "--cfg", "job"])
         assert args[:4] == [given, "data=synthetic", "data.split_seed=3", "data.holdout=0.3"], given
+
+
+def test_an_evaluation_reports_the_models_dp_accounting_as_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """report.json had the privacy sentence only, so `robustai summarize` of an evaluate sweep
+    over DP-SGD checkpoints showed no epsilon, though metrics.json of the same runs does."""
+    from robustai.cli.summarize import summarize
+
+    dp = {
+        "method": "dpsgd", "epsilon": 1.89, "delta": 1e-5, "noise_multiplier": 1.1,
+        "max_grad_norm": 1.0, "accountant": "prv", "sample_rate": 0.04, "steps": 50,
+        "num_samples": 1438,
+    }  # fmt: skip
+    run = save_small_cnn(tmp_path / "ck", extra={"data": "digits", "privacy": dp})
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    main(["evaluate", "-m", f"checkpoint={run}", "evaluator=quick", "evaluator.samples=16",
+          "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
+          f"hydra.sweep.dir={sweep}"])  # fmt: skip
+    report = json.loads((sweep / "0" / "report.json").read_text())
+    assert report["privacy"]["epsilon"] == 1.89 and "query_privacy" not in report
+    (member,) = summarize(sweep).members
+    assert member.flat["privacy/epsilon"] == 1.89
