@@ -554,7 +554,7 @@ def main(argv: Sequence[str]) -> int:
 
     try:
         cdir = config_dir("evaluate")
-        args = data_from_checkpoint(config_dir_as_searchpath(argv))
+        args = data_from_checkpoint(config_dir_as_searchpath(argv, cdir))
         preflight(cdir, "evaluate", args, check_evaluate_config)
     except UserError as e:
         fail("evaluate", str(e))

@@ -303,10 +303,11 @@ def _endpoints(o: Any) -> list[str] | None:
     return [str(value.start), str(value.end)] if isinstance(value, IntervalSweep) else None
 
 
-def config_dir_as_searchpath(argv: Sequence[str]) -> list[str]:
+def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
     """``--config-dir X`` as ``hydra.searchpath=[file://<X>]``: Hydra's flag adds a folder
     searched after robustai's own configs (for one's own ``experiment/*.yaml``), which the
-    override does too; so the pre-flight check composes what Hydra will run."""
+    override does too; so the pre-flight check composes what Hydra will run. ``main_dir``:
+    robustai's own config folder, where the primary config is looked for first."""
     args, extra = [], None
     it = iter(argv)
     for arg in it:
@@ -332,7 +333,7 @@ def config_dir_as_searchpath(argv: Sequence[str]) -> list[str]:
         )
     flags, overrides = split_args(args)
     name = _flag_value(flags, ("--config-name", "-cn"))
-    if name and (extra / f"{name}.yaml").is_file():
+    if name and (extra / f"{name}.yaml").is_file() and not (main_dir / f"{name}.yaml").is_file():
         raise ConfigError(
             f"--config-name {name}: {name}.yaml is in the --config-dir folder, which adds options"
             " to robustai's config groups (e.g. experiment/*.yaml) and holds no primary config;"

@@ -580,8 +580,8 @@ def main(argv: Sequence[str]) -> int:
     from robustai.security import signing_key_from_env
 
     try:
-        argv = config_dir_as_searchpath(argv)
         cdir = config_dir()
+        argv = config_dir_as_searchpath(argv, cdir)
         in_place = _resume_in_place(argv)  # checked with the run folder the run will use
         preflight(cdir, "train", in_place, check_train_config)
         signing_key_from_env()  # an unusable key fails here, before Hydra makes the run folder

@@ -366,3 +366,6 @@ def test_config_dir_with_a_trailing_flag_a_comma_or_bad_yaml(tmp_path: Path) -> 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "a config file is not valid YAML: mapping values are not allowed here" in proc.stderr
     assert "bad.yaml, line 2, column 12" in proc.stderr
+    (mine / "mytrain.yaml").write_text("defaults:\n  - train\n  - _self_\n")
+    proc = train("--config-name", "mytrain", "--cfg", "job")  # Hydra: "Cannot find primary"
+    assert proc.returncode == 2 and "--config-name mytrain: mytrain.yaml is in the" in proc.stderr
