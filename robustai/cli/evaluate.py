@@ -212,8 +212,9 @@ def check_evaluate_config(cfg: Any) -> Any:
     ev_cfg = to_evaluate_config(cfg)
     check_device(cfg, ev_cfg.device, "device")
     _check_output_folder(cfg)
-    # sha256, signature, safetensors, shapes
-    _, meta = load_model(Path(ev_cfg.checkpoint).expanduser())
+    # sha256, signature, safetensors, shapes (the query mechanism, which logs what it
+    # protects, is checked with the privacy record and attached when the model is loaded)
+    _, meta = load_model(Path(ev_cfg.checkpoint).expanduser(), query_mechanism=False)
     check_recorded_data(ev_cfg.data, meta)
     _check_privacy_record(meta, ev_cfg.checkpoint)
     eps_list = ev_cfg.evaluator.eps or [_threat_eps(meta, ev_cfg.data.eps)]
@@ -249,10 +250,12 @@ def check_evaluate_config(cfg: Any) -> Any:
 def _check_privacy_record(meta: dict[str, Any], checkpoint: str) -> None:
     """The report states what ``meta.json``'s privacy record guarantees; a record it cannot
     read (edited, damaged) is refused now, not after the whole evaluation."""
+    from robustai.privacy.plans import query_mechanism_plan
     from robustai.privacy.statement import privacy_statement
 
     try:
         privacy_statement(meta.get("privacy"))
+        query_mechanism_plan(meta.get("privacy"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CheckpointError(
             f"checkpoint={checkpoint}: meta.json's privacy record is incomplete or damaged"

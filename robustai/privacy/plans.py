@@ -435,6 +435,16 @@ def attach_query_mechanism(model: nn.Module, described: Any) -> MechanismPrivacy
     output``) back into ``model``, fresh noise and all: the run evaluated its model with the
     mechanism in place, and an evaluation of the saved weights must too. None (nothing
     attached) for every other privacy option."""
+    plan = query_mechanism_plan(described)
+    if plan is not None:
+        plan.prepare_model(model)
+    return plan
+
+
+def query_mechanism_plan(described: Any) -> MechanismPrivacy | None:
+    """The query mechanism ``meta.json``'s privacy record ``described`` names, built but not
+    attached (None when it names none); ValueError/KeyError/TypeError for a record robustai
+    cannot rebuild."""
     if not isinstance(described, dict) or described.get("where") not in ("features", "output"):
         return None
     if described.get("method") == NoiseAugmentation.name:
@@ -446,15 +456,13 @@ def attach_query_mechanism(model: nn.Module, described: Any) -> MechanismPrivacy
             f"method {described.get('method')!r} at where={described['where']}: the query"
             " mechanisms are laplace and gaussian"
         )
-    plan = MechanismPrivacy(
+    return MechanismPrivacy(
         described["method"],
         where=described["where"],
         sensitivity=float(described["sensitivity"]),
         epsilon=float(described["epsilon"]),
         delta=float(described["delta"]) if described["method"] == "gaussian" else None,
     )
-    plan.prepare_model(model)
-    return plan
 
 
 def privacy_names() -> list[str]:

@@ -601,6 +601,7 @@ def test_idx_files_other_than_the_runs_are_refused(
         {"method": "dpsgd"},
         {"method": "laplace", "where": "input"},
         {"method": "gaussian_noise"},
+        {"method": "Laplace", "where": "output", "sensitivity": 1.0, "epsilon": 1.0},
     ],
 )
 def test_a_damaged_privacy_record_is_refused_before_the_evaluation(
@@ -618,6 +619,23 @@ def test_a_damaged_privacy_record_is_refused_before_the_evaluation(
     line = evaluate_fails([f"checkpoint={checkpoint}", f"hydra.run.dir={tmp_path / 'e'}"], capsys)
     assert "meta.json's privacy record is incomplete or damaged" in line
     assert not (tmp_path / "e").exists()
+
+
+def test_a_query_mechanism_is_announced_once(checkpoint: Path, tmp_path: Path) -> None:
+    """The pre-flight loaded the model with its mechanism too, so the warning that the noise
+    protects queries, not the training data, came twice."""
+    from robustai.privacy.plans import MechanismPrivacy
+
+    plan = MechanismPrivacy("laplace", where="output", sensitivity=1.0, epsilon=64.0)
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    (checkpoint / "meta.json").write_text(json.dumps({**meta, "privacy": plan.describe()}))
+    args = [f"checkpoint={checkpoint}", f"hydra.run.dir={tmp_path / 'e'}", "evaluator=quick"]
+    args += ["evaluator.attacks=[]", "evaluator.sanity.enabled=false"]
+    args += ["evaluator.curve.enabled=false", "logger.tensorboard=false"]
+    done = robustai("evaluate", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logged = done.stdout + done.stderr
+    assert logged.count("protects each query's output, not the training data") == 1
 
 
 def test_a_meta_json_nested_too_deeply_is_refused(checkpoint: Path) -> None:
