@@ -7,7 +7,6 @@ import dataclasses
 import difflib
 import importlib
 import inspect
-import logging
 import math
 import re
 import types
@@ -54,21 +53,43 @@ ALLOWED_TARGETS = (
     "optuna.pruners.",
 )
 # What ``logging.config.dictConfig`` may build from Hydra's ``job_logging`` / ``hydra_logging``
-# (handler and formatter ``class``es, ``()`` factories): it calls any callable it is named.
-ALLOWED_LOGGING = ("logging.", "colorlog.")
+# (handler and formatter ``class``es, ``()`` factories): it calls whatever it is named, and a
+# handler writes where it is told, so only these classes, which write to the console or to a
+# ``.log`` file (:func:`_check_log_file`), and the formatters and filters Hydra's and
+# hydra_colorlog's configs use.
+LOGGING_CLASSES = (
+    "logging.StreamHandler",
+    "logging.FileHandler",
+    "logging.NullHandler",
+    "colorlog.StreamHandler",
+    "logging.Formatter",
+    "colorlog.ColoredFormatter",
+    "colorlog.TTYColoredFormatter",
+    "colorlog.LevelFormatter",
+    "logging.Filter",
+)
 _LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
+# Resolvers that return a string (or a value of the config itself, checked where it is), never
+# a node built from their arguments, unlike oc.create, oc.decode and oc.select's default.
+_PLAIN_RESOLVERS = frozenset({"oc.env", "now", "hydra", "python_version"})
+_RESOLVER_CALL = re.compile(r"\$\{\s*([\w.]+)\s*:")
+# What a log file's name may refer to before it resolves: values Hydra sets at job start.
+_JOB_VALUE = re.compile(r"\$\{hydra\.(?:runtime\.output_dir|job\.(?:name|num|id))\}")
 
 
 def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
     """Refuse any ``_target_`` outside :data:`ALLOWED_TARGETS` anywhere in a config tree, the
     Optuna sweeper's ``custom_search_space`` (a function it calls) and logging factories
-    outside :data:`ALLOWED_LOGGING`. ``resolve=False`` checks the raw names only, importing and
+    outside :data:`LOGGING_CLASSES`. ``resolve=False`` checks the raw names only, importing and
     evaluating nothing (a config typo is then still refused before torch loads); the full check
     resolves every value as Hydra will (an interpolation such as ``${oc.create:{_target_: ...}}``
     becomes a node to instantiate) and follows each name as Hydra imports it
     (:func:`target_refusal`)."""
+    raw_hydra = None
+    if isinstance(node, DictConfig) and not path and resolve:
+        raw_hydra = node.get("hydra")
     if isinstance(node, DictConfig | ListConfig):
-        node = _resolved(node) if resolve else OmegaConf.to_container(node, resolve=False)
+        node = _resolved(node, path) if resolve else OmegaConf.to_container(node, resolve=False)
     _walk_targets(node, path, resolve)
     hydra = node.get("hydra") if isinstance(node, dict) and not path else None
     if isinstance(hydra, dict):
@@ -81,6 +102,8 @@ def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
             )
         for key in ("job_logging", "hydra_logging"):
             _check_logging(hydra.get(key), f"hydra.{key}", resolve)
+            if raw_hydra is not None:
+                _check_logging_raw(raw_hydra.get(key), f"hydra.{key}")
 
 
 def _walk_targets(node: Any, path: str, resolve: bool) -> None:
@@ -97,32 +120,53 @@ def _walk_targets(node: Any, path: str, resolve: bool) -> None:
             _walk_targets(value, f"{path}[{i}]", resolve)
 
 
-def _resolved(node: Any) -> Any:
+def _resolved(node: Any, path: str = "") -> Any:
     """``node`` as plain containers, each value resolved on its own as Hydra resolves it when
-    it instantiates that part (a value that does not resolve is left out: Hydra would fail on
-    it before instantiating anything from it)."""
-    if isinstance(node, DictConfig):
-        out: dict[Any, Any] = {}
-        for key in node:
+    it instantiates that part. A value that does not resolve yet (it refers to what Hydra sets
+    only when the job starts, such as ``hydra.runtime.output_dir``) is left out, unless it calls
+    a resolver that builds a node from its arguments: that node could name a target when the
+    job starts, and is refused now (:func:`_check_unresolved`)."""
+    if isinstance(node, DictConfig | ListConfig):
+        keys = list(node) if isinstance(node, DictConfig) else list(range(len(node)))
+        out: list[tuple[Any, Any]] = []
+        for key in keys:
+            where = _joined(path, key)
             try:
                 value = node[key]
-            except Exception:  # unresolvable: nothing can be built from it
+            except Exception:  # unresolvable now: refused if it could become a node later
+                _check_unresolved(_raw(node, key), where)
                 continue
-            out[key] = _resolved(value)
-        return out
-    if isinstance(node, ListConfig):
-        items = []
-        for i in range(len(node)):
-            try:
-                items.append(_resolved(node[i]))
-            except Exception:
-                continue
-        return items
+            out.append((key, _resolved(value, where)))
+        return dict(out) if isinstance(node, DictConfig) else [v for _, v in out]
     if isinstance(node, dict):  # e.g. what oc.decode made of a string
-        return {k: _resolved(v) for k, v in node.items()}
+        return {k: _resolved(v, _joined(path, k)) for k, v in node.items()}
     if isinstance(node, list | tuple):
-        return [_resolved(v) for v in node]
+        return [_resolved(v, _joined(path, i)) for i, v in enumerate(node)]
     return node
+
+
+def _joined(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else str(key)
+
+
+def _raw(node: DictConfig | ListConfig, key: Any) -> Any:
+    """The value of ``node[key]`` as written, interpolations unresolved."""
+    try:
+        return node._get_node(key)._value()  # type: ignore[union-attr]
+    except Exception:
+        return None
+
+
+def _check_unresolved(raw: Any, where: str) -> None:
+    calls = sorted(set(_RESOLVER_CALL.findall(str(raw))) - _PLAIN_RESOLVERS)
+    if calls:
+        raise ConfigError(
+            f"{where}={raw}: not allowed; it cannot be checked before the run (it refers to a"
+            f" value set only when the job starts) and calls {', '.join(calls)}, which builds"
+            " a config node from its arguments; give the value without it"
+        )
 
 
 def _check_logging(node: Any, path: str, resolve: bool) -> None:
@@ -141,19 +185,52 @@ def _check_logging(node: Any, path: str, resolve: bool) -> None:
         return
     for key, value in node.items():
         where = f"{path}.{key}"
-        if key in ("()", "class") and isinstance(value, str):
-            why = target_refusal(value, resolve=resolve, allowed=ALLOWED_LOGGING)
-            if why is None and resolve:  # a handler, formatter or filter class, no function
-                # (logging.config.fileConfig evaluates the file it reads)
-                obj = _located(value.split("."), ALLOWED_LOGGING, "")[0]
-                kinds = (logging.Handler, logging.Formatter, logging.Filter)
-                if not (inspect.isclass(obj) and issubclass(obj, kinds)):
-                    why = "a logging config may name only handler, formatter and filter classes"
-            if why:
-                raise ConfigError(f"{where}={value}: not allowed; {why}")
-        elif key in ("()", "class"):
-            raise ConfigError(f"{where}: not allowed; name a class under logging or colorlog")
+        if key in ("()", "class"):
+            if value not in LOGGING_CLASSES:
+                raise ConfigError(
+                    f"{where}={value}: not allowed; a logging config may name only "
+                    + ", ".join(LOGGING_CLASSES)
+                )
+        elif key == "filename":
+            _check_log_file(value, where)
         _check_logging(value, where, resolve)
+
+
+def _check_log_file(name: Any, where: str) -> None:
+    """A log handler's file must be a ``.log`` file: a handler appends text the config chooses
+    (its format) to it, which in ``~/.profile``, ``authorized_keys`` or a ``Makefile`` would be
+    code the next shell or build runs."""
+    text = str(name)
+    if not (isinstance(name, str) and text.endswith(".log") and "\n" not in text):
+        raise ConfigError(
+            f"{where}={name}: not allowed; a log handler's file name must end in .log (e.g."
+            " ${hydra.runtime.output_dir}/${hydra.job.name}.log, Hydra's default)"
+        )
+
+
+def _check_logging_raw(node: Any, path: str) -> None:
+    """What does not resolve before the run in a logging config (Hydra builds it per job) is
+    refused, except a log file's name built from what Hydra sets at job start
+    (``${hydra.runtime.output_dir}/${hydra.job.name}.log``): anything else could become a
+    handler or a file name no check has seen."""
+    if not isinstance(node, DictConfig | ListConfig):
+        return
+    keys = list(node) if isinstance(node, DictConfig) else list(range(len(node)))
+    for key in keys:
+        where = _joined(path, key)
+        try:
+            value = node[key]
+        except Exception:
+            raw = _raw(node, key)
+            if key == "filename" and isinstance(raw, str) and "$" not in _JOB_VALUE.sub("", raw):
+                _check_log_file(raw, where)
+                continue
+            raise ConfigError(
+                f"{where}={raw}: not allowed; a logging config is checked before the run, and"
+                " this value cannot be resolved until the job starts (only a log file's name"
+                " may use ${hydra.runtime.output_dir} and ${hydra.job.name})"
+            ) from None
+        _check_logging_raw(value, where)
 
 
 def _named(target: str, allowed: tuple[str, ...]) -> bool:

@@ -48,11 +48,31 @@ def test_the_shipped_callbacks_sweeper_launcher_and_logging_pass() -> None:
         ({"formatters": {"f": {"()": "os.mkdir", "path": "x"}}}, "formatters.f.()=os.mkdir"),
         ({"filters": {"f": {"()": "builtins.exec"}}}, "filters.f.()=builtins.exec"),
         ({"handlers": {"h": {"class": "subprocess.Popen"}}}, "handlers.h.class=subprocess.Popen"),
-        ({"handlers": {"h": {"class": "logging.os.system"}}}, "logging.os is the module os"),
-        ({"handlers": {"h": {"()": ["os.mkdir"]}}}, "handlers.h.(): not allowed"),
+        ({"handlers": {"h": {"class": "logging.os.system"}}}, "handlers.h.class=logging.os"),
+        ({"handlers": {"h": {"()": ["os.mkdir"]}}}, "handlers.h.()=['os.mkdir']: not allowed"),
         ({"root": {"handlers": ["ext://antigravity"]}}, "ext://antigravity: not allowed"),
         # a function under logging: fileConfig evaluates the file it reads
-        ({"formatters": {"f": {"()": "logging.config.fileConfig"}}}, "only handler, formatter"),
+        ({"formatters": {"f": {"()": "logging.config.fileConfig"}}}, "f.()=logging.config"),
+        # handlers that send the records elsewhere
+        ({"handlers": {"h": {"class": "logging.handlers.SocketHandler"}}}, "SocketHandler"),
+        # a handler appends the text its format chooses to its file: code in ~/.profile
+        (
+            {"handlers": {"h": {"class": "logging.FileHandler", "filename": "/x/.profile"}}},
+            "handlers.h.filename=/x/.profile: not allowed; a log handler's file name must end",
+        ),
+        (
+            {"handlers": {"h": {"filename": "${hydra.runtime.output_dir}/../../.bashrc"}}},
+            "handlers.h.filename=${hydra.runtime.output_dir}/../../.bashrc: not allowed",
+        ),
+        # what resolves only when the job starts could become a handler no check has seen
+        (
+            {"handlers": {"h": "${oc.select:x,{class: os.system}}${hydra.runtime.output_dir}"}},
+            "handlers.h=${oc.select:",
+        ),
+        (
+            {"handlers": {"h": {"class": "logging.StreamHandler", "stream": "${hydra.job.id}"}}},
+            "handlers.h.stream=${hydra.job.id}: not allowed; a logging config is checked",
+        ),
     ],
 )
 def test_logging_factories_outside_logging_are_refused(logging: dict, message: str) -> None:
@@ -81,3 +101,38 @@ def test_a_target_inside_an_interpolation_is_checked_once_resolved() -> None:
 def test_a_value_that_does_not_resolve_is_left_to_fail_where_it_is_used() -> None:
     cfg = OmegaConf.create({"a": "${oc.env:ROBUSTAI_SURELY_UNSET_VARIABLE}", **_hydra()})
     check_targets(cfg)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "${oc.create:{_target_: os.mkdir, _args_: [${hydra.runtime.output_dir}]}}",
+        '${oc.decode:"{_target_: os.mkdir, path: ${hydra.job.num}}"}',
+        "${oc.select:missing,{_target_: os.mkdir, path: ${hydra.job.id}}}",
+    ],
+)
+def test_a_node_built_from_a_value_set_at_job_start_is_refused(value: str) -> None:
+    """A value that refers to what Hydra sets only when the job starts did not resolve in the
+    pre-flight and was left out of the check; a resolver that builds a node from it then built
+    a target (or a logging handler) at job start that nothing had checked."""
+    for where in ("hydra.callbacks.x", "hydra.job_logging.handlers.x"):
+        cfg = OmegaConf.create(_hydra())
+        OmegaConf.update(cfg, where, value, force_add=True)
+        with pytest.raises(ConfigError, match="not allowed") as e:
+            check_targets(cfg)
+        assert f"{where}=${{oc." in str(e.value)
+
+
+def test_hydra_s_own_logging_configs_pass() -> None:
+    """Hydra's job_logging default (its log file in the run folder, named when the job starts)
+    and hydra_debug (a file in the working folder), as Hydra ships them."""
+    from pathlib import Path
+
+    import hydra
+
+    conf = Path(hydra.__file__).parent / "conf" / "hydra"
+    for name in ("job_logging/default", "job_logging/stdout", "hydra_logging/hydra_debug"):
+        logging = OmegaConf.load(conf / f"{name}.yaml")
+        cfg = OmegaConf.create(_hydra(job_logging=logging, hydra_logging=logging))
+        check_targets(cfg)
+        check_targets(cfg, resolve=False)
