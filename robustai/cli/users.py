@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> None:
             check_role(role)
             check_pattern(pattern)
         if _store_path(args).exists():  # say a taken name before the prompt, not after
-            _store(args).check_name_free(args.name)
+            _store(args, create=True).check_name_free(args.name)  # (an empty file: made one)
         password = read_password(args.name, args.password_stdin)
         store = _store(args, create=True)
         store.add_user(args.name, password)

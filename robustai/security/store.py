@@ -110,6 +110,23 @@ def check_user_name(name: str) -> str:
     return name
 
 
+# SQLite's result codes (Python >= 3.11 gives them as ``sqlite_errorcode``)
+_READONLY = 8
+_READONLY_CANTINIT = _READONLY | (5 << 8)  # cannot create the -shm of a WAL database
+_READONLY_DIRECTORY = _READONLY | (6 << 8)  # the -shm's folder is read-only
+
+
+def _errorcode(e: sqlite3.Error) -> int | None:
+    return getattr(e, "sqlite_errorcode", None)
+
+
+def _is_read_only(e: sqlite3.Error) -> bool:
+    code = _errorcode(e)
+    if code is not None:
+        return code & 0xFF == _READONLY
+    return "readonly database" in str(e)  # Python 3.10: the message only
+
+
 def _taken(name: str) -> AccessError:
     return AccessError(f"user '{name}' already exists (use passwd to change it)")
 
@@ -138,13 +155,38 @@ class AccessStore:
             self._create_file()
         self._check_file()
         with self._connect() as db:
-            if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                self._check_is_store(db)  # never add tables to someone else's database
-            db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
+            empty = not db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if empty:
+            if not create:
+                raise AccessError(
+                    f"{self.path} is empty, not an access store; create one with "
+                    f"`robustai users add NAME --db {self.path}`, or give --db (or "
+                    f"{ENV_DB}) the store's file"
+                )
+            self._initialize()
+        self._check_version()
+
+    def _initialize(self) -> None:
+        """Write the schema into a new (empty) store. Only here is the schema written: an
+        existing store is read before anything is written to it, so a store of another schema
+        version, or a read-only one, is left as it is."""
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block writers
+        with self._connect() as db:
+            # One immediate transaction: a second process creating the same store at the same
+            # time waits, then finds the tables (IF NOT EXISTS, OR IGNORE) and adds nothing.
+            db.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + _SCHEMA
+                + "INSERT OR IGNORE INTO meta (key, value) "
+                + f"VALUES ('schema_version', '{SCHEMA_VERSION}');\nCOMMIT;"
             )
+        log.info("created access store %s (mode 0600)", self.path)
+
+    def _check_version(self) -> None:
+        """Refuse a file that is not an access store of the schema this code reads; reads only."""
+        with self._connect() as db:
+            self._check_is_store(db)  # never add tables to someone else's database
             version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if version is None or version[0] != str(SCHEMA_VERSION):
             raise AccessError(
@@ -189,10 +231,7 @@ class AccessStore:
             if hasattr(os, "fchmod"):
                 os.fchmod(fd, 0o600)  # whatever the umask
         finally:
-            os.close(fd)
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")  # readers (the dashboard) never block writers
-        log.info("created access store %s (mode 0600)", self.path)
+            os.close(fd)  # empty: __init__ writes the schema into it
 
     def _check_folder(self) -> None:
         """Refuse a folder that other users can write (a shared or sticky one such as /tmp, or
@@ -253,9 +292,25 @@ class AccessStore:
             with db:  # one transaction: commit on success, roll back on error
                 yield db
         except sqlite3.DatabaseError as e:
-            raise AccessError(f"access store {self.path} cannot be used: {e}") from e
+            raise self._error(e) from e
         finally:
             db.close()
+
+    def _error(self, e: sqlite3.DatabaseError) -> AccessError:
+        """One line that says what is wrong with the store, and what to do about it."""
+        if _is_read_only(e):
+            if _errorcode(e) in (_READONLY_CANTINIT, _READONLY_DIRECTORY):
+                return AccessError(
+                    f"cannot read the access store {self.path}: SQLite must create "
+                    f"{self.path.name}-shm beside it to read a store in WAL mode, and cannot "
+                    f"({e}); make {self.path.parent} writable for this user, or run as the "
+                    "store's owner"
+                )
+            return AccessError(
+                f"the access store {self.path} is read-only for this user, and this changes it "
+                f"({e}); run as the store's owner, or make the file writable (chmod 600)"
+            )
+        return AccessError(f"access store {self.path} cannot be used: {e}")
 
     # ----------------------------------------------------------------------- users
     def add_user(self, name: str, password: str) -> User:
@@ -359,8 +414,11 @@ class AccessStore:
         if not ok:
             return None
         if new_hash is not None:
-            self._replace_hash(row[0], new_hash, changed=False)
-            log.info("upgraded the password hash of %s to argon2id", row[0])
+            try:
+                self._replace_hash(row[0], new_hash, changed=False)
+                log.info("upgraded the password hash of %s to argon2id", row[0])
+            except AccessError as e:  # e.g. a read-only store: the login stands, the old hash too
+                log.warning("the password hash of %s was not upgraded: %s", row[0], e)
         return self.find_user(row[0])
 
     # ----------------------------------------------------------------------- grants
@@ -474,7 +532,13 @@ class AccessStore:
             if user_row is None:
                 return None
             if info.last_used is None or now - info.last_used > _LAST_USED_RESOLUTION:
-                db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+                try:
+                    db.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))
+                except sqlite3.OperationalError as e:
+                    if not _is_read_only(e):
+                        raise
+                    # a read-only store still checks tokens; only their last use goes unrecorded
+                    log.debug("token %s used; not recorded in read-only %s", token_id, self.path)
             return self._user_from(db, user_row), info
 
     # ----------------------------------------------------------------------- helpers

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import stat
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from passlib.hash import pbkdf2_sha256
@@ -25,6 +30,51 @@ class Clock:
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+def tables(path: Path) -> list[str]:
+    with sqlite3.connect(path) as db:
+        return sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master"))
+
+
+NOBODY = 65534
+
+
+def as_another_user(fn: Callable[[], Any]) -> Any:
+    """``fn()`` in a child process that cannot write what this one can (as root, it runs as
+    nobody: root writes any file whatever its mode); an exception comes back as its message."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        os.close(read)
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            out = {"value": fn()}
+        except BaseException as e:  # reported to the parent
+            out = {"error": f"{type(e).__name__}: {e}"}
+        os.write(write, json.dumps(out, default=str).encode())
+        os._exit(0)
+    os.close(write)
+    data = b""
+    while chunk := os.read(read, 65536):
+        data += chunk
+    os.close(read)
+    os.waitpid(pid, 0)
+    return json.loads(data)
+
+
+@pytest.fixture
+def private_dir() -> Iterator[Path]:
+    """A folder of the user :func:`as_another_user` runs as, in a folder it can reach (pytest's
+    own tmp_path is private to this user)."""
+    with tempfile.TemporaryDirectory() as top:
+        os.chmod(top, 0o755)
+        folder = Path(top) / "store"
+        folder.mkdir(mode=0o700)
+        yield folder
 
 
 @pytest.fixture
@@ -155,12 +205,6 @@ def test_users_are_unique_and_checked(store: AccessStore) -> None:
 
 def test_another_sqlite_database_is_refused_and_left_unchanged(tmp_path: Path) -> None:
     """``--db`` pointed at another application's database must not add tables to it."""
-    import sqlite3
-
-    def tables(path: Path) -> list[str]:
-        with sqlite3.connect(path) as db:
-            return sorted(r[0] for r in db.execute("SELECT name FROM sqlite_master"))
-
     for name, schema in [
         ("notes.db", "CREATE TABLE notes (id, body)"),
         ("app.db", "CREATE TABLE users (id, email)"),
@@ -237,3 +281,65 @@ def test_a_link_to_a_missing_store_is_named(tmp_path: Path) -> None:
     with pytest.raises(AccessError, match=r"is a link to .*gone\.db, which does not exist"):
         AccessStore(link, create=True)
     assert not (tmp_path / "gone.db").exists()
+
+
+def test_a_store_of_another_schema_version_is_left_unchanged(tmp_path: Path) -> None:
+    """The version is read before anything is written: no table is added to a store that this
+    robustai does not read."""
+    path = tmp_path / "access.db"
+    AccessStore(path, create=True)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        db.execute("DROP TABLE tokens")  # say schema 2 keeps tokens elsewhere
+    before = tables(path)
+    for create in (False, True):
+        with pytest.raises(AccessError, match="schema 2, this robustai reads schema 1"):
+            AccessStore(path, create=create)
+    assert tables(path) == before
+
+
+def test_an_empty_file_becomes_a_store_only_when_one_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "access.db"
+    path.touch()
+    path.chmod(0o600)
+    with pytest.raises(AccessError, match="is empty, not an access store; create one with"):
+        AccessStore(path)
+    assert path.stat().st_size == 0  # left as it was
+    AccessStore(path, create=True).add_user("alice", PW)  # what `robustai users add` does
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert AccessStore(path).user("alice").name == "alice"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork to run as another user")
+def test_a_read_only_store_can_be_read(private_dir: Path) -> None:
+    """Listing users, logging in and checking tokens only read the store, so they work on a
+    store this user cannot write (chmod 400, immutable); a change says why it cannot be made."""
+    path = private_dir / "access.db"
+    store = AccessStore(path, create=True)
+    store.add_user("alice", PW)
+    token, _ = store.create_token("alice", "*", store.clock() + 3600)
+    for p in (private_dir, *private_dir.iterdir()):
+        if os.geteuid() == 0:
+            os.chown(p, NOBODY, NOBODY)
+    path.chmod(0o400)
+
+    def read() -> list[Any]:
+        s = AccessStore(path)
+        found = s.verify_token(token)  # its last use is not recorded: no error either
+        return [[u.name for u in s.users()], found is not None, s.authenticate("alice", PW)]
+
+    names, token_ok, user = as_another_user(read)["value"]
+    assert names == ["alice"] and token_ok and user
+    error = as_another_user(lambda: AccessStore(path).add_user("bob", PW))["error"]
+    assert "is read-only for this user" in error and "chmod 600" in error
+    assert "\n" not in error
+    # no -shm beside a WAL store, and none can be made: the message says so
+    for sidecar in private_dir.glob("access.db-*"):  # left by the readers; nothing in them
+        sidecar.unlink()
+    private_dir.chmod(0o500)
+    try:
+        error = as_another_user(lambda: AccessStore(path).users())["error"]
+    finally:
+        private_dir.chmod(0o700)
+    assert f"must create {path.name}-shm beside it" in error, error

@@ -214,6 +214,20 @@ def test_unknown_user_and_missing_store(db, capsys, monkeypatch) -> None:
     assert code == 2 and "--db PATH or set ROBUSTAI_ACCESS_DB" in err
 
 
+def test_an_empty_file_is_made_a_store_by_add_only(db, capsys, monkeypatch) -> None:
+    """`touch access.db; chmod 600 access.db` is no store for list; add makes it one."""
+    db.parent.mkdir(mode=0o700)
+    db.touch(mode=0o600)
+    code, _, err = users("list", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 2 and "is empty, not an access store" in err and db.stat().st_size == 0
+    code, out, err = users(
+        "add", "alice", "--password-stdin", capsys=capsys, monkeypatch=monkeypatch, stdin=PW
+    )
+    assert code == 0 and "added user alice" in out, err
+    code, out, _ = users("list", capsys=capsys, monkeypatch=monkeypatch)
+    assert code == 0 and "alice" in out
+
+
 def test_parse_expiry() -> None:
     assert parse_expiry("30d", 0) == 30 * 86400
     assert parse_expiry("12h", 100) == 100 + 12 * 3600
