@@ -112,6 +112,8 @@ def check_user_name(name: str) -> str:
 
 # SQLite's result codes (Python >= 3.11 gives them as ``sqlite_errorcode``)
 _READONLY = 8
+_CORRUPT = 11
+_NOTADB = 26
 _READONLY_CANTINIT = _READONLY | (5 << 8)  # cannot create the -shm of a WAL database
 _READONLY_DIRECTORY = _READONLY | (6 << 8)  # the -shm's folder is read-only
 
@@ -125,6 +127,15 @@ def _is_read_only(e: sqlite3.Error) -> bool:
     if code is not None:
         return code & 0xFF == _READONLY
     return "readonly database" in str(e)  # Python 3.10: the message only
+
+
+def _is_corrupt(e: sqlite3.Error) -> bool:
+    """A damaged file: a page that does not parse, or a header that does not (after the first
+    16 bytes, which :meth:`AccessStore._check_file` reads itself)."""
+    code = _errorcode(e)
+    if code is not None:
+        return code & 0xFF in (_CORRUPT, _NOTADB)
+    return "malformed" in str(e) or "not a database" in str(e)
 
 
 def _taken(name: str) -> AccessError:
@@ -205,8 +216,8 @@ class AccessStore:
                 has_meta
                 and db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone()
             )
-        except sqlite3.DatabaseError:  # a 'meta' table of another shape
-            marked = None
+        except sqlite3.OperationalError:  # a 'meta' table of another shape (no such column)
+            marked = None  # (a damaged file raises DatabaseError: _error says it is corrupt)
         if not marked:
             raise AccessError(
                 f"{self.path} is an SQLite database but not a robustai access store; give "
@@ -298,6 +309,12 @@ class AccessStore:
 
     def _error(self, e: sqlite3.DatabaseError) -> AccessError:
         """One line that says what is wrong with the store, and what to do about it."""
+        if _is_corrupt(e):
+            return AccessError(
+                f"the access store {self.path} is corrupt ({e}): restore it from a backup, or "
+                f"recover what is left with `sqlite3 {self.path} .recover | sqlite3 NEW.db` "
+                "and check the result (robustai users list --db NEW.db)"
+            )
         if _is_read_only(e):
             if _errorcode(e) in (_READONLY_CANTINIT, _READONLY_DIRECTORY):
                 return AccessError(

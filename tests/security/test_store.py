@@ -343,3 +343,24 @@ def test_a_read_only_store_can_be_read(private_dir: Path) -> None:
     finally:
         private_dir.chmod(0o700)
     assert f"must create {path.name}-shm beside it" in error, error
+
+
+@pytest.mark.parametrize("damaged", ["meta", "sqlite_autoindex_meta_1", "users"])
+def test_a_corrupt_store_is_reported_as_corrupt(tmp_path: Path, damaged: str) -> None:
+    """Not as "not a robustai access store", which would send the user to make a new one."""
+    path = tmp_path / "access.db"
+    AccessStore(path, create=True).add_user("alice", PW)
+    with sqlite3.connect(path) as db:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = db.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = ?", (damaged,)
+        ).fetchone()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * page_size : (root - 1) * page_size + 12] = b"\xff" * 12  # its page header
+    path.write_bytes(bytes(data))
+    with pytest.raises(AccessError) as info:
+        AccessStore(path).users()
+    message = str(info.value)
+    assert f"the access store {path} is corrupt" in message and "malformed" in message
+    assert "restore it from a backup" in message and ".recover" in message
+    assert "not a robustai access store" not in message
