@@ -37,6 +37,7 @@ ENV_DB = "ROBUSTAI_ACCESS_DB"
 SCHEMA_VERSION = 1
 MAX_TOKEN_SECONDS = 366 * 24 * 3600
 _USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")  # fullmatch: "$" lets "\n" end a name
+_SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 database
 _LAST_USED_RESOLUTION = 60.0  # seconds; avoids a database write on every API request
 
 _SCHEMA = """
@@ -284,6 +285,17 @@ class AccessStore:
             raise AccessError(f"cannot read the access store {self.path}: {e.strerror}") from e
         if not stat.S_ISREG(st.st_mode):
             raise AccessError(f"{self.path} is not a file; --db names the access-store file")
+        # What the file is comes first: `chmod 600` is advice for a store, not for /etc/passwd
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_HEADER))
+        except OSError as e:
+            raise AccessError(f"cannot read the access store {self.path}: {e.strerror}") from e
+        if head and head != _SQLITE_HEADER:  # empty: a new store (create) or refused later
+            raise AccessError(
+                f"{self.path} is not an SQLite database, so not an access store; give --db "
+                f"(or {ENV_DB}) the store's file, or a new path to create one"
+            )
         mode = stat.S_IMODE(st.st_mode)
         if os.name == "posix" and mode & 0o077:
             raise AccessError(

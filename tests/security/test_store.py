@@ -364,3 +364,19 @@ def test_a_corrupt_store_is_reported_as_corrupt(tmp_path: Path, damaged: str) ->
     assert f"the access store {path} is corrupt" in message and "malformed" in message
     assert "restore it from a backup" in message and ".recover" in message
     assert "not a robustai access store" not in message
+
+
+def test_a_file_that_is_not_sqlite_is_named_before_its_mode(tmp_path: Path) -> None:
+    """``--db /etc/passwd`` (world-readable, not a store) must not advise `chmod 600` on it."""
+    for name, content in [("passwd", b"root:x:0:0:root:/root:/bin/bash\n"), ("short", b"SQL")]:
+        path = tmp_path / name
+        path.write_bytes(content)
+        path.chmod(0o644)
+        for create in (False, True):
+            with pytest.raises(AccessError, match="is not an SQLite database") as info:
+                AccessStore(path, create=create)
+            assert "chmod" not in str(info.value)
+        assert path.read_bytes() == content and mode(path) == 0o644
+    if Path("/etc/passwd").is_file():
+        with pytest.raises(AccessError, match="/etc/passwd is not an SQLite database"):
+            AccessStore("/etc/passwd")
