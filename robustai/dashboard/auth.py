@@ -26,8 +26,11 @@ from werkzeug.wrappers import Request, Response
 
 from robustai.dashboard.filtering import ENVIRON_KEY, Identity
 from robustai.dashboard.sessions import CookieSigner, RevokedSessions
+from robustai.security.errors import AccessError
 from robustai.security.store import AccessStore
 from robustai.security.throttle import LoginThrottle
+
+log = logging.getLogger(__name__)
 
 ACCESS_LOGGER = "robustai.dashboard.access"
 SESSION_COOKIE = "robustai_session"
@@ -134,6 +137,7 @@ class AuthLayer:
         # Password hashing is deliberately costly: cap how many run at once, so a flood of
         # login attempts (say, many user names) cannot take every core from the dashboard.
         self._hashing = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
+        self._store_problem: str | None = None  # what is wrong with the store, said once
 
     # ------------------------------------------------------------------ WSGI entry
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -172,12 +176,26 @@ class AuthLayer:
             return self.app(environ, respond)
         except HTTPException as e:
             return e.get_response(environ)(environ, respond)
+        except AccessError as e:  # the store cannot be read: removed, damaged, ...
+            return self._store_failed(request, e)(environ, respond)
         except Exception:
             if seen["status"] == "-":  # the server answers 500 once this layer has raised
                 seen["status"] = "500"
             raise
         finally:
             self._log_request(request, ident, seen["status"])
+
+    def _store_failed(self, request: Request, error: AccessError) -> Response:
+        """Answer 500 while the access store cannot be read (removed or damaged while the
+        dashboard runs): no one is let in, the server's log says why once (not a traceback per
+        request), and the client is not told the store's path."""
+        if str(error) != self._store_problem:
+            self._store_problem = str(error)
+            log.error("robustai dashboard: cannot check logins: %s", error)
+        message = "The dashboard cannot read its access store; its log says why."
+        if request.path == LOGIN_PATH:
+            return self._page(login_page(message), 500)
+        return self._json(500, message)
 
     # ------------------------------------------------------------------ authentication
     def _authenticate(self, request: Request) -> tuple[Identity | None, Response | None]:

@@ -305,10 +305,16 @@ class AccessStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection to the existing file, never a new one: plain ``sqlite3.connect`` creates
+        a missing file (with the umask's mode, and empty), so a store removed while a dashboard
+        runs would come back as an empty file that others can read. ``mode=rw`` opens the file
+        only if it is there (read-only if the OS says so); ``as_uri`` quotes ``?``, ``#``
+        and ``%`` in the path, which SQLite would read as the URI's own."""
+        uri = self.path.absolute().as_uri() + "?mode=rw"
         try:
-            db = sqlite3.connect(self.path, timeout=15.0)
+            db = sqlite3.connect(uri, uri=True, timeout=15.0)
         except sqlite3.Error as e:
-            raise AccessError(f"cannot open the access store {self.path}: {e}") from e
+            raise self._error(e) from e
         try:
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA secure_delete = ON")  # removed hashes are overwritten
@@ -319,8 +325,13 @@ class AccessStore:
         finally:
             db.close()
 
-    def _error(self, e: sqlite3.DatabaseError) -> AccessError:
+    def _error(self, e: sqlite3.Error) -> AccessError:
         """One line that says what is wrong with the store, and what to do about it."""
+        if not self.path.exists():
+            return AccessError(
+                f"the access store {self.path} is gone (removed or moved while in use; {e}); "
+                "put it back, or give --db (or ROBUSTAI_ACCESS_DB) where it is now"
+            )
         if _is_corrupt(e):
             return AccessError(
                 f"the access store {self.path} is corrupt ({e}): restore it from a backup, or "

@@ -468,3 +468,32 @@ def test_runs_linked_in_from_outside_the_log_folder_are_not_served(
         assert sorted(runs) == sorted([MNIST_RUN, "mnist_small_cnn_pgd/latest"])
         reply = c.get(scalars_path("mnist_small_cnn_pgd/r2link"))
         assert reply.status != 200 and b"1.0" not in reply.body
+
+
+def test_a_store_removed_while_serving_is_an_error_not_a_new_file(
+    logdir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SQLite creates a missing file on connect: the dashboard re-created a removed store as
+    an empty file with the umask's mode (which `users add` then refused as open to others)."""
+    folder = tmp_path / "store"
+    store = make_store(folder / "access.db")
+    old = os.umask(0o022)
+    try:
+        with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:
+            c = Client(srv.url)
+            assert c.login("alice").status == 303
+            for f in folder.iterdir():
+                f.unlink()
+            caplog.clear()
+            for _ in range(3):
+                reply = c.get("/data/runs")
+                assert reply.status == 500 and b"cannot read its access store" in reply.body
+                assert str(folder).encode() not in reply.body  # the path stays in the log
+            login = Client(srv.url).login("bob")
+            assert login.status == 500 and b"cannot read its access store" in login.body
+    finally:
+        os.umask(old)
+    assert list(folder.iterdir()) == []
+    said = [r for r in caplog.records if "access store" in r.getMessage()]
+    assert len(said) == 1 and "is gone" in said[0].getMessage()  # once, not per request
+    assert not any(r.exc_info for r in caplog.records)  # and no traceback

@@ -380,3 +380,25 @@ def test_a_file_that_is_not_sqlite_is_named_before_its_mode(tmp_path: Path) -> N
     if Path("/etc/passwd").is_file():
         with pytest.raises(AccessError, match="/etc/passwd is not an SQLite database"):
             AccessStore("/etc/passwd")
+
+
+def test_a_store_removed_while_in_use_is_not_created_again(tmp_path: Path) -> None:
+    """Each call opens the file it was given and never creates one (SQLite's plain connect
+    would, empty and with the umask's mode)."""
+    path = tmp_path / "access.db"
+    store = AccessStore(path, create=True)
+    store.add_user("alice", PW)
+    path.unlink()
+    for call in (lambda: store.find_user("alice"), lambda: store.add_user("bob", PW)):
+        with pytest.raises(AccessError, match=r"access\.db is gone \(removed or moved"):
+            call()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("folder", ["a?b", "a#b", "a%20b", "a b", "mode=ro&x"])
+def test_paths_with_uri_characters_open_the_right_file(tmp_path: Path, folder: str) -> None:
+    """The store is opened by URI; ``?``, ``#`` and ``%`` in its path are quoted."""
+    path = tmp_path / folder / "access.db"
+    AccessStore(path, create=True).add_user("alice", PW)
+    assert AccessStore(path).user("alice").name == "alice"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # nothing beside it
