@@ -143,6 +143,13 @@ def _taken(name: str) -> AccessError:
     return AccessError(f"user '{name}' already exists (use passwd to change it)")
 
 
+def _removed(name: str) -> AccessError:
+    """A user removed (by another process) between a command's check and its change."""
+    return AccessError(
+        f"user '{name}' was removed while this ran; nothing changed (see `robustai users list`)"
+    )
+
+
 class AccessStore:
     """Users, their grants and their tokens; every method opens its own short connection, so one
     store may be shared by the threads of a server."""
@@ -361,11 +368,14 @@ class AccessStore:
         with self._connect() as db:
             if self._user_row(db, name) is not None:
                 raise _taken(name)
-            db.execute(
-                "INSERT INTO users (name, password_hash, created, password_changed) "
-                "VALUES (?, ?, ?, ?)",
-                (name, digest, now, now),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO users (name, password_hash, created, password_changed) "
+                    "VALUES (?, ?, ?, ?)",
+                    (name, digest, now, now),
+                )
+            except sqlite3.IntegrityError:  # added by another process since the check above
+                raise _taken(name) from None
         log.info("added user %s", name)
         return self.user(name)
 
@@ -389,12 +399,16 @@ class AccessStore:
     def _replace_hash(self, name: str, digest: str, *, changed: bool) -> None:
         with self._connect() as db:
             if changed:
-                db.execute(
+                cur = db.execute(
                     "UPDATE users SET password_hash = ?, password_changed = ? WHERE name = ?",
                     (digest, self.clock(), name),
                 )
             else:
-                db.execute("UPDATE users SET password_hash = ? WHERE name = ?", (digest, name))
+                cur = db.execute(
+                    "UPDATE users SET password_hash = ? WHERE name = ?", (digest, name)
+                )
+            if cur.rowcount == 0:  # removed since the caller looked the user up
+                raise _removed(name)
 
     def remove_user(self, name: str) -> None:
         """Remove a user with their grants and tokens."""
@@ -470,10 +484,14 @@ class AccessStore:
             row = self._user_row(db, name)
             if row is None:
                 raise AccessError(self._no_user(db, name))
-            cur = db.execute(
-                "INSERT OR IGNORE INTO grants (user, role, pattern, created) VALUES (?, ?, ?, ?)",
-                (row[0], role, pattern, self.clock()),
-            )
+            try:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO grants (user, role, pattern, created) "
+                    "VALUES (?, ?, ?, ?)",
+                    (row[0], role, pattern, self.clock()),
+                )
+            except sqlite3.IntegrityError:  # the foreign key: removed since the check above
+                raise _removed(row[0]) from None
         return cur.rowcount > 0
 
     def revoke(self, name: str, role: str, pattern: str) -> None:
@@ -507,11 +525,14 @@ class AccessStore:
             row = self._user_row(db, name)
             if row is None:
                 raise AccessError(self._no_user(db, name))
-            db.execute(
-                "INSERT INTO tokens (id, user, hash, scope, created, expires) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (new.token_id, row[0], token_hash(new.token), scope, now, expires),
-            )
+            try:
+                db.execute(
+                    "INSERT INTO tokens (id, user, hash, scope, created, expires) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (new.token_id, row[0], token_hash(new.token), scope, now, expires),
+                )
+            except sqlite3.IntegrityError:  # the foreign key: removed since the check above
+                raise _removed(row[0]) from None
         log.info("created token %s for %s (scope %s)", new.token_id, row[0], scope)
         return new.token, self.token_info(new.token_id)
 

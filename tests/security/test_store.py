@@ -16,6 +16,7 @@ from passlib.hash import pbkdf2_sha256
 
 from robustai.security import AccessStore, Grant, allows
 from robustai.security.errors import AccessError, PasswordPolicyError
+from robustai.security.store import User
 
 PW = "correct horse battery staple"
 
@@ -402,3 +403,33 @@ def test_paths_with_uri_characters_open_the_right_file(tmp_path: Path, folder: s
     AccessStore(path, create=True).add_user("alice", PW)
     assert AccessStore(path).user("alice").name == "alice"
     assert sorted(p.name for p in tmp_path.iterdir()) == [folder]  # nothing beside it
+
+
+def test_a_change_racing_another_process_says_what_happened(
+    store: AccessStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process adds or removes the user between a method's check and its write: the
+    database's constraint decides, and the message says what it means."""
+    real = AccessStore._user_row
+    monkeypatch.setattr(AccessStore, "_user_row", staticmethod(lambda db, name: None))
+    with pytest.raises(AccessError, match=r"^user 'alice' already exists"):
+        store.add_user("alice", PW)  # two `users add alice` at once: this one lost
+    # the check saw bob; he was removed before the write
+    monkeypatch.setattr(
+        AccessStore, "_user_row", staticmethod(lambda db, name: ("bob", "", 0.0, 0.0))
+    )
+    for change in (
+        lambda: store.grant("bob", "viewer", "*"),
+        lambda: store.create_token("bob", "*", store.clock() + 60),
+    ):
+        with pytest.raises(AccessError, match=r"^user 'bob' was removed while this ran"):
+            change()
+    monkeypatch.setattr(AccessStore, "_user_row", real)
+    monkeypatch.setattr(
+        AccessStore,
+        "user",
+        lambda self, name: User("bob", 0.0, 0.0, ()),  # found, then gone
+    )
+    with pytest.raises(AccessError, match=r"^user 'bob' was removed while this ran"):
+        store.set_password("bob", "another long passphrase")
+    assert store.tokens() == [] and [u.name for u in store.users()] == ["alice"]
