@@ -254,18 +254,18 @@ class AuthLayer:
         if not verdict.allowed:
             wait = max(1, round(verdict.retry_after))
             self.log.info(
-                "login throttled user=%s ip=%s retry_after=%ds",
+                "login throttled user=%s ip=%s retry_after=%ds%s",
                 self._logged_name(name),
                 _clean(ip),
                 wait,
+                " full" if verdict.full else "",
             )
-            what = "locked after repeated failures" if verdict.locked else "slowed down"
-            resp = self._page(
-                login_page(
-                    f"Too many failed logins ({what}); try again in {wait} s.", target, name
-                ),
-                429,
-            )
+            if verdict.full:  # the throttle holds only lockouts: it drops none to admit more
+                message = f"Too many failed logins at this dashboard; try again in {wait} s."
+            else:
+                what = "locked after repeated failures" if verdict.locked else "slowed down"
+                message = f"Too many failed logins ({what}); try again in {wait} s."
+            resp = self._page(login_page(message, target, name), 429)
             resp.headers["Retry-After"] = str(wait)
             return resp
         if not self._hashing.acquire(timeout=10):

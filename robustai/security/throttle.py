@@ -9,6 +9,12 @@ sessions and their tokens keep working (OWASP's "device cookie" defence against 
 A caller that checks a password uses :meth:`LoginThrottle.begin`, not :meth:`check`: it admits one
 attempt per key at a time, so parallel requests cannot all pass the check before the first
 failure is counted (which would let an attacker try any number of passwords at once).
+
+Memory is bounded (``max_keys``), but a running lockout is never dropped to make room: failed
+logins under many other names would otherwise push a locked key out and unlock it. Expired keys
+go first, then the least recently used keys that are neither locked nor being checked; when
+only those are left, :meth:`LoginThrottle.begin` admits no new key (``Verdict.full``) until the
+first lockout ends. Keys already known (a user's own browser) keep their place.
 """
 
 from __future__ import annotations
@@ -36,10 +42,12 @@ class Verdict:
     allowed: bool
     retry_after: float = 0.0
     locked: bool = False
+    full: bool = False  # no room for a new key: every one held is locked or being checked
 
 
 class LoginThrottle:
-    """Thread-safe, in memory, bounded in size (the least recently used keys are dropped)."""
+    """Thread-safe, in memory, bounded in size (the least recently used keys are dropped, but
+    never one that is locked out or being checked)."""
 
     def __init__(
         self,
@@ -92,11 +100,12 @@ class LoginThrottle:
             if e is not None and e.in_flight:
                 return Verdict(False, max(self.base_delay, 1.0))
             if e is None:
+                if not self._prune(now, self.max_keys - 1):  # no room: refuse, drop no lockout
+                    return Verdict(False, self._until_room(now), full=True)
                 e = self._entries[key] = _Entry()
             e.in_flight = True
             e.last_seen = now
             self._entries.move_to_end(key)
-            self._prune(now)
             return Verdict(True)
 
     def release(self, key: Hashable) -> None:
@@ -126,7 +135,7 @@ class LoginThrottle:
                 e.next_allowed = now + delay
                 verdict = Verdict(False, delay)
             self._entries[key] = e
-            self._prune(now)
+            self._prune(now, self.max_keys)  # a failure is always counted, even over the bound
             return verdict
 
     def success(self, key: Hashable) -> None:
@@ -138,11 +147,35 @@ class LoginThrottle:
             e = self._entries.get(key)
             return e.failures if e else 0
 
-    def _prune(self, now: float) -> None:
-        horizon = self.lockout_seconds + self.max_delay
+    def _prune(self, now: float, keep: int) -> bool:
+        """Drop expired keys, then, while more than ``keep`` are held, the least recently used
+        ones that are neither locked out nor being checked; whether at most ``keep`` are left.
+
+        Keys are kept in the order of their last use, so the expired ones come first."""
+        horizon = self.lockout_seconds + self.max_delay  # past it, any lockout has ended
         while self._entries:
             key, e = next(iter(self._entries.items()))
-            if len(self._entries) > self.max_keys or now - e.last_seen > horizon:
-                del self._entries[key]
-            else:
+            if now - e.last_seen <= horizon:
                 break
+            del self._entries[key]
+        excess = len(self._entries) - keep
+        victims: list[Hashable] = []
+        for key, e in self._entries.items():  # stops at the first ``excess`` found
+            if len(victims) >= excess:
+                break
+            if not self._protected(e, now):
+                victims.append(key)
+        for key in victims:
+            del self._entries[key]
+        return len(self._entries) <= keep
+
+    @staticmethod
+    def _protected(e: _Entry, now: float) -> bool:
+        """Dropping a lockout would unlock its key; dropping an attempt being checked would
+        admit a parallel one."""
+        return e.locked_until > now or e.in_flight
+
+    def _until_room(self, now: float) -> float:
+        """Seconds until the first lockout ends (or an attempt being checked is done)."""
+        ends = [e.locked_until - now for e in self._entries.values() if e.locked_until > now]
+        return max(min(ends, default=0.0), self.base_delay, 1.0)

@@ -497,3 +497,16 @@ def test_a_store_removed_while_serving_is_an_error_not_a_new_file(
     said = [r for r in caplog.records if "access store" in r.getMessage()]
     assert len(said) == 1 and "is gone" in said[0].getMessage()  # once, not per request
     assert not any(r.exc_info for r in caplog.records)  # and no traceback
+
+
+def test_a_throttle_full_of_lockouts_refuses_new_logins_and_keeps_them(
+    logdir: Path, tmp_path: Path
+) -> None:
+    store = make_store(tmp_path / "access.db")
+    throttle = LoginThrottle(base_delay=0, max_delay=0, max_failures=1, max_keys=1)
+    with DashboardServer(logdir, store, port=0, reload_interval=0, throttle=throttle) as srv:
+        assert Client(srv.url).login("alice", "a wrong password").status == 401  # locked
+        reply = Client(srv.url).login("bob")
+        assert reply.status == 429 and b"Too many failed logins at this dashboard" in reply.body
+        locked = Client(srv.url).login("alice")
+        assert locked.status == 429 and b"locked after repeated failures" in locked.body

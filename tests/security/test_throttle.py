@@ -70,3 +70,42 @@ def test_begin_admits_one_attempt_per_key_at_a_time() -> None:
     assert t.failures(key) == 1 and t.begin(key).allowed
     t.success(key)
     assert t.failures(key) == 0 and t.begin(key).allowed
+
+
+def test_a_lockout_is_never_dropped_to_make_room() -> None:
+    """Failed logins under many other names used to push the locked key out of the table
+    (least recently used first), which unlocked it."""
+    clock = Clock()
+    t = LoginThrottle(base_delay=0, max_delay=0, max_failures=3, lockout_seconds=600, max_keys=20)
+    t.clock = clock
+    victim = ("alice", "ip:10.0.0.1")
+    for _ in range(3):
+        assert t.begin(victim).allowed
+        t.failure(victim)
+    assert t.check(victim).locked
+    for i in range(200):  # one failure each under other names: these are dropped instead
+        key = (f"user{i}", "ip:10.0.0.1")
+        assert t.begin(key).allowed
+        t.failure(key)
+    assert len(t._entries) <= 20
+    verdict = t.begin(victim)
+    assert not verdict.allowed and verdict.locked  # still locked
+    clock.now += 600
+    assert t.begin(victim).allowed  # until the lockout ends
+
+
+def test_a_table_full_of_lockouts_admits_no_new_key() -> None:
+    clock = Clock()
+    t = LoginThrottle(base_delay=0, max_delay=0, max_failures=1, lockout_seconds=600, max_keys=5)
+    t.clock = clock
+    for i in range(5):
+        key = (f"user{i}", "ip:1")
+        assert t.begin(key).allowed
+        assert t.failure(key).locked
+    clock.now += 100
+    known = ("user0", "ip:1")
+    full = t.begin(("bob", "ip:2"))
+    assert not full.allowed and full.full and 499 <= full.retry_after <= 500
+    assert t.begin(known).locked and len(t._entries) == 5  # none was dropped
+    clock.now += 500  # the first lockouts end: room again
+    assert t.begin(("bob", "ip:2")).allowed
