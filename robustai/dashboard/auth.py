@@ -33,7 +33,7 @@ from robustai.security.throttle import LoginThrottle
 log = logging.getLogger(__name__)
 
 ACCESS_LOGGER = "robustai.dashboard.access"
-SESSION_COOKIE = "robustai_session"
+SESSION_COOKIE = "robustai_session"  # the names' stem: see AuthLayer.cookie_name
 DEVICE_COOKIE = "robustai_device"
 LOGIN_PATH = "/login"
 LOGOUT_PATH = "/logout"
@@ -219,7 +219,9 @@ class AuthLayer:
         return None, self._json(401, "log in at /login or send 'Authorization: Bearer <token>'")
 
     def _session_identity(self, request: Request) -> Identity | None:
-        payload = self.sessions.loads(request.cookies.get(SESSION_COOKIE))
+        payload = self.sessions.loads(
+            request.cookies.get(self.cookie_name(request, SESSION_COOKIE))
+        )
         if payload is None or payload.get("sid") in self.revoked:
             return None
         user = self.store.find_user(str(payload.get("u", "")))
@@ -246,7 +248,7 @@ class AuthLayer:
         ip = request.remote_addr or "-"
         if not name or not password:
             return self._page(login_page("Enter a user name and a password.", target, name), 400)
-        device = self.devices.loads(request.cookies.get(DEVICE_COOKIE))
+        device = self.devices.loads(request.cookies.get(self.cookie_name(request, DEVICE_COOKIE)))
         trusted = device is not None and str(device.get("u", "")).casefold() == name.casefold()
         client = f"device:{device['d']}" if trusted and device else f"ip:{ip}"
         key = (name.casefold(), client)
@@ -298,13 +300,15 @@ class AuthLayer:
         )
         device_id = device["d"] if trusted and device else secrets.token_hex(16)
         resp = self._redirect(target)
-        self._set_cookie(resp, SESSION_COOKIE, session, self.session_seconds, "/")
+        self._set_cookie(
+            resp, self.cookie_name(request, SESSION_COOKIE), session, self.session_seconds, "/"
+        )
         self._set_cookie(
             resp,
-            DEVICE_COOKIE,
+            self.cookie_name(request, DEVICE_COOKIE),
             self.devices.dumps({"u": user.name, "d": device_id}, self.device_seconds),
             self.device_seconds,
-            LOGIN_PATH,
+            "/" if self.secure_cookie else LOGIN_PATH,  # __Host- cookies must have Path=/
         )
         self.log.info("login ok user=%s ip=%s", _clean(user.name), _clean(ip))
         return resp
@@ -314,17 +318,32 @@ class AuthLayer:
             return self._page(_logout_page())
         if request.method != "POST" or not self._same_origin(request):
             return self._json(403, "log out with a POST from the dashboard's own page")
-        payload = self.sessions.loads(request.cookies.get(SESSION_COOKIE))
+        session_cookie = self.cookie_name(request, SESSION_COOKIE)
+        payload = self.sessions.loads(request.cookies.get(session_cookie))
         if payload is not None:
             self.revoked.revoke(str(payload.get("sid")), float(payload["exp"]))
             self.log.info("logout user=%s", _clean(str(payload.get("u", "-"))))
         resp = self._redirect(LOGIN_PATH)
         resp.delete_cookie(
-            SESSION_COOKIE, path="/", secure=self.secure_cookie, httponly=True, samesite="Strict"
+            session_cookie, path="/", secure=self.secure_cookie, httponly=True, samesite="Strict"
         )
         return resp
 
     # ------------------------------------------------------------------ helpers
+    def cookie_name(self, request: Request, stem: str) -> str:
+        """The name of cookie ``stem`` for the dashboard this request reached.
+
+        Browsers keep cookies per host name, not per port: two dashboards on one host (ports
+        6006 and 6007, or two containers published on two ports) would overwrite each other's
+        session and device cookies, logging each other's users out. So the names carry the
+        port the browser used (the Host header's, none for the scheme's default port):
+        ``robustai_session_6006``. With ``secure_cookie`` they take the ``__Host-`` prefix,
+        which browsers accept only with Secure, Path=/ and no Domain: no other host under the
+        same domain can set (or shadow) them."""
+        _, colon, port = request.host.rpartition(":")
+        name = f"{stem}_{port}" if colon and port.isdigit() and len(port) <= 5 else stem
+        return f"__Host-{name}" if self.secure_cookie else name
+
     @staticmethod
     def _same_origin(request: Request) -> bool:
         """A browser's cross-site POST carries a foreign Origin (or Referer): refuse it."""

@@ -90,6 +90,11 @@ class Client:
         return self.request("POST", "/login", form={"username": user, "password": pw}, **kw)
 
 
+def cookie(client: Client, stem: str = "session") -> str:
+    """The name of the dashboard's ``robustai_<stem>`` cookie at ``client``'s port."""
+    return f"robustai_{stem}_{urllib.parse.urlsplit(client.base).port}"
+
+
 def write_runs(logdir: Path) -> None:
     for run, offset in ((MNIST_RUN, 0.0), (CIFAR_RUN, 1.0)):
         w = SummaryWriter(str(logdir / run))

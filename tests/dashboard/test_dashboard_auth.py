@@ -17,6 +17,7 @@ from dashboard_helpers import (
     PASSWORDS,
     Client,
     access_logger,
+    cookie,
     make_store,
     write_runs,
 )
@@ -55,7 +56,7 @@ def test_a_browser_is_sent_to_the_login_page(client: Client) -> None:
 def test_login_sets_a_signed_httponly_samesite_session(client: Client) -> None:
     reply = client.login("alice")
     assert reply.status == 303 and reply.header("Location") == "/"
-    session = next(c for c in reply.set_cookies() if c.startswith("robustai_session="))
+    session = next(c for c in reply.set_cookies() if c.startswith(cookie(client) + "="))
     attrs = {a.strip().split("=")[0].lower() for a in session.split(";")[1:]}
     assert {"httponly", "samesite", "max-age", "path"} <= attrs
     assert "SameSite=Strict" in session and "Max-Age=28800" in session
@@ -79,19 +80,20 @@ def test_tampered_or_foreign_cookies_are_refused(
     client: Client, server: DashboardServer, logdir: Path, tmp_path: Path
 ) -> None:
     assert client.login("alice").status == 303
-    good = client.cookies["robustai_session"]
+    name = cookie(client)
+    good = client.cookies[name]
     body, mac = good.split(".")
-    client.cookies["robustai_session"] = body + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    client.cookies[name] = body + "." + mac[:-1] + ("A" if mac[-1] != "A" else "B")
     assert client.get("/data/runs").status == 401
     # a payload for bob signed by nobody
-    client.cookies["robustai_session"] = body.replace(body[2:6], "Ym9i", 1) + "." + mac
+    client.cookies[name] = body.replace(body[2:6], "Ym9i", 1) + "." + mac
     assert client.get("/data/runs").status == 401
     # a valid cookie of another dashboard (another key)
     other = DashboardServer(logdir, server.app.store, port=0, reload_interval=0).start()
     try:
         c2 = Client(other.url)
         assert c2.login("alice").status == 303
-        client.cookies["robustai_session"] = c2.cookies["robustai_session"]
+        client.cookies[name] = c2.cookies[cookie(c2)]
         assert client.get("/data/runs").status == 401
     finally:
         other.close()
@@ -102,7 +104,8 @@ def test_non_ascii_cookies_are_refused_not_a_server_error(
     server: DashboardServer, value: str
 ) -> None:
     """A cookie value a browser would never get from us is an unknown cookie: 401, no 500."""
-    client = Client(server.url, cookies={"robustai_session": value, "robustai_device": value})
+    client = Client(server.url)
+    client.cookies = {cookie(client): value, cookie(client, "device"): value}
     assert client.get("/data/runs").status == 401
     assert client.login("alice", "not the password").status == 401
     time.sleep(0.1)  # the throttle's delay after one failure
@@ -510,3 +513,61 @@ def test_a_throttle_full_of_lockouts_refuses_new_logins_and_keeps_them(
         assert reply.status == 429 and b"Too many failed logins at this dashboard" in reply.body
         locked = Client(srv.url).login("alice")
         assert locked.status == 429 and b"locked after repeated failures" in locked.body
+
+
+def test_two_dashboards_on_one_host_keep_their_own_cookies(
+    server: DashboardServer, logdir: Path, store: AccessStore
+) -> None:
+    """Browsers keep cookies per host, not per port: with one cookie name, logging in to the
+    second dashboard replaced the first one's session (signed with another key: logged out)."""
+    jar: dict[str, str] = {}  # one browser, two tabs
+    first, second = Client(server.url, cookies=jar), None
+    other = DashboardServer(logdir, store, port=0, reload_interval=0).start()
+    try:
+        second = Client(other.url, cookies=jar)
+        assert first.login("alice").status == 303
+        assert second.login("bob").status == 303
+        assert first.get("/auth/whoami").json()["user"] == "alice"
+        assert second.get("/auth/whoami").json()["user"] == "bob"
+        assert {cookie(first), cookie(second), cookie(first, "device")} <= set(jar)
+    finally:
+        other.close()
+
+
+def test_secure_cookies_take_the_host_prefix(store: AccessStore) -> None:
+    """Behind HTTPS (``--secure-cookie``): ``__Host-`` names, Secure, Path=/, no Domain, so no
+    other host under the same domain can set or shadow them."""
+    from werkzeug.test import Client as WsgiClient
+
+    from robustai.dashboard.auth import AuthLayer
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"tensorboard"]
+
+    layer = AuthLayer(app, store, secure_cookie=True, throttle=LoginThrottle(base_delay=0))
+    browser = WsgiClient(layer)
+    base = "https://dash.example:8443"
+    reply = browser.post(
+        "/login",
+        base_url=base,
+        data={"username": "alice", "password": PASSWORDS["alice"]},
+        headers={"Origin": base},
+    )
+    assert reply.status_code == 303
+    set_cookies = reply.headers.getlist("Set-Cookie")
+    for stem in ("session", "device"):
+        sent = next(c for c in set_cookies if c.startswith(f"__Host-robustai_{stem}_8443="))
+        attrs = [a.strip().lower() for a in sent.split(";")[1:]]
+        assert "secure" in attrs and "path=/" in attrs
+        assert not any(a.startswith("domain") for a in attrs)
+    whoami = browser.get("/auth/whoami", base_url=base)
+    assert whoami.status_code == 200 and whoami.json["user"] == "alice"
+    default_port = browser.post(
+        "/login",
+        base_url="https://dash.example",
+        data={"username": "alice", "password": PASSWORDS["alice"]},
+    )
+    assert any(
+        c.startswith("__Host-robustai_session=") for c in default_port.headers.getlist("Set-Cookie")
+    )
