@@ -24,7 +24,10 @@ from typing import Any
 
 from tensorboard import auth as tb_auth
 from tensorboard import errors as tb_errors
+from tensorboard.backend import http_util
 from tensorboard.data import provider as tb_provider
+from tensorboard.plugins.core import core_plugin
+from werkzeug import wrappers
 
 from robustai.security.roles import Grant, allows, experiment_of
 
@@ -45,6 +48,14 @@ class Identity:
 
     def can_view(self, run: str) -> bool:
         return allows(self.grants, "view", experiment_of(run), self.scope)
+
+    @property
+    def administers_all(self) -> bool:
+        """An admin of every experiment (``admin:*``, not narrowed by a token's scope): the one
+        who may learn where the log folder lies on the server."""
+        return self.scope in (None, "*") and any(
+            g.role == "admin" and g.pattern == "*" for g in self.grants
+        )
 
 
 class IdentityAuthProvider(tb_auth.AuthProvider):
@@ -262,8 +273,19 @@ class GrantFilteredProvider(tb_provider.DataProvider):
 
     # -------------------------------------------------------------- experiment level
     def experiment_metadata(self, ctx: Any = None, *, experiment_id: str) -> Any:
-        identity_of(ctx)
-        return self._inner.experiment_metadata(ctx, experiment_id=experiment_id)
+        """The experiment's metadata; its ``data_location`` (the server's absolute path to the
+        log folder, shown by ``/data/environment``) only for admins of everything. The front
+        end starts from an empty one and shows nothing in its place."""
+        ident = identity_of(ctx)
+        md = self._inner.experiment_metadata(ctx, experiment_id=experiment_id)
+        if ident.administers_all:
+            return md
+        return tb_provider.ExperimentMetadata(
+            data_location="",
+            experiment_name=md.experiment_name,
+            experiment_description=md.experiment_description,
+            creation_time=md.creation_time,
+        )
 
     def list_plugins(self, ctx: Any = None, *, experiment_id: str) -> Any:
         """The plugins with data in the caller's runs: which dashboards light up must not tell
@@ -392,6 +414,38 @@ class GrantFilteredProvider(tb_provider.DataProvider):
             hparams_to_include=hparams_to_include,
         )
         return _visible_groups(groups, lambda run: self._visible(ident, run))
+
+
+class CorePluginLoader(core_plugin.CorePluginLoader):
+    """TensorBoard's core plugin (its flags, front end, run listing), with ``/data/logdir``
+    naming the log folder only to admins of everything: it is the server's absolute path, of
+    no use to a viewer and telling them where (and under whose home) the runs lie. Debug info
+    (the flags, the log folder among them) stays off."""
+
+    def __init__(self) -> None:
+        super().__init__(include_debug_info=False)
+
+    def load(self, context: Any) -> Any:
+        # TensorBoard tells the core plugin apart by its exact type (``type(p) is CorePlugin``:
+        # its routes are not put under /data/plugin/core), so the instance is TensorBoard's
+        # own and only its route table is changed.
+        plugin = core_plugin.CorePlugin(context, include_debug_info=False)
+        routes = plugin.get_plugin_apps
+        logdir = context.logdir or ""
+
+        @wrappers.Request.application
+        def serve_logdir(request: Any) -> Any:
+            ident = request.environ.get(ENVIRON_KEY)
+            shown = isinstance(ident, Identity) and ident.administers_all
+            return http_util.Respond(
+                request, {"logdir": logdir if shown else ""}, "application/json"
+            )
+
+        def get_plugin_apps() -> dict[str, Any]:
+            return {**routes(), "/data/logdir": serve_logdir}
+
+        plugin.get_plugin_apps = get_plugin_apps
+        return plugin
 
 
 def _visible_groups(groups: Iterable[Any], visible: Callable[[str], bool]) -> list[Any]:

@@ -25,6 +25,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from robustai.dashboard.auth import ACCESS_LOGGER, AuthLayer
 from robustai.dashboard.filtering import (
+    CorePluginLoader,
     GrantFilteredProvider,
     IdentityAuthProvider,
     confine_event_files,
@@ -42,7 +43,6 @@ DEFAULT_PORT = 6006
 def allowed_plugins() -> list[Any]:
     """TensorBoard plugins whose data access goes through the (filtered) data provider."""
     from tensorboard.plugins.audio import audio_plugin
-    from tensorboard.plugins.core import core_plugin
     from tensorboard.plugins.distribution import distributions_plugin
     from tensorboard.plugins.graph import graphs_plugin
     from tensorboard.plugins.histogram import histograms_plugin
@@ -55,7 +55,7 @@ def allowed_plugins() -> list[Any]:
     from tensorboard.plugins.text import text_plugin
 
     return [
-        core_plugin.CorePluginLoader(include_debug_info=False),
+        CorePluginLoader(),  # /data/logdir and /data/environment name the folder to admins
         metrics_plugin.MetricsPlugin,
         scalars_plugin.ScalarsPlugin,
         images_plugin.ImagesPlugin,

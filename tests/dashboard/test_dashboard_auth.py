@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import stat
@@ -571,3 +572,33 @@ def test_secure_cookies_take_the_host_prefix(store: AccessStore) -> None:
     assert any(
         c.startswith("__Host-robustai_session=") for c in default_port.headers.getlist("Set-Cookie")
     )
+
+
+def test_the_log_folders_path_is_shown_to_admins_only(
+    server: DashboardServer, store: AccessStore, logdir: Path
+) -> None:
+    """``/data/logdir`` and ``/data/environment`` answered every logged-in user, grants or
+    none, with the server's absolute path to the log folder."""
+    store.add_user("root", "root correct horse battery")
+    store.grant("root", "admin", "*")
+    narrow, _ = store.create_token("root", "mnist_*", time.time() + 3600)
+    try:
+        seen = {}
+        for user in ("nobody", "alice", "root"):
+            c = Client(server.url)
+            assert c.login(user, PASSWORDS.get(user, "root correct horse battery")).status == 303
+            seen[user] = (c.get("/data/logdir").json(), c.get("/data/environment").json())
+        by_token = Client(server.url)
+        auth = {"Authorization": f"Bearer {narrow}"}
+        seen["token"] = tuple(
+            by_token.get(p, headers=auth).json() for p in ("/data/logdir", "/data/environment")
+        )
+        for who in ("nobody", "alice", "token"):
+            logdir_reply, environment = seen[who]
+            assert logdir_reply == {"logdir": ""} and environment["data_location"] == "", who
+            assert str(logdir) not in json.dumps(seen[who])
+            assert "window_title" in environment  # the rest of what the front end reads
+        assert seen["root"][0] == {"logdir": str(logdir)}
+        assert seen["root"][1]["data_location"] == str(logdir)
+    finally:
+        store.remove_user("root")
