@@ -30,17 +30,22 @@ OK, FAILED, INCOMPLETE = "ok", "failed", "incomplete"
 
 
 def record_failure(run_dir: Path, error: BaseException) -> None:
-    """Write ``status.json`` saying why the member failed (the traceback goes to the log)."""
+    """Write ``status.json`` saying why the member failed (the traceback goes to the log). The
+    values of secret variables are cut out, as from every one-line error: a value refused in
+    the config may have been resolved from one."""
     from robustai.fileio import write_json
+    from robustai.security.redact import scrub_values, secret_env_values
 
+    secrets = secret_env_values()
+    message = scrub_values(str(error), secrets)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(
         run_dir / STATUS_FILE,
         {
             "status": FAILED,
-            "error": str(error).splitlines()[0] if str(error) else type(error).__name__,
+            "error": message.splitlines()[0] if message.strip() else type(error).__name__,
             "error_type": type(error).__name__,
-            "traceback": "".join(traceback.format_exception(error))[-4000:],
+            "traceback": scrub_values("".join(traceback.format_exception(error)), secrets)[-4000:],
         },
     )
 

@@ -227,9 +227,20 @@ def collect_secret_values(tree: Any) -> set[str]:
 def scrub_values(text: str, values: Iterable[str] = ()) -> str:
     """Cut ``values`` and the passwords of URLs out of text, leaving ``key: value`` pairs alone
     (for messages that name a key and then say what is wrong with it)."""
-    for v in sorted({v for v in values if len(v) >= MIN_SCRUB_LENGTH}, key=len, reverse=True):
+    forms = {f for v in values for f in _forms(v) if len(f) >= MIN_SCRUB_LENGTH}
+    for v in sorted(forms, key=len, reverse=True):
         text = text.replace(v, REDACTED)
     return _scrub_url_passwords(text)
+
+
+def _forms(value: str) -> set[str]:
+    """``value`` and the forms a message may show of it: stripped of the newline an env-file or
+    a mounted secret ends with, each line of a multi-line one (a one-line message cuts at the
+    first), and with the newlines escaped as ``repr`` shows them."""
+    forms = {value, value.strip()}
+    forms.update(line.strip() for line in value.splitlines())
+    forms.add(repr(value)[1:-1])
+    return forms
 
 
 def scrub_text(text: str, values: Iterable[str] = (), *, pairs: bool = True) -> str:

@@ -139,19 +139,42 @@ def test_a_sweep_member_and_the_sweep_record_a_secret_redacted(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    "override",
-    ["trainer.lr=${oc.env:TRACKER_TOKEN}", "attack=${oc.env:TRACKER_TOKEN}"],
+    ("override", "ending"),
+    [
+        ("trainer.lr=${oc.env:TRACKER_TOKEN}", ""),
+        ("attack=${oc.env:TRACKER_TOKEN}", ""),
+        # an env-file or a mounted secret ends in a newline: the one line cut the value there
+        ("trainer.lr=${oc.env:TRACKER_TOKEN}", "\n"),
+        ("trainer.lr=${oc.env:TRACKER_TOKEN}", "\r\n"),
+    ],
 )
 def test_a_refused_value_from_a_secret_variable_is_not_echoed(
-    tmp_path: Path, override: str
+    tmp_path: Path, override: str, ending: str
 ) -> None:
     """The one line names the value at fault; resolved from a secret-looking variable, that
     value is the secret (it was printed)."""
     proc = train(
         override, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
-        env={"TRACKER_TOKEN": ENV_SECRET},
+        env={"TRACKER_TOKEN": ENV_SECRET + ending},
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr[-2000:]
     line = proc.stderr.strip().splitlines()[-1]
-    assert line.startswith("robustai train: error: ") and "=<redacted>: " in line, line
+    assert line.startswith("robustai train: error: ") and "<redacted>" in line, line
     assert ENV_SECRET not in proc.stdout + proc.stderr
+
+
+def test_a_failed_members_status_holds_no_secret_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """status.json kept the error and its traceback as raised: a value resolved from a secret
+    variable (here with the newline an env-file leaves) landed in the run folder."""
+    from robustai.cli.sweep_status import record_failure
+
+    monkeypatch.setenv("TRACKER_TOKEN", ENV_SECRET + "\n")
+    try:
+        raise ValueError(f"trainer.lr: Value '{ENV_SECRET}\n' could not be converted")
+    except ValueError as e:
+        record_failure(tmp_path, e)
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["error"] == "trainer.lr: Value '<redacted>' could not be converted"
+    assert ENV_SECRET not in (tmp_path / "status.json").read_text()
