@@ -340,9 +340,9 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             " use --config-path for a folder of complete configs"
         )
     searchpath = f"hydra.searchpath=['file://{extra}']"  # quoted: a comma is no list separator
-    # among the other overrides: after a trailing flag (-m, --cfg job) argparse would take it
-    # for an argument it does not know
-    at = args.index(overrides[0]) + 1 if overrides else len(args)
+    # among the other overrides, or first: after a trailing flag argparse would take it for an
+    # argument it does not know (-m, --cfg job) or for the flag's optional value (--info)
+    at = args.index(overrides[0]) + 1 if overrides else 0
     return [*args[:at], searchpath, *args[at:]]
 
 

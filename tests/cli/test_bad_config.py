@@ -362,6 +362,9 @@ def test_config_dir_with_a_trailing_flag_a_comma_or_bad_yaml(tmp_path: Path) -> 
     proc = train("experiment=e7", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
     assert "epochs: 7" in proc.stdout
+    proc = train("--info")  # the folder was taken for --info's optional value
+    assert proc.returncode == 0, proc.stderr
+    assert f"file://{mine}" in proc.stdout
     proc = train("experiment=bad")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "a config file is not valid YAML: mapping values are not allowed here" in proc.stderr
