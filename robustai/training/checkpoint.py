@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -464,19 +465,21 @@ def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], sou
                 # torch's scheduler takes any keys and values into its __dict__ (an edited
                 # checkpoint replaced its optimizer, or made total_steps a string): the saved
                 # state must have the layout of this run's own
-                _check_layout(obj.state_dict(), state[name], name)
+                _check_layout(obj.state_dict(), state[name], name, type(obj))
+                _check_scheduler_position(obj.state_dict(), state[name], name)
             obj.load_state_dict(state[name])
-        except (KeyError, ValueError, RuntimeError, TypeError, IndexError) as e:
+        except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as e:
             raise CheckpointError(
                 f"{source}: the saved {name} state does not fit this run: {str(e).splitlines()[0]}"
             ) from e
 
 
-def _check_layout(fresh: Any, saved: Any, where: str) -> None:
-    """``saved`` has ``fresh``'s keys, list lengths and kinds of value (numbers for numbers,
-    strings for strings); a ValueError names the first difference. Other keys may hold plain
-    values only (a scheduler saved by another version, e.g. OneCycleLR's ``use_beta1``), and
-    none may replace the optimizer."""
+def _check_layout(fresh: Any, saved: Any, where: str, owner: type | None = None) -> None:
+    """``saved`` has ``fresh``'s keys, list lengths and kinds of value (integers for integers,
+    finite numbers for numbers, the same strings: they name the schedule's settings, which a
+    resume keeps); a ValueError names the first difference. Other keys may hold plain values
+    only (a scheduler saved by another version, e.g. OneCycleLR's ``use_beta1``), and none may
+    replace the optimizer or shadow an attribute of ``owner``'s class (``step``)."""
     if isinstance(fresh, Mapping):
         if not isinstance(saved, Mapping):
             raise ValueError(f"{where} is {type(saved).__name__}, not a mapping")
@@ -485,7 +488,8 @@ def _check_layout(fresh: Any, saved: Any, where: str) -> None:
             raise ValueError(f"{where} lacks {', '.join(missing)}")
         for key in set(saved) - set(fresh):
             plain = saved[key] is None or isinstance(saved[key], bool | int | float | str)
-            if key == "optimizer" or not plain:
+            shadows = owner is not None and hasattr(owner, str(key))
+            if key == "optimizer" or not plain or shadows or str(key).startswith("__"):
                 raise ValueError(f"{where}.{key} is no setting of this run's")
         for key, value in fresh.items():
             _check_layout(value, saved[key], f"{where}.{key}")
@@ -494,12 +498,33 @@ def _check_layout(fresh: Any, saved: Any, where: str) -> None:
             raise ValueError(f"{where} is not a list of {len(fresh)} values")
         for i, (a, b) in enumerate(zip(fresh, saved, strict=True)):
             _check_layout(a, b, f"{where}[{i}]")
-    elif fresh is not None:
-        number = (int, float)
-        same = (
-            isinstance(saved, number) and not isinstance(saved, bool)
-            if isinstance(fresh, number) and not isinstance(fresh, bool)
-            else isinstance(saved, type(fresh))
+    elif isinstance(fresh, bool) or fresh is None:
+        if fresh is not None and not isinstance(saved, bool):
+            raise ValueError(f"{where} is {type(saved).__name__}, not bool")
+    elif isinstance(fresh, int):
+        if not isinstance(saved, int) or isinstance(saved, bool):
+            raise ValueError(f"{where} is {type(saved).__name__}, not int")
+    elif isinstance(fresh, float):
+        if not isinstance(saved, int | float) or isinstance(saved, bool):
+            raise ValueError(f"{where} is {type(saved).__name__}, not float")
+        if not math.isfinite(saved):
+            raise ValueError(f"{where} is {saved}, not a finite number")
+    elif isinstance(fresh, str):
+        if saved != fresh:
+            raise ValueError(f"{where} is {saved!r}, where this run's schedule has {fresh!r}")
+    elif not isinstance(saved, type(fresh)):
+        raise ValueError(f"{where} is {type(saved).__name__}, not {type(fresh).__name__}")
+
+
+def _check_scheduler_position(
+    fresh: Mapping[str, Any], saved: Mapping[str, Any], where: str
+) -> None:
+    """A schedule of ``total_steps`` steps (OneCycleLR) resumed past its end fails at its next
+    step ("Tried to step N times"); its length is the run's, which a resume keeps."""
+    total, last = saved.get("total_steps"), saved.get("last_epoch")
+    if total != fresh.get("total_steps"):
+        raise ValueError(
+            f"{where}.total_steps is {total}, where this run's schedule has {fresh['total_steps']}"
         )
-        if not same:
-            raise ValueError(f"{where} is {type(saved).__name__}, not {type(fresh).__name__}")
+    if isinstance(total, int) and isinstance(last, int) and not -1 <= last <= total:
+        raise ValueError(f"{where}.last_epoch {last} is no step of a {total}-step schedule")

@@ -359,6 +359,20 @@ def _edited(tmp_path: Path, comps: dict, edit) -> tuple[dict, Path]:
         (lambda s: s["scheduler"].update(optimizer=1), "scheduler.optimizer is no setting"),
         (lambda s: s["scheduler"].update(total_steps="abc"), "total_steps is str, not int"),
         (lambda s: s["scheduler"].pop("base_lrs"), "scheduler lacks base_lrs"),
+        # each of these was a traceback at the resumed run's first step, or (a phase's start
+        # naming another setting) a run on another schedule, silently
+        (lambda s: s["scheduler"].update(step=1), "scheduler.step is no setting"),
+        (lambda s: s["scheduler"].update(total_steps=1.5), "total_steps is float, not int"),
+        (lambda s: s["scheduler"].update(total_steps=10**6), "total_steps is 1000000, where"),
+        (lambda s: s["scheduler"].update(last_epoch=100), "last_epoch 100 is no step of a 20-"),
+        (lambda s: s["scheduler"].update(_anneal_func_type="nope"), "'nope', where this run"),
+        (
+            lambda s: s["scheduler"]["_schedule_phases"][0]["__dict__"].update(
+                start_lr="max_momentum"
+            ),
+            r"_schedule_phases\[0\]\.start_lr is 'max_momentum'",
+        ),
+        (lambda s: s["scheduler"].update(base_lrs=[float("nan")]), "nan, not a finite number"),
         (lambda s: s["loader"].update(position=10**9), "position 1000000000 is outside a pass"),
         (lambda s: s["loader"].update(position=-1), "position -1 is outside a pass"),
     ],
