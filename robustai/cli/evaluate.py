@@ -271,6 +271,7 @@ def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
     from robustai.data import SPLIT_SETTINGS
 
     if data.name != meta.get("data"):
+        _check_other_set(data, meta)
         return  # another data set: evaluate warns that it is one
     split = meta.get("split")
     for key in SPLIT_SETTINGS.get(data.name, ()):
@@ -303,6 +304,30 @@ def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
                 f" ({recorded.get('path')}, per meta.json); point data.root, or data.images and"
                 " data.labels, at those files"
             )
+
+
+def _check_other_set(data: Any, meta: dict[str, Any]) -> None:
+    """A model trained on part of an IDX file (``data=idx``, e.g. MNIST's test images split
+    into train and eval parts) and evaluated on a published set whose test split is that very
+    file (``data=mnist``) is evaluated mostly on its own training images."""
+    from robustai.data.idx import idx_sha256
+    from robustai.data.torchvision_sets import test_images_file
+
+    files = meta.get("data_files")
+    recorded = files.get("images") if isinstance(files, dict) else None
+    test_file = test_images_file(data.name, data.root)
+    if meta.get("data") != "idx" or not isinstance(recorded, dict) or test_file is None:
+        return
+    try:
+        found = idx_sha256(test_file)
+    except DataError:
+        return  # not there (yet): the loader reports it, or downloads the set
+    if found == recorded.get("sha256"):
+        raise ConfigError(
+            f"data={data.name}: its test images ({test_file}) are the file the model was trained"
+            f" on a part of (data=idx, {recorded.get('path')}, per meta.json), so they include"
+            " its training images; leave data= out to evaluate on the run's own eval split"
+        )
 
 
 def _shown(value: Any) -> str:

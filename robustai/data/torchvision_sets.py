@@ -64,6 +64,14 @@ def load_torchvision(
     return (x.float() / 255.0).contiguous(), y
 
 
+def test_images_file(name: str, root: str | Path) -> Path | None:
+    """The IDX file of ``name``'s test images under ``root`` as torchvision keeps it (MNIST and
+    Fashion-MNIST: ``<root>/<Class>/raw/t10k-images-idx3-ubyte``); None for other sets."""
+    if name not in ("mnist", "fashion_mnist"):
+        return None
+    return Path(root).expanduser() / _CLASSES[name] / "raw" / "t10k-images-idx3-ubyte"
+
+
 #: seconds a download may wait for the server before it counts as failed (torchvision's
 #: urlopen has no timeout of its own: a stalled connection waited forever)
 DOWNLOAD_TIMEOUT_S = 60.0

@@ -595,6 +595,33 @@ def test_idx_files_other_than_the_runs_are_refused(
     assert (tmp_path / "e" / "report.json").exists()
 
 
+def test_mnist_whose_test_images_the_model_was_trained_on_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained with data=idx on part of MNIST's test images (the mnist_idx_fgsm_rs
+    recipe) and evaluated with data=mnist got a warning only, and a report on mostly its own
+    training images. Trained on other files (MNIST's training images), it may be."""
+    from robustai.cli.pipeline import idx_files
+
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (4, 2, 2))
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    test_images = _idx(raw / "t10k-images-idx3-ubyte", header, bytes(range(16)))
+    labels = _idx(tmp_path / "labels", bytes([0, 0, 8, 1]) + (4).to_bytes(4, "big"), bytes(4))
+    other = _idx(tmp_path / "train-images", header, bytes(range(1, 17)))
+    monkeypatch.chdir(tmp_path)
+    args = ["data=mnist", f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'e'}"]
+    extra = {"data": "idx", "split": {"split_seed": 0, "holdout": 0.2}}
+    files = idx_files(test_images, labels)
+    run = save_small_cnn(tmp_path / "a", extra={**extra, "data_files": files})
+    line = evaluate_fails([f"checkpoint={run}", *args], capsys)
+    assert f"data=mnist: its test images ({test_images}) are the file the model was" in line
+    run = save_small_cnn(tmp_path / "b", extra={**extra, "data_files": idx_files(other, labels)})
+    from robustai.cli.evaluate import check_evaluate_config
+
+    preflight(config_dir(), "evaluate", [f"checkpoint={run}", *args], check_evaluate_config)
+
+
 @pytest.mark.parametrize(
     "record",
     [
