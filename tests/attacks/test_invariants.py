@@ -177,6 +177,26 @@ def test_output_contract(
 
 
 @pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_stays_inside_the_ball(
+    name: str, kwargs: dict[str, Any], dtype: torch.dtype
+) -> None:
+    """x + delta rounded to bfloat16 landed up to 6% outside an eps=8/255 ball (and an L2
+    one), after the projection in float32."""
+    torch.manual_seed(0)
+    norm = kwargs.get("norm", "linf")
+    eps = 8 / 255 if norm == "linf" else 0.5
+    x, y = random_inputs(32, 0, dtype)
+    x_adv = build_attack(name, eps=eps, **kwargs)(fresh_net(dtype), x, y)
+    assert x_adv.dtype == dtype
+    delta = (x_adv.double() - x.double()).reshape(len(x), -1)
+    size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+    assert size.max().item() <= eps
+    assert size.max().item() > 0.9 * eps  # it did attack
+    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
+
+
+@pytest.mark.parametrize(("name", "kwargs"), VARIANTS)
 @FAST
 @given(batch=st.integers(1, 6), seed=st.integers(0, 2**31 - 1))
 def test_eps_zero_returns_x(name: str, kwargs: dict[str, Any], batch: int, seed: int) -> None:
