@@ -518,9 +518,22 @@ def _describe(m: Member, keys: list[str]) -> str:
 
 def plot_pareto(summary: Summary, path: Path) -> Path | None:
     """Robust against clean accuracy per finished member; the Pareto front joined by a line."""
+    fig = pareto_figure(summary)
+    if fig is None:
+        log.warning("no finished member has a robust accuracy (worst_case_acc): no Pareto plot")
+        return None
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def pareto_figure(summary: Summary) -> Any:
+    """The figure :func:`plot_pareto` saves; None when no finished member has a robust
+    accuracy."""
     done = [m for m in summary.members if m.status == OK and m.robust is not None]
     if not done:
-        log.warning("no finished member has a robust accuracy (worst_case_acc): no Pareto plot")
         return None
     import matplotlib
 
@@ -558,7 +571,9 @@ def plot_pareto(summary: Summary, path: Path) -> Path | None:
         ax.scatter(xs, ys, color="tab:blue", s=40, zorder=3)
     front = sorted((x, y) for m, x, y in zip(done, xs, ys, strict=True) if m.pareto)
     if front:
-        ax.plot(*zip(*front, strict=True), color="tab:red", lw=1.2, zorder=2, label=None)
+        # markers too: a front of one member (it dominates the rest) is a point, no line
+        xs_f, ys_f = zip(*front, strict=True)
+        ax.plot(xs_f, ys_f, color="tab:red", lw=1.2, marker="o", ms=8, mfc="none", zorder=4)
     for m, x, y in zip(done, xs, ys, strict=True):
         ax.annotate(m.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     keys = {k for m in done for k in m.flat if k.startswith("worst_case_acc/")}
@@ -568,9 +583,7 @@ def plot_pareto(summary: Summary, path: Path) -> Path | None:
     ax.set_title(f"{summary.folder.name}: Pareto front (red)")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def write_all(summary: Summary, plot: bool = True) -> dict[str, Path]:

@@ -8,6 +8,7 @@ weaker), and it starts at the clean accuracy (eps = 0).
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,7 +126,9 @@ def curve_figure(curve: RobustnessCurve, title: str = "") -> Any:
     ax.set_ylim(-0.02, 1.02)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
-    ax.set_title(title or f"Robustness curve ({curve.samples} samples)", fontsize="medium")
+    # a run's title (its name, model and attack) can outgrow the figure: wrap it, not clip it
+    text = title or f"Robustness curve ({curve.samples} samples)"
+    ax.set_title("\n".join(textwrap.wrap(text, 60)), fontsize="medium")
     fig.tight_layout()
     return fig
 

@@ -173,6 +173,19 @@ def test_member_without_a_worst_case_is_not_on_the_pareto_front(tmp_path: Path) 
     assert {r["member"]: r["pareto"] for r in rows(tmp_path)} == {"0": "true", "1": "false"}
 
 
+def test_a_front_of_one_member_is_drawn(tmp_path: Path) -> None:
+    """One member dominating the rest is a front of one point: a line without markers drew
+    nothing red, under a title saying the front is red."""
+    from robustai.cli.summarize import pareto_figure
+
+    make_run(tmp_path, "0", ["attack.eps=0.1"], metrics(0.9, 0.7))
+    make_run(tmp_path, "1", ["attack.eps=0.2"], metrics(0.8, 0.5))
+    fig = pareto_figure(summarize(tmp_path))
+    (front,) = [line for line in fig.axes[0].get_lines() if line.get_color() == "tab:red"]
+    assert list(front.get_xdata()) == [0.9] and list(front.get_ydata()) == [0.7]
+    assert front.get_marker() == "o"
+
+
 def test_a_ranking_across_different_eps_says_it_mixes_threat_models(tmp_path: Path) -> None:
     """A sweep over attack.eps evaluates each member at its own eps: the smaller eps wins
     worst_case_acc by construction, and the summary says so; at one eps it says nothing."""

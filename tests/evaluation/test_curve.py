@@ -74,3 +74,17 @@ def test_png_is_written(digits_model: nn.Module, digits: DataBundle, tmp_path: P
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.ndim == 3 and image.shape[2] == 3 and image.dtype.name == "uint8"
     assert image.shape[1] > image.shape[0] > 100
+
+
+def test_a_long_title_is_wrapped_inside_the_figure() -> None:
+    """A run's title (name, model, attack, sample count) ran past the figure's right edge."""
+    from robustai.evaluation.curve import RobustnessCurve, curve_figure
+
+    curve = RobustnessCurve([0.0, 0.1], {"pgd20": [0.9, 0.8]}, [0.9, 0.8], 200, "linf")
+    title = "digits_small_cnn_fgsm_rs: small_cnn trained with FGSM-RS at eps 0.1 (200 samples)"
+    fig = curve_figure(curve, title)
+    fig.canvas.draw()
+    text = fig.axes[0].title
+    assert text.get_text().replace("\n", " ") == title
+    box = text.get_window_extent(fig.canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width
