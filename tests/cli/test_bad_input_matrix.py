@@ -190,7 +190,7 @@ MATRIX = [
         "code as a logging handler",  # logging.config.dictConfig calls the class it names
         ["+hydra.job_logging.handlers.x={{class:os.mkdir,path:{tmp}/pwned}}"],
         2,
-        "hydra.job_logging.handlers.x.class=os.mkdir: not allowed; a config may only name logging",
+        "hydra.job_logging.handlers.x.class=os.mkdir: not allowed; a logging config may name only",
     ),
     (
         "a module imported by a logging config",
