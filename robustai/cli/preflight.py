@@ -877,11 +877,39 @@ def _unknown_key(key: str, config_name: str, overrides: list[str]) -> str:
         if takes is not None:
             return takes
     groups = [] if parent else _top_groups()
+    if config_name == "evaluate" and leaf in groups and leaf not in valid and valid:
+        # a group of train's config (attack=pgd; evaluate's attacks are its evaluator's)
+        own = [g for g in groups if g in valid]
+        return (
+            f"{key}: {leaf} is no config group of robustai evaluate (its groups:"
+            f" {', '.join(own)}); {leaf}=<option> is for robustai train"
+        )
+    below = _sections_with(root, leaf) if not parent and leaf not in groups else []
+    if below:  # epochs=3: a setting of a section (trainer.epochs)
+        listing = f"; valid keys: {', '.join(valid)}" if valid else ""
+        return f"{key}: no such key (did you mean {' or '.join(below)}?){listing}"
     hint = difflib.get_close_matches(leaf, [*valid, *groups], n=1)
     maybe = f" (did you mean {parent + '.' if parent else ''}{hint[0]}?)" if hint else ""
     if hint and hint[0] in groups and hint[0] not in valid:  # a group chosen by option name
         maybe = f" (did you mean the config group {hint[0]}, e.g. {hint[0]}=<option>?)"
     return f"{key}: no such key{maybe}{listing}"
+
+
+def _sections_with(root: Any, leaf: str) -> list[str]:
+    """``<section>.<leaf>`` for each top-level section of ``root`` that has key ``leaf``."""
+    from omegaconf import DictConfig
+
+    if not isinstance(root, DictConfig):
+        return []
+    found = []
+    for section in root:
+        try:
+            node = root._get_node(section)
+        except Exception:
+            continue
+        if isinstance(node, DictConfig) and leaf in node:
+            found.append(f"{section}.{leaf}")
+    return found
 
 
 def _near_path(root: Any, parts: list[str]) -> str | None:

@@ -16,6 +16,9 @@ CASES = [
     # (overrides, text the one-line message must contain)
     (["trainer.epoch=3"], "trainer.epoch: no such key (did you mean trainer.epochs?)"),
     (["nme=x"], "nme: no such key (did you mean name?)"),
+    # a section's setting given without its section
+    (["epochs=3"], "epochs: no such key (did you mean trainer.epochs?)"),
+    (["eps=0.2"], "eps: no such key (did you mean data.eps or attack.eps or evaluator.eps?)"),
     (["trainer.epochs=abc"], "trainer.epochs"),
     (["data.batch_size=1.5"], "data.batch_size"),
     (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),

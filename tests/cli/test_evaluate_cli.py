@@ -231,6 +231,14 @@ def test_bad_evaluator_settings(
         [ck, "evaluator.attacks=[{name:pgd,restarts:3,random_start:false}]"], capsys
     )
     assert "random_start" in line and "threat model" not in line  # no eps hint for another error
+    # train's groups: "attack: no such key (did you mean the config group attack, ...)"
+    assert evaluate_fails([ck, "attack=pgd"], capsys).endswith(
+        "attack: attack is no config group of robustai evaluate (its groups: data, evaluator,"
+        " logger, paths); attack=<option> is for robustai train"
+    )
+    assert "samples: no such key (did you mean evaluator.samples?)" in evaluate_fails(
+        [ck, "samples=3"], capsys
+    )
 
 
 def test_missing_device_is_refused_before_the_run_folder(
