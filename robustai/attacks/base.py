@@ -14,6 +14,8 @@ import logging
 import math
 import numbers
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import ClassVar
 
 import torch
@@ -50,6 +52,22 @@ def eps_range_text(norm: str) -> str:
 def is_real(value: object) -> bool:
     """A real number (Python's or numpy's, e.g. ``np.float32``), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+@contextmanager
+def autograd_on() -> Iterator[None]:
+    """Autograd on inside the block, even under ``torch.inference_mode``, which
+    ``torch.enable_grad`` does not leave: input gradients there would silently come out as none
+    (zero) and the evaluation would report gradient masking that is not there."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+def autograd_tensor(t: Tensor) -> Tensor:
+    """``t``, or a normal copy of it where it was made under ``torch.inference_mode``: autograd
+    cannot save such tensors for backward (labels inside a loss, inputs). Call it inside
+    :func:`autograd_on`, where the copy is a normal tensor."""
+    return t.clone() if t.is_inference() else t
 
 
 def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
@@ -276,7 +294,7 @@ class Attack(ABC):
         check_input_dtype(model, x)
         # Attacks need autograd, which inference_mode switches off (x would get no gradient and
         # FGSM would return it unchanged); as under no_grad, they turn it back on for themselves.
-        with torch.inference_mode(False):
+        with autograd_on():
             return self._attack(model, x, y)
 
     def _attack(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
@@ -287,9 +305,7 @@ class Attack(ABC):
                 f"x and y must share the batch dimension; got x {tuple(x.shape)},"
                 f" y {tuple(y.shape)}"
             )
-        if x.is_inference():  # tensors made under inference_mode cannot enter autograd
-            x = x.clone()
-        x = x.detach()
+        x = autograd_tensor(x).detach()
         top_label = -1
         if x.numel() > 0:
             # x's range and y's in one device sync
@@ -307,9 +323,7 @@ class Attack(ABC):
                 )
         if self.eps == 0.0 or x.numel() == 0:
             return x.clone()
-        y = y.detach()
-        if y.is_inference():
-            y = y.clone()
+        y = autograd_tensor(y).detach()
 
         modules = list(model.modules())
         modes = [m.training for m in modules]

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks import FGSM, PGD, Attack, Square
-from robustai.attacks.base import check_eot_iter, input_grad
+from robustai.attacks.base import autograd_on, autograd_tensor, check_eot_iter, input_grad
 from robustai.attacks.registry import accepted_kwargs
 from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
@@ -498,11 +498,12 @@ def _check_black_box(ctx: _Context, s: SanitySettings) -> Check:
 
 def input_gradients(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) -> Tensor:
     """Per-sample gradients of the cross-entropy w.r.t. the input (eval mode, parameter
-    ``.grad`` untouched)."""
+    ``.grad`` untouched; autograd on even under ``torch.inference_mode``, as in the attacks)."""
     y = checked_labels(x, y)
     with eval_mode(model):
         grads = []
-        with torch.enable_grad():
+        with autograd_on():
+            y = autograd_tensor(y)
             for i in range(0, len(x), batch_size):
                 xb = x[i : i + batch_size].detach().clone().requires_grad_(True)
                 loss = nn.functional.cross_entropy(

@@ -21,6 +21,7 @@ from robustai.evaluation import (
     run_sanity_checks,
 )
 from robustai.evaluation.sanity import strengthened
+from robustai.models import build_model
 
 EPS = 0.1
 N = 100  # evaluated samples (the sanity checks use all of them)
@@ -429,3 +430,26 @@ def test_nan_logits_are_not_a_correct_prediction(
     assert ev.result.clean_acc > 0.95
     assert ev.result.robust_acc["apgd_ce@0.1"] < 0.1, ev.result.robust_acc
     assert ev.result.worst_case["0.1"] < 0.1
+
+
+def test_gradients_check_under_inference_mode() -> None:
+    """Inside ``torch.inference_mode`` (which ``enable_grad`` does not leave), and with labels
+    made there, the gradient check still sees the model's real gradients, as the attacks do:
+    not zero gradients reported as masking, nor an autograd error."""
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (1, 8, 8), 10).eval()
+    x = torch.rand(12, 1, 8, 8)
+    with torch.inference_mode():
+        y_inference = model(x).argmax(1)
+    y = y_inference.clone()
+    kwargs = dict(
+        attacks=[lambda eps: PGD(eps, steps=2)],
+        eps=[EPS],
+        num_classes=10,
+        sanity=SanitySettings(samples=12, checks=("gradients",)),
+    )
+    with torch.inference_mode():
+        inside = evaluate_model(model, x, y, **kwargs)
+    assert [c.status for c in inside.sanity.checks] == ["pass"], inside.sanity.checks[0].line()
+    labels = evaluate_model(model, x, y_inference, **kwargs)
+    assert [c.status for c in labels.sanity.checks] == ["pass"], labels.sanity.checks[0].line()
