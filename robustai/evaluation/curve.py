@@ -29,9 +29,20 @@ WORST_CASE = "worst case"
 
 def default_curve_eps(eps: Sequence[float], cap: float = 1.0) -> list[float]:
     """0 and 1/4, 1/2, 1, 3/2 and 2 times the largest of ``eps``, capped at ``cap`` (1 where
-    the suite has an L-inf attack: a larger L-inf ball adds nothing; none for L2 only)."""
-    top = max(eps) if eps else 0.0
-    values = {0.0, *(min(cap, round(f * top, 6)) for f in DEFAULT_FRACTIONS)}
+    the suite has an L-inf attack: a larger L-inf ball adds nothing; none for L2 only).
+
+    A point with the metric key (:func:`eps_key`) of an evaluated eps is that eps exactly, so
+    the curve reuses the suite's result there (8/255 stays 8/255, not 0.031373, which would be
+    attacked again and could differ from the report); every other point is its key's value
+    (0.15, not 0.15000000000000002), so that its eps and its key agree."""
+    evaluated = {eps_key(float(e)): float(e) for e in eps}
+    top = max(evaluated.values()) if evaluated else 0.0
+
+    def point(value: float) -> float:
+        key = eps_key(value)
+        return evaluated.get(key, float(key))
+
+    values = {0.0, *(min(cap, point(f * top)) for f in DEFAULT_FRACTIONS)}
     return sorted(values)
 
 

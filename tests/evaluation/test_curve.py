@@ -11,7 +11,17 @@ from torch import nn
 
 from robustai.attacks import FGSM, build_attack
 from robustai.data import DataBundle
-from robustai.evaluation import Evaluator, default_curve_eps, robustness_curve, save_curve_png
+from robustai.evaluation import (
+    CurveSettings,
+    Evaluator,
+    default_curve_eps,
+    evaluate_model,
+    robustness_curve,
+    save_curve_png,
+)
+from robustai.evaluation.accuracy import predict
+from robustai.evaluation.evaluator import eps_key
+from robustai.models import build_model
 
 SUITE = [
     lambda eps: build_attack("fgsm", eps=eps),
@@ -23,6 +33,43 @@ def test_default_eps_grid() -> None:
     assert default_curve_eps([0.1]) == pytest.approx([0.0, 0.025, 0.05, 0.1, 0.15, 0.2])
     assert default_curve_eps([0.05, 0.3]) == pytest.approx([0, 0.075, 0.15, 0.3, 0.45, 0.6])
     assert max(default_curve_eps([0.8])) == 1.0  # capped at the whole [0, 1] range
+
+
+def test_default_grid_keeps_the_evaluated_eps_and_its_keys() -> None:
+    """8/255 stays 8/255 (rounded to 0.031373 it had another metric key than the suite's, was
+    attacked again and could show another number than the report); other points are their
+    keys' values."""
+    grid = default_curve_eps([4 / 255, 8 / 255])
+    assert 8 / 255 in grid and 4 / 255 in grid  # 1x and 1/2x: the evaluated eps themselves
+    for e in grid:
+        assert e in (4 / 255, 8 / 255) or float(eps_key(e)) == e
+
+
+def test_curve_reuses_the_suite_at_an_eps_such_as_8_255() -> None:
+    torch.manual_seed(0)
+    model = build_model("small_cnn", (1, 8, 8), 10).eval()
+    x = torch.rand(16, 1, 8, 8)
+    y = predict(model, x)
+    attacked: list[float] = []
+
+    class CountingFGSM(FGSM):
+        def perturb(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            attacked.append(self.eps)
+            return super().perturb(model, x, y)
+
+    ev = evaluate_model(
+        model,
+        x,
+        y,
+        attacks=[lambda eps: CountingFGSM(eps)],
+        eps=[8 / 255],
+        num_classes=10,
+        curve=CurveSettings(),
+    )
+    assert ev.curve is not None
+    assert attacked.count(8 / 255) == 1 and len(attacked) == len(set(map(eps_key, attacked)))
+    at = ev.curve.eps.index(8 / 255)
+    assert ev.curve.worst_case[at] == ev.result.worst_case[eps_key(8 / 255)]
 
 
 def test_curve_falls_from_clean_accuracy(digits_model: nn.Module, digits: DataBundle) -> None:
