@@ -18,7 +18,13 @@ import numpy as np
 from torch import Tensor, nn
 
 from robustai.evaluation.accuracy import predict
-from robustai.evaluation.evaluator import AttackFactory, EvalResult, Evaluator, eps_key
+from robustai.evaluation.evaluator import (
+    AttackFactory,
+    EvalResult,
+    Evaluator,
+    check_factories,
+    eps_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +87,7 @@ def robustness_curve(
     ``reuse``: an evaluation of the same attacks on the same samples; its eps are not attacked
     again. ``early_stop``: as :class:`Evaluator`'s.
     """
+    attacks = check_factories(attacks)
     grid = sorted({0.0, *(float(e) for e in eps)})
     same_samples = reuse is not None and reuse.samples == len(x) and reuse.clean_pred is not None
     clean_pred = reuse.clean_pred if same_samples and reuse is not None else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from torch import Tensor, nn
@@ -29,16 +29,30 @@ def metric_key(attack: Attack) -> str:
     return f"{attack.label}@{attack.eps:g}"
 
 
-def check_factories(attacks: Sequence[AttackFactory]) -> None:
-    """Each entry must build an attack for an eps; an :class:`Attack` itself is refused in one
+def check_factories(attacks: Iterable[AttackFactory]) -> list[AttackFactory]:
+    """The factories as a list, read once: a generator would be used up by a first pass over
+    it, and every later one (each eps, the evaluation itself) would silently run no attack.
+    Each entry must build an attack for an eps; an :class:`Attack` itself is refused in one
     line (called with an eps it would fail with "missing 2 required positional arguments")."""
-    for make in attacks:
+    if isinstance(attacks, Attack) or callable(attacks):
+        raise TypeError(
+            "attacks must be a list of factories that build an attack for each eps, e.g."
+            f" [lambda eps: PGD(eps, ...)]; got a single {type(attacks).__name__}"
+        )
+    factories = list(attacks)
+    for make in factories:
         if isinstance(make, Attack):
             name = type(make).__name__
             raise TypeError(
                 f"attacks must be factories that build an attack for each eps, e.g."
                 f" lambda eps: {name}(eps, ...); got a {name} instance"
             )
+        if not callable(make):
+            raise TypeError(
+                "attacks must be factories that build an attack for each eps, e.g."
+                f" lambda eps: PGD(eps, ...); got {make!r}"
+            )
+    return factories
 
 
 def early_stopping(make: AttackFactory) -> AttackFactory:
@@ -151,8 +165,7 @@ class Evaluator:
             raise ValueError("eps must list at least one value")
         if not is_integer(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}")
-        check_factories(attacks)
-        self.attacks = list(attacks)
+        self.attacks = check_factories(attacks)
         self.eps = list(eps)
         self.batch_size = batch_size
         self.early_stop = early_stop

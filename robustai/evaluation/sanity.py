@@ -48,7 +48,13 @@ from robustai.attacks.base import autograd_on, autograd_tensor, check_eot_iter, 
 from robustai.attacks.registry import accepted_kwargs
 from robustai.evaluation.accuracy import attack_outcome, checked_labels, eval_mode, predict
 from robustai.evaluation.curve import WORST_CASE, RobustnessCurve
-from robustai.evaluation.evaluator import AttackFactory, EvalResult, eot_averaging, metric_key
+from robustai.evaluation.evaluator import (
+    AttackFactory,
+    EvalResult,
+    check_factories,
+    eot_averaging,
+    metric_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -699,6 +705,7 @@ def run_sanity_checks(
     """
     s = settings or SanitySettings()
     y = checked_labels(x, y)
+    attacks = check_factories(attacks)
     if not eps:
         raise ValueError("eps must list at least one value")
     start = time.perf_counter()

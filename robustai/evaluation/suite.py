@@ -107,7 +107,7 @@ def evaluate_model(
             f"label {int(y.max())} is out of range for num_classes={num_classes}"
             " (labels are 0 .. num_classes - 1)"
         )
-    check_factories(attacks)
+    attacks = check_factories(attacks)
     eot_iter = check_eot_iter(eot_iter)
     if eot_iter > 1:
         attacks = [eot_averaging(make, eot_iter) for make in attacks]

@@ -111,6 +111,34 @@ def test_attack_instances_instead_of_factories_refused() -> None:
         evaluate_model(model, x, y, attacks=[PGD(0.1)], eps=[0.1], num_classes=10)  # type: ignore[list-item]
 
 
+def test_attack_factories_as_a_generator() -> None:
+    """A generator of factories is read once: checking it used to use it up, and the suite, the
+    sanity checks and the curve then silently ran no attack (robust_acc == {})."""
+    model, x, y = setup()
+    result = Evaluator((make for make in [pgd]), [0.1]).run(model, x, y)
+    assert list(result.robust_acc) == ["pgd2@0.1"]
+    ev = evaluate_model(
+        model,
+        x,
+        y,
+        attacks=(make for make in [pgd]),
+        eps=[0.1],
+        num_classes=10,
+        curve=CurveSettings(eps=[0.05, 0.1]),
+        sanity=SanitySettings(samples=4, checks=("fgsm_baseline",)),
+    )
+    assert list(ev.result.robust_acc) == ["pgd2@0.1"]
+    assert ev.curve is not None and list(ev.curve.series) == ["pgd2"]
+    assert ev.sanity is not None and ev.sanity.checks[0].status != "skip"
+
+
+def test_a_single_factory_where_a_list_belongs_is_named() -> None:
+    with pytest.raises(TypeError, match=r"a list of factories .* \[lambda eps: PGD"):
+        Evaluator(pgd, [0.1])  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"factories that build an attack .* got 'pgd'"):
+        Evaluator(["pgd"], [0.1])  # type: ignore[list-item]
+
+
 def test_empty_inputs() -> None:
     model, x, y = setup()
     assert predict_correct(model, x[:0], y[:0]).shape == (0,)
