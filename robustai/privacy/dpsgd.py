@@ -68,7 +68,8 @@ HOOKS_ON_CUDA_MAX_BYTES = 256 * 2**20
 
 
 class IncompatibleLayerError(ValueError):
-    """The model has a layer that mixes the samples of a batch (e.g. BatchNorm)."""
+    """The model has a layer DP-SGD cannot train: one that mixes the samples of a batch (e.g.
+    BatchNorm), or a trainable one registered under two names."""
 
 
 def _mixes_samples(module: nn.Module) -> bool:
@@ -96,8 +97,37 @@ def incompatible_layers(model: nn.Module) -> list[tuple[str, str]]:
     return found
 
 
+def registered_twice(model: nn.Module) -> tuple[str, str] | None:
+    """The first two names of a module with trainable parameters that is registered under more
+    than one name (``self.l = layer; self.seq = nn.Sequential(layer, ...)``), else None.
+
+    Opacus hooks such a module once per name, so its per-sample gradients come out as many
+    times too large, and clipping and noise no longer give the guarantee the accountant
+    reports. Weights tied between two distinct modules are another matter: Opacus handles
+    them (with per-sample hooks)."""
+    first: dict[int, str] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if id(module) in first:
+            if any(p.requires_grad for p in module.parameters()):
+                return first[id(module)], name
+            continue
+        first[id(module)] = name
+    return None
+
+
 def check_dp_compatible(model: nn.Module) -> None:
     """Raise :class:`IncompatibleLayerError` naming the first layer DP-SGD cannot train."""
+    twice = registered_twice(model)
+    if twice is not None:
+        kept, again = twice
+        kind = type(model.get_submodule(kept)).__name__
+        raise IncompatibleLayerError(
+            f"layer '{again}' is the same {kind} object as layer '{kept}': a module registered "
+            "under two names gets its per-sample gradients counted once per name by Opacus, "
+            "which breaks the clipping bound and the DP guarantee; register it once (use it "
+            f"under one name, e.g. through '{kept}' only) or, for shared weights, tie the "
+            "parameters of two distinct layers"
+        )
     bad = incompatible_layers(model)
     if bad:
         name, kind = bad[0]
@@ -170,7 +200,8 @@ def _replace_norm(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _shares_parameters(model: nn.Module) -> bool:
-    """A parameter registered in two places (e.g. one layer used twice in a Sequential).
+    """A parameter registered in two places (weights tied between two layers; one module
+    registered twice is refused by :func:`check_dp_compatible`).
 
     A layer registered once but called twice in ``forward`` cannot be seen without running the
     model; Opacus' ghost clipping refuses it at the first step (use grad_sample_mode=hooks).
@@ -195,7 +226,10 @@ def choose_grad_sample_mode(
 
     Ghost clipping computes per-sample gradient *norms* only (for Linear layers without ever
     forming the per-sample gradients) and clips with a second backward pass. It does not support
-    parameters shared between layers; such models fall back to per-sample hooks.
+    parameters shared between layers; models whose distinct layers tie their weights take
+    per-sample hooks. A module registered under two names is no such model: Opacus would count
+    its per-sample gradients twice, and :func:`check_dp_compatible` (which :class:`DPSGD` runs
+    first) refuses it.
     """
     if requested not in GRAD_SAMPLE_MODES:
         raise ValueError(

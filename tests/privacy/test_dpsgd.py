@@ -385,16 +385,71 @@ def test_attaching_dp_sgd_does_not_log_a_line_per_module(
     assert logging.getLogger("opacus.grad_sample").level == logging.NOTSET  # put back
 
 
+def _tied(features: int = 4) -> nn.Sequential:
+    """Two distinct Linear layers that share their weight and bias."""
+    a, b = nn.Linear(features, features), nn.Linear(features, features)
+    b.weight, b.bias = a.weight, a.bias
+    return nn.Sequential(a, nn.ReLU(), b, nn.ReLU(), nn.Linear(features, 3))
+
+
 def test_ghost_clipping_where_possible_hooks_for_shared_parameters() -> None:
     mode, info = choose_grad_sample_mode(_model())
     assert mode == "ghost" and "Linear: ghost norm x2" in info
-    a = nn.Linear(4, 4)
-    tied = nn.Sequential(a, nn.ReLU(), a)
+    tied = _tied()
     assert choose_grad_sample_mode(tied)[0] == "hooks"
     with pytest.raises(ValueError, match="shared"):
         choose_grad_sample_mode(tied, "ghost")
     with pytest.raises(ValueError, match="auto, ghost, hooks"):
         choose_grad_sample_mode(tied, "fast")
+
+
+class _TwoNames(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.l = nn.Linear(8, 8)
+        self.seq = nn.Sequential(self.l, nn.ReLU(), nn.Linear(8, 3))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.seq(x)
+
+
+def _one_step(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
+    """The change of the first layer's weight in one DP-SGD step on all of ``x`` without noise
+    or clipping."""
+    w0 = model[0].weight.detach().clone()
+    dp = _dp(
+        model, x, y, lr=0.1, batch_size=len(x), noise_multiplier=0.0, max_grad_norm=1e6, delta=1e-3
+    )
+    loss, _ = dp.objective()(dp.model, x, y, 0.0)
+    dp.optimizer.zero_grad()
+    loss.backward()
+    dp.optimizer.step()
+    return w0 - model[0].weight.detach()
+
+
+def test_a_layer_registered_under_two_names_is_refused_naming_both() -> None:
+    """Opacus hooks such a layer once per name: its per-sample gradients came out doubled, and
+    clipping and noise with them. Weights tied between distinct layers train correctly."""
+    torch.manual_seed(0)
+    with pytest.raises(IncompatibleLayerError, match=r"'seq\.0' is the same Linear .* 'l'"):
+        check_dp_compatible(_TwoNames())
+    x, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
+    with pytest.raises(IncompatibleLayerError, match="register it once"):
+        _dp(_TwoNames(), x, y, delta=1e-3)
+    a = nn.Linear(8, 8)
+    with pytest.raises(IncompatibleLayerError, match=r"'2' is the same Linear .* '0'"):
+        check_dp_compatible(nn.Sequential(a, nn.ReLU(), a))
+    relu = nn.ReLU()  # no parameters: nothing to count twice
+    check_dp_compatible(nn.Sequential(nn.Linear(8, 8), relu, nn.Linear(8, 3), relu))
+    frozen = nn.Linear(8, 8).requires_grad_(False)
+    check_dp_compatible(nn.Sequential(frozen, nn.ReLU(), frozen, nn.Linear(8, 3)))
+
+    tied = _tied(8)
+    reference = copy.deepcopy(tied)
+    F.cross_entropy(reference(x), y).backward()
+    assert reference[0].weight.grad is not None
+    step = _one_step(tied, x, y)
+    torch.testing.assert_close(step, 0.1 * reference[0].weight.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_auto_takes_hooks_on_cuda_for_small_models_only() -> None:
