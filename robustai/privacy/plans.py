@@ -9,6 +9,7 @@ and save), then :meth:`summary` (``metrics.json``'s ``privacy``: a dict with ``e
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from collections.abc import Callable, Iterable
@@ -470,7 +471,8 @@ def privacy_names() -> list[str]:
 
 
 def privacy_params(name: str) -> list[str]:
-    """The keyword arguments option ``name`` uses (others are ignored by :func:`build_privacy`)."""
+    """The keyword arguments option ``name`` uses (those of other options are ignored by
+    :func:`build_privacy`)."""
     if name not in PRIVACY:
         raise ValueError(f"unknown privacy '{name}'; valid: {', '.join(PRIVACY)}")
     sig = inspect.signature(_PARAMS[name])
@@ -478,7 +480,20 @@ def privacy_params(name: str) -> list[str]:
 
 
 def build_privacy(name: str, **kwargs: Any) -> NoPrivacy:
-    """The plan for option ``name``; keyword arguments the option does not use are dropped, so
-    one flat config group can serve every option."""
+    """The plan for option ``name``; keyword arguments that another option uses are dropped, so
+    one flat config group can serve every option. A keyword no option uses is refused (a
+    TypeError naming it): a misspelled ``max_epsilon`` would otherwise drop the budget."""
     used = set(privacy_params(name))
+    known = {param for option in PRIVACY for param in privacy_params(option)}
+    unknown = sorted(k for k in kwargs if k not in known)
+    if unknown:
+        hints = [difflib.get_close_matches(k, sorted(known), n=1) for k in unknown]
+        what = ", ".join(
+            f"{k!r}" + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            for k, hint in zip(unknown, hints, strict=True)
+        )
+        raise TypeError(
+            f"build_privacy got keyword argument(s) no privacy option takes: {what}; option"
+            f" {name!r} takes {', '.join(privacy_params(name)) or 'none'}"
+        )
     return PRIVACY[name](**{k: v for k, v in kwargs.items() if k in used})

@@ -314,6 +314,17 @@ def test_a_checkpointed_release_replaces_a_fresh_one_in_place() -> None:
     assert build_privacy("laplace", epsilon=32.0, where="output").state_dict() == {"released": None}
 
 
+def test_build_privacy_refuses_a_keyword_no_option_takes() -> None:
+    """Another option's keywords are dropped (the CLI passes every privacy field); a misspelled
+    one used to be dropped too, silently losing e.g. the budget max_epsilon."""
+    with pytest.raises(TypeError, match=r"'max_epslion' \(did you mean 'max_epsilon'\?\)"):
+        build_privacy("dpsgd", noise_multiplier=1.0, max_epslion=2.0)
+    with pytest.raises(TypeError, match=r"'sensitvity' \(did you mean 'sensitivity'\?\)"):
+        build_privacy("laplace", epsilon=1.0, sensitvity=0.1)
+    plan = build_privacy("laplace", epsilon=1.0, sigma=0.2, noise_multiplier=1.0)
+    assert plan.statement() == build_privacy("laplace", epsilon=1.0).statement()
+
+
 def test_delta_above_one_over_n_is_refused_before_training(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"privacy=dpsgd: delta=0\.01 must be in \(0, 1/N\)"):
         train(["privacy=dpsgd", "privacy.delta=0.01"], tmp_path)
