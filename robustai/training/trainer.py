@@ -258,10 +258,12 @@ class Trainer:
             loss_sum, correct, seen = totals[0], totals[1].long(), int(totals[2])
         if not bool(torch.isfinite(loss_sum)):
             raise TrainingDiverged(_divergence_message(model, epoch, step))
+        # No image seen: no loss and no accuracy (NaN, as the evaluator reports for empty
+        # inputs), not a perfect loss of 0.0 with an accuracy of 0.0.
         return EpochStats(
             epoch=epoch,
-            loss=float(loss_sum) / max(1, seen),
-            acc=float(correct) / max(1, seen),
+            loss=float(loss_sum) / seen if seen else float("nan"),
+            acc=float(correct) / seen if seen else float("nan"),
             lr=lr,
             seconds=seconds,
             images=seen,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -332,3 +334,6 @@ def test_a_one_shot_iterator_is_named_when_the_next_epoch_sees_nothing(
         result = Trainer(model, StandardObjective(), opt, epochs=2, progress=False).fit(batches)
     assert [s.images for s in result.history] == [64, 0]
     assert "epoch 2 saw no batches" in caplog.text and "one-shot iterator" in caplog.text
+    # no loss and no accuracy measured, not a loss of 0.0 at accuracy 0.0
+    empty = result.history[1]
+    assert math.isnan(empty.loss) and math.isnan(empty.acc), empty
