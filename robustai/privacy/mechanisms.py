@@ -18,6 +18,7 @@ textbook mechanisms (Mironov 2012) are not mitigated).
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 from scipy.optimize import brentq
@@ -199,7 +200,8 @@ class GaussianMechanism(_Mechanism):
         super().__init__(
             sensitivity, epsilon, output_range=output_range, generator=generator, seed=seed
         )
-        if not isinstance(delta, int | float) or isinstance(delta, bool):
+        # numpy's reals too (np.float32 from an array of settings), as the attacks take them
+        if not isinstance(delta, numbers.Real) or isinstance(delta, bool):
             raise ValueError(f"delta must be a number in (0, 1), got {delta!r}")
         self.delta = float(delta)
         self.sigma = analytic_gaussian_sigma(self.epsilon, self.delta, self.sensitivity)

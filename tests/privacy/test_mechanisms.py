@@ -146,6 +146,16 @@ def test_bad_parameters() -> None:
         LaplaceMechanism(1.0, 1.0, output_range=(1.0, 0.0))  # reversed: every output was 0
 
 
+def test_numpy_numbers_are_taken() -> None:
+    """As the attacks take them: np.float32 from an array of settings was refused as 'must be
+    a number'."""
+    assert GaussianMechanism(1.0, 1.0, np.float32(1e-5)).sigma == pytest.approx(
+        GaussianMechanism(1.0, 1.0, 1e-5).sigma, rel=1e-4
+    )
+    with pytest.raises(ValueError, match="delta must be a number"):
+        GaussianMechanism(1.0, 1.0, True)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
 def test_integer_records_are_refused(dtype: torch.dtype) -> None:
     """Cast back to an integer dtype, the clipped record and the noise were truncated (uint8
