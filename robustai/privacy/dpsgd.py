@@ -44,6 +44,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from robustai.attacks import Attack
+from robustai.attacks.base import class_indices, is_integer, is_real
 from robustai.privacy.accounting import (
     ACCOUNTANTS,
     default_delta,
@@ -286,6 +287,38 @@ class _GhostLoss(DPTensorFastGradientClipping):
         return self.loss_per_sample.detach().sum() / max(1, len(self.loss_per_sample))
 
 
+def _check_optimizer_params(model: nn.Module, optimizer: Optimizer) -> None:
+    """The optimizer must step the model's trainable parameters, all of them and no others:
+    Opacus computes per-sample gradients for the model's, and clips and noises the optimizer's.
+    An optimizer over another model's parameters would fail at the first step, and a trainable
+    parameter it leaves out keeps per-sample gradients that are never cleared."""
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(
+            f"optimizer must be a torch.optim.Optimizer; got {type(optimizer).__name__}"
+        )
+    stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    trainable = {id(p): name for name, p in model.named_parameters() if p.requires_grad}
+    foreign = [
+        p
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p.requires_grad and id(p) not in trainable
+    ]
+    if foreign:
+        raise ValueError(
+            f"the optimizer holds {len(foreign)} trainable parameter(s) that are not the model's"
+            " (an optimizer built over another model?); build it over model.parameters()"
+        )
+    left_out = [name for key, name in trainable.items() if key not in stepped]
+    if left_out:
+        more = f" (and {len(left_out) - 1} more)" if len(left_out) > 1 else ""
+        raise ValueError(
+            f"the model's trainable parameter '{left_out[0]}'{more} is not in the optimizer;"
+            " build the optimizer over model.parameters(), or freeze what should not train"
+            " with requires_grad_(False)"
+        )
+
+
 class DPSGD:
     """DP-SGD training parts for one run: model, optimizer, Poisson loader and accountant.
 
@@ -319,8 +352,10 @@ class DPSGD:
         distributed: bool = False,
     ) -> None:
         n = len(x)
-        if not (y.dtype == torch.int64 or y.dtype.is_floating_point):
-            y = y.long()  # int32 / uint8 class indices: the loss takes int64
+        if not isinstance(y, Tensor) or y.dim() == 1:
+            # class indices (int32 / uint8 widened: the loss takes int64); float ones would
+            # fail at the first step inside the loss ("expected target dtype to be Long")
+            y = class_indices(y)
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
         # NaN and infinity too: the accountant would search forever
@@ -332,8 +367,14 @@ class DPSGD:
             raise ValueError(f"max_grad_norm must be a finite number > 0, got {max_grad_norm}")
         if accountant not in ACCOUNTANTS:
             raise ValueError(f"unknown accountant '{accountant}'; valid: {', '.join(ACCOUNTANTS)}")
-        if epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        for what, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if not is_integer(value) or value < 1:  # as the Trainer: 1.5 epochs are not a plan
+                raise ValueError(f"{what} must be a whole number >= 1, got {value!r}")
+        if max_epsilon is not None and not (is_real(max_epsilon) and max_epsilon > 0):
+            # NaN compares false with every epsilon: the budget would never stop training
+            raise ValueError(
+                f"max_epsilon must be a number > 0 (None: no budget stop), got {max_epsilon!r}"
+            )
         self.delta = default_delta(n) if delta is None else float(delta)
         if not 0 < self.delta < 1.0 / n:
             raise ValueError(
@@ -341,6 +382,7 @@ class DPSGD:
                 "training records: a delta of 1/N permits publishing a whole record"
             )
         check_dp_compatible(model)
+        _check_optimizer_params(model, optimizer)
         # PyTorch notes each time a full backward hook fires on a layer whose input needs no
         # gradient (the first layer, every step); Opacus' hooks work exactly that way.
         warnings.filterwarnings(

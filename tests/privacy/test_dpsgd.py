@@ -245,6 +245,41 @@ def test_infinite_noise_or_clipping_norm_is_refused(digits: tuple) -> None:
         _dp(_model(), x, y, max_grad_norm=math.inf)
 
 
+def test_arguments_that_would_fail_later_are_refused_at_construction(digits: tuple) -> None:
+    """Each used to be taken and to fail at the first step (an optimizer over another model's
+    parameters: "'NoneType' object has no attribute 'data'"; float labels: "expected target
+    dtype to be Long"), to plan a fraction of an epoch, or never to stop (NaN budget)."""
+    x, y, _, _ = digits
+    model = _model()
+    other = torch.optim.SGD(_model(1).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"not the model's .* model\.parameters"):
+        DPSGD(model, other, x, y, batch_size=32, epochs=1, noise_multiplier=1.0)
+    part = torch.optim.SGD(list(model.parameters())[:2], lr=0.1)
+    with pytest.raises(ValueError, match=r"trainable parameter '.*' \(and \d+ more\) is not in"):
+        DPSGD(model, part, x, y, batch_size=32, epochs=1, noise_multiplier=1.0)
+    with pytest.raises(ValueError, match=r"epochs must be a whole number >= 1, got 1\.5"):
+        _dp(_model(), x, y, epochs=1.5)
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1, got 10\.5"):
+        _dp(_model(), x, y, batch_size=10.5)
+    with pytest.raises(ValueError, match="labels y must be class indices"):
+        _dp(_model(), x, y.float())
+    with pytest.raises(ValueError, match="max_epsilon must be a number > 0"):
+        _dp(_model(), x, y, max_epsilon=math.nan)
+    frozen = _model()
+    frozen[1].features[0].requires_grad_(False)  # frozen layers need not be in the optimizer
+    trainable = [p for p in frozen.parameters() if p.requires_grad]
+    DPSGD(
+        frozen,
+        torch.optim.SGD(trainable, lr=0.1),
+        x,
+        y.int(),
+        batch_size=32,
+        epochs=1,
+        noise_multiplier=1.0,
+        accountant="rdp",
+    )
+
+
 def test_an_accountant_that_cannot_handle_the_noise_fails_before_training(digits: tuple) -> None:
     x, y, _, _ = digits
     with pytest.raises(ValueError, match=r"cannot compute epsilon.*accountant=rdp"):
