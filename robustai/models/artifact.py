@@ -50,7 +50,11 @@ def save_model(
     std: tuple[float, ...],
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path."""
+    """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path.
+
+    A model changed by :func:`robustai.privacy.make_dp_compatible` (BatchNorm -> GroupNorm)
+    needs ``extra={"privacy": {"model_fixed": names}}``, with the names that function returned,
+    so that :func:`load_model` rebuilds it with the same fix."""
     from robustai import __version__
 
     meta = {
@@ -129,6 +133,24 @@ def _shape_mismatch(expected: dict[str, Any], got: dict[str, Any]) -> str | None
     return f"missing {missing}, unexpected {unexpected}, other shapes {shapes}"
 
 
+def _dp_fixed_layers(meta: dict[str, Any], model: nn.Module) -> list[str] | None:
+    """The layers :func:`robustai.privacy.make_dp_compatible` replaced, where ``model`` is the
+    model ``meta`` describes after that fix but ``meta`` does not say so; else None. Only on
+    the error path: it imports Opacus."""
+    if (meta.get("privacy") or {}).get("model_fixed"):
+        return None
+    try:
+        from robustai.privacy import make_dp_compatible
+
+        with torch.device("meta"):
+            fixed, names = make_dp_compatible(_rebuild(meta))
+    except Exception:  # any failure here only loses the hint
+        return None
+    if names and _shape_mismatch(fixed.state_dict(), model.state_dict()) is None:
+        return names
+    return None
+
+
 def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
     """Refuse to write an artifact that :func:`load_model` could not load: the registry name
     and params in ``meta`` must rebuild a model with ``model``'s tensor names and shapes (built
@@ -144,11 +166,19 @@ def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
     spec = meta["model"]
     mismatch = _shape_mismatch(expected, model.state_dict())
     if mismatch:
+        fixed = _dp_fixed_layers(meta, model)
+        fix = (
+            "pass the name and params it was built with"
+            if fixed is None
+            else "it is that model after robustai.privacy.make_dp_compatible (BatchNorm ->"
+            " GroupNorm), which meta.json must record: pass extra={'privacy': {'model_fixed':"
+            f" names}}}} with the names it returned ({', '.join(fixed[:3])}"
+            f"{', ...' if len(fixed) > 3 else ''})"
+        )
         raise ValueError(
             f"the model does not match build_model({spec['name']!r}, params={spec['params']!r},"
             f" input_shape={tuple(meta['input_shape'])}, num_classes={meta['num_classes']}), so"
-            f" load_model could not load it ({mismatch}); pass the name and params it was"
-            " built with"
+            f" load_model could not load it ({mismatch}); {fix}"
         )
     norm = meta["normalization"]
     differs = _normalization_mismatch(model, norm["mean"], norm["std"])

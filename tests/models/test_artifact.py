@@ -400,6 +400,9 @@ def test_dp_fixed_model_round_trip(tmp_path: Path) -> None:
     built = build_model("preact_resnet18", width=8, **spec)
     model, replaced = make_dp_compatible(built)
     assert replaced
+    # without the record, the refusal says what to pass (it said "the name and params")
+    with pytest.raises(ValueError, match=r"make_dp_compatible .* extra=\{'privacy': \{'model_f"):
+        save_model(model, tmp_path / "dp", name="preact_resnet18", params={"width": 8}, **spec)
     extra = {"privacy": {"model_fixed": replaced}}
     save_model(
         model, tmp_path / "dp", name="preact_resnet18", params={"width": 8}, **spec, extra=extra
