@@ -411,6 +411,29 @@ def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
                         " the file was edited or damaged"
                     )
                 out.append(f"data.{key}={json.dumps(split[key])}")
+    if name == "idx" and chosen in (None, name):
+        out += _recorded_files(meta, keys)
+    return out
+
+
+def _recorded_files(meta: dict[str, Any], keys: dict[str, str]) -> list[str]:
+    """``data.images`` / ``data.labels`` at the IDX files the run read (``meta.json``'s
+    ``data_files``), where they still are and no data path is given: the group's default folder
+    is seldom where a run's files were (pre-flight then checks their content)."""
+    from robustai.data.idx import resolved_path
+
+    files = meta.get("data_files")
+    if not isinstance(files, dict) or {"data.root", "data.images", "data.labels"} & set(keys):
+        return []
+    out = []
+    for key in ("images", "labels"):
+        record = files.get(key)
+        path = record.get("path") if isinstance(record, dict) else None
+        if not isinstance(path, str) or any(c in path for c in "$'\\\n"):
+            return []  # no path to quote safely: the group's settings apply
+        if not resolved_path(path).is_file():
+            return []
+        out.append(f"data.{key}='{path}'")
     return out
 
 

@@ -194,7 +194,7 @@ def idx_files(images: Any, labels: Any) -> dict[str, dict[str, str]]:
     from robustai.data.idx import idx_sha256
 
     return {
-        key: {"path": str(Path(str(path)).expanduser()), "sha256": idx_sha256(str(path))}
+        key: {"path": str(Path(str(path)).expanduser().absolute()), "sha256": idx_sha256(str(path))}
         for key, path in (("images", images), ("labels", labels))
     }
 

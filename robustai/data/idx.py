@@ -20,6 +20,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
+def resolved_path(path: str | Path) -> Path:
+    """The file :func:`read_idx` reads for ``path`` (see :func:`_resolve`)."""
+    return _resolve(path)
+
+
 def _resolve(path: str | Path) -> Path:
     """The file ``read_idx`` reads for ``path``: ``~`` expanded, and the other of the two names
     MNIST's files go by (gunzipped or not) when ``path`` itself is missing. Messages about the

@@ -603,6 +603,38 @@ def test_idx_files_other_than_the_runs_are_refused(
     assert (tmp_path / "e" / "report.json").exists()
 
 
+def test_an_idx_run_is_evaluated_on_the_files_it_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without data.root, evaluate read the group's default folder (data/mnist under the
+    working folder: "IDX file not found") although meta.json names the run's files."""
+    from robustai.cli.pipeline import idx_files
+
+    g = torch.Generator().manual_seed(0)
+    pixels = bytes(torch.randint(0, 256, (40 * 64,), generator=g, dtype=torch.uint8).tolist())
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (40, 8, 8))
+    (tmp_path / "mine").mkdir()
+    images = _idx(tmp_path / "mine" / "images", header, pixels)
+    labels = _idx(
+        tmp_path / "mine" / "labels",
+        bytes([0, 0, 8, 1]) + (40).to_bytes(4, "big"),
+        bytes([i % 10 for i in range(40)]),
+    )
+    extra = {"data": "idx", "split": {"split_seed": 0, "holdout": 0.2}}
+    run = save_small_cnn(tmp_path / "ck", extra={**extra, "data_files": idx_files(images, labels)})
+    args = data_from_checkpoint([f"checkpoint={run}"])
+    assert f"data.images='{images}'" in args and f"data.labels='{labels}'" in args
+    # a data path given on the command line is the user's choice
+    assert not any("data.images" in a for a in data_from_checkpoint([f"checkpoint={run}",
+                                                                     "data.root=x"]))  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    quick = ["evaluator=quick", "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    out = f"hydra.run.dir={tmp_path / 'e'}"
+    main(["evaluate", f"checkpoint={run}", *quick, "logger=none", out])
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["samples"] == 10  # the run's eval split: 0.2 of 4 images per class, rounded up
+
+
 def test_mnist_whose_test_images_the_model_was_trained_on_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
