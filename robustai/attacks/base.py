@@ -75,6 +75,28 @@ def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
+def l2_direction(grad: Tensor) -> Tensor:
+    """``grad / ||grad||_2`` per sample, for any finite gradient however small: the direction of an
+    L2 step, which like the sign of an L-inf step does not depend on the gradient's scale. A sample
+    whose gradient is exactly zero stays zero.
+
+    Adding a small constant to the norm instead, as torchattacks does (1e-10), shrinks the step
+    wherever the gradient is about that small: for a model whose logits are merely multiplied by a
+    constant, whose cross-entropy gradients vanish numerically, the attack stalled. The norm of a
+    tiny gradient would underflow (float32 squares below 1e-38 are lost), so each sample is first
+    multiplied by the power of two that brings its largest absolute value into [0.5, 1): an exact
+    scaling, so the result is bit for bit ``grad / ||grad||`` wherever that one does not underflow,
+    and the same for ``grad`` times any power of two."""
+    flat = grad.reshape(grad.shape[0], -1)
+    top = flat.abs().amax(dim=1, keepdim=True)
+    # exponents of subnormal values clamped to the smallest normal one, so the scale stays finite
+    low = int(math.log2(torch.finfo(flat.dtype).tiny))
+    exponent = torch.frexp(top).exponent.clamp(min=low)
+    flat = flat * torch.full_like(top, 2.0).pow(-exponent)
+    norms = flat.norm(p=2, dim=1, keepdim=True)
+    return (flat / torch.where(norms > 0, norms, torch.ones_like(norms))).reshape(grad.shape)
+
+
 def class_indices(y: Tensor) -> Tensor:
     """``y`` as int64 class indices of shape (B,), or a one-line error naming what it is instead.
 

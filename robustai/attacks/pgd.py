@@ -18,14 +18,12 @@ from robustai.attacks.base import (
     Attack,
     check_eot_iter,
     is_integer,
+    l2_direction,
     labels_of,
     per_sample_view,
 )
 
 logger = logging.getLogger(__name__)
-
-#: added to per-sample gradient norms before dividing (torchattacks' ``eps_for_division``).
-_DIV_EPS = 1e-10
 
 
 class PGD(Attack):
@@ -33,7 +31,9 @@ class PGD(Attack):
 
     - ``norm="linf"``: sign steps; delta clipped to [-eps, eps] (as torchattacks.PGD).
     - ``norm="l2"``: steps along grad / ||grad||_2 per sample; delta rescaled to L2 norm <= eps
-      (as torchattacks.PGDL2).
+      (as torchattacks.PGDL2, except that the gradient is divided by its norm alone, not by the
+      norm + 1e-10, so the step does not shrink where the gradient is tiny; see
+      :func:`~robustai.attacks.base.l2_direction`).
     - ``alpha`` defaults to ``2.5 * eps / steps`` (Madry et al. 2018), so the iterates can
       reach the ball's boundary from anywhere inside it.
     - ``random_start``: L-inf starts at ``U(-eps, eps)``; L2 at a Gaussian direction scaled to a
@@ -233,8 +233,9 @@ class PGD(Attack):
 
     def _l2_step(self, x: Tensor, x_adv: Tensor, grad: Tensor) -> Tensor:
         b = x.shape[0]
-        grad_norms = grad.reshape(b, -1).norm(p=2, dim=1) + _DIV_EPS
-        x_adv = x_adv + self.alpha * (grad / per_sample_view(grad_norms, grad))
+        # grad / ||grad|| (torchattacks adds 1e-10 to the norm, which shrinks the step of a model
+        # whose loss gradients are tiny, e.g. one with scaled-up logits: gradient masking)
+        x_adv = x_adv + self.alpha * l2_direction(grad)
         delta = x_adv - x
         delta_norms = delta.reshape(b, -1).norm(p=2, dim=1)
         # min(eps / ||delta||, 1) as torchattacks, without its 0/0 = nan when eps underflows
