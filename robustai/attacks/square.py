@@ -1,4 +1,4 @@
-"""Square Attack: a score-based black-box attack by random search (L-inf).
+"""Square Attack: a score-based black-box attack by random search (L-inf and L2).
 
 Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient black-box adversarial
 attack via random search", ECCV 2020. It needs only the model's scores, never a gradient, which is
@@ -12,6 +12,11 @@ one +-2*eps value per channel) is proposed and kept per sample if it lowers the 
 shrinks on the reference schedule of ``p`` (fraction of pixels changed), starting at
 ``p_init = 0.8`` and rescaled to ``n_queries = 5000``. Random numbers come from a private
 generator seeded with ``seed`` (0, as the reference), so an evaluation repeats exactly.
+
+The L2 version is the reference's too: the perturbation starts as a grid of blocks, each a
+centred pattern of nested squares of opposite signs in its two halves (``eta``), random in sign per
+channel, scaled to norm eps; each query moves the mass of one window of side ``s`` (odd, at least
+3) onto another and adds a fresh pattern there, keeping the norm eps (before clipping to [0, 1]).
 
 One difference from the reference: a sample counts as fooled, and leaves the search, when argmax
 misclassifies it (:func:`~robustai.attacks.base.labels_of`, as the evaluator counts), not when its
@@ -58,8 +63,20 @@ def margin(logits: Tensor, y: Tensor) -> Tensor:
     return z_y - others.max(dim=1)[0]
 
 
+def _eta_rectangles(h: int, w: int) -> Tensor:
+    """Nested centred rectangles, the k-th from the centre weighted 1 / k**2, of unit L2 norm
+    (the reference's ``eta_rectangles``)."""
+    delta = torch.zeros(h, w)
+    ch, cw = h // 2, w // 2
+    for k in range(max(ch + 1, cw + 1)):
+        delta[
+            max(ch - k, 0) : min(ch - k + 2 * k + 1, h), max(cw - k, 0) : min(cw - k + 2 * k + 1, w)
+        ] += 1.0 / (k + 1) ** 2
+    return delta / delta.square().sum().sqrt()
+
+
 class Square(Attack):
-    """Square Attack (L-inf), untargeted, with the margin loss.
+    """Square Attack (L-inf and L2), untargeted, with the margin loss.
 
     Defaults are AutoAttack's: ``n_queries=5000`` per restart, ``p_init=0.8``, ``restarts=1``,
     ``seed=0``. Inputs must be images ``(N, C, H, W)``. Only samples classified correctly are
@@ -67,7 +84,6 @@ class Square(Attack):
     """
 
     name: ClassVar[str] = "square"
-    supported_norms: ClassVar[tuple[str, ...]] = ("linf",)
     #: needs only the model's outputs; the evaluator's sanity checks compare it with the
     #: gradient attacks.
     gradient_free: ClassVar[bool] = True
@@ -98,7 +114,8 @@ class Square(Attack):
 
     @property
     def label(self) -> str:
-        return "square" if self.restarts == 1 else f"square_r{self.restarts}"
+        label = "square" if self.norm == "linf" else "square_l2"
+        return label if self.restarts == 1 else f"{label}_r{self.restarts}"
 
     def p_selection(self, it: int) -> float:
         """Fraction of pixels in the proposed square at query ``it`` (the reference schedule)."""
@@ -122,7 +139,8 @@ class Square(Attack):
                 idx = robust.nonzero(as_tuple=True)[0]
                 if idx.numel() == 0:
                     break
-                x_best, m = self._single_run(model, x[idx], y[idx], generator)
+                run = self._single_run if self.norm == "linf" else self._single_run_l2
+                x_best, m = run(model, x[idx], y[idx], generator)
                 fooled = labels_of(model(x_best)) != y[idx]
                 robust[idx[fooled]] = False
                 adv[idx[fooled]] = x_best[fooled]
@@ -183,3 +201,95 @@ class Square(Attack):
                 lo, hi = lo[rest], hi[rest]
         x_best[idx], margin_min[idx] = xb, ma
         return x_best, margin_min
+
+    def _eta(self, s: int, generator: torch.Generator | None) -> Tensor:
+        """The reference's window pattern: nested squares, positive in one half and negative in
+        the other, of unit norm, transposed with probability 1/2."""
+        delta = torch.zeros(s, s)
+        delta[: s // 2] = _eta_rectangles(s // 2, s) if s // 2 else delta[:0]
+        delta[s // 2 :] = -_eta_rectangles(s - s // 2, s)
+        delta /= delta.square().sum().sqrt()
+        if float(self._rand((1,), generator)) > 0.5:
+            delta = delta.t()
+        return delta
+
+    def _single_run_l2(
+        self, model: nn.Module, x: Tensor, y: Tensor, generator: torch.Generator | None
+    ) -> tuple[Tensor, Tensor]:
+        """L2 random search from the reference's block initialisation: (best point, margin).
+        The perturbation is computed in at least float32 (its 1e-12 guards and the window norms
+        vanish in float16) and each point rounded to the input's dtype before the model sees it;
+        the points kept are the rounded ones."""
+        dtype = x.dtype
+        x = x.to(torch.promote_types(dtype, torch.float32))
+        b, c, h, w = x.shape
+
+        def query(z: Tensor) -> tuple[Tensor, Tensor]:
+            z = z.to(dtype)
+            return z.to(x.dtype), model(z)
+
+        eps = self.eps
+        n_features = c * h * w
+
+        def sign(shape: tuple[int, ...]) -> Tensor:
+            return torch.sign(2 * self._rand(shape, generator) - 1).to(x.device, x.dtype)
+
+        def norm(t: Tensor) -> Tensor:
+            return per_sample_view(t.reshape(t.shape[0], -1).norm(p=2, dim=1), t)
+
+        def onto_sphere(delta: Tensor) -> Tensor:
+            return delta / (norm(delta) + 1e-12) * eps
+
+        delta = torch.zeros_like(x)
+        s = max(h // 5, 1)
+        start = (h - s * 5) // 2
+        for i in range(h // s):
+            for j in range(w // s):
+                vh, vw = start + i * s, start + j * s  # (past the edge: cut, as the reference)
+                pattern = self._eta(s, generator).to(x.device, x.dtype)
+                block = delta[:, :, vh : vh + s, vw : vw + s]
+                block += pattern[: block.shape[2], : block.shape[3]] * sign((b, c, 1, 1))
+        x_best, logits = query(torch.clamp(x + onto_sphere(delta), 0.0, 1.0))
+        margin_min = margin(logits, y)
+
+        # as the L-inf search: the samples still classified correctly, kept gathered
+        idx = (labels_of(logits) == y).nonzero(as_tuple=True)[0]
+        xa, xb, ya, ma = x[idx], x_best[idx], y[idx], margin_min[idx]
+        for i in range(self.n_queries):
+            if idx.numel() == 0:
+                break
+            n = idx.numel()
+            d = xb - xa
+            p = self.p_selection(i)
+            s = max(round(math.sqrt(p * n_features / c)), 3)
+            s = min(s + 1 if s % 2 == 0 else s, h, w)
+            vh = int((h - s) * self._rand((1,), generator))
+            vw = int((w - s) * self._rand((1,), generator))
+            vh2 = int((h - s) * self._rand((1,), generator))
+            vw2 = int((w - s) * self._rand((1,), generator))
+            window = d[:, :, vh : vh + s, vw : vw + s]
+            norms_window = window.square().sum(dim=(-2, -1), keepdim=True).sqrt()
+            mask = torch.zeros((1, 1, h, w), dtype=x.dtype, device=x.device)
+            mask[:, :, vh : vh + s, vw : vw + s] = 1.0
+            mask[:, :, vh2 : vh2 + s, vw2 : vw2 + s] = 1.0
+            norms_image, norms_windows = norm(d), norm(d * mask)
+
+            new = self._eta(s, generator).to(x.device, x.dtype) * sign((n, c, 1, 1))
+            new = new + window / (1e-12 + norms_window)
+            budget = (eps**2 - norms_image.square()).clamp(min=0.0) / c + norms_windows.square()
+            new = new / (1e-12 + new.square().sum(dim=(-2, -1), keepdim=True).sqrt())
+            d[:, :, vh2 : vh2 + s, vw2 : vw2 + s] = 0.0
+            d[:, :, vh : vh + s, vw : vw + s] = new * budget.sqrt()
+
+            x_new, logits = query(torch.clamp(xa + onto_sphere(d), 0.0, 1.0))
+            m = margin(logits, ya)
+            fooled = labels_of(logits) != ya
+            keep = (m < ma) | fooled
+            ma = torch.where(keep, m, ma)
+            xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
+            if bool(fooled.any()):
+                x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
+                rest = ~fooled
+                idx, xa, xb, ya, ma = idx[rest], xa[rest], xb[rest], ya[rest], ma[rest]
+        x_best[idx], margin_min[idx] = xb, ma
+        return x_best.to(dtype), margin_min

@@ -54,13 +54,14 @@ def test_defaults_are_the_papers() -> None:
     assert (t.steps, t.restarts, t.n_target_classes, t.loss) == (100, 1, 9, "dlr")
     s = Square(0.1)
     assert (s.n_queries, s.p_init, s.restarts, s.seed) == (5000, 0.8, 1, 0)
-    assert Square.supported_norms == ("linf",)
+    assert Square.supported_norms == ("linf", "l2")
     assert [build_attack(n, eps=0.1).label for n in ("apgd", "apgd_t", "square")] == [
         "apgd_ce",
         "apgd_t",
         "square",
     ]
     assert build_attack("apgd", eps=0.1, loss="dlr", norm="l2").label == "apgd_dlr_l2"
+    assert build_attack("square", eps=1.0, norm="l2").label == "square_l2"
 
 
 def test_p_schedule_matches_the_reference() -> None:
@@ -119,6 +120,25 @@ def test_square_agrees_with_torchattacks(model: nn.Module, batch: tuple) -> None
     ours = Square(0.15, n_queries=1000)(model, x, y)
     ref = torchattacks.Square(model, eps=0.15, n_queries=1000, p_init=0.8, seed=0)(x, y)
     assert_agrees(model, batch, ours, ref)
+
+
+@pytest.mark.parametrize("eps", [1.0, 1.5])
+def test_square_l2_agrees_with_torchattacks(model: nn.Module, batch: tuple, eps: float) -> None:
+    x, y = batch
+    ours = Square(eps, norm="l2", n_queries=1000)(model, x, y)
+    ref = torchattacks.Square(model, norm="L2", eps=eps, n_queries=1000, p_init=0.8, seed=0)(x, y)
+    if eps == 1.0:  # a budget where the search fools few samples: agreement, not discrimination
+        assert robust_acc(model, ours, x, y) == robust_acc(model, ref, x, y)
+    else:
+        assert_agrees(model, batch, ours, ref)
+
+
+def test_square_l2_stays_in_its_ball(model: nn.Module, batch: tuple) -> None:
+    x, y = batch
+    x_adv = Square(1.5, norm="l2", n_queries=200)(model, x, y)
+    assert float((x_adv - x).flatten(1).norm(dim=1).max()) <= 1.5 + 1e-4
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    assert robust_acc(model, x_adv, x, y) < robust_acc(model, x, x, y)
 
 
 # ------------------------------------------------------------------ properties
