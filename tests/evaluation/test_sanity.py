@@ -398,6 +398,44 @@ def test_detached_input_is_evaluated_and_flagged(
     assert s["gradients"] == "fail" and s["black_box"] == "fail" and s["large_eps"] == "fail"
 
 
+class HalfDetached(nn.Module):
+    """The left half of each image reaches the model detached: gradients on the right half only,
+    so gradient attacks search half the ball (same predictions, same true robustness)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros_like(x)
+        mask[..., :4] = 1.0
+        return x * (1 - mask) + (x * mask).detach()
+
+
+L2_SUITE: list[Callable[[float], Attack]] = [
+    lambda eps: build_attack("pgd", eps=eps, steps=20, norm="l2")
+]
+
+
+def test_l2_suites_get_a_black_box_comparison(digits_model: nn.Module, digits: DataBundle) -> None:
+    """Square's L2 search (no gradient) is compared with the L2 white-box attacks: it passes the
+    normally trained model and fails one whose gradients miss half of each image (PGD-20 L2 at
+    eps 1 overstated its robust accuracy about fivefold; L2 suites skipped the check before)."""
+    settings = SanitySettings(samples=N, checks=("black_box",))
+    x, y = digits.eval.x[:N], digits.eval.y[:N]
+    results = {}
+    for name, model in {
+        "normal": digits_model,
+        "half_detached": nn.Sequential(HalfDetached(), digits_model).eval(),
+    }.items():
+        torch.manual_seed(0)
+        ev = evaluate_model(
+            model, x, y, attacks=L2_SUITE, eps=[1.0], num_classes=10, sanity=settings
+        )
+        assert ev.sanity is not None
+        (check,) = ev.sanity.checks
+        results[name] = check
+        assert "square1000_l2@1" in check.reason, check.line()
+    assert results["normal"].status == "pass", results["normal"].line()
+    assert results["half_detached"].status == "fail", results["half_detached"].line()
+
+
 class NaNOffTheGrid(nn.Module):
     """Puts NaN into the top logit as soon as the input leaves the digits' 1/16 grey levels:
     ``argmax`` takes NaN for the largest value, so every attacked input keeps its clean label."""
