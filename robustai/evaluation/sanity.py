@@ -12,7 +12,8 @@ symptoms; each check below tests one of them on the evaluated model and data:
   down to about chance;
 - ``black_box``: the black-box attack (Square, in the white-box attacks' norm: L-inf or L2) is
   not stronger than the white-box ones;
-- ``gradients``: input gradients are finite and non-zero;
+- ``gradients``: input gradients are finite and non-zero (and warns where the cross-entropy
+  saturates in floating point for many samples, whose gradients then carry little);
 - ``deterministic``: the forward pass is deterministic (else: a randomized defense, which needs
   EOT to evaluate; it passes when the attacks average their gradients, ``eot_iter`` > 1);
 - ``convergence``: more steps and restarts of the strongest attack (and, with EOT, more passes
@@ -62,6 +63,8 @@ log = logging.getLogger(__name__)
 PASS, WARN, FAIL, SKIP = "pass", "warn", "fail", "skip"
 #: share of samples with an exactly zero input gradient above which ``gradients`` fails
 ZERO_GRADIENT_FAIL = 0.1
+#: share of samples whose cross-entropy saturates in floating point above which ``gradients`` warns
+SATURATED_WARN = 0.25
 #: draws of a randomized model per example behind the checks' expected accuracies
 DRAWS = 16
 CHECKS: tuple[str, ...] = (
@@ -578,13 +581,36 @@ def _check_gradients(ctx: _Context, s: SanitySettings) -> Check:
             f"input gradients are exactly zero for {n_zero} of {ctx.n} samples",
             details,
         )
-    return Check(
-        "gradients",
-        PASS,
+    saturated = _saturated_share(ctx)
+    details["saturated"] = saturated
+    what = (
         f"input gradients are finite and non-zero on all {ctx.n} samples "
-        f"(median L2 norm {details['median_norm']:.3g})",
-        details,
+        f"(median L2 norm {details['median_norm']:.3g})"
     )
+    if saturated > SATURATED_WARN:
+        return Check(
+            "gradients",
+            WARN,
+            f"{what}, but the cross-entropy saturates in floating point for {saturated:.0%} of "
+            "them (the softmax of the label rounds to 1): their gradients lose the label's "
+            "term and attacks on the cross-entropy may overstate robustness; compare an "
+            "attack on a margin loss (APGD-T or APGD with loss=dlr, Square: evaluator=standard "
+            "or standard_l2)",
+            details,
+        )
+    return Check("gradients", PASS, what, details)
+
+
+def _saturated_share(ctx: _Context) -> float:
+    """The share of samples whose log-softmax of the label is exactly 0 in the logits' dtype: the
+    cross-entropy is then 0 and its gradient, softmax - one_hot, has lost the label's component,
+    so what remains is tiny and points only towards raising the other logits. Models whose logits
+    are merely scaled up (same predictions, same robustness) get there, and so do very confident
+    ones."""
+    with eval_mode(ctx.model):
+        logits = _logits(ctx.model, ctx.x, ctx.batch_size)
+    label = torch.log_softmax(logits, dim=1).gather(1, ctx.y[:, None]).squeeze(1)
+    return _acc(label == 0)
 
 
 @torch.inference_mode()

@@ -436,6 +436,40 @@ def test_l2_suites_get_a_black_box_comparison(digits_model: nn.Module, digits: D
     assert results["half_detached"].status == "fail", results["half_detached"].line()
 
 
+class Times(nn.Module):
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.factor
+
+
+@pytest.mark.parametrize(("factor", "status"), [(1.0, "pass"), (5.0, "warn")])
+def test_cross_entropy_saturated_in_floating_point_warns(
+    digits_model: nn.Module, digits: DataBundle, factor: float, status: str
+) -> None:
+    """Logits multiplied by a few units keep the predictions and the robustness, but the softmax
+    of the label rounds to 1 for most samples: their gradients are tiny (not zero) and lack the
+    label's term, and cross-entropy attacks overstate robustness."""
+    model = nn.Sequential(digits_model, Times(factor)).eval()
+    x, y = digits.eval.x[:N], digits.eval.y[:N]
+    report = run_sanity_checks(
+        model,
+        x,
+        y,
+        attacks=L2_SUITE,
+        eps=[1.0],
+        num_classes=10,
+        settings=SanitySettings(samples=N, checks=("gradients",)),
+    )
+    (check,) = report.checks
+    assert check.status == status, check.line()
+    assert check.details["zero"] == 0
+    if status == "warn":
+        assert check.details["saturated"] > 0.25 and "margin loss" in check.reason
+
+
 class NaNOffTheGrid(nn.Module):
     """Puts NaN into the top logit as soon as the input leaves the digits' 1/16 grey levels:
     ``argmax`` takes NaN for the largest value, so every attacked input keeps its clean label."""
