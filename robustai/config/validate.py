@@ -74,7 +74,10 @@ _LOGGING_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 _PLAIN_RESOLVERS = frozenset({"oc.env", "now", "hydra", "python_version"})
 _RESOLVER_CALL = re.compile(r"\$\{\s*([\w.]+)\s*:")
 # What a log file's name may refer to before it resolves: values Hydra sets at job start.
-_JOB_VALUE = re.compile(r"\$\{hydra\.(?:runtime\.output_dir|job\.(?:name|num|id))\}")
+_JOB_VALUE = re.compile(r"\$\{(?:hydra[.:](?:runtime|job)\.[\w.]+|now:[^${}]*)\}")
+# dictConfig turns a string "cfg://a.b" into another value of the logging config, and sets a
+# handler's attributes from its "." mapping after building it (baseFilename: another file)
+_LOGGING_REFERENCE = re.compile(r"^[A-Za-z][\w+.-]*://")
 
 
 def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
@@ -161,6 +164,8 @@ def _raw(node: DictConfig | ListConfig, key: Any) -> Any:
 
 def _check_unresolved(raw: Any, where: str) -> None:
     calls = sorted(set(_RESOLVER_CALL.findall(str(raw))) - _PLAIN_RESOLVERS)
+    if re.search(r"\$\{\s*\$\{", str(raw)):  # ${${name}:...}: a resolver named at job start
+        calls.append("a resolver named by an interpolation")
     if calls:
         raise ConfigError(
             f"{where}={raw}: not allowed; it cannot be checked before the run (it refers to a"
@@ -177,14 +182,20 @@ def _check_logging(node: Any, path: str, resolve: bool) -> None:
             _check_logging(value, f"{path}[{i}]", resolve)
         return
     if not isinstance(node, dict):
-        if isinstance(node, str) and node.startswith("ext://") and node not in _LOGGING_STREAMS:
+        reference = isinstance(node, str) and _LOGGING_REFERENCE.match(node)
+        if reference and node not in _LOGGING_STREAMS:
             raise ConfigError(
-                f"{path}={node}: not allowed; logging configs may name only "
+                f"{path}={node}: not allowed; logging configs may refer to nothing but "
                 + " and ".join(_LOGGING_STREAMS)
             )
         return
     for key, value in node.items():
         where = f"{path}.{key}"
+        if key == ".":
+            raise ConfigError(
+                f"{where}: not allowed; a logging config may not set attributes of the objects"
+                " it builds (a handler's file among them)"
+            )
         if key in ("()", "class"):
             if value not in LOGGING_CLASSES:
                 raise ConfigError(
@@ -201,10 +212,12 @@ def _check_log_file(name: Any, where: str) -> None:
     (its format) to it, which in ``~/.profile``, ``authorized_keys`` or a ``Makefile`` would be
     code the next shell or build runs."""
     text = str(name)
-    if not (isinstance(name, str) and text.endswith(".log") and "\n" not in text):
+    plain = isinstance(name, str) and not _LOGGING_REFERENCE.match(text) and "\n" not in text
+    if not (plain and text.endswith(".log")):
         raise ConfigError(
-            f"{where}={name}: not allowed; a log handler's file name must end in .log (e.g."
-            " ${hydra.runtime.output_dir}/${hydra.job.name}.log, Hydra's default)"
+            f"{where}={name}: not allowed; a log handler's file must be a path ending in .log,"
+            " no reference such as cfg://... (e.g. ${hydra.runtime.output_dir}/${hydra.job.name}"
+            ".log, Hydra's default)"
         )
 
 
@@ -228,7 +241,7 @@ def _check_logging_raw(node: Any, path: str) -> None:
             raise ConfigError(
                 f"{where}={raw}: not allowed; a logging config is checked before the run, and"
                 " this value cannot be resolved until the job starts (only a log file's name"
-                " may use ${hydra.runtime.output_dir} and ${hydra.job.name})"
+                " may use what Hydra sets then: ${hydra.runtime.*}, ${hydra.job.*})"
             ) from None
         _check_logging_raw(value, where)
 
