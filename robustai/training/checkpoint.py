@@ -461,13 +461,17 @@ def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], sou
                 f"{source} holds no state for {name!r}; it was written by a different kind of run"
             )
         try:
+            saved = state[name]
             if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
                 # torch's scheduler takes any keys and values into its __dict__ (an edited
                 # checkpoint replaced its optimizer, or made total_steps a string): the saved
                 # state must have the layout of this run's own
-                _check_layout(obj.state_dict(), state[name], name, type(obj))
-                _check_scheduler_position(obj.state_dict(), state[name], name)
-            obj.load_state_dict(state[name])
+                fresh = obj.state_dict()
+                _check_layout(fresh, saved, name, type(obj))
+                _check_scheduler_position(fresh, saved, name)
+                # private keys a newer torch added (``_is_initial``) keep this run's values
+                saved = {**{k: v for k, v in fresh.items() if str(k).startswith("_")}, **saved}
+            obj.load_state_dict(saved)
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as e:
             raise CheckpointError(
                 f"{source}: the saved {name} state does not fit this run: {str(e).splitlines()[0]}"
@@ -475,15 +479,16 @@ def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], sou
 
 
 def _check_layout(fresh: Any, saved: Any, where: str, owner: type | None = None) -> None:
-    """``saved`` has ``fresh``'s keys, list lengths and kinds of value (integers for integers,
-    finite numbers for numbers, the same strings: they name the schedule's settings, which a
-    resume keeps); a ValueError names the first difference. Other keys may hold plain values
+    """``saved`` has ``fresh``'s public keys, list lengths and kinds of value (integers for
+    integers, finite numbers for numbers, the same strings: they name the schedule's settings,
+    which a resume keeps); a ValueError names the first difference. Other keys may hold plain values
     only (a scheduler saved by another version, e.g. OneCycleLR's ``use_beta1``), and none may
     replace the optimizer or shadow an attribute of ``owner``'s class (``step``)."""
     if isinstance(fresh, Mapping):
         if not isinstance(saved, Mapping):
             raise ValueError(f"{where} is {type(saved).__name__}, not a mapping")
-        missing = sorted(map(str, set(fresh) - set(saved)))
+        # a private key a newer torch added (``_is_initial``) keeps this run's (load_checkpoint)
+        missing = sorted(k for k in map(str, set(fresh) - set(saved)) if not k.startswith("_"))
         if missing:
             raise ValueError(f"{where} lacks {', '.join(missing)}")
         for key in set(saved) - set(fresh):
@@ -492,7 +497,8 @@ def _check_layout(fresh: Any, saved: Any, where: str, owner: type | None = None)
             if key == "optimizer" or not plain or shadows or str(key).startswith("__"):
                 raise ValueError(f"{where}.{key} is no setting of this run's")
         for key, value in fresh.items():
-            _check_layout(value, saved[key], f"{where}.{key}")
+            if key in saved:
+                _check_layout(value, saved[key], f"{where}.{key}")
     elif isinstance(fresh, list | tuple):
         if not isinstance(saved, list | tuple) or len(saved) != len(fresh):
             raise ValueError(f"{where} is not a list of {len(fresh)} values")
@@ -524,7 +530,9 @@ def _check_scheduler_position(
     total, last = saved.get("total_steps"), saved.get("last_epoch")
     if total != fresh.get("total_steps"):
         raise ValueError(
-            f"{where}.total_steps is {total}, where this run's schedule has {fresh['total_steps']}"
+            f"{where}.total_steps is {total}, where this run's schedule has"
+            f" {fresh['total_steps']} (epochs x steps per epoch; another number of processes or"
+            " batch size changes the steps per epoch: resume with the run's own)"
         )
     if isinstance(total, int) and isinstance(last, int) and not -1 <= last <= total:
         raise ValueError(f"{where}.last_epoch {last} is no step of a {total}-step schedule")

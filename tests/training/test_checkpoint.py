@@ -388,6 +388,17 @@ def test_an_edited_checkpoint_state_is_refused(tmp_path: Path, edit, message: st
         load_checkpoint({"scheduler": sched2, "loader": loader2}, state, path)
 
 
+def test_a_schedule_saved_by_an_older_torch_resumes(tmp_path: Path) -> None:
+    """torch 2.x added private scheduler keys (``_is_initial``): a checkpoint written without
+    one was refused ("lacks _is_initial") after an upgrade; it keeps this run's value."""
+    _, _, sched, _ = _parts()
+    older = _edited(tmp_path, {"scheduler": sched}, lambda s: s["scheduler"].pop("_is_initial"))
+    state, path = older
+    _, _, sched2, _ = _parts()
+    load_checkpoint({"scheduler": sched2}, state, path)
+    assert sched2.last_epoch == sched.last_epoch
+
+
 def test_an_edited_epoch_count_is_refused(tmp_path: Path) -> None:
     """A negative epoch trained extra epochs, then the scheduler ran out of steps (exit 1)."""
     from robustai.training import StandardObjective, Trainer
