@@ -63,6 +63,35 @@ def margin(logits: Tensor, y: Tensor) -> Tensor:
     return z_y - others.max(dim=1)[0]
 
 
+def _accept(
+    x_new: Tensor,
+    logits: Tensor,
+    x_best: Tensor,
+    margin_min: Tensor,
+    idx: Tensor,
+    xb: Tensor,
+    ya: Tensor,
+    ma: Tensor,
+    *rest: Tensor,
+) -> tuple[Tensor, ...]:
+    """One step of the random search, for the samples ``idx`` still searched (their point
+    ``xb``, label ``ya``, margin ``ma`` and ``rest``, gathered): keep the proposal ``x_new``
+    where it lowers the margin or misclassifies (a tie that argmax breaks against y, or NaN
+    logits: no prediction, as the evaluator counts them); a sample fooled is written into
+    ``x_best`` / ``margin_min`` and searched no more. Returns ``(idx, xb, ya, ma, *rest)`` of
+    those still searched."""
+    m = margin(logits, ya)
+    fooled = labels_of(logits) != ya
+    keep = (m < ma) | fooled
+    ma = torch.where(keep, m, ma)
+    xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
+    if not bool(fooled.any()):
+        return (idx, xb, ya, ma, *rest)
+    x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
+    alive = ~fooled
+    return (idx[alive], xb[alive], ya[alive], ma[alive], *(t[alive] for t in rest))
+
+
 def _eta_rectangles(h: int, w: int) -> Tensor:
     """Nested centred rectangles, the k-th from the centre weighted 1 / k**2, of unit L2 norm
     (the reference's ``eta_rectangles``)."""
@@ -186,19 +215,9 @@ class Square(Attack):
             window[:, vh : vh + s, vw : vw + s] = 2.0 * eps * sign((c, 1, 1))
 
             x_new = torch.min(torch.max(xb + window, lo), hi).clamp(0.0, 1.0)
-            logits = model(x_new)
-            m = margin(logits, ya)
-            # keep the proposal where it lowers the margin or misclassifies (a tie that argmax
-            # breaks against y, or NaN logits: no prediction, as the evaluator counts them)
-            fooled = labels_of(logits) != ya
-            keep = (m < ma) | fooled
-            ma = torch.where(keep, m, ma)
-            xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
-            if bool(fooled.any()):
-                x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
-                rest = ~fooled
-                idx, xa, xb, ya, ma = idx[rest], xa[rest], xb[rest], ya[rest], ma[rest]
-                lo, hi = lo[rest], hi[rest]
+            idx, xb, ya, ma, xa, lo, hi = _accept(
+                x_new, model(x_new), x_best, margin_min, idx, xb, ya, ma, xa, lo, hi
+            )
         x_best[idx], margin_min[idx] = xb, ma
         return x_best, margin_min
 
@@ -282,14 +301,6 @@ class Square(Attack):
             d[:, :, vh : vh + s, vw : vw + s] = new * budget.sqrt()
 
             x_new, logits = query(torch.clamp(xa + onto_sphere(d), 0.0, 1.0))
-            m = margin(logits, ya)
-            fooled = labels_of(logits) != ya
-            keep = (m < ma) | fooled
-            ma = torch.where(keep, m, ma)
-            xb = torch.where(per_sample_view(keep, x_new), x_new, xb)
-            if bool(fooled.any()):
-                x_best[idx[fooled]], margin_min[idx[fooled]] = xb[fooled], ma[fooled]
-                rest = ~fooled
-                idx, xa, xb, ya, ma = idx[rest], xa[rest], xb[rest], ya[rest], ma[rest]
+            idx, xb, ya, ma, xa = _accept(x_new, logits, x_best, margin_min, idx, xb, ya, ma, xa)
         x_best[idx], margin_min[idx] = xb, ma
         return x_best.to(dtype), margin_min
