@@ -531,8 +531,7 @@ def _check_scheduler_position(
     if total != fresh.get("total_steps"):
         raise ValueError(
             f"{where}.total_steps is {total}, where this run's schedule has"
-            f" {fresh['total_steps']} (epochs x steps per epoch; another number of processes or"
-            " batch size changes the steps per epoch: resume with the run's own)"
+            f" {fresh['total_steps']} (epochs x steps per epoch)"
         )
     if isinstance(total, int) and isinstance(last, int) and not -1 <= last <= total:
         raise ValueError(f"{where}.last_epoch {last} is no step of a {total}-step schedule")

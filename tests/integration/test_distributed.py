@@ -333,6 +333,31 @@ def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Pa
     assert [e["images"] for e in ha] == [e["images"] for e in hb] == [3072] * 3
 
 
+def test_a_ddp_run_resumes_with_another_number_of_processes(tmp_path: Path) -> None:
+    """README: the number of processes may change on resume. The global batch stays the same,
+    so the onecycle schedule's length does too, and the resumed epoch still counts each of its
+    training images once."""
+    part = tmp_path / "part"
+    proc = subprocess.Popen(
+        _torchrun_cmd(part), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=_env(tmp_path),
+    )  # fmt: skip
+    log = part / "train.log"
+    deadline = time.monotonic() + 300
+    while not (log.exists() and "epoch 1/3" in log.read_text()):
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the run did not reach epoch 2 in time"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and not (part / "weights.safetensors").exists()
+    one = [a.replace("--nproc_per_node=2", "--nproc_per_node=1") for a in _torchrun_cmd(part)]
+    run([*one, f"trainer.resume={part}"], tmp_path)
+    assert "resumed from" in log.read_text()
+    assert [e["images"] for e in _history(part)] == [3072] * 3
+    assert (part / "weights.safetensors").exists()
+
+
 def _history(run_dir: Path) -> list[dict]:
     state = json.loads((run_dir / "checkpoints" / "epoch-0003.json").read_text())["state"]
     return [e["__dict__"] for e in state["trainer"]["__dict__"]["history"]]
