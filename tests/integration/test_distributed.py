@@ -297,14 +297,12 @@ RESUME_ARGS = [
 ]  # fmt: skip
 
 
-def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Path) -> None:
-    full = tmp_path / "full"
-    run([*_torchrun_cmd(full)], tmp_path)
-
-    part = tmp_path / "part"
+def _interrupted_in_epoch_2(part: Path, tmp: Path) -> str:
+    """Start the two-process run of :data:`RESUME_ARGS` into ``part`` and send torchrun SIGTERM
+    a third of an epoch into epoch 2 (torchrun passes it on to both ranks); its stderr."""
     proc = subprocess.Popen(
-        _torchrun_cmd(part), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_env(tmp_path),
+        _torchrun_cmd(part), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, env=_env(tmp),
     )  # fmt: skip
     log = part / "train.log"
     deadline = time.monotonic() + 300
@@ -314,9 +312,19 @@ def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Pa
         time.sleep(0.05)
     seconds = float(re.search(r"epoch 1/3 .*\| ([0-9.]+)s \|", log.read_text()).group(1))
     time.sleep(seconds / 3)  # well inside epoch 2
-    proc.send_signal(signal.SIGTERM)  # torchrun passes it on to both ranks
+    proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0
+    return err
+
+
+def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    run([*_torchrun_cmd(full)], tmp_path)
+
+    part = tmp_path / "part"
+    err = _interrupted_in_epoch_2(part, tmp_path)
+    log = part / "train.log"
     assert "checkpoint epoch-0001-step-" in err and "rank 0 saved the checkpoint" in err
     assert not (part / "weights.safetensors").exists()
 
@@ -338,19 +346,9 @@ def test_a_ddp_run_resumes_with_another_number_of_processes(tmp_path: Path) -> N
     so the onecycle schedule's length does too, and the resumed epoch still counts each of its
     training images once."""
     part = tmp_path / "part"
-    proc = subprocess.Popen(
-        _torchrun_cmd(part), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_env(tmp_path),
-    )  # fmt: skip
+    _interrupted_in_epoch_2(part, tmp_path)
+    assert not (part / "weights.safetensors").exists()
     log = part / "train.log"
-    deadline = time.monotonic() + 300
-    while not (log.exists() and "epoch 1/3" in log.read_text()):
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        assert time.monotonic() < deadline, "the run did not reach epoch 2 in time"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=120)
-    assert proc.returncode != 0 and not (part / "weights.safetensors").exists()
     one = [a.replace("--nproc_per_node=2", "--nproc_per_node=1") for a in _torchrun_cmd(part)]
     run([*one, f"trainer.resume={part}"], tmp_path)
     assert "resumed from" in log.read_text()
