@@ -92,6 +92,7 @@ def run_evaluation(
         early_stop=evaluator.early_stop,
         cuda_graphs=evaluator.cuda_graphs,
         eot_iter=evaluator.eot_iter,
+        seed=evaluator.seed,
     )
 
 

@@ -142,6 +142,9 @@ class EvaluatorConfig:
     # gradient attacks average each gradient over this many forward/backward passes
     # (Expectation over Transformation), for models whose forward pass is randomized
     eot_iter: int = 1
+    # seeds the evaluation's random draws (PGD's random starts, a randomized model's noise), so
+    # the same model and data give the same numbers whatever ran before; null: unseeded
+    seed: int | None = 0
     curve: CurveConfig = field(default_factory=CurveConfig)
     sanity: SanityConfig = field(default_factory=SanityConfig)
 
@@ -203,7 +206,7 @@ class EvaluateConfig:
     name: str = "evaluate"
     checkpoint: str | None = None  # a run folder, or its weights.safetensors / meta.json
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0  # seeds torch (attacks with their own seed, e.g. APGD and Square, keep it)
+    seed: int = 0  # seeds torch (the evaluation's own draws: evaluator.seed)
     threads: int | None = None  # torch CPU threads (null: torch's default)
     data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import check_eot_iter
+from robustai.attacks.base import check_eot_iter, is_integer
 from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
@@ -90,6 +91,7 @@ def evaluate_model(
     early_stop: bool = True,
     cuda_graphs: bool = False,
     eot_iter: int = 1,
+    seed: int | None = 0,
 ) -> Evaluation:
     """Clean and robust accuracy of every attack at every eps with the per-sample worst case;
     then (each optional) the robustness curve, the sanity checks and per-class accuracy.
@@ -100,7 +102,68 @@ def evaluate_model(
     :meth:`Attack.with_cuda_graph`). ``eot_iter`` > 1: every gradient attack, the sanity
     checks' own included, averages its gradients over that many passes (EOT, for a randomized
     model; see :meth:`Attack.with_eot`), unless the attack was built with its own
-    ``eot_iter``."""
+    ``eot_iter``. ``seed``: the evaluation draws its random numbers (PGD's random starts, a
+    randomized model's noise) from torch's generators seeded with it, in a fork of their state,
+    so the same model and data give the same numbers whatever ran before (the evaluation at the
+    end of a training run and a later ``robustai evaluate`` agree), and the caller's generators
+    are left as they were; None: from the generators as they are."""
+    param = next(model.parameters(), None)
+    with seeded_rng(seed, x.device if param is None else param.device):
+        return _evaluate_model(
+            model,
+            x,
+            y,
+            attacks=attacks,
+            eps=eps,
+            num_classes=num_classes,
+            batch_size=batch_size,
+            curve=curve,
+            sanity=sanity,
+            per_class=per_class,
+            keep_examples=keep_examples,
+            early_stop=early_stop,
+            cuda_graphs=cuda_graphs,
+            eot_iter=eot_iter,
+        )
+
+
+@contextmanager
+def seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Torch's CPU generator (and ``device``'s, on CUDA) seeded with ``seed`` inside, restored
+    on leaving; nothing at all for None."""
+    if seed is None:
+        yield
+        return
+    if not is_integer(seed):
+        raise ValueError(f"seed must be an integer or None; got {seed!r}")
+    cuda = device.type == "cuda"
+    index = (
+        (device.index if device.index is not None else torch.cuda.current_device()) if cuda else 0
+    )
+    with torch.random.fork_rng(devices=[index] if cuda else []):
+        torch.default_generator.manual_seed(int(seed))
+        if cuda:
+            torch.cuda.default_generators[index].manual_seed(int(seed))
+        yield
+
+
+def _evaluate_model(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    *,
+    attacks: Sequence[AttackFactory],
+    eps: Sequence[float],
+    num_classes: int,
+    batch_size: int,
+    curve: CurveSettings | None,
+    sanity: SanitySettings | None,
+    per_class: bool,
+    keep_examples: bool,
+    early_stop: bool,
+    cuda_graphs: bool,
+    eot_iter: int,
+) -> Evaluation:
     y = checked_labels(x, y)
     if len(y) and int(y.max()) >= num_classes:
         raise ValueError(

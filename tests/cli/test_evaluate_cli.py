@@ -136,6 +136,36 @@ def test_evaluate_a_training_run(strict_run: tuple[Path, str, int], tmp_path: Pa
     assert any(t.startswith("eval/report") for t in tags["tensors"])
 
 
+@pytest.mark.slow
+def test_evaluate_repeats_the_training_runs_own_evaluation(
+    strict_run: tuple[Path, str, int], tmp_path: Path
+) -> None:
+    """The suite the run ended with, run again by ``robustai evaluate``: the same numbers to the
+    last digit, PGD's random starts and the sanity checks' included (the evaluation seeds its own
+    draws; the training run's generator had moved on through its epochs)."""
+    run, _, _ = strict_run
+    out = tmp_path / "eval"
+    proc = robustai(
+        "evaluate",
+        f"checkpoint={run}",
+        "evaluator=quick",
+        "evaluator.sanity.large_eps=0.02",
+        "threads=1",
+        f"hydra.run.dir={out}",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(report["robust_acc"]) == {"fgsm@0.1", "pgd20@0.1"}
+    assert report["robust_acc"] == metrics["robust_acc"]
+    assert report["worst_case_acc"] == metrics["worst_case_acc"]
+    assert report["curve"] == metrics["curve"]
+    for name, check in metrics["sanity"]["checks"].items():  # all but its timing
+        check.pop("seconds")
+        assert report["sanity"]["checks"][name] | {"seconds": None} == check | {"seconds": None}
+
+
 # ---------------------------------------------------------------------------- bad input
 def save_small_cnn(run: Path, classes: int = 10, extra: dict | None = None) -> Path:
     """A small_cnn for 1x8x8 inputs saved as robustai train saves it."""
@@ -363,13 +393,23 @@ def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
     meta = json.loads((checkpoint / "meta.json").read_text())
     meta["data"] = "synthetic"
     meta["split"] = {
-        "split_seed": 3, "holdout": 0.3, "num_samples": 256, "noise": 0.5,
-        "input_shape": [1, 12, 12], "num_classes": 3,
+        "split_seed": 3,
+        "holdout": 0.3,
+        "num_samples": 256,
+        "noise": 0.5,
+        "input_shape": [1, 12, 12],
+        "num_classes": 3,
     }
     (checkpoint / "meta.json").write_text(json.dumps(meta))
     ck = f"checkpoint={checkpoint}"
-    recorded = ["data.split_seed=3", "data.holdout=0.3", "data.num_samples=256", "data.noise=0.5",
-                "data.input_shape=[1, 12, 12]", "data.num_classes=3"]
+    recorded = [
+        "data.split_seed=3",
+        "data.holdout=0.3",
+        "data.num_samples=256",
+        "data.noise=0.5",
+        "data.input_shape=[1, 12, 12]",
+        "data.num_classes=3",
+    ]
     assert data_from_checkpoint([ck]) == [ck, "data=synthetic", *recorded]
     assert data_from_checkpoint([ck, "data=synthetic"]) == [ck, *recorded, "data=synthetic"]
     given = [ck, "data.split_seed=5"]  # given settings stay (pre-flight checks them)
