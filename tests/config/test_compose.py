@@ -131,3 +131,20 @@ def test_ddp_batch_of_one_is_refused_except_for_dp_sgd() -> None:
         compose(["trainer=ddp", "data.batch_size=1"])
     cfg = compose(["trainer=ddp", "privacy=dpsgd", "data.batch_size=1"])
     assert (cfg.trainer.distributed, cfg.data.batch_size) == ("ddp", 1)
+
+
+def test_the_l2_suites_are_the_l_inf_ones_in_l2() -> None:
+    """AutoAttack's L2 version has the same attacks as its L-inf one (APGD-CE, APGD-T, Square),
+    each in L2 with the same settings; so do standard_l2 and quick_l2."""
+    for suite in ("quick", "standard"):
+        linf = compose([f"evaluator={suite}"]).evaluator.attacks
+        l2 = compose([f"evaluator={suite}_l2", *COMPANIONS[("evaluator", f"{suite}_l2")]])
+        l2_attacks = l2.evaluator.attacks
+        assert len(l2_attacks) == len(linf) - (suite == "quick")  # quick_l2 has no FGSM
+        for a in l2_attacks:
+            ref = next(b for b in linf if b.name == a.name)
+            assert make_attack(a, 1.0).label == make_attack(ref, 0.1).label + "_l2"
+            assert make_attack(a, 1.0).norm == "l2"
+            assert {k: v for k, v in vars(a).items() if k != "norm"} == {
+                k: v for k, v in vars(ref).items() if k != "norm"
+            }
