@@ -62,20 +62,27 @@ def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) ->
         raise ValueError(f"epsilon must be > 0, got {epsilon}")
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
-    if not sensitivity > 0:
-        raise ValueError(f"sensitivity must be > 0, got {sensitivity}")
+    if not sensitivity > 0 or not math.isfinite(sensitivity):
+        raise ValueError(f"sensitivity must be a positive number, got {sensitivity}")
 
-    def gap(sigma: float) -> float:
-        return gaussian_delta(epsilon, sigma, sensitivity) - delta
+    # delta depends on sigma / sensitivity only: solve for sensitivity 1 (where the bracket and
+    # the tolerances stay in range) and scale, so that no sensitivity over- or underflows them
+    def gap(sigma: float, d: float = 1.0) -> float:
+        return gaussian_delta(epsilon, sigma, d) - delta
 
-    lo = hi = sensitivity
+    lo = hi = 1.0
     while gap(hi) > 0:
         hi *= 2
     while gap(lo) <= 0:
         lo /= 2
-    sigma = float(brentq(gap, lo, hi, xtol=1e-14 * hi, rtol=1e-12, maxiter=500))
-    while gap(sigma) > 0:  # land on the private side of the root
-        sigma *= 1 + 1e-12
+    sigma = float(brentq(gap, lo, hi, xtol=1e-14 * hi, rtol=1e-12, maxiter=500)) * sensitivity
+    if not 0 < sigma < math.inf:
+        raise ValueError(
+            f"sensitivity {sensitivity:g} is out of range: the noise std for epsilon {epsilon:g}"
+            " and this delta is not a finite positive float"
+        )
+    while gap(sigma, sensitivity) > 0:  # land on the private side of the root
+        sigma = math.nextafter(sigma, math.inf) if sigma < 1e-300 else sigma * (1 + 1e-12)
     return sigma
 
 

@@ -98,6 +98,21 @@ def test_analytic_gaussian_calibration(eps: float, delta: float) -> None:
     assert eps <= prv <= eps + 0.02
 
 
+@pytest.mark.parametrize("sens", [1e-320, 1e-300, 1e300])
+def test_analytic_gaussian_calibration_at_extreme_sensitivities(sens: float) -> None:
+    """The std is the sensitivity times that of sensitivity 1, on the private side, however
+    large or small the sensitivity (the search once ran out of float range above 1e307 and
+    returned a std 4x too small)."""
+    sigma = analytic_gaussian_sigma(1.0, 1e-5, sens)
+    assert gaussian_delta(1.0, sigma, sens) <= 1e-5
+    assert sigma / sens == pytest.approx(analytic_gaussian_sigma(1.0, 1e-5, 1.0), rel=1e-3)
+
+
+def test_a_sensitivity_whose_std_overflows_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"sensitivity 1e\+308 is out of range"):
+        analytic_gaussian_sigma(1.0, 1e-5, 1e308)
+
+
 def test_laplace_output_range_is_post_processing() -> None:
     layer = LaplaceMechanism(4.0, 1.0, output_range=(0.0, 1.0), seed=0)
     out = layer(torch.rand(64, 1, 8, 8))
