@@ -78,6 +78,9 @@ _JOB_VALUE = re.compile(r"\$\{(?:hydra[.:](?:runtime|job)\.[\w.]+|now:[^${}]*)\}
 # dictConfig turns a string "cfg://a.b" into another value of the logging config, and sets a
 # handler's attributes from its "." mapping after building it (baseFilename: another file)
 _LOGGING_REFERENCE = re.compile(r"^[A-Za-z][\w+.-]*://")
+# How OmegaConf says that a value refers to an unset variable or to a key without a value
+_UNSET_ENV = re.compile(r"Environment variable '([^']+)' not found")
+_NO_VALUE = re.compile(r"(?:Interpolation key '([^']+)' not found|Missing mandatory value: (\S+))")
 
 
 def check_targets(node: Any, path: str = "", *, resolve: bool = True) -> None:
@@ -136,8 +139,8 @@ def _resolved(node: Any, path: str = "") -> Any:
             where = _joined(path, key)
             try:
                 value = node[key]
-            except Exception:  # unresolvable now: refused if it could become a node later
-                _check_unresolved(_raw(node, key), where)
+            except Exception as e:  # unresolvable now: refused if it could become a node later
+                _check_unresolved(_raw(node, key), where, e)
                 continue
             out.append((key, _resolved(value, where)))
         return dict(out) if isinstance(node, DictConfig) else [v for _, v in out]
@@ -162,10 +165,26 @@ def _raw(node: DictConfig | ListConfig, key: Any) -> Any:
         return None
 
 
-def _check_unresolved(raw: Any, where: str) -> None:
+def _not_job_time(e: BaseException | None) -> str | None:
+    """Why a value does not resolve, where the reason is not a value Hydra sets only when the
+    job starts (``hydra.runtime.*``, ``hydra.job.*``): an unset environment variable, or a key
+    the config does not set. None otherwise."""
+    text = str(e) if e is not None else ""
+    if unset := _UNSET_ENV.search(text):
+        return f"environment variable {unset[1]} is not set; export it before the run"
+    missing = _NO_VALUE.search(text)
+    key = missing and (missing[1] or missing[2])
+    if key and not re.match(r"hydra[.:](?:runtime|job)\.", key):
+        return f"it refers to {key}, which is not set; set it, or give the value without it"
+    return None
+
+
+def _check_unresolved(raw: Any, where: str, error: BaseException | None = None) -> None:
     calls = sorted(set(_RESOLVER_CALL.findall(str(raw))) - _PLAIN_RESOLVERS)
     if re.search(r"\$\{\s*\$\{", str(raw)):  # ${${name}:...}: a resolver named at job start
         calls.append("a resolver named by an interpolation")
+    if calls and (why := _not_job_time(error)):
+        raise ConfigError(f"{where}={raw}: {why}")
     if calls:
         raise ConfigError(
             f"{where}={raw}: not allowed; it cannot be checked before the run (it refers to a"
@@ -207,7 +226,7 @@ def _check_logging(node: Any, path: str, resolve: bool) -> None:
         _check_logging(value, where, resolve)
 
 
-def _check_log_file(name: Any, where: str) -> None:
+def _check_log_file(name: Any, where: str, shown: Any = None) -> None:
     """A log handler's file must be a ``.log`` file: a handler appends text the config chooses
     (its format) to it, which in ``~/.profile``, ``authorized_keys`` or a ``Makefile`` would be
     code the next shell or build runs."""
@@ -215,7 +234,8 @@ def _check_log_file(name: Any, where: str) -> None:
     plain = isinstance(name, str) and not _LOGGING_REFERENCE.match(text) and "\n" not in text
     if not (plain and text.endswith(".log")):
         raise ConfigError(
-            f"{where}={name}: not allowed; a log handler's file must be a path ending in .log,"
+            f"{where}={name if shown is None else shown}: not allowed; a log handler's file must"
+            " be a path ending in .log,"
             " no reference such as cfg://... (e.g. ${hydra.runtime.output_dir}/${hydra.job.name}"
             ".log, Hydra's default)"
         )
@@ -233,10 +253,12 @@ def _check_logging_raw(node: Any, path: str) -> None:
         where = _joined(path, key)
         try:
             value = node[key]
-        except Exception:
+        except Exception as e:
             raw = _raw(node, key)
-            if key == "filename" and isinstance(raw, str) and "$" not in _JOB_VALUE.sub("", raw):
-                _check_log_file(raw, where)
+            if why := _not_job_time(e):
+                raise ConfigError(f"{where}={raw}: {why}") from None
+            if key == "filename" and isinstance(raw, str):
+                _check_job_time_log_file(node, raw, where)
                 continue
             raise ConfigError(
                 f"{where}={raw}: not allowed; a logging config is checked before the run, and"
@@ -244,6 +266,29 @@ def _check_logging_raw(node: Any, path: str) -> None:
                 " may use what Hydra sets then: ${hydra.runtime.*}, ${hydra.job.*})"
             ) from None
         _check_logging_raw(value, where)
+
+
+def _check_job_time_log_file(node: DictConfig | ListConfig, raw: str, where: str) -> None:
+    """A log file's name that Hydra completes at job start (``${hydra.runtime.output_dir}/...``):
+    the name as written ends in ``.log`` (so every value it takes does), and the rest of it
+    resolves now, to a name that passes :func:`_check_log_file` with the job's values left
+    blank."""
+    _check_log_file(raw, where)
+    _check_unresolved(raw, where)
+    rest = _JOB_VALUE.sub("job", raw)
+    if "$" not in rest:
+        return
+    probe = OmegaConf.create({"name": rest})
+    probe._set_parent(node._get_root())  # absolute interpolations resolve in the whole config
+    try:
+        value = probe.name
+    except Exception as e:
+        why = _not_job_time(e) or (
+            "not allowed; this value cannot be resolved until the job starts (only a log file's"
+            " name may use what Hydra sets then: ${hydra.runtime.*}, ${hydra.job.*})"
+        )
+        raise ConfigError(f"{where}={raw}: {why}") from None
+    _check_log_file(value, where, shown=raw)
 
 
 def _named(target: str, allowed: tuple[str, ...]) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from robustai.config.validate import check_targets
 from robustai.errors import ConfigError
@@ -132,7 +132,7 @@ def test_a_node_built_from_a_value_set_at_job_start_is_refused(value: str) -> No
     pre-flight and was left out of the check; a resolver that builds a node from it then built
     a target (or a logging handler) at job start that nothing had checked."""
     for where in ("hydra.callbacks.x", "hydra.job_logging.handlers.x"):
-        cfg = OmegaConf.create(_hydra())
+        cfg = OmegaConf.create({"n": "oc.create", **_hydra()})
         OmegaConf.update(cfg, where, value, force_add=True)
         with pytest.raises(ConfigError, match="not allowed") as e:
             check_targets(cfg)
@@ -156,3 +156,73 @@ def test_hydra_s_own_logging_configs_pass() -> None:
     for name in ("${hydra.job.override_dirname}", "${now:%H-%M}", "${hydra:runtime.output_dir}"):
         logging = {"handlers": {"f": {"class": "logging.FileHandler", "filename": f"{name}.log"}}}
         check_targets(OmegaConf.create(_hydra(job_logging=logging)))
+
+
+def _file_logging(filename: str, **top: object) -> DictConfig:
+    handler = {"class": "logging.FileHandler", "filename": filename}
+    return OmegaConf.create({**top, **_hydra(job_logging={"handlers": {"f": handler}})})
+
+
+@pytest.mark.parametrize(
+    "filename",
+    [
+        "${hydra.runtime.output_dir}/${name}.log",
+        "${hydra.runtime.output_dir}/${trainer.seed}-${hydra.job.name}.log",
+        "${hydra.runtime.output_dir}/${oc.env:HOME}.log",
+    ],
+)
+def test_a_job_time_log_file_may_use_the_configs_own_values(filename: str) -> None:
+    """The run's name or seed beside the run folder: resolved now, the job's values blank."""
+    check_targets(_file_logging(filename, name="run", trainer={"seed": 3}))
+
+
+@pytest.mark.parametrize(
+    ("filename", "message"),
+    [
+        # the config's part of the name is checked as the job will see it
+        ("${name}${hydra.runtime.output_dir}.log", "not allowed; a log handler's file must be"),
+        ("${hydra.runtime.output_dir}/${name}", "not allowed; a log handler's file must be"),
+        ("${hydra.runtime.output_dir}/${oc.select:name,x}.log", "calls oc.select"),
+        (
+            "${hydra.runtime.output_dir}/${oc.env:ROBUSTAI_SURELY_UNSET_VARIABLE}.log",
+            "environment variable ROBUSTAI_SURELY_UNSET_VARIABLE is not set; export it",
+        ),
+        ("${hydra.runtime.output_dir}/${nokey}.log", "it refers to nokey, which is not set"),
+    ],
+)
+def test_a_job_time_log_file_s_other_values_must_resolve_to_a_log_file(
+    filename: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as e:
+        check_targets(_file_logging(filename, name="cfg://t"))
+    assert str(e.value).startswith(f"hydra.job_logging.handlers.f.filename={filename}: ")
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("where", "value", "message"),
+    [
+        (
+            "hydra.job_logging.root.level",
+            "${oc.env:ROBUSTAI_SURELY_UNSET_VARIABLE}",
+            "environment variable ROBUSTAI_SURELY_UNSET_VARIABLE is not set; export it",
+        ),
+        ("hydra.job_logging.root.level", "${log_level}", "it refers to log_level, which is not"),
+        (
+            "hydra.callbacks.x",
+            "${oc.decode:${oc.env:ROBUSTAI_SURELY_UNSET_VARIABLE}}",
+            "environment variable ROBUSTAI_SURELY_UNSET_VARIABLE is not set; export it",
+        ),
+    ],
+)
+def test_an_unset_variable_or_key_is_named_not_blamed_on_the_job(
+    where: str, value: str, message: str
+) -> None:
+    """Values refused because they do not resolve say why when the reason is the user's (an
+    unset variable, a missing key), not that Hydra sets them at job start."""
+    cfg = OmegaConf.create(_hydra())
+    OmegaConf.update(cfg, where, value, force_add=True)
+    with pytest.raises(ConfigError) as e:
+        check_targets(cfg)
+    assert str(e.value).startswith(f"{where}={value}: ") and message in str(e.value)
+    assert "job starts" not in str(e.value)
