@@ -346,7 +346,8 @@ def key_hparams(
     """:data:`KEY_HPARAMS` and the privacy option's own settings. With the training
     ``attack``, step sizes and steps left null in the config show the values it uses (e.g.
     FGSM-RS's default alpha of 1.25 eps); ``objective`` is the one the run trained with (the
-    config's ``adversarial`` trains without an attack under ``attack=none``)."""
+    config's ``adversarial`` trains without an attack under ``attack=none``), and free training
+    adds its ``trainer.replays``."""
     out: dict[str, Any] = {}
     for path in KEY_HPARAMS:
         node: Any = cfg
@@ -359,6 +360,8 @@ def key_hparams(
             out[path] = node
     if objective is not None:
         out["trainer.objective"] = objective
+    if out.get("trainer.objective") == "free":  # its cost and strength depend on the replays
+        out["trainer.replays"] = cfg.trainer.replays
     privacy = getattr(cfg, "privacy", None)
     if dataclasses.is_dataclass(privacy):
         from robustai.privacy.plans import privacy_params

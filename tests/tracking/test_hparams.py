@@ -101,3 +101,21 @@ def test_hparams_show_only_the_privacy_settings_the_option_uses(
     cfg = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, name=name))
     keys = {k for k in key_hparams(cfg) if k.startswith("privacy.")}
     assert "privacy.name" in keys and shown <= keys and not absent & keys
+
+
+@pytest.mark.parametrize(("objective", "replays"), [("free", True), ("adversarial", False)])
+def test_hparams_show_the_replays_of_free_training(objective: str, replays: bool) -> None:
+    """Free training's cost and robustness follow its minibatch replays; other objectives do
+    not read them."""
+    import dataclasses
+
+    from robustai.cli.pipeline import key_hparams
+    from robustai.config import TrainConfig
+
+    cfg = TrainConfig()
+    cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, replays=6))
+    shown = key_hparams(cfg, objective=objective)
+    assert shown["trainer.objective"] == objective
+    assert ("trainer.replays" in shown) is replays
+    if replays:
+        assert shown["trainer.replays"] == 6
