@@ -142,7 +142,7 @@ class EvaluatorConfig:
     # gradient attacks average each gradient over this many forward/backward passes
     # (Expectation over Transformation), for models whose forward pass is randomized
     eot_iter: int = 1
-    # seeds the evaluation's random draws (PGD's random starts, a randomized model's noise), so
+    # seeds the evaluation's random draws (PGD's random starts, noise layers drawing from torch), so
     # the same model and data give the same numbers whatever ran before; null: unseeded
     seed: int | None = 0
     curve: CurveConfig = field(default_factory=CurveConfig)

@@ -102,11 +102,11 @@ def evaluate_model(
     :meth:`Attack.with_cuda_graph`). ``eot_iter`` > 1: every gradient attack, the sanity
     checks' own included, averages its gradients over that many passes (EOT, for a randomized
     model; see :meth:`Attack.with_eot`), unless the attack was built with its own
-    ``eot_iter``. ``seed``: the evaluation draws its random numbers (PGD's random starts, a
-    randomized model's noise) from torch's generators seeded with it, in a fork of their state,
-    so the same model and data give the same numbers whatever ran before (the evaluation at the
-    end of a training run and a later ``robustai evaluate`` agree), and the caller's generators
-    are left as they were; None: from the generators as they are."""
+    ``eot_iter``. ``seed``: the evaluation draws its random numbers (PGD's random starts, noise
+    layers that draw from torch) from torch's generators seeded with it, in a fork of their
+    state, so the same model and data give the same numbers whatever ran before (the evaluation
+    at the end of a training run and a later ``robustai evaluate`` agree), and the caller's
+    generators are left as they were; None: from the generators as they are."""
     param = next(model.parameters(), None)
     with seeded_rng(seed, x.device if param is None else param.device):
         return _evaluate_model(
