@@ -116,3 +116,22 @@ def test_bad_arguments_are_refused_before_any_work(
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and message in proc.stderr.strip().splitlines()[-1]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_bench_dp_times_the_accountant_not_a_cached_epsilon(
+    tmp_path: Path, mnist_idx_dir: Path
+) -> None:
+    """DPSGD computes (and caches) epsilon for its planned steps when it is built; for a
+    one-epoch run that is the epoch's epsilon, so a row timing DPSGD.epsilon_after would time a
+    dict lookup (microseconds) where one PRV computation takes a tenth of a second or more."""
+    out = tmp_path / "dp.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_dp.py"), "--samples", "200",
+         "--repeats", "1", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "ROBUSTAI_MNIST_IDX": str(mnist_idx_dir), "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(out.read_text())["results"]["PRV epsilon, once per epoch"]
+    assert row["median_s"] > 1e-3
