@@ -49,10 +49,11 @@ def nonnegative_int(text: str) -> int:
 
 
 def eps(text: str) -> float:
-    """A perturbation budget in pixel units ([0, 1], like every robustai eps)."""
+    """A perturbation budget in pixel units, in (0, 1]: at 0 the PGD step (a fraction of eps)
+    would be 0, which the attacks refuse, and no attack would be timed."""
     value = _number(float, text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not in [0, 1] (pixel units, e.g. 0.3)")
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not in (0, 1] (pixel units, e.g. 0.3)")
     return value
 
 
