@@ -11,7 +11,8 @@ the first iterate that fools it): a robust accuracy the same or lower, not the s
     python scripts/bench_pgd_eval.py --device cuda --samples 10000 --batch-size 1024
 
 The model is the small CNN of Wong et al. (2020), trained for ``--train-epochs`` on the first
-8,000 MNIST test images (or loaded from ``--checkpoint``, a robustai run folder); the benchmark
+8,000 MNIST test images (or loaded from ``--checkpoint``, a robustai run folder of a model for
+28x28 single-channel images; another shape is refused); the benchmark
 runs on the remaining images. torchattacks is a test-only dependency of robustai
 (``pip install -e .[dev]``).
 """
@@ -52,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="torch CPU threads (default: all)",
     )
     p.add_argument("--train-epochs", type=script_args.nonnegative_int, default=1)
-    p.add_argument("--checkpoint", type=Path, default=None, help="a robustai run folder")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="a robustai run folder of an MNIST model"
+    )
     p.add_argument(
         "--out",
         type=script_args.output_file,
@@ -65,6 +68,25 @@ def load_mnist(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     from robustai.data.idx import load_idx_images
 
     return load_idx_images(*script_args.mnist_files(folder))
+
+
+def check_fits_mnist(checkpoint: Path, meta: dict, image_shape: tuple[int, ...]) -> None:
+    """Refuse a run trained on other images before any timing: its model would fail on the
+    first MNIST batch with a traceback (digits, the CLI's default data set, is 8x8)."""
+    from robustai.errors import CheckpointError
+
+    model_shape = tuple(int(v) for v in meta["input_shape"])
+    if model_shape != image_shape:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} expects inputs of shape {model_shape} but the MNIST "
+            f"images have shape {image_shape}; pass a run trained on MNIST (data=idx or "
+            f"data=mnist; meta.json says data={meta.get('data', 'unknown')})"
+        )
+    if int(meta["num_classes"]) < 10:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} predicts {meta['num_classes']} classes but MNIST has 10; "
+            "pass a run trained on MNIST"
+        )
 
 
 def trained_model(x: torch.Tensor, y: torch.Tensor, epochs: int, device: torch.device) -> nn.Module:
@@ -155,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.checkpoint:
         from robustai.models import load_model
 
-        model, _ = load_model(a.checkpoint, map_location=device)
+        model, meta = load_model(a.checkpoint, map_location=device)
+        check_fits_mnist(a.checkpoint, meta, tuple(x_all.shape[1:]))
     else:
         model = trained_model(x_all[:TRAIN_IMAGES], y_all[:TRAIN_IMAGES], a.train_epochs, device)
     x = x_all[TRAIN_IMAGES:][: a.samples].to(device)

@@ -137,3 +137,27 @@ def test_bench_dp_times_the_accountant_not_a_cached_epsilon(
     assert proc.returncode == 0, proc.stderr[-3000:]
     row = json.loads(out.read_text())["results"]["PRV epsilon, once per epoch"]
     assert row["median_s"] > 1e-3
+
+
+def test_bench_pgd_eval_refuses_a_checkpoint_of_other_images_in_one_line(
+    tmp_path: Path, mnist_idx_dir: Path
+) -> None:
+    """A run of the CLI's default data set (digits, 8x8) is not an MNIST model: say so, naming
+    both shapes, instead of a traceback from the model's first batch."""
+    from robustai.models import build_model, save_model
+
+    run = tmp_path / "digits_run"
+    model = build_model("small_cnn", (1, 8, 8), 10, mean=(0.3,), std=(0.4,))
+    save_model(model, run, name="small_cnn", params={}, input_shape=(1, 8, 8), num_classes=10,
+               mean=(0.3,), std=(0.4,), extra={"data": "digits"})  # fmt: skip
+    out = tmp_path / "out" / "p.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench_pgd_eval.py"), "--checkpoint", str(run),
+         "--samples", "20", "--repeats", "1", "--threads", "1", "--out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "ROBUSTAI_MNIST_IDX": str(mnist_idx_dir)},
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert "(1, 8, 8)" in proc.stderr and "(1, 28, 28)" in proc.stderr
+    assert not out.exists()
