@@ -59,6 +59,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -153,17 +154,18 @@ def peak_memory(rows: list[tuple[str, str, Callable[[], float]]], device: torch.
     return peaks
 
 
-def cpu_peak_memory(out: Path) -> dict[str, float]:
-    """The rows' peak memory on CPU, from a child process (see the module docstring)."""
-    child_out = out.with_name(out.stem + ".memory.json")
-    subprocess.run(
-        [sys.executable, __file__, *sys.argv[1:], "--memory-only", "--out", str(child_out)],
-        check=True,
-        env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
-    )
-    peaks = json.loads(child_out.read_text())
-    child_out.unlink()
-    return peaks
+def cpu_peak_memory() -> dict[str, float]:
+    """The rows' peak memory on CPU, from a child process (see the module docstring). The
+    child writes into a temporary folder of its own: a fixed name beside ``--out`` would
+    overwrite, then delete, a user's file of that name."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as folder:
+        child_out = Path(folder) / "memory.json"
+        subprocess.run(
+            [sys.executable, __file__, *sys.argv[1:], "--memory-only", "--out", str(child_out)],
+            check=True,
+            env={**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"},
+        )
+        return json.loads(child_out.read_text())
 
 
 def load(
@@ -477,7 +479,7 @@ def main() -> None:
             else:
                 times[name].append(fn())
     # untimed: the RSS sampler thread (and, on CPU, the malloc setting) would slow the timed runs
-    peaks = peak_memory(rows, device) if device.type == "cuda" else cpu_peak_memory(args.out)
+    peaks = peak_memory(rows, device) if device.type == "cuda" else cpu_peak_memory()
 
     base = statistics.median(times["clean epoch"]) if "clean epoch" in times else float("nan")
     results: dict[str, dict[str, Any]] = {}

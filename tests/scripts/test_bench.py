@@ -161,3 +161,22 @@ def test_bench_pgd_eval_refuses_a_checkpoint_of_other_images_in_one_line(
     assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
     assert "(1, 8, 8)" in proc.stderr and "(1, 28, 28)" in proc.stderr
     assert not out.exists()
+
+
+def test_bench_keeps_a_user_file_beside_its_output(tmp_path: Path, mnist_idx_dir: Path) -> None:
+    """The CPU memory rows come from a child process whose output goes to a temporary file;
+    it once went to a fixed <out stem>.memory.json beside --out, overwritten and deleted."""
+    mine = tmp_path / "bench.memory.json"
+    mine.write_text("my notes\n")
+    skip = ["FGSM", "attack floor", "free AT", "PGD", "DP-SGD"]  # the clean epoch alone
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "bench.py"), "--repeats", "1", "--at-epochs",
+         "0", "--train-size", "200", "--eval-size", "100", "--threads", "1",
+         "--out", str(tmp_path / "bench.json"), "--skip", *skip],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "ROBUSTAI_MNIST_IDX": str(mnist_idx_dir), "PYTHONWARNINGS": "ignore"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert mine.read_text() == "my notes\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.memory.json"]
+    assert list(json.loads((tmp_path / "bench.json").read_text())["results"]) == ["clean epoch"]
