@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -180,3 +181,32 @@ def test_bench_keeps_a_user_file_beside_its_output(tmp_path: Path, mnist_idx_dir
     assert mine.read_text() == "my notes\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.memory.json"]
     assert list(json.loads((tmp_path / "bench.json").read_text())["results"]) == ["clean epoch"]
+
+
+def test_cuda_graph_eval_rows_get_two_warm_up_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """graphs.py captures a batch shape the second time it sees it; an early-stop row's odd last
+    batch is first seen at the end of the first warm-up run, so a CUDA-graph eval row needs a
+    second untimed run for every timed run to replay. Other rows (a graph epoch row trains a
+    fresh model each run) get one."""
+    monkeypatch.syspath_prepend(str(REPO / "scripts"))
+    import bench
+
+    calls: dict[str, int] = {}
+
+    def row(name: str) -> Any:
+        def run() -> float:
+            calls[name] = calls.get(name, 0) + 1
+            return 0.0
+
+        return run
+
+    runs = {  # row name: (kind, untimed runs expected)
+        "clean epoch": ("epoch", 1),
+        "FGSM-RS epoch (robustai, CUDA graph)": ("epoch", 1),
+        "PGD-10 eval (robustai)": ("eval", 1),
+        "PGD-10 eval (robustai, CUDA graph)": ("eval", 2),
+        "PGD-10 eval, early stop, CUDA graph, AT model": ("eval", 2),
+    }
+    seconds = bench.warm_up([(name, kind, row(name)) for name, (kind, _) in runs.items()])
+    assert calls == {name: n for name, (_, n) in runs.items()}
+    assert {name: len(s) for name, s in seconds.items()} == calls
