@@ -18,17 +18,24 @@ import torch
 from robustai.errors import UserError
 
 MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-REPO = Path(__file__).resolve().parent.parent
+# The lexical path, as tests/conftest.py finds the fixture: through a symlinked checkout,
+# ../shared is beside the link, not beside the link's target.
+REPO = Path(os.path.abspath(__file__)).parent.parent
+
+
+def folder(text: str) -> Path:
+    """A folder name, ``~`` expanded (a quoted ``~/mnist`` or ``--mnist-dir=~/mnist`` reaches
+    the script unexpanded)."""
+    return Path(text).expanduser()
 
 
 def add_mnist_dir(parser: argparse.ArgumentParser) -> None:
     """``--mnist-dir``: $ROBUSTAI_MNIST_IDX, else ../shared/data/mnist beside the repository."""
+    env = os.environ.get("ROBUSTAI_MNIST_IDX")
     parser.add_argument(
         "--mnist-dir",
-        type=Path,
-        default=Path(
-            os.environ.get("ROBUSTAI_MNIST_IDX") or REPO.parent / "shared" / "data" / "mnist"
-        ),
+        type=folder,
+        default=folder(env) if env else REPO.parent / "shared" / "data" / "mnist",
         help="folder with the MNIST t10k IDX files (default: $ROBUSTAI_MNIST_IDX, else "
         "../shared/data/mnist beside the repository)",
     )

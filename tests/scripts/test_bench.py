@@ -210,3 +210,35 @@ def test_cuda_graph_eval_rows_get_two_warm_up_runs(monkeypatch: pytest.MonkeyPat
     seconds = bench.warm_up([(name, kind, row(name)) for name, (kind, _) in runs.items()])
     assert calls == {name: n for name, (_, n) in runs.items()}
     assert {name: len(s) for name, s in seconds.items()} == calls
+
+
+def test_mnist_dir_is_found_as_the_tests_find_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As tests/conftest.py: ../shared/data/mnist beside the repository's path as given (a
+    symlinked checkout's link, not its target), and ``~`` expanded in $ROBUSTAI_MNIST_IDX and
+    --mnist-dir."""
+    import argparse
+    import importlib.util
+
+    link = tmp_path / "work" / "repo"
+    link.parent.mkdir()
+    link.symlink_to(REPO, target_is_directory=True)
+    spec = importlib.util.spec_from_file_location(
+        "script_args_via_link", link / "scripts" / "script_args.py"
+    )
+    assert spec is not None and spec.loader is not None
+    script_args = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script_args)
+
+    def parse(*argv: str) -> Path:
+        parser = argparse.ArgumentParser()
+        script_args.add_mnist_dir(parser)
+        return parser.parse_args(argv).mnist_dir
+
+    monkeypatch.delenv("ROBUSTAI_MNIST_IDX", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert parse() == tmp_path / "work" / "shared" / "data" / "mnist"
+    assert parse("--mnist-dir", "~/x") == tmp_path / "home" / "x"
+    monkeypatch.setenv("ROBUSTAI_MNIST_IDX", "~/mnist")
+    assert parse() == tmp_path / "home" / "mnist"
