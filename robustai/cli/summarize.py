@@ -266,7 +266,9 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     )
     _mark_pareto(members)
     summary.optuna = _read_optuna(folder, members)
-    summary.notes = _eps_notes(members, name) + _mixed_notes(members, name, objective)
+    summary.notes = (
+        _eps_notes(members, name) + _privacy_notes(members) + _mixed_notes(members, name, objective)
+    )
     for note in summary.notes:
         log.warning("%s", note)
     return summary
@@ -318,6 +320,35 @@ def _eps_notes(members: list[Member], name: str) -> list[str]:
     ]
 
 
+def _privacy_notes(members: list[Member]) -> list[str]:
+    """An epsilon is a bound at one delta for one notion of neighbouring data sets (DP-SGD's
+    adding or removing a record, the input mechanisms' replacing one): epsilons recorded at
+    other deltas or adjacencies rank and colour side by side, but do not compare."""
+    records = [
+        m.metrics["privacy"]
+        for m in members
+        if isinstance(m.metrics.get("privacy"), dict)
+        and _is_number(m.metrics["privacy"].get("epsilon"))
+    ]
+    deltas = {float(r["delta"]) for r in records if _is_number(r.get("delta"))}
+    adjacencies = {str(r["adjacency"]) for r in records if r.get("adjacency")}
+    notes = []
+    if len(deltas) > 1:
+        shown = ", ".join(f"{d:g}" for d in sorted(deltas))
+        notes.append(
+            f"members report privacy/epsilon at different delta ({shown}): their epsilons are "
+            "not comparable, and neither are a ranking or the Pareto plot's colours by them; "
+            "compare epsilons at one privacy/delta"
+        )
+    if len(adjacencies) > 1:
+        shown = "; ".join(sorted(adjacencies))
+        notes.append(
+            f"members report privacy/epsilon for different adjacency ({shown}): their "
+            "epsilons bound different changes to the training data and are not comparable"
+        )
+    return notes
+
+
 def _any_epsilon(members: list[Member]) -> bool:
     return any(metric_value(m.metrics, "privacy/epsilon") is not None for m in members)
 
@@ -336,8 +367,10 @@ def _varying_keys(members: list[Member]) -> list[str]:
 def _metric_columns(members: list[Member]) -> list[str]:
     names = list(dict.fromkeys(n for m in members for n in m.flat))
     ordered = ["clean_acc"] if "clean_acc" in names else []
-    for prefix in ("robust_acc/", "worst_case_acc/", "privacy/epsilon"):
+    for prefix in ("robust_acc/", "worst_case_acc/"):
         ordered += [n for n in names if n.startswith(prefix)]
+    if "privacy/epsilon" in names:  # an epsilon means nothing without the delta it holds at
+        ordered += [n for n in ("privacy/epsilon", "privacy/delta") if n in names]
     return ordered
 
 
@@ -430,7 +463,7 @@ def table_rows(summary: Summary, precise: bool) -> tuple[list[str], list[list[st
         row = [m.name + (" *" if m.optuna_best and not precise else "")]
         row += [m.overrides.get(k, "") for k in summary.columns]
         row.append(_fmt(m.objective, precise))
-        row += [_fmt(flat.get(c), precise) for c in summary.metric_columns]
+        row += [_fmt_metric(c, flat.get(c), precise) for c in summary.metric_columns]
         # a training run's wall time; an evaluation's report.json has only its eval_seconds
         seconds = flat.get("wall_seconds", flat.get("eval_seconds"))
         row.append(_fmt(seconds, precise, digits=1))
@@ -443,6 +476,13 @@ def _fmt(value: float | None, precise: bool, digits: int = 4) -> str:
     if value is None:
         return ""
     return repr(float(value)) if precise else f"{value:.{digits}f}"
+
+
+def _fmt_metric(name: str, value: float | None, precise: bool) -> str:
+    # a delta such as 1e-05 is all zeros at four decimals
+    if name == "privacy/delta" and value is not None and not precise:
+        return f"{value:.3g}"
+    return _fmt(value, precise)
 
 
 def write_csv(summary: Summary, path: Path) -> None:

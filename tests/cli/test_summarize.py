@@ -372,3 +372,37 @@ def test_a_folder_it_cannot_write_to_still_prints_the_table(
     assert "best member: 0" in out
     (line,) = err.strip().splitlines()
     assert line.startswith("robustai summarize: error: cannot write the summary files into ")
+
+
+def test_epsilons_at_other_deltas_or_adjacency_show_delta_and_say_they_do_not_compare(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An epsilon holds at one delta for one adjacency: the table shows the delta beside it,
+    and members that differ in either get a note that their epsilons are not comparable."""
+    dpsgd = {"epsilon": 2.3, "delta": 1e-5, "adjacency": "add/remove one record"}
+    make_run(tmp_path / "a", "0", ["privacy.delta=1e-5"], metrics(0.4, 0.2, privacy=dpsgd))
+    looser = {**dpsgd, "epsilon": 1.5, "delta": 5e-4}
+    make_run(tmp_path / "a", "1", ["privacy.delta=5e-4"], metrics(0.5, 0.3, privacy=looser))
+    assert main(["summarize", str(tmp_path / "a"), "--objective", "privacy/epsilon"]) == 0
+    out = capsys.readouterr().out
+    table = {r["member"]: r for r in rows(tmp_path / "a")}
+    assert float(table["0"]["privacy/delta"]) == 1e-5 and float(table["1"]["privacy/delta"]) == 5e-4
+    header = out.splitlines()[0].split()
+    assert header.index("privacy/delta") == header.index("privacy/epsilon") + 1
+    assert "1e-05" in out  # not rounded away to 0.0000
+    md = (tmp_path / "a" / "summary.md").read_text()
+    for text in (out, md):
+        assert "note: members report privacy/epsilon at different delta (1e-05, 0.0005)" in text
+        assert "not comparable" in text
+    # DP-SGD's add/remove beside an input mechanism's replace-one, at one delta
+    mechanism = {"epsilon": 4.0, "delta": 1e-5, "adjacency": "replace one record"}
+    make_run(tmp_path / "b", "0", ["privacy=dpsgd"], metrics(0.4, 0.2, privacy=dpsgd))
+    make_run(tmp_path / "b", "1", ["privacy=input_gaussian"], metrics(0.5, 0.3, privacy=mechanism))
+    (note,) = summarize(tmp_path / "b").notes
+    assert "different adjacency (add/remove one record; replace one record)" in note
+    assert "not comparable" in note
+    # one delta, one adjacency: the column, and no note
+    make_run(tmp_path / "c", "0", ["trainer.lr=0.1"], metrics(0.4, 0.2, privacy=dpsgd))
+    make_run(tmp_path / "c", "1", ["trainer.lr=0.2"], metrics(0.5, 0.3, privacy=dpsgd))
+    summary = summarize(tmp_path / "c")
+    assert summary.notes == [] and "privacy/delta" in summary.metric_columns
