@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from robustai.fileio import write_text
+
 log = logging.getLogger(__name__)
 
 REPORT = "report.md"
@@ -127,7 +129,9 @@ def privacy_section(metrics: Mapping[str, Any]) -> str:
 
 def append_privacy_section(run_dir: str | Path, metrics: Mapping[str, Any]) -> bool:
     """Append the Privacy section to ``report.md`` in ``run_dir`` if the report exists and has
-    none yet (the rest of the report is left as it is). Returns whether it appended."""
+    none yet (the rest of the report is left as it is). Returns whether it appended. The whole
+    report is written again atomically, as every run-folder file is: a reader, or a process
+    killed mid-write, never sees half a section."""
     report = Path(run_dir) / REPORT
     if not report.is_file():
         return False
@@ -135,7 +139,6 @@ def append_privacy_section(run_dir: str | Path, metrics: Mapping[str, Any]) -> b
     if any(line.strip() == SECTION for line in text.splitlines()):
         return False
     sep = "" if text.endswith("\n\n") or not text else ("\n" if text.endswith("\n") else "\n\n")
-    with report.open("a") as f:
-        f.write(sep + privacy_section(metrics))
+    write_text(report, text + sep + privacy_section(metrics))
     log.info("added the privacy section to %s", report)
     return True

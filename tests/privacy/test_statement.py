@@ -91,3 +91,18 @@ def test_report_gets_one_privacy_section_appended(tmp_path: Path) -> None:
     assert text.count("## Privacy") == 1
     assert text.endswith(privacy_section(metrics))
     assert privacy_statement(DPSGD) in text
+
+
+def test_privacy_section_replaces_the_report_atomically(tmp_path: Path) -> None:
+    """Run-folder files are renamed into place, never modified where they lie: a reader that
+    opened the old report.md (here: a hard link to it) keeps the whole old text, never half
+    a section, and no temporary file stays behind."""
+    metrics = {"privacy": DPSGD, "privacy_statement": privacy_statement(DPSGD)}
+    report = tmp_path / "report.md"
+    report.write_text("# Report\n")
+    held = tmp_path / "held.md"
+    held.hardlink_to(report)
+    assert append_privacy_section(tmp_path, metrics)
+    assert held.read_text() == "# Report\n"
+    assert report.read_text() == "# Report\n\n" + privacy_section(metrics)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["held.md", "report.md"]
