@@ -459,7 +459,7 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from robustai.cli.pipeline import make_data, resolve_device, seed_everything
     from robustai.config import TrainConfig
     from robustai.models import load_model
-    from robustai.privacy.statement import append_privacy_section, privacy_statement
+    from robustai.privacy.statement import privacy_statement
     from robustai.tracking import TensorBoardLogger
 
     start = time.perf_counter()
@@ -556,8 +556,7 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     )
     if tb is not None:
         tb.close()
-    if "privacy_statement" in context:
-        append_privacy_section(out_dir, context)
+    if "privacy_statement" in context:  # report.md's Privacy section (render_markdown)
         log.info("privacy: %s", context["privacy_statement"])
     worst = ", ".join(f"{e}: {a:.3f}" for e, a in r.worst_case.items())
     log.info("clean acc %.3f | worst case %s", r.clean_acc, worst)

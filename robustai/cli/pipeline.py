@@ -52,7 +52,7 @@ from robustai.errors import ConfigError, RunInterrupted
 from robustai.evaluation import check_metric_keys, eot_averaging, metric_key
 from robustai.fileio import write_json
 from robustai.models import build_model, save_model
-from robustai.privacy import append_privacy_section, build_privacy
+from robustai.privacy import build_privacy
 from robustai.security import redact_tree, secret_env_values, signing_key_from_env
 from robustai.tracking import TensorBoardLogger
 from robustai.tracking.hparams import eval_metrics, log_hparams
@@ -952,7 +952,14 @@ def _run_train(
         x_ev,
         y_ev,
         title=f"Robustness evaluation: {cfg.model.name} on {data.name} (trained with {trained_by})",
-        context={"model": cfg.model.name, "data": f"{data.name}, eval", "device": str(device)},
+        context={
+            "model": cfg.model.name,
+            "data": f"{data.name}, eval",
+            "device": str(device),
+            # the Privacy section of report.md and TensorBoard's report, and its numbers, as in
+            # a `robustai evaluate` report
+            **{k: metrics[k] for k in ("privacy", "query_privacy", "privacy_statement")},
+        },
         save_examples=ev.save_examples,
         tb=tb,
         step=fit.epochs,
@@ -986,7 +993,6 @@ def _run_train(
         tb.close()
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     write_json(out_dir / METRICS, metrics)
-    append_privacy_section(out_dir, metrics)  # only where a report.md exists
     log.info("privacy: %s", metrics["privacy_statement"])
     robust = ", ".join(f"{k} {v:.3f}" for k, v in result.robust_acc.items())
     log.info(

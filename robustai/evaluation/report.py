@@ -78,7 +78,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """report.md from the content of report.json."""
+    """report.md from the content of report.json; its ``privacy_statement`` (a model trained
+    with privacy) becomes the Privacy section, so report.md, report.json and TensorBoard's copy
+    of the report state the same guarantee."""
     out = [f"# {report['title']}", ""]
     trust = report.get("trustworthy")
     sanity = report.get("sanity")
@@ -162,6 +164,11 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         out.append("")
     if report.get("examples"):
         out += [f"Adversarial examples and per-sample outcomes: `{report['examples']}`.", ""]
+    if report.get("privacy_statement"):
+        # imported here: robustai.privacy imports the training package, which imports this one
+        from robustai.privacy.statement import privacy_section
+
+        out.append(privacy_section(report))
     return "\n".join(out)
 
 

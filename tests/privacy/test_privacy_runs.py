@@ -24,7 +24,7 @@ from robustai.config import TrainConfig, to_train_config
 from robustai.data import build_data
 from robustai.errors import ConfigError
 from robustai.models import load_model
-from robustai.privacy import build_privacy
+from robustai.privacy import build_privacy, privacy_section
 from robustai.training import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Full backward hook is firing")
@@ -176,6 +176,23 @@ def test_dpsgd_run_reports_opacus_epsilon(attack: str, dp_runs: dict) -> None:
     events.Reload()
     eps = [e.value for e in events.Scalars("privacy/epsilon")]
     assert len(eps) == 4 and eps == sorted(eps) and eps[-1] == pytest.approx(p["epsilon"])
+
+
+def test_dpsgd_run_states_its_guarantee_in_every_copy_of_the_report(dp_runs: dict) -> None:
+    """report.md, report.json and TensorBoard's ``eval/report`` text carry the same Privacy
+    section: the report is rendered with it, not given it afterwards in report.md alone."""
+    out, m = dp_runs["none"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["privacy_statement"] == m["privacy_statement"]
+    assert report["privacy"]["epsilon"] == m["privacy"]["epsilon"]  # as `robustai evaluate`'s
+    section = privacy_section(m)
+    md = (out / "report.md").read_text()
+    assert md.endswith("\n\n" + section) and md.count("## Privacy") == 1
+    events = EventAccumulator(str(out), size_guidance={"tensors": 0})
+    events.Reload()
+    (tag,) = [t for t in events.Tags()["tensors"] if t.startswith("eval/report")]
+    (text,) = [e.tensor_proto.string_val[0].decode() for e in events.Tensors(tag)]
+    assert text == md
 
 
 def test_adversarial_dp_run_spends_what_the_clean_dp_run_spends(dp_runs: dict) -> None:
