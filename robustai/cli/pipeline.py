@@ -779,7 +779,9 @@ def _run_train(
                 data.eval.y,
                 cfg.data.eval_batch_size,
             ),
-            WatchdogCallback(watchdog, active=wd.enabled and objective.adversarial),
+            WatchdogCallback(
+                watchdog, active=wd.enabled and objective.adversarial, split=watch_split
+            ),
             *parts.callbacks,  # before TensorBoard, which logs what they measure
         ]
     train_model, train_objective = fast_path(cfg, parts.model, parts.objective, device, data)

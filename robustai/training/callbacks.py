@@ -39,14 +39,24 @@ class EpochAccuracy:
 class WatchdogCallback:
     """Runs the catastrophic-overfitting watchdog; on collapse, restores the best weights, stops."""
 
-    def __init__(self, watchdog: CatastrophicOverfittingWatchdog, active: bool = True) -> None:
+    def __init__(
+        self,
+        watchdog: CatastrophicOverfittingWatchdog,
+        active: bool = True,
+        split: str | None = None,
+    ) -> None:
         self.watchdog = watchdog
         self.active = active  # measure only (e.g. standard training) when False
+        #: the split its images come from ("train", or "eval" under DP-SGD), named in the log
+        #: line so that its figure does not read as a validation robust accuracy
+        self.split = split
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
         model = unwrap_ddp(trainer.model)
         acc, collapsed = self.watchdog.check(model, stats.epoch)
         stats.extra["watchdog_robust_acc"] = acc
+        where = f" ({self.split})" if self.split else ""
+        stats.labels["watchdog_robust_acc"] = f"watchdog {self.watchdog.attack.label}{where}"
         if collapsed and self.active:
             self.watchdog.restore_best(model)
             trainer.request_stop(

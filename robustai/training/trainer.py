@@ -37,6 +37,9 @@ class EpochStats:
     seconds: float
     images: int
     extra: dict[str, float] = field(default_factory=dict)
+    #: how the epoch's log line names an ``extra`` entry, where the callback that measured it
+    #: knows more than its key says (the watchdog: its attack and the split it watches)
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -144,7 +147,7 @@ class Trainer:
             self.epoch += 1
             for cb in self.callbacks:
                 cb.on_epoch_end(self, stats)
-            log.info(_epoch_line(stats, self.epochs))
+            log.info(_epoch_line(stats, self.epochs, self.objective.adversarial))
             requested, interrupted = self._agree(
                 self.stop_reason is not None, self._stop_requested()
             )
@@ -326,11 +329,15 @@ def _divergence_message(model: nn.Module, epoch: int, step: int) -> str:
     )
 
 
-def _epoch_line(s: EpochStats, epochs: int) -> str:
-    parts = [f"epoch {s.epoch + 1}/{epochs}", f"loss {s.loss:.4f}", f"train_acc {s.acc:.3f}"]
-    for key, name in (("val_clean_acc", "clean_acc"), ("watchdog_robust_acc", "robust_acc")):
+def _epoch_line(s: EpochStats, epochs: int, adversarial: bool) -> str:
+    """One log line per epoch, its names those of the TensorBoard tags: the loop's accuracy is
+    ``adv_acc`` (train/adv_acc) on adversarial batches, ``train_acc`` (train/acc) on clean ones;
+    the watchdog's figure says its attack and split, as it is no validation robust accuracy."""
+    acc = "adv_acc" if adversarial else "train_acc"
+    parts = [f"epoch {s.epoch + 1}/{epochs}", f"loss {s.loss:.4f}", f"{acc} {s.acc:.3f}"]
+    for key, name in (("val_clean_acc", "val_clean_acc"), ("watchdog_robust_acc", "watchdog")):
         value = s.extra.get(key)
         if value is not None and not math.isnan(value):
-            parts.append(f"{name} {value:.3f}")
+            parts.append(f"{s.labels.get(key, name)} {value:.3f}")
     parts += [f"lr {s.lr:.3g}", f"{s.seconds:.1f}s", f"{s.images_per_s:.0f} img/s"]
     return " | ".join(parts)

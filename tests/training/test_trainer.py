@@ -153,6 +153,34 @@ def test_epoch_lr_is_the_rate_its_last_step_used() -> None:
     assert result.history[-1].lr > 0
 
 
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_epoch_log_line_names_what_each_figure_measured(
+    adversarial: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line uses the TensorBoard tags' names: the loop's accuracy is adv_acc on adversarial
+    batches (train/adv_acc), train_acc on clean ones (train/acc); clean accuracy on the eval
+    split is val_clean_acc, and the watchdog's PGD names its attack and the split it watches,
+    so it does not read as a validation robust accuracy."""
+    data, _ = small_setup()
+    watchdog = CatastrophicOverfittingWatchdog(
+        PGD(0.1, steps=2), data.train.x[:32], data.train.y[:32]
+    )
+    callbacks = [
+        EpochAccuracy(data.train.x[:64], data.train.y[:64], data.eval.x, data.eval.y),
+        WatchdogCallback(watchdog, split="train"),
+    ]
+    objective = AdversarialObjective(FGSM(0.1, random_start=True)) if adversarial else None
+    with caplog.at_level("INFO", logger="robustai.training.trainer"):
+        *_, result = fit(objective or StandardObjective(), epochs=1, callbacks=callbacks)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1")]
+    s = result.history[0]
+    acc = "adv_acc" if adversarial else "train_acc"
+    assert f"| {acc} {s.acc:.3f} |" in line
+    assert f"| val_clean_acc {s.extra['val_clean_acc']:.3f} |" in line
+    assert f"| watchdog pgd2 (train) {s.extra['watchdog_robust_acc']:.3f} |" in line
+    assert "robust_acc" not in line and "clean_acc" not in line.replace("val_clean_acc", "")
+
+
 class _FakeTrainer:
     def __init__(self, model: nn.Module) -> None:
         self.model = model
