@@ -21,7 +21,9 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -182,6 +184,52 @@ def unwrap_ddp(model: nn.Module) -> nn.Module:
     which an attack's input-only backward, or a rank-0-only validation, never does.
     """
     return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+#: Where a checkpoint written before :func:`unwrap_model` kept a model's keys: under DDP's or
+#: Opacus' DPDDP's ``module.``, Opacus' GradSampleModule's ``_module.``, or both.
+WRAPPER_PREFIXES: tuple[str, ...] = ("module.", "_module.")
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside every training wrapper: DDP's, and under DP-SGD Opacus'
+    GradSampleModule around its DPDDP (or around the model itself on one process).
+
+    Checkpoints and rank 0's callbacks use it, so that the saved model state (and the
+    watchdog's best weights) has the same keys on one process or several, with or without
+    DP-SGD, and a run may resume with another number of processes. A forward pass through it is
+    the wrappers' own without their hooks (Opacus' are switched off outside the training pass).
+    """
+    while True:
+        if isinstance(model, DistributedDataParallel):
+            model = model.module
+        elif type(model).__module__.startswith("opacus."):  # imported only where it is in use
+            from opacus.distributed import DifferentiallyPrivateDistributedDataParallel
+            from opacus.grad_sample import AbstractGradSampleModule
+
+            if isinstance(model, AbstractGradSampleModule):
+                model = model._module
+            elif isinstance(model, DifferentiallyPrivateDistributedDataParallel):
+                model = model.module
+            else:
+                return model
+        else:
+            return model
+
+
+def unwrapped_state(state: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Any] | None:
+    """``state`` with the ``keys`` of a plain model's state dict, where it holds them under
+    wrapper prefixes (:data:`WRAPPER_PREFIXES`, as checkpoints of older versions did); None
+    where stripping those does not give exactly ``keys``."""
+    want, out = set(keys), dict(state)
+    while set(out) != want:
+        prefix = next(
+            (p for p in WRAPPER_PREFIXES if out and all(k.startswith(p) for k in out)), None
+        )
+        if prefix is None:
+            return None
+        out = {k[len(prefix) :]: v for k, v in out.items()}
+    return out
 
 
 def all_reduce(values: Tensor, op: str = "sum") -> Tensor:

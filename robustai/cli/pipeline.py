@@ -45,7 +45,7 @@ from robustai.distributed import (
     launcher_env,
     rank_seed,
     shutdown,
-    unwrap_ddp,
+    unwrap_model,
     wrap_ddp,
 )
 from robustai.errors import ConfigError, RunInterrupted
@@ -385,7 +385,8 @@ def checkpoint_components(
 ) -> dict[str, Any]:
     """Everything a resumed run needs, in load order (RNG last: loading others may draw)."""
     comps: dict[str, Any] = {
-        "model": unwrap_ddp(trainer.model),  # the same keys with or without DDP
+        # the plain model's keys with or without DDP and Opacus' wrappers (DP-SGD)
+        "model": unwrap_model(trainer.model),
         "optimizer": trainer.optimizer,
         "loader": loader,
         "watchdog": watchdog,

@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import Tensor
 
-from robustai.distributed import unwrap_ddp
+from robustai.distributed import unwrap_model
 from robustai.evaluation.accuracy import accuracy
 from robustai.training.checkpoint import RankLocalState, RNGState, save_checkpoint
 from robustai.training.trainer import EpochStats, Trainer
@@ -30,7 +30,7 @@ class EpochAccuracy:
         self.batch_size = batch_size
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        model = unwrap_ddp(trainer.model)
+        model = unwrap_model(trainer.model)
         b = self.batch_size
         stats.extra["train_clean_acc"] = accuracy(model, self.train_x, self.train_y, b)
         stats.extra["val_clean_acc"] = accuracy(model, self.val_x, self.val_y, b)
@@ -52,7 +52,7 @@ class WatchdogCallback:
         self.split = split
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        model = unwrap_ddp(trainer.model)
+        model = unwrap_model(trainer.model)
         acc, collapsed = self.watchdog.check(model, stats.epoch)
         stats.extra["watchdog_robust_acc"] = acc
         where = f" ({self.split})" if self.split else ""

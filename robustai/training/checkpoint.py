@@ -36,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from robustai.distributed import unwrapped_state
 from robustai.errors import CheckpointError
 from robustai.fileio import atomic_write, sha256_file
 
@@ -471,11 +472,53 @@ def load_checkpoint(components: Mapping[str, Any], state: Mapping[str, Any], sou
                 _check_scheduler_position(fresh, saved, name)
                 # private keys a newer torch added (``_is_initial``) keep this run's values
                 saved = {**{k: v for k, v in fresh.items() if str(k).startswith("_")}, **saved}
+            elif isinstance(obj, torch.nn.Module):
+                saved = _module_state(obj, saved)
             obj.load_state_dict(saved)
         except (KeyError, ValueError, RuntimeError, TypeError, IndexError, AttributeError) as e:
             raise CheckpointError(
-                f"{source}: the saved {name} state does not fit this run: {str(e).splitlines()[0]}"
+                f"{source}: the saved {name} state does not fit this run: {_one_line(e)}"
             ) from e
+
+
+def _one_line(e: Exception) -> str:
+    """The first line of ``e``'s message, with the detail a heading ending in ':' announces
+    (torch's ``Error(s) in loading state_dict for X:`` puts it on the next line)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if not lines:
+        return type(e).__name__
+    if lines[0].endswith(":") and len(lines) > 1:
+        return f"{lines[0]} {lines[1]}"
+    return lines[0]
+
+
+def _module_state(model: torch.nn.Module, saved: Any) -> Mapping[str, Any]:
+    """``saved`` keyed as ``model``'s own state dict: a checkpoint of an older version kept the
+    keys under DDP's or Opacus' wrappers (``module.``, ``_module.``). A ValueError names the
+    first keys that still differ."""
+    if not isinstance(saved, Mapping):
+        raise ValueError(f"it is {type(saved).__name__}, not a mapping of tensors")
+    fresh = list(model.state_dict())
+    fitted = unwrapped_state(saved, fresh)
+    if fitted is not None:
+        return fitted
+    missing = [k for k in fresh if k not in saved]
+    unexpected = [str(k) for k in saved if k not in set(fresh)]
+
+    def first(keys: list[str]) -> str:
+        more = f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""
+        return ", ".join(keys[:3]) + more
+
+    found = "; ".join(
+        f"{what} {first(keys)}"
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected))
+        if keys
+    )
+    raise ValueError(
+        f"{found}; it was written for another model: resume with the model settings the run "
+        "was started with (model, model.params, privacy.fix_model), or start a new run without "
+        "trainer.resume"
+    )
 
 
 def _check_layout(fresh: Any, saved: Any, where: str, owner: type | None = None) -> None:

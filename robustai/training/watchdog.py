@@ -13,6 +13,7 @@ import logging
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+from robustai.distributed import unwrapped_state
 from robustai.evaluation.accuracy import robust_accuracy
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ class CatastrophicOverfittingWatchdog:
 
     def restore_best(self, model: nn.Module) -> None:
         if self.best_state is not None:
-            model.load_state_dict(copy.deepcopy(self.best_state))
+            # a checkpoint of an older version kept them under DDP's or Opacus' wrapper prefixes
+            state = unwrapped_state(self.best_state, model.state_dict()) or self.best_state
+            model.load_state_dict(copy.deepcopy(state))
             log.warning(
                 "catastrophic overfitting: restored the weights of epoch %d (PGD acc %.3f)",
                 self.best_epoch + 1,

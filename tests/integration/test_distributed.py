@@ -297,11 +297,12 @@ RESUME_ARGS = [
 ]  # fmt: skip
 
 
-def _interrupted_in_epoch_2(part: Path, tmp: Path) -> str:
-    """Start the two-process run of :data:`RESUME_ARGS` into ``part`` and send torchrun SIGTERM
-    a third of an epoch into epoch 2 (torchrun passes it on to both ranks); its stderr."""
+def _interrupted_in_epoch_2(part: Path, tmp: Path, cmd: list[str] | None = None) -> str:
+    """Start ``cmd`` (by default the two-process run of :data:`RESUME_ARGS`) into ``part`` and
+    send it SIGTERM a third of an epoch into epoch 2 (torchrun passes it on to both ranks); its
+    stderr."""
     proc = subprocess.Popen(
-        _torchrun_cmd(part), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cmd or _torchrun_cmd(part), cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True, env=_env(tmp),
     )  # fmt: skip
     log = part / "train.log"
@@ -359,3 +360,54 @@ def test_a_ddp_run_resumes_with_another_number_of_processes(tmp_path: Path) -> N
 def _history(run_dir: Path) -> list[dict]:
     state = json.loads((run_dir / "checkpoints" / "epoch-0003.json").read_text())["state"]
     return [e["__dict__"] for e in state["trainer"]["__dict__"]["history"]]
+
+
+# DP-SGD, whose model trains inside Opacus' wrappers (around DPDDP under DDP); epochs of 192
+# Poisson steps, long enough to be interrupted inside.
+DP_RESUME_ARGS = [
+    "data=synthetic", "data.num_samples=4096", "data.batch_size=16", "model=mlp", "attack=none",
+    "privacy=dpsgd", "trainer.epochs=3", "trainer.watchdog.samples=64", "trainer.progress=false",
+    "logger=none", "evaluator.curve.enabled=false", "evaluator.sanity.enabled=false",
+]  # fmt: skip
+
+
+def _dp_cmd(run: Path, ddp: bool, *extra: str) -> list[str]:
+    launch = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    return [
+        sys.executable, *(launch if ddp else ["-m"]), "robustai", "train",
+        *(["trainer=ddp"] if ddp else []), *DP_RESUME_ARGS, *extra, f"hydra.run.dir={run}",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dp_uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``metrics.json``'s ``privacy`` of the uninterrupted one-process run."""
+    tmp = tmp_path_factory.mktemp("dp_full")
+    run(_dp_cmd(tmp / "full", ddp=False), tmp)
+    return metrics(tmp / "full")["privacy"]
+
+
+@pytest.mark.parametrize("first", ["ddp", "one process"])
+def test_a_dpsgd_run_resumes_across_ddp_and_one_process(
+    tmp_path: Path, first: str, dp_uninterrupted: dict
+) -> None:
+    """README: trainer.distributed, and so the number of processes, may change on resume, with
+    DP-SGD as without it. The checkpoint holds the plain model's state (Opacus' wrappers, and
+    DPDDP under DDP, add no key), and the accountant goes on counting: the resumed run spends
+    the epsilon of an uninterrupted one."""
+    part = tmp_path / "part"
+    err = _interrupted_in_epoch_2(part, tmp_path, _dp_cmd(part, ddp=first == "ddp"))
+    assert "checkpoint epoch-0001-step-" in err, err[-2000:]
+    (saved,) = (part / "checkpoints").glob("epoch-0001-step-*.json")
+    state = json.loads(saved.read_text())["state"]
+
+    run(_dp_cmd(part, first != "ddp", f"trainer.resume={part}"), tmp_path)
+    assert "resumed from" in (part / "train.log").read_text()
+    # the keys of the weights file, where the watchdog's best weights have them too
+    model_keys = set(load_file(str(part / "weights.safetensors")))
+    assert set(state["model"]["__dict__"]) == model_keys
+    assert set(state["watchdog"]["__dict__"]["best_state"]["__dict__"]) == model_keys
+    privacy = metrics(part)["privacy"]
+    assert privacy["steps"] == dp_uninterrupted["steps"] == 3 * 192
+    for key in ("epsilon", "sample_rate", "noise_multiplier", "delta"):
+        assert privacy[key] == dp_uninterrupted[key], key

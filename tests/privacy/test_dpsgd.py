@@ -317,6 +317,20 @@ def test_checkpoint_state_carries_the_accountant(digits: tuple) -> None:
     assert again.steps == dp.steps and again.epsilon() == dp.epsilon()
 
 
+@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+def test_checkpoints_and_callbacks_see_the_plain_model(mode: str, digits: tuple) -> None:
+    """``unwrap_model`` reaches the model inside Opacus' wrapper while it trains, so its state
+    has the keys it has under DDP (see tests/integration/test_distributed.py) and in
+    ``weights.safetensors``."""
+    from robustai.distributed import unwrap_model
+
+    x, y, _, _ = digits
+    model = _model()
+    dp = _dp(model, x, y, grad_sample_mode=mode)
+    assert dp.model is not model and unwrap_model(dp.model) is model
+    assert next(iter(dp.model.state_dict())).startswith("_module.")
+
+
 def test_release_gives_back_the_plain_model(digits: tuple) -> None:
     x, y, _, _ = digits
     model = _model()

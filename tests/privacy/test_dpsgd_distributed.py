@@ -28,6 +28,7 @@ WORKER = textwrap.dedent(
     import torch
     import torch.distributed as dist
     from torch import nn
+    from robustai.distributed import unwrap_model
     from robustai.privacy import DPSGD
 
     warnings.simplefilter("ignore")
@@ -49,6 +50,7 @@ WORKER = textwrap.dedent(
     dp.start_training_pass()
     dp.loss(dp.model(xb), yb).backward()
     dp.optimizer.step()
+    assert unwrap_model(dp.model) is model  # inside Opacus' GradSampleModule and DPDDP
     grads = [p.grad.detach().clone() for p in dp.model.parameters()]
     torch.save({"grads": grads, "expected": dp.optimizer.expected_batch_size}, out)
     dist.destroy_process_group()

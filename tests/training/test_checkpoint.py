@@ -259,6 +259,50 @@ def test_state_of_another_model_does_not_load(tmp_path: Path) -> None:
             {"optimizer": torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1)}, state, path
         )
 
+    with pytest.raises(CheckpointError, match=r"size mismatch for weight: copying a param"):
+        load_checkpoint({"model": nn.Linear(5, 2)}, state, path)  # the detail, not a heading
+
+
+class _Wrapper(nn.Module):
+    """Holds a model as DDP (``module``) or Opacus' GradSampleModule (``_module``) do."""
+
+    def __init__(self, name: str, inner: nn.Module) -> None:
+        super().__init__()
+        self.add_module(name, inner)
+
+
+@pytest.mark.parametrize("prefixes", [["_module"], ["_module", "module"], ["module"]])
+def test_a_model_saved_inside_training_wrappers_loads_into_the_plain_model(
+    tmp_path: Path, prefixes: list[str]
+) -> None:
+    """Older checkpoints saved a DP-SGD model inside Opacus' wrapper (``_module.``), and under
+    DDP inside DPDDP too (``_module.module.``): they resume, with one process or several."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    wrapped: nn.Module = plain
+    for name in reversed(prefixes):
+        wrapped = _Wrapper(name, wrapped)
+    assert next(iter(wrapped.state_dict())).startswith(".".join(prefixes) + ".")
+    path = save_checkpoint(tmp_path, {"model": wrapped}, epoch=1)
+    fresh = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    load_checkpoint({"model": fresh}, read_checkpoint(path)[0], path)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(fresh.state_dict()[k], v), k
+
+
+def test_a_model_state_with_other_keys_names_them_in_one_line(tmp_path: Path) -> None:
+    path = save_checkpoint(tmp_path, {"model": nn.Sequential(nn.Linear(2, 2))}, epoch=1)
+    state, _ = read_checkpoint(path)
+    other = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint({"model": other}, state, path)
+    message = str(e.value)
+    assert "\n" not in message
+    assert "saved model state does not fit this run: missing keys 2.weight, 2.bias;" in message
+    assert "resume with the model settings the run was started with" in message
+    with pytest.raises(CheckpointError, match=r"unexpected keys 0\.weight, 0\.bias;"):
+        load_checkpoint({"model": _Wrapper("net", nn.Linear(2, 2))}, state, path)
+
 
 RANK_WORKER = """
 import sys, warnings
