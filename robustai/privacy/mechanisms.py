@@ -132,6 +132,12 @@ class _Mechanism(nn.Module):
     def clip(self, x: Tensor) -> Tensor:
         return clip_records(x, self.bound, self.norm)
 
+    def reseed(self, seed: int | None) -> None:
+        """Draw the noise from a generator seeded with ``seed`` from now on (None: operating
+        system entropy), e.g. a DDP rank's own stream derived from the run's seed."""
+        self._seed = seed
+        self._generator = None
+
     def _gen(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
             self._generator = entropy_generator(device, self._seed)

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from robustai.data import DataBundle
 from robustai.data.split import channel_stats
+from robustai.distributed import rank_seed
 from robustai.privacy.mechanisms import (
     WHERE,
     GaussianMechanism,
@@ -338,6 +340,12 @@ class MechanismPrivacy(NoPrivacy):
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
         if self.where != "input":
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            if self.noise_seed is not None and rank > 0:
+                # Each rank queries the model with its own part of every batch: with the one
+                # seed everywhere, every noise draw would repeat on each rank. Rank 0 keeps the
+                # seed itself, as a single process does. (where=input releases once, on rank 0.)
+                self.layer.reseed(rank_seed(self.noise_seed, rank))
             self.handle = attach(model, self.layer, self.where)
             log.warning(
                 "privacy: %r on the model's %s protects each query's %s, not the training "

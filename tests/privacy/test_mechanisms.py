@@ -4,6 +4,10 @@ Gaussian calibration is exact, and the augmentation says it is not DP."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,3 +182,61 @@ def test_integer_records_are_refused(dtype: torch.dtype) -> None:
     for mechanism in (LaplaceMechanism(1.0, 1.0, seed=0), GaussianMechanism(1.0, 1.0, 1e-5)):
         with pytest.raises(TypeError, match="floating-point records"):
             mechanism(torch.full((4, 3), 100, dtype=dtype))
+
+
+RANK_WORKER = """
+import sys, warnings
+import torch
+import torch.distributed as dist
+from robustai.privacy.plans import build_privacy
+
+warnings.simplefilter("ignore")
+rank, store, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+noises = {}
+for name, where in (("gaussian", "features"), ("laplace", "output")):
+    plan = build_privacy(name, where=where, sensitivity=4.0, epsilon=16.0, delta=1e-5, noise_seed=7)
+    model = plan.prepare_model(torch.nn.Linear(4, 4))
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(4))
+        model.bias.zero_()
+        noises[f"{name}-{where}"] = model(torch.zeros(3, 4))  # zero records: the noise alone
+torch.save(noises, out)
+dist.destroy_process_group()
+"""
+
+
+def _rank_noises(tmp_path: Path, tag: str) -> list[dict[str, torch.Tensor]]:
+    """Each of two gloo ranks' noise from a query mechanism seeded with ``noise_seed=7``."""
+    script = tmp_path / "worker.py"
+    script.write_text(RANK_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    store, outs = tmp_path / f"store-{tag}", [tmp_path / f"{tag}-{r}.pt" for r in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(r), str(store), str(outs[r])],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    return [torch.load(out) for out in outs]
+
+
+@pytest.mark.slow
+def test_a_seeded_query_mechanism_draws_its_own_noise_on_each_ddp_rank(tmp_path: Path) -> None:
+    """With noise_seed, each rank of a DDP run must not reuse the other's draws (each noise
+    would be applied world_size times in the global batch); a rerun reproduces each rank's, and
+    rank 0 draws what one process does."""
+    first, again = _rank_noises(tmp_path, "a"), _rank_noises(tmp_path, "b")
+    for key in first[0]:
+        assert not torch.equal(first[0][key], first[1][key]), key
+        for rank in range(2):
+            assert torch.equal(first[rank][key], again[rank][key]), (key, rank)
+    one = LaplaceMechanism(sensitivity=4.0, epsilon=16.0, seed=7)
+    assert torch.equal(first[0]["laplace-output"], one(torch.zeros(3, 4)))
