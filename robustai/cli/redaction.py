@@ -139,6 +139,12 @@ class RedactSecrets(Callback):
         self.output_subdir = output_subdir
         self._values: set[str] = set()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled without the secret values it collected: a launcher that runs jobs in other
+        processes (submitit, Slurm) pickles its callbacks into files of the sweep folder, and
+        each job collects the values again when it starts."""
+        return {**self.__dict__, "_values": set()}
+
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._values |= secret_values(config)
         install_log_scrubber(self._values)

@@ -178,3 +178,42 @@ def test_a_failed_members_status_holds_no_secret_value(
     status = json.loads((tmp_path / "status.json").read_text())
     assert status["error"] == "trainer.lr: Value '<redacted>' could not be converted"
     assert ENV_SECRET not in (tmp_path / "status.json").read_text()
+
+
+def test_a_submitit_sweep_pickles_no_secret_value(tmp_path: Path) -> None:
+    """submitit's launchers (local here; Slurm's take the same path) pickle themselves, the
+    Hydra callbacks included, into the sweep's .submitit/ folder: the secret values the
+    redaction callback had collected went into those files."""
+    proc = train(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.cpus_per_task=1",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "trainer.seed=0",
+        cwd=tmp_path,
+        env={"ROBUSTAI_SIGNING_KEY": SIGNING_KEY, "TRACKER_API_TOKEN": ENV_SECRET},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "sweep"
+    assert (sweep / "0" / "metrics.json").is_file()
+    assert any((sweep / ".submitit").rglob("*.pkl"))  # what was searched
+    assert files_holding(tmp_path, [ENV_SECRET, SIGNING_KEY]) == {}
+
+
+def test_the_redaction_callback_pickles_without_its_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pickle
+
+    from omegaconf import OmegaConf
+
+    from robustai.cli.redaction import RedactSecrets
+
+    monkeypatch.setenv("TRACKER_API_TOKEN", ENV_SECRET)
+    callback = RedactSecrets()
+    callback.on_multirun_start(OmegaConf.create({"trainer": {"seed": 0}}))
+    assert ENV_SECRET in callback._values  # collected, for the scrubbing in this process
+    copy = pickle.loads(pickle.dumps(callback))
+    assert ENV_SECRET.encode() not in pickle.dumps(callback)
+    assert copy._values == set() and copy.output_subdir == callback.output_subdir
+    assert ENV_SECRET in callback._values  # pickling left the original as it was
