@@ -434,7 +434,8 @@ def _task(cfg: Any) -> float | list[float] | None:
         clear_failure(out_dir)
     try:
         train_cfg = to_train_config(cfg)
-        _threads_from_launcher(train_cfg, hc)
+        if multirun:  # a single run launches nothing, whatever launcher the config names
+            _threads_from_launcher(train_cfg, hc)
         metrics = run_train(train_cfg, out_dir, hparams=_swept_hparams(hc, train_cfg))
         if secondary:
             return None  # rank 0 reports the run

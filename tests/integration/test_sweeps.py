@@ -374,6 +374,28 @@ def test_submitit_local_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "torch threads: 1 (hydra.launcher.cpus_per_task)" in (run / "train.log").read_text()
 
 
+def test_a_single_run_keeps_its_threads_whatever_launcher_the_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launcher's cpus_per_task sets the threads of the jobs it launches; a single run is
+    launched by none (it took 8 threads from slurm_gpu on a 2-core machine)."""
+    monkeypatch.chdir(tmp_path)
+    tiny = [a for a in TINY if not a.startswith("trainer.threads")]
+    run = tmp_path / "run"
+    code = robustai(
+        "train",
+        "hydra/launcher=slurm_gpu",
+        *tiny,
+        "trainer.epochs=1",
+        "evaluator.sanity.enabled=false",
+        "evaluator.curve.enabled=false",
+        f"hydra.run.dir={run}",
+    )
+    assert code == 0
+    log = (run / "train.log").read_text()
+    assert "run folder:" in log and "hydra.launcher.cpus_per_task" not in log
+
+
 def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
