@@ -621,14 +621,51 @@ def interrupted_message(out_dir: Path, ctx: DistContext = SINGLE) -> str:
     if not found:
         return f"interrupted before {out_dir} held a checkpoint; nothing to resume"
     return (
-        f"interrupted; checkpoint {found[0].path.name} is kept; resume with: "
-        f"{launch_prefix(ctx)} train {resume_argument(out_dir)} (and the same overrides)"
+        f"interrupted; checkpoint {found[0].path.name} is kept; "
+        f"{resume_advice(out_dir, ctx)}"
     )
 
 
 def launch_prefix(ctx: DistContext) -> str:
     """How the run was started, for a resume command to paste."""
     return "torchrun --nproc_per_node=N -m robustai" if ctx.enabled else "robustai"
+
+
+def resume_advice(out_dir: Path, ctx: DistContext = SINGLE) -> str:
+    """The command that continues the run in ``out_dir``. A sweep member's pastes its own
+    overrides with ``hydra.mode=RUN``: they hold the sweep's (an Optuna search's
+    ``hparams_search=...``), which would otherwise start a new sweep; a grid sweep also resumes
+    as a whole, run again into its folder."""
+    member = f"{launch_prefix(ctx)} train {resume_argument(out_dir)}"
+    sweep = _sweep_of_member(out_dir)
+    if sweep is None:
+        return f"resume with: {member} (and the same overrides)"
+    overrides = shlex.quote(str(out_dir / ".hydra" / "overrides.yaml"))
+    alone = f"{member} hydra.mode=RUN (and the overrides in {overrides})"
+    if "optuna" in sweep[1]:  # a search does not run again into its own folder
+        return f"resume this trial with: {alone}"
+    return (
+        f"resume the sweep with the same command and hydra.sweep.dir={shlex.quote(sweep[0])}"
+        f", or this member alone with: {alone}"
+    )
+
+
+def _sweep_of_member(out_dir: Path) -> tuple[str, str] | None:
+    """(sweep folder, sweeper target) when this job, in ``out_dir``, is a member of a Hydra
+    multirun. The folder is the one that holds ``out_dir`` (a sweep folder named by the time
+    and resolved again in another process would name another)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return None
+    hc = HydraConfig.get()
+    if hc.mode != RunMode.MULTIRUN:
+        return None
+    sweep = Path(str(hc.sweep.dir)).absolute()
+    if not out_dir.absolute().is_relative_to(sweep):
+        sweep = out_dir.absolute().parent
+    return str(sweep), str(hc.sweeper.get("_target_", ""))
 
 
 def resume_argument(out_dir: Path) -> str:
@@ -857,8 +894,7 @@ def _run_train(
             path = saver.save(trainer, step=e.step)
             raise RunInterrupted(
                 stop.signum or 2,
-                f"{e}; checkpoint {path.name} saved; resume with: {launch_prefix(ctx)} train "
-                f"{resume_argument(out_dir)} (and the same overrides)",
+                f"{e}; checkpoint {path.name} saved; {resume_advice(out_dir, ctx)}",
             ) from e
         if stop.is_set():
             # It came during the last epoch's last step or end (its checkpoint is saved): the

@@ -396,6 +396,39 @@ def test_a_single_run_keeps_its_threads_whatever_launcher_the_config_names(
     assert "run folder:" in log and "hydra.launcher.cpus_per_task" not in log
 
 
+def test_an_interrupted_sweep_member_says_how_to_resume_the_sweep_or_it_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member's overrides hold the sweep's (an Optuna search's hparams_search=...): pasted
+    after ``trainer.resume`` they started a new sweep instead of finishing the member."""
+    import robustai.cli.pipeline as pipeline
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    run = [*TINY, "trainer.epochs=1", "evaluator.sanity.enabled=false", "logger=none"]
+    with monkeypatch.context() as mp:
+        mp.setattr(pipeline, "run_evaluation", ctrl_c)
+        code = robustai("train", "-m", *run, "trainer.seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert code == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    member = sweep / "0"
+    assert line == (
+        "robustai train: error: interrupted; checkpoint epoch-0001.json is kept; resume the sweep"
+        f" with the same command and hydra.sweep.dir={sweep}, or this member alone with: "
+        f"robustai train trainer.resume={member} hydra.mode=RUN (and the overrides in "
+        f"{member / '.hydra' / 'overrides.yaml'})"
+    )
+    # the member alone, as the line says: it finishes in its own folder
+    overrides = OmegaConf.load(member / ".hydra" / "overrides.yaml")
+    assert robustai("train", f"trainer.resume={member}", "hydra.mode=RUN", *overrides) == 0
+    assert json.loads((member / "metrics.json").read_text())["seed"] == 0
+    assert "resumed from" in (member / "train.log").read_text()
+    assert not (sweep / "1").exists()
+
+
 def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
