@@ -46,7 +46,8 @@ _FLAGS_WITH_VALUE = {
     "-cd",
     "--experimental-rerun",
 }
-_MAX_COMBINATIONS = 64
+#: Grid members composed and checked in full (the first ones; each takes a compose).
+MAX_COMBINATIONS = 64
 
 
 def split_args(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -398,7 +399,7 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
             choices.append([f"{prefix}={v}" for v in values])
         else:
             choices.append([o.input_line])
-    combos = [list(c) for c in itertools.islice(itertools.product(*choices), _MAX_COMBINATIONS)]
+    combos = [list(c) for c in itertools.islice(itertools.product(*choices), MAX_COMBINATIONS)]
     return combos or [[]]
 
 

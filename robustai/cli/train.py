@@ -9,10 +9,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from robustai.cli.common import EXIT_BAD_INPUT, EXIT_FAILURE, fail
 from robustai.errors import ConfigError, RunFailure, RunInterrupted, UserError
+
+if TYPE_CHECKING:
+    from robustai.cli.preflight import SweepPlan
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +198,7 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
     plan = sweep_plan(cdir, "train", argv)
     if plan is None:
         return
+    _check_member_folders(plan)
     cfg = plan.cfg
     try:
         sweep_dir = Path(str(OmegaConf.select(cfg, "hydra.sweep.dir", throw_on_missing=True)))
@@ -234,6 +238,66 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
                 f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
                 f"{folder.name} was made with a different config ({diffs}); give a new "
                 "hydra.sweep.dir, or that sweep's overrides to continue it"
+            )
+
+
+def _check_member_folders(plan: SweepPlan) -> None:
+    """Two grid members whose hydra.sweep.subdir resolves to one folder would share a run: the
+    second rewrites the first's .hydra/ record, then resumes it (or trains over it) or marks it
+    failed. Refused before the sweep starts. A subdir built from Hydra's own values (the default
+    ${hydra.job.num}, ${hydra.job.override_dirname}) is resolved for every member; one that
+    reads the config is composed per member, for the first of them only (as the pre-flight
+    checks them)."""
+    import os
+    import re
+
+    from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict, read_write
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.cli.preflight import MAX_COMBINATIONS
+    from robustai.security.redact import redact_override
+
+    if plan.jobs is None or len(plan.jobs) < 2:
+        return  # Optuna numbers its trials as it goes: the default subdir keeps them apart
+    cfg = plan.cfg
+    try:
+        raw = str(OmegaConf.to_container(cfg.hydra.sweep, resolve=False).get("subdir"))
+        naming = cfg.hydra.job.config.override_dirname
+        exclude, item_sep, kv_sep = list(naming.exclude_keys), naming.item_sep, naming.kv_sep
+    except OmegaConfBaseException:
+        return
+    refs = re.findall(r"\$\{([^}]*)\}", raw)
+    composed = any(not r.strip().startswith(("hydra.", "now:")) for r in refs)
+    parser = OverridesParser.create()
+    seen: dict[str, int] = {}
+    jobs = plan.jobs[:MAX_COMBINATIONS] if composed else plan.jobs
+    for num, overrides in enumerate(jobs):
+        try:
+            job = plan.compose(num) if composed else cfg.copy()
+            with read_write(job.hydra.job), open_dict(job.hydra.job):
+                job.hydra.job.num = num
+                job.hydra.job.id = num
+                if not composed:
+                    parsed = parser.parse_overrides(overrides)
+                    task = [o for o in parsed if not o.is_hydra_override()]
+                    job.hydra.job.override_dirname = get_overrides_dirname(
+                        task, exclude, item_sep, kv_sep
+                    )
+            subdir = str(OmegaConf.select(job, "hydra.sweep.subdir", throw_on_missing=True))
+        except (OmegaConfBaseException, ConfigError):
+            return  # not known before the member runs: Hydra says so then
+        folder = os.path.normpath(os.path.join("<sweep>", subdir))
+        first = seen.setdefault(folder, num)
+        if first != num:
+            ours, theirs = plan.jobs[first], overrides
+            a = " ".join(redact_override(o) for o in ours if o not in theirs) or "no override"
+            b = " ".join(redact_override(o) for o in theirs if o not in ours) or "no override"
+            raise ConfigError(
+                f"hydra.sweep.subdir={raw} puts sweep members {first} ({a}) and {num} ({b}) in"
+                f" the same folder ({subdir or '.'}); make hydra.sweep.subdir distinct for each"
+                " member, e.g. keep the default ${hydra.job.num}"
             )
 
 

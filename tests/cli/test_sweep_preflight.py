@@ -12,6 +12,7 @@ import pytest
 from robustai.cli.common import config_dir
 from robustai.cli.main import main
 from robustai.cli.preflight import preflight
+from robustai.cli.train import _check_sweep_folder
 from robustai.config import to_train_config
 
 CASES = [
@@ -124,6 +125,26 @@ CASES = [
         " hydra/sweeper=optuna (or an hparams_search=...), or list values: attack.eps=0.1,0.2",
     ),
     (["-m", "trainer.epochs=range(1,0)"], "'trainer.epochs=range(1,0)' gives no values"),
+    (  # member 1 rewrote member 0's .hydra/ record, then trained over its run or failed it
+        ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=same"],
+        "hydra.sweep.subdir=same puts sweep members 0 (trainer.seed=0) and 1 (trainer.seed=1) in"
+        " the same folder (same); make hydra.sweep.subdir distinct for each member, e.g. keep"
+        " the default ${hydra.job.num}",
+    ),
+    (
+        [
+            "-m",
+            "trainer.seed=0,1",
+            "trainer.lr=0.1,0.2",
+            "hydra.sweep.subdir=${hydra.job.override_dirname}",
+            "hydra.job.config.override_dirname.exclude_keys=[trainer.seed]",
+        ],
+        "members 0 (trainer.seed=0) and 2 (trainer.seed=1) in the same folder (trainer.lr=0.1)",
+    ),
+    (  # a subdir that reads the config is composed per member
+        ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=e${trainer.epochs}"],
+        "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (e10)",
+    ),
 ]
 
 
@@ -144,6 +165,15 @@ def test_bad_sweep_input_exits_2_with_one_line(
     assert message in lines[0]
     assert not any(v in lines[0] for v in ("S3cr3tValueAAA111", "TokAAA111zz"))
     assert not (tmp_path / "experiments").exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    "subdir", ["${hydra.job.num}", "${hydra.job.override_dirname}", "s${trainer.seed}"]
+)
+def test_sweep_members_in_folders_of_their_own_pass(subdir: str, tmp_path: Path) -> None:
+    sweep = ["-m", "trainer.seed=0,1", f"hydra.sweep.subdir={subdir}"]
+    sweep.append(f"hydra.sweep.dir={tmp_path}")
+    _check_sweep_folder(config_dir(), sweep)  # raises ConfigError for members sharing a folder
 
 
 def test_a_typo_in_a_search_config_is_one_line(
