@@ -52,7 +52,7 @@ class RunLock(Callback):
             fail(
                 str(config.hydra.job.name),
                 f"{run_dir} is in use by another run; wait for it to end, or give another"
-                " hydra.run.dir",
+                f" {_folder_key(config)}",
             )
         _HELD[key] = fd
         self._key = key
@@ -62,3 +62,11 @@ class RunLock(Callback):
         if fd is not None:
             os.close(fd)  # closing the descriptor releases its lock
         self._key = None
+
+
+def _folder_key(config: DictConfig) -> str:
+    """The setting that names the folder: a sweep member's is under hydra.sweep.dir, where
+    another hydra.run.dir would change nothing."""
+    from hydra.types import RunMode
+
+    return "hydra.sweep.dir" if config.hydra.mode == RunMode.MULTIRUN else "hydra.run.dir"

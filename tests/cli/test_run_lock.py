@@ -34,3 +34,28 @@ def test_a_run_folder_in_use_is_refused_before_anything_is_written(tmp_path: Pat
     ]
     assert record.read_text() == "- trainer.epochs=4\n"
     assert [p.name for p in run.iterdir()] == [".hydra"]  # no train.log, not even an empty one
+
+
+def test_a_sweep_member_folder_in_use_names_hydra_sweep_dir(tmp_path: Path) -> None:
+    """hydra.run.dir does not move a sweep member: the way out is another hydra.sweep.dir."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    command = [sys.executable, "-m", "robustai", "train", "-m", "trainer.epochs=1"]
+    fd = os.open(sweep / "0", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the running member 0 of another sweep holds it
+    try:
+        proc = subprocess.run(
+            [*command, f"hydra.sweep.dir={sweep}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"robustai train: error: {sweep / '0'} is in use by another run; wait for it to end, or"
+        " give another hydra.sweep.dir"
+    ]
+    assert list((sweep / "0").iterdir()) == []
