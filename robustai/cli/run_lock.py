@@ -31,6 +31,40 @@ class RunLock(Callback):
 
     def __init__(self) -> None:
         self._key: str | None = None
+        self._sweep_key: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """A second sweep into a running sweep's folder is refused before its sweeper writes
+        multirun.yaml over the first one's (its members would be refused one by one later)."""
+        try:
+            import fcntl
+        except ImportError:  # not on this platform: no lock
+            return
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)  # as the sweeper would, a moment later
+        key = os.path.realpath(sweep_dir)
+        leftover = _HELD.pop(key, None)
+        if leftover is not None:
+            os.close(leftover)
+        fd = os.open(sweep_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            fail(
+                str(config.hydra.job.name),
+                f"hydra.sweep.dir={sweep_dir} is in use by another sweep; wait for it to end,"
+                " or give another hydra.sweep.dir",
+            )
+        # Held in _HELD: a member whose folder is the sweep folder itself takes it over.
+        _HELD[key] = fd
+        self._sweep_key = key
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        fd = _HELD.pop(self._sweep_key, None) if self._sweep_key is not None else None
+        if fd is not None:
+            os.close(fd)
+        self._sweep_key = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if process_rank() > 0:  # the ranks of one DDP job share rank 0's folder

@@ -59,3 +59,32 @@ def test_a_sweep_member_folder_in_use_names_hydra_sweep_dir(tmp_path: Path) -> N
         " give another hydra.sweep.dir"
     ]
     assert list((sweep / "0").iterdir()) == []
+
+
+def test_a_sweep_folder_in_use_is_refused_before_multirun_yaml_is_written(tmp_path: Path) -> None:
+    """A second sweep into a running sweep's folder: its sweeper wrote multirun.yaml over the
+    running one's before the member locks refused its jobs."""
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    record = sweep / "multirun.yaml"
+    record.write_text("hydra: {overrides: {task: [trainer.seed=0,1]}}\n")  # the running sweep's
+    command = [sys.executable, "-m", "robustai", "train", "-m", "trainer.seed=5,6"]
+    fd = os.open(sweep, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as the running sweep's process holds it
+    try:
+        proc = subprocess.run(
+            [*command, "trainer.epochs=1", f"hydra.sweep.dir={sweep}"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+    finally:
+        os.close(fd)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines() == [
+        f"robustai train: error: hydra.sweep.dir={sweep} is in use by another sweep; wait for it"
+        " to end, or give another hydra.sweep.dir"
+    ]
+    assert record.read_text() == "hydra: {overrides: {task: [trainer.seed=0,1]}}\n"
+    assert [p.name for p in sweep.iterdir()] == ["multirun.yaml"]
