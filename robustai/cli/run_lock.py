@@ -35,67 +35,63 @@ class RunLock(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """A second sweep into a running sweep's folder is refused before its sweeper writes
-        multirun.yaml over the first one's (its members would be refused one by one later)."""
-        try:
-            import fcntl
-        except ImportError:  # not on this platform: no lock
-            return
+        multirun.yaml over the first one's (its members would be refused one by one later).
+        A member whose folder is the sweep folder itself takes the lock over."""
         sweep_dir = Path(str(config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)  # as the sweeper would, a moment later
-        key = os.path.realpath(sweep_dir)
-        leftover = _HELD.pop(key, None)
-        if leftover is not None:
-            os.close(leftover)
-        fd = os.open(sweep_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            fail(
-                str(config.hydra.job.name),
-                f"hydra.sweep.dir={sweep_dir} is in use by another sweep; wait for it to end,"
-                " or give another hydra.sweep.dir",
-            )
-        # Held in _HELD: a member whose folder is the sweep folder itself takes it over.
-        _HELD[key] = fd
-        self._sweep_key = key
+        self._sweep_key = _lock(
+            sweep_dir,
+            str(config.hydra.job.name),
+            f"hydra.sweep.dir={sweep_dir} is in use by another sweep; wait for it to end, or"
+            " give another hydra.sweep.dir",
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        fd = _HELD.pop(self._sweep_key, None) if self._sweep_key is not None else None
-        if fd is not None:
-            os.close(fd)
+        _release(self._sweep_key)
         self._sweep_key = None
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         if process_rank() > 0:  # the ranks of one DDP job share rank 0's folder
             return
-        try:
-            import fcntl
-        except ImportError:  # not on this platform: no lock
-            return
         run_dir = Path(str(config.hydra.runtime.output_dir))
-        key = os.path.realpath(run_dir)
-        leftover = _HELD.pop(key, None)
-        if leftover is not None:
-            os.close(leftover)
-        fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            fail(
-                str(config.hydra.job.name),
-                f"{run_dir} is in use by another run; wait for it to end, or give another"
-                f" {_folder_key(config)}",
-            )
-        _HELD[key] = fd
-        self._key = key
+        self._key = _lock(
+            run_dir,
+            str(config.hydra.job.name),
+            f"{run_dir} is in use by another run; wait for it to end, or give another"
+            f" {_folder_key(config)}",
+        )
 
     def on_job_end(self, config: DictConfig, job_return: Any = None, **kwargs: Any) -> None:
-        fd = _HELD.pop(self._key, None) if self._key is not None else None
-        if fd is not None:
-            os.close(fd)  # closing the descriptor releases its lock
+        _release(self._key)  # closing the descriptor releases its lock
         self._key = None
+
+
+def _lock(folder: Path, command: str, busy: str) -> str | None:
+    """Hold an exclusive advisory lock on ``folder`` (a lock this process left there is taken
+    over); where another process holds it, ``busy`` is the one line and exit status 2. Returns
+    the lock's key, or None where the platform has no flock."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: no lock
+        return None
+    key = os.path.realpath(folder)
+    leftover = _HELD.pop(key, None)
+    if leftover is not None:
+        os.close(leftover)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        fail(command, busy)
+    _HELD[key] = fd
+    return key
+
+
+def _release(key: str | None) -> None:
+    fd = _HELD.pop(key, None) if key is not None else None
+    if fd is not None:
+        os.close(fd)
 
 
 def _folder_key(config: DictConfig) -> str:
