@@ -107,24 +107,77 @@ def evaluate_model(
     state, so the same model and data give the same numbers whatever ran before (the evaluation
     at the end of a training run and a later ``robustai evaluate`` agree), and the caller's
     generators are left as they were; None: from the generators as they are."""
-    param = next(model.parameters(), None)
+    # (anything else where the model belongs is named by the checks inside)
+    param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     with seeded_rng(seed, x.device if param is None else param.device):
-        return _evaluate_model(
-            model,
-            x,
-            y,
-            attacks=attacks,
-            eps=eps,
-            num_classes=num_classes,
-            batch_size=batch_size,
-            curve=curve,
-            sanity=sanity,
-            per_class=per_class,
-            keep_examples=keep_examples,
-            early_stop=early_stop,
-            cuda_graphs=cuda_graphs,
-            eot_iter=eot_iter,
+        y = checked_labels(x, y)
+        if len(y) and int(y.max()) >= num_classes:
+            raise ValueError(
+                f"label {int(y.max())} is out of range for num_classes={num_classes}"
+                " (labels are 0 .. num_classes - 1)"
+            )
+        attacks = check_factories(attacks)
+        eot_iter = check_eot_iter(eot_iter)
+        if eot_iter > 1:
+            attacks = [eot_averaging(make, eot_iter) for make in attacks]
+        if early_stop:
+            attacks = [early_stopping(make) for make in attacks]
+        if cuda_graphs:
+            attacks = [cuda_graphing(make) for make in attacks]
+        result = Evaluator(attacks, eps, batch_size, early_stop).run(
+            model, x, y, keep_examples=keep_examples
         )
+        rc = None
+        if curve is not None and len(x) and attacks:
+            cap = math.inf if {make(0.0).norm for make in attacks} == {"l2"} else 1.0
+            given = [] if curve.eps is None else [float(e) for e in curve.eps]  # NumPy arrays too
+            grid = given or default_curve_eps(eps, cap)
+            n = len(x) if curve.samples is None else min(curve.samples, len(x))
+            rc = robustness_curve(
+                model,
+                attacks,
+                grid,
+                x[:n],
+                y[:n],
+                batch_size,
+                reuse=result if n == len(x) else None,
+                early_stop=early_stop,
+            )
+            log.info(
+                "robustness curve on %d samples: %s",
+                n,
+                ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(rc.eps, rc.worst_case, strict=True)),
+            )
+        report = None
+        if sanity is not None and len(x):
+            report = run_sanity_checks(
+                model,
+                x,
+                y,
+                attacks=attacks,
+                eps=eps,
+                num_classes=num_classes,
+                result=result,
+                curve=rc,
+                settings=sanity,
+                batch_size=batch_size,
+                eot_iter=eot_iter,
+            )
+        classes = None
+        if per_class and result.clean_correct is not None:
+            masks = {"clean_acc": result.clean_correct}
+            masks.update({k: o.robust for k, o in result.outcomes.items()})
+            table = per_class_accuracy(y, masks, num_classes)
+            worst = per_class_accuracy(y, result.worst_robust, num_classes)
+            classes = {
+                "samples": {
+                    str(c): int(n) for c, n in enumerate(torch.bincount(y, minlength=num_classes))
+                },
+                "clean_acc": table.pop("clean_acc"),
+                "robust_acc": table,
+                "worst_case_acc": worst,
+            }
+        return Evaluation(result, rc, report, classes, num_classes)
 
 
 @contextmanager
@@ -145,90 +198,3 @@ def seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
         if cuda:
             torch.cuda.default_generators[index].manual_seed(int(seed))
         yield
-
-
-def _evaluate_model(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    *,
-    attacks: Sequence[AttackFactory],
-    eps: Sequence[float],
-    num_classes: int,
-    batch_size: int,
-    curve: CurveSettings | None,
-    sanity: SanitySettings | None,
-    per_class: bool,
-    keep_examples: bool,
-    early_stop: bool,
-    cuda_graphs: bool,
-    eot_iter: int,
-) -> Evaluation:
-    y = checked_labels(x, y)
-    if len(y) and int(y.max()) >= num_classes:
-        raise ValueError(
-            f"label {int(y.max())} is out of range for num_classes={num_classes}"
-            " (labels are 0 .. num_classes - 1)"
-        )
-    attacks = check_factories(attacks)
-    eot_iter = check_eot_iter(eot_iter)
-    if eot_iter > 1:
-        attacks = [eot_averaging(make, eot_iter) for make in attacks]
-    if early_stop:
-        attacks = [early_stopping(make) for make in attacks]
-    if cuda_graphs:
-        attacks = [cuda_graphing(make) for make in attacks]
-    result = Evaluator(attacks, eps, batch_size, early_stop).run(
-        model, x, y, keep_examples=keep_examples
-    )
-    rc = None
-    if curve is not None and len(x) and attacks:
-        cap = math.inf if {make(0.0).norm for make in attacks} == {"l2"} else 1.0
-        given = [] if curve.eps is None else [float(e) for e in curve.eps]  # NumPy arrays too
-        grid = given or default_curve_eps(eps, cap)
-        n = len(x) if curve.samples is None else min(curve.samples, len(x))
-        rc = robustness_curve(
-            model,
-            attacks,
-            grid,
-            x[:n],
-            y[:n],
-            batch_size,
-            reuse=result if n == len(x) else None,
-            early_stop=early_stop,
-        )
-        log.info(
-            "robustness curve on %d samples: %s",
-            n,
-            ", ".join(f"{e:g}: {a:.3f}" for e, a in zip(rc.eps, rc.worst_case, strict=True)),
-        )
-    report = None
-    if sanity is not None and len(x):
-        report = run_sanity_checks(
-            model,
-            x,
-            y,
-            attacks=attacks,
-            eps=eps,
-            num_classes=num_classes,
-            result=result,
-            curve=rc,
-            settings=sanity,
-            batch_size=batch_size,
-            eot_iter=eot_iter,
-        )
-    classes = None
-    if per_class and result.clean_correct is not None:
-        masks = {"clean_acc": result.clean_correct}
-        masks.update({k: o.robust for k, o in result.outcomes.items()})
-        table = per_class_accuracy(y, masks, num_classes)
-        worst = per_class_accuracy(y, result.worst_robust, num_classes)
-        classes = {
-            "samples": {
-                str(c): int(n) for c, n in enumerate(torch.bincount(y, minlength=num_classes))
-            },
-            "clean_acc": table.pop("clean_acc"),
-            "robust_acc": table,
-            "worst_case_acc": worst,
-        }
-    return Evaluation(result, rc, report, classes, num_classes)
