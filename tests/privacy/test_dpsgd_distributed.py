@@ -7,10 +7,8 @@ calibrated for (an effective noise multiplier below the accounted one). Two real
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,31 +58,17 @@ WORKER = textwrap.dedent(
 
 @pytest.mark.parametrize("mode", ["ghost", "hooks"])
 def test_every_rank_scales_by_the_same_expected_batch_so_records_weigh_alike(
-    mode: str, tmp_path: Path
+    mode: str, tmp_path: Path, two_ranks: Callable[..., None]
 ) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                str(script),
-                str(r),
-                str(tmp_path / "store"),
-                str(tmp_path / f"{r}"),
-                *(str(v) for v in (N, FEATURES, CLASSES)),
-                mode,
-            ],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    two_ranks(
+        script,
+        str(tmp_path / "store"),
+        lambda r: str(tmp_path / f"{r}"),
+        *(str(v) for v in (N, FEATURES, CLASSES)),
+        mode,
+    )
     results = [torch.load(tmp_path / f"{r}") for r in range(2)]
     # Opacus' convention: the global expected batch split evenly, the same on every rank.
     assert [r["expected"] for r in results] == [N / 2, N / 2]

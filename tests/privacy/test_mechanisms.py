@@ -4,9 +4,7 @@ Gaussian calibration is exact, and the augmentation says it is not DP."""
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -207,33 +205,26 @@ dist.destroy_process_group()
 """
 
 
-def _rank_noises(tmp_path: Path, tag: str) -> list[dict[str, torch.Tensor]]:
+def _rank_noises(
+    tmp_path: Path, tag: str, two_ranks: Callable[..., None]
+) -> list[dict[str, torch.Tensor]]:
     """Each of two gloo ranks' noise from a query mechanism seeded with ``noise_seed=7``."""
     script = tmp_path / "worker.py"
     script.write_text(RANK_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     store, outs = tmp_path / f"store-{tag}", [tmp_path / f"{tag}-{r}.pt" for r in range(2)]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script), str(r), str(store), str(outs[r])],
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    for p in procs:
-        _, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err[-3000:]
+    two_ranks(script, str(store), lambda r: str(outs[r]))
     return [torch.load(out) for out in outs]
 
 
 @pytest.mark.slow
-def test_a_seeded_query_mechanism_draws_its_own_noise_on_each_ddp_rank(tmp_path: Path) -> None:
+def test_a_seeded_query_mechanism_draws_its_own_noise_on_each_ddp_rank(
+    tmp_path: Path, two_ranks: Callable[..., None]
+) -> None:
     """With noise_seed, each rank of a DDP run must not reuse the other's draws (each noise
     would be applied world_size times in the global batch); a rerun reproduces each rank's, and
     rank 0 draws what one process does."""
-    first, again = _rank_noises(tmp_path, "a"), _rank_noises(tmp_path, "b")
+    first = _rank_noises(tmp_path, "a", two_ranks)
+    again = _rank_noises(tmp_path, "b", two_ranks)
     for key in first[0]:
         assert not torch.equal(first[0][key], first[1][key]), key
         for rank in range(2):
