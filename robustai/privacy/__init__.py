@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from robustai.privacy.dpsgd import (
         DPSGD,
         DPObjective,
+        DPSGDMisuse,
         IncompatibleLayerError,
         PrivacyBudgetCallback,
         check_dp_compatible,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 _DPSGD_NAMES = (
     "DPSGD",
     "DPObjective",
+    "DPSGDMisuse",
     "IncompatibleLayerError",
     "PrivacyBudgetCallback",
     "check_dp_compatible",
@@ -78,6 +80,7 @@ __all__ = [
     "PRIVACY",
     "WHERE",
     "DPObjective",
+    "DPSGDMisuse",
     "GaussianMechanism",
     "GaussianNoise",
     "IncompatibleLayerError",

@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,11 @@ log = logging.getLogger(__name__)
 #: stores per-sample gradients (preact_resnet18's would take 4.5 GB at batch 100); the bound is
 #: set well below where we have not measured which mode is faster.
 HOOKS_ON_CUDA_MAX_BYTES = 256 * 2**20
+
+
+class DPSGDMisuse(RuntimeError):
+    """A step that DP-SGD's epsilon would not cover: a batch not drawn by ``DPSGD.loader``,
+    gradients not from its per-sample loss, or weights stepped by another optimizer."""
 
 
 class IncompatibleLayerError(ValueError):
@@ -329,7 +335,11 @@ class DPSGD:
     which removes the privacy from anyone who knows it: for tests and debugging only.
 
     Train ``self.model`` with ``self.optimizer`` over ``self.loader``, using :meth:`objective`;
-    afterwards :meth:`release` returns the plain model.
+    afterwards :meth:`release` returns the plain model. Each step is checked to be one the
+    accountant's epsilon covers, since any other would train without the guarantee yet report
+    it: a step on a batch that did not come from ``self.loader``, on gradients that did not come
+    from :meth:`loss` after :meth:`start_training_pass` (what :meth:`objective` does), or of the
+    optimizer given here (now driven by ``self.optimizer``) raises :class:`DPSGDMisuse`.
     """
 
     def __init__(
@@ -513,6 +523,7 @@ class DPSGD:
             self.model.disable_hooks()  # type: ignore[operator]
 
         self.optimizer.attach_step_hook(after_noise)
+        self._guard_steps(optimizer)
         self.model.disable_hooks()  # type: ignore[operator]
         self.stopped_by_budget = False
         self._released: nn.Module | None = None
@@ -554,6 +565,7 @@ class DPSGD:
 
     def loss(self, logits: Tensor, y: Tensor) -> Any:
         """Mean cross-entropy in the form the chosen per-sample mode needs (empty-batch safe)."""
+        self._loss_made = True
         if self.grad_sample_mode == "ghost":
             per_sample = F.cross_entropy(logits, y, reduction="none")
             return _GhostLoss(self.model, self.optimizer, per_sample, "mean")  # type: ignore[arg-type]
@@ -562,11 +574,69 @@ class DPSGD:
 
     def start_training_pass(self) -> None:
         """Let Opacus' hooks see the next forward/backward; the step switches them off again."""
+        if self._loss_made:
+            raise DPSGDMisuse(
+                "the last DP-SGD loss was not followed by a step of DPSGD.optimizer: the weights "
+                "were updated some other way, without clipping, noise or accounting; train with "
+                "dp.optimizer"
+            )
+        self._pass_started = True
         self.model.enable_hooks()  # type: ignore[operator]
+
+    def _guard_steps(self, original: Optimizer) -> None:
+        """Check every step before Opacus clips (see the class docstring), and refuse a step of
+        the wrapped optimizer that does not come through ``self.optimizer``."""
+        self._pass_started = self._loss_made = self._stepping = False
+        self._batches_at_step = 0
+        dp_pre_step = self.optimizer.pre_step
+        original_step = original.step
+
+        def pre_step(opt: Optimizer, *args: Any, **kwargs: Any) -> bool:
+            if not (self._pass_started and self._loss_made):
+                raise DPSGDMisuse(
+                    "DPSGD.optimizer stepped on gradients that did not come from DP-SGD's "
+                    "per-sample loss, so they are not clipped per sample and epsilon would not "
+                    "hold; compute the loss with dp.objective() (or dp.start_training_pass() "
+                    "before the forward pass and dp.loss() after it)"
+                )
+            if self.loader.batches_drawn == self._batches_at_step:
+                raise DPSGDMisuse(
+                    "DPSGD.optimizer stepped on a batch that did not come from DPSGD.loader: "
+                    "epsilon assumes Poisson-sampled batches; train over dp.loader"
+                )
+            self._pass_started = self._loss_made = False
+            self._batches_at_step = self.loader.batches_drawn
+            ready = bool(dp_pre_step(*args, **kwargs))
+            self._stepping = ready
+            return ready
+
+        def step(opt: Optimizer, *args: Any, **kwargs: Any) -> Any:
+            if not self._stepping:
+                raise DPSGDMisuse(
+                    "this optimizer is driven by DP-SGD now: stepping it directly updates the "
+                    "weights without clipping, noise or accounting; step dp.optimizer instead"
+                )
+            self._stepping = False
+            return original_step(*args, **kwargs)
+
+        # Bound methods, as the originals: torch's LR schedulers wrap ``step`` through ``__func__``
+        self.optimizer.pre_step = MethodType(pre_step, self.optimizer)  # type: ignore[method-assign]
+        own_step = vars(original).get("step")  # e.g. an LR scheduler's wrapper, kept on release
+        if getattr(own_step, "_wrapped_by_lr_sched", False):
+            # ours calls the scheduler's, which still sees each step: spare its "overridden" warning
+            step._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+        original.step = MethodType(step, original)  # type: ignore[method-assign]
+        self._original, self._original_own_step = original, own_step
 
     def release(self) -> nn.Module:
         """The trained plain model, with Opacus' hooks and per-sample attributes removed."""
         if self._released is None:
+            # The optimizer given to the constructor is the caller's again (e.g. to fine-tune
+            # without privacy, which the released model's statement then no longer covers).
+            if self._original_own_step is not None:
+                self._original.step = self._original_own_step  # type: ignore[method-assign]
+            elif "step" in vars(self._original):
+                del self._original.step
             plain = self.model.to_standard_module()  # type: ignore[operator]
             self._released = plain.module if isinstance(plain, DPDDP) else plain
         return self._released

@@ -71,6 +71,8 @@ class PoissonLoader:
         self.sample_rate = min(1.0, batch_size / self.population)
         self.steps = math.ceil(self.population / batch_size)
         self._position = 0  # batches yielded in the current epoch
+        #: batches yielded over the loader's life: DP-SGD checks each step drew a new one
+        self.batches_drawn = 0
         self._resume_at = 0
 
     @property
@@ -112,5 +114,6 @@ class PoissonLoader:
             if idx.device != self.x.device:
                 idx = idx.to(self.x.device)
             xb = self.x[idx]
+            self.batches_drawn += 1
             yield (xb if self.augment is None else self.augment(xb)), self.y[idx]
         self._position = 0

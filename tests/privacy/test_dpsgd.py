@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import warnings
 
 import pytest
 import torch
@@ -20,13 +21,14 @@ from robustai.evaluation import accuracy
 from robustai.models import build_model
 from robustai.privacy import (
     DPSGD,
+    DPSGDMisuse,
     IncompatibleLayerError,
     check_dp_compatible,
     choose_grad_sample_mode,
     make_dp_compatible,
 )
 from robustai.privacy.dpsgd import HOOKS_ON_CUDA_MAX_BYTES
-from robustai.training import Trainer
+from robustai.training import StandardObjective, Trainer
 
 MODES = ["ghost", "hooks"]
 # PyTorch's note that a full backward hook fired on the first layer (whose input needs no
@@ -344,6 +346,96 @@ def test_release_gives_back_the_plain_model(digits: tuple) -> None:
     FGSM(eps=0.1)(plain, x[:8], y[:8])  # no hooks left to trip over
 
 
+# ---------------------------------------------------------------- misuse
+
+
+def _weights(model: nn.Module) -> Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_training_with_the_original_optimizer_is_refused_before_any_update(
+    mode: str, digits: tuple
+) -> None:
+    """It trained without clipping, noise or accounting, and the statement then claimed
+    (0, delta)-DP over 0 steps for the trained weights."""
+    x, y, _, _ = digits
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kw = {"noise_multiplier": 1.0, "accountant": "rdp", "grad_sample_mode": mode}
+    dp = DPSGD(model, opt, x, y, batch_size=32, epochs=1, **kw)  # type: ignore[arg-type]
+    before = _weights(model)
+    trainer = Trainer(dp.model, dp.objective(), opt, epochs=1, progress=False)
+    with pytest.raises(DPSGDMisuse, match=r"step dp\.optimizer instead"):
+        trainer.fit(dp.loader)
+    assert torch.equal(_weights(model), before) and dp.steps == 0
+    # once released, the optimizer is the caller's again
+    plain = dp.release()
+    F.cross_entropy(plain(x[:8]), y[:8]).backward()
+    opt.step()
+    assert not torch.equal(_weights(model), before)
+
+
+def test_a_scheduler_built_before_dp_sgd_keeps_working_quietly(digits: tuple) -> None:
+    """Guarding the optimizer's step must not look to torch like an override behind its
+    scheduler's back (a UserWarning each epoch), nor lose the scheduler's wrapper on release."""
+    x, y, _, _ = digits
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    dp = DPSGD(model, opt, x, y, batch_size=32, epochs=1, noise_multiplier=1.0, accountant="rdp")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*(optimizer|lr_scheduler)")
+        Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, scheduler=sched,
+                progress=False).fit(dp.loader)  # fmt: skip
+    assert dp.steps == len(dp.loader)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1 * 0.5 ** len(dp.loader))
+    plain = dp.release()
+    F.cross_entropy(plain(x[:8]), y[:8]).backward()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*(optimizer|lr_scheduler)")
+        opt.step()
+        sched.step()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_loss_other_than_dp_sgds_is_refused_before_the_step(mode: str, digits: tuple) -> None:
+    """Ghost clipping took a plain loss's unclipped gradients, noised them and counted the step
+    as private; per-sample hooks failed deep inside Opacus."""
+    x, y, _, _ = digits
+    model = _model()
+    dp = _dp(model, x, y, lr=0.1, grad_sample_mode=mode)
+    before = _weights(model)
+    trainer = Trainer(dp.model, StandardObjective(), dp.optimizer, epochs=1, progress=False)
+    with pytest.raises(DPSGDMisuse, match=r"compute the loss with dp\.objective\(\)"):
+        trainer.fit(dp.loader)
+    assert torch.equal(_weights(model), before) and dp.steps == 0
+
+
+def test_batches_not_drawn_by_the_poisson_loader_are_refused(digits: tuple) -> None:
+    """A shuffled fixed-size loader is not Poisson sampling: the epsilon would not hold."""
+    x, y, _, _ = digits
+    model = _model()
+    dp = _dp(model, x, y, lr=0.1)
+    before = _weights(model)
+    plain = build_data("digits", train_size=256, batch_size=32).train
+    trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
+    with pytest.raises(DPSGDMisuse, match=r"train over dp\.loader"):
+        trainer.fit(plain)
+    assert torch.equal(_weights(model), before) and dp.steps == 0
+
+
+def test_a_dp_loss_left_without_its_step_is_refused_at_the_next_pass(digits: tuple) -> None:
+    """The weights were updated some other way in between (e.g. by another optimizer)."""
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, lr=0.1)
+    objective = dp.objective()
+    xb, yb = next(iter(dp.loader))
+    objective(dp.model, xb, yb, 0.0)
+    with pytest.raises(DPSGDMisuse, match="not followed by a step"):
+        objective(dp.model, xb, yb, 0.0)
+
+
 # ---------------------------------------------------------------- models
 
 
@@ -469,7 +561,8 @@ def _one_step(model: nn.Sequential, x: Tensor, y: Tensor) -> Tensor:
     dp = _dp(
         model, x, y, lr=0.1, batch_size=len(x), noise_multiplier=0.0, max_grad_norm=1e6, delta=1e-3
     )
-    loss, _ = dp.objective()(dp.model, x, y, 0.0)
+    xb, yb = next(iter(dp.loader))  # sample rate 1: all of x
+    loss, _ = dp.objective()(dp.model, xb, yb, 0.0)
     dp.optimizer.zero_grad()
     loss.backward()
     dp.optimizer.step()
