@@ -41,7 +41,7 @@ def test_eot_finds_what_one_pass_gradients_hide(
     exposed = robust_accuracy(digits_model, build_attack(attack, **kwargs), x, y)
     hidden = robust_accuracy(noisy, build_attack(attack, **kwargs), x, y)
     averaged = robust_accuracy(noisy, build_attack(attack, **kwargs, eot_iter=32), x, y)
-    # seen over five seeds: exposed 0.49, hidden 0.85-0.89, averaged 0.49-0.54
+    # seen over seeds 0-4: exposed 0.49-0.54, hidden 0.83-0.87, averaged 0.51-0.54
     assert 0.2 < exposed < 0.8, exposed  # neither robust nor broken
     assert hidden > exposed + 0.25, (hidden, exposed)
     assert averaged < exposed + 0.1, (averaged, exposed)
