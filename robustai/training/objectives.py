@@ -78,7 +78,8 @@ class FreeAdversarialObjective:
     clamped input x + delta everywhere. Theirs is the gradient w.r.t. delta through the clamp to
     [0, 1], zero wherever the clamp cut, so a delta that pushed a black background pixel below
     0 stays there for good and that pixel drops out of the attack. On the default digits run
-    (5 epochs, seeds 0-2) their form gave PGD-20 accuracy 0.77-0.79 against 0.83-0.85 here.
+    (5 epochs, seeds 0-2) their form gave PGD-20 accuracy 0.75-0.77 against 0.77-0.82 here,
+    lower for each seed.
     """
 
     adversarial = True
