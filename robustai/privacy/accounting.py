@@ -45,18 +45,32 @@ def _check_rate_and_delta(sample_rate: float, delta: float) -> None:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
 
 
+def _whole_steps(steps: float, minimum: int) -> int:
+    """``steps`` as an int, refusing a fractional count: rounding it down silently (as ``int()``
+    would) reports the epsilon of a shorter run, and Opacus fails obscurely below one step.
+    Integer-valued floats (``10.0``) pass: ``epochs / sample_rate`` often gives one."""
+    whole = isinstance(steps, (int, float, np.integer, np.floating)) and not isinstance(steps, bool)
+    if not (whole and math.isfinite(steps) and steps == int(steps) and steps >= minimum):
+        fractional = whole and math.isfinite(steps) and steps > 0 and steps != int(steps)
+        hint = " (round a fractional count up: math.ceil(steps))" if fractional else ""
+        raise ValueError(f"steps must be a whole number >= {minimum}, got {steps!r}{hint}")
+    return int(steps)
+
+
 def epsilon_spent(
     noise_multiplier: float, sample_rate: float, steps: int, delta: float, accountant: str = "prv"
 ) -> float:
     """Epsilon at ``delta`` after ``steps`` Poisson-subsampled Gaussian steps (Opacus).
 
     0 steps spend nothing; a noise multiplier of 0 gives no privacy (infinite epsilon).
+    ``steps`` must be a whole number (an integer-valued float is accepted).
     """
     _check_accountant(accountant)
     # NaN and infinity too: both accountants would search forever
     if not 0 <= noise_multiplier < math.inf:
         raise ValueError(f"noise_multiplier must be a finite number >= 0, got {noise_multiplier}")
-    if steps <= 0:
+    steps = _whole_steps(steps, 0)
+    if steps == 0:
         return 0.0
     _check_rate_and_delta(sample_rate, delta)
     if noise_multiplier == 0:
@@ -64,7 +78,7 @@ def epsilon_spent(
     from opacus.accountants import create_accountant
 
     acc = create_accountant(mechanism=accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), int(steps))]
+    acc.history = [(float(noise_multiplier), float(sample_rate), steps)]
     with warnings.catch_warnings(), np.errstate(divide="ignore"):
         # RDP warns when the best order sits at the edge of its grid, PRV takes log(0) at
         # sample rate 1; the bounds stay valid.
@@ -79,14 +93,14 @@ def noise_multiplier_for(
     does not exceed ``target_epsilon``.
 
     The number of steps is passed explicitly: deriving it from epochs / sample_rate with a float
-    division can round one step short and calibrate the noise for a shorter run.
+    division can round one step short and calibrate the noise for a shorter run. It must be a
+    whole number >= 1 (an integer-valued float is accepted).
     """
     _check_accountant(accountant)
     if not 0 < target_epsilon < math.inf:  # infinity: Opacus "calibrates" a made-up sigma
         raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon}")
     _check_rate_and_delta(sample_rate, delta)
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    steps = _whole_steps(steps, 1)
     from opacus.accountants.utils import get_noise_multiplier
 
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -85,7 +86,7 @@ def test_unreachable_target_says_what_to_do() -> None:
         (lambda: epsilon_spent(1.0, 1.5, 10, 1e-5), "sample_rate must be in"),  # domain error
         (lambda: epsilon_spent(1.0, -0.1, 10, 1e-5), "sample_rate must be in"),
         (lambda: noise_multiplier_for(3.0, 0.0, 0.01, 1000), "delta must be in"),
-        (lambda: noise_multiplier_for(3.0, 1e-5, 0.01, 0), "steps must be >= 1"),
+        (lambda: noise_multiplier_for(3.0, 1e-5, 0.01, 0), "steps must be a whole number >= 1"),
         # a rate above 1 was reported as an unreachable budget
         (lambda: noise_multiplier_for(3.0, 1e-5, 2.0, 1000), "sample_rate must be in"),
     ],
@@ -93,3 +94,21 @@ def test_unreachable_target_says_what_to_do() -> None:
 def test_arguments_out_of_range_are_named(call, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         call()
+
+
+@pytest.mark.parametrize("steps", [10.7, 0.5, 67.4, -1, math.nan, math.inf, "10"])
+def test_a_fractional_or_invalid_step_count_is_refused(steps) -> None:
+    # int() rounded 10.7 down to the epsilon of 10 steps; 0.5 divided by zero inside Opacus;
+    # 67.4 was reported as a budget that "cannot be reached"
+    with pytest.raises(ValueError, match="steps must be a whole number >= 0"):
+        epsilon_spent(1.0, 0.1, steps, 1e-5)
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+        noise_multiplier_for(3.0, 1e-5, 0.1, steps)
+
+
+def test_an_integer_valued_float_step_count_is_accepted() -> None:
+    assert epsilon_spent(1.0, 0.1, 10.0, 1e-5) == epsilon_spent(1.0, 0.1, np.int64(10), 1e-5)
+    assert epsilon_spent(1.0, 0.1, 0.0, 1e-5) == 0.0
+    assert noise_multiplier_for(3.0, 1e-5, 0.1, 50.0, "rdp") == noise_multiplier_for(
+        3.0, 1e-5, 0.1, 50, "rdp"
+    )
