@@ -136,6 +136,39 @@ def check_eot_iter(eot_iter: int) -> int:
     return int(eot_iter)
 
 
+def check_floating_inputs(x: Tensor) -> None:
+    """Floating point ``x``, or a one-line ValueError: 8-bit images (0..255 integers) would be
+    fed to the model as they are, and an accuracy computed on them means nothing."""
+    if not x.dtype.is_floating_point:
+        raise ValueError(
+            f"x must be floating point inputs in [0,1]; got dtype {x.dtype} (for 8-bit images"
+            " pass x.float() / 255)"
+        )
+
+
+def check_input_range(lo: float, hi: float, what: str = "inputs") -> None:
+    """``[lo, hi]``, the range of a batch of inputs, inside [0,1], or a one-line ValueError.
+    Callers compute the range with one ``aminmax`` (one device sync) per batch."""
+    if math.isnan(lo) or math.isnan(hi):
+        raise ValueError(f"{what} hold NaN; inputs must be numbers in [0,1]")
+    if lo < 0.0 or hi > 1.0:
+        hint = " (for 0..255 images divide by 255)" if lo >= 0.0 and hi <= 255.0 else ""
+        raise ValueError(
+            f"{what} must be in [0,1] (normalization belongs inside the model);"
+            f" got values in [{lo:.4g}, {hi:.4g}]{hint}"
+        )
+
+
+def check_inputs_in_range(x: Tensor, what: str = "inputs") -> None:
+    """:func:`check_floating_inputs` and :func:`check_input_range` for one batch ``x`` (one
+    ``aminmax``, one device sync; nothing for an empty batch, or a meta one, which has no
+    values)."""
+    check_floating_inputs(x)
+    if x.numel() > 0 and not x.is_meta:
+        lo, hi = torch.stack(torch.aminmax(x.detach())).double().tolist()
+        check_input_range(lo, hi, what)
+
+
 def check_input_dtype(model: nn.Module, x: Tensor) -> None:
     """Floating ``x`` that the model's parameters can take: a wider one (float64 into a float32
     model) would fail deep inside the first layer with torch's "Input type (double) and bias
@@ -325,11 +358,7 @@ class Attack(ABC):
                 f"x must be a tensor of inputs in [0,1]; got {type(x).__name__}"
                 " (torch.as_tensor converts a NumPy array)"
             )
-        if not x.dtype.is_floating_point:
-            raise ValueError(
-                f"x must be floating point inputs in [0,1]; got dtype {x.dtype} (for 8-bit images"
-                " pass x.float() / 255)"
-            )
+        check_floating_inputs(x)
         check_input_dtype(model, x)
         # Attacks need autograd, which inference_mode switches off (x would get no gradient and
         # FGSM would return it unchanged); as under no_grad, they turn it back on for themselves.
@@ -353,13 +382,7 @@ class Attack(ABC):
             if y_lo < 0:
                 raise ValueError(f"labels must be class indices >= 0; got {int(y_lo)}")
             top_label = int(y_hi)
-            if math.isnan(lo) or math.isnan(hi):
-                raise ValueError("attack inputs hold NaN; inputs must be numbers in [0,1]")
-            if lo < 0.0 or hi > 1.0:
-                raise ValueError(
-                    f"attack inputs must be in [0,1] (normalization belongs inside the model);"
-                    f" got values in [{lo:.4g}, {hi:.4g}]"
-                )
+            check_input_range(lo, hi, "attack inputs")
         if self.eps == 0.0 or x.numel() == 0:
             return x.clone()
         y = autograd_tensor(y).detach()

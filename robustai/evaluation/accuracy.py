@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from robustai.attacks import Attack
 from robustai.attacks.base import (
     check_input_dtype,
+    check_inputs_in_range,
     check_logits_shape,
     class_indices,
     is_integer,
@@ -22,8 +23,9 @@ from robustai.attacks.base import (
 
 
 def checked_inputs(model: nn.Module, x: Tensor) -> None:
-    """A model and floating inputs it can take, or a one-line TypeError / ValueError (a run
-    folder's path where the model goes, a float64 array into a float32 model)."""
+    """A model and floating inputs in [0,1] it can take, or a one-line TypeError / ValueError (a
+    run folder's path where the model goes, a float64 array into a float32 model, 8-bit or
+    0..255 images, which the attacks refuse too: counted as they are, the accuracy is wrong)."""
     if not isinstance(model, nn.Module):
         hint = " (robustai.models.load_model(path) loads a run's model)" if isinstance(
             model, str | PathLike
@@ -34,8 +36,8 @@ def checked_inputs(model: nn.Module, x: Tensor) -> None:
             f"x must be a tensor of inputs in [0,1]; got {type(x).__name__}"
             " (torch.as_tensor converts a NumPy array)"
         )
-    if x.dtype.is_floating_point:
-        check_input_dtype(model, x)
+    check_inputs_in_range(x)
+    check_input_dtype(model, x)
 
 
 def checked_labels(x: Tensor, y: Tensor) -> Tensor:

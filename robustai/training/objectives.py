@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
+from robustai.attacks.base import check_inputs_in_range
 from robustai.distributed import unwrap_ddp
 
 
@@ -25,13 +26,16 @@ class Objective(Protocol):
 
 
 class StandardObjective:
-    """Cross-entropy on clean inputs."""
+    """Cross-entropy on clean inputs, which must be floating point and in [0,1] as the attacks
+    (and so :class:`AdversarialObjective`) require: 8-bit or 0..255 images would train a model
+    that every evaluation then refuses."""
 
     adversarial = False
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
+        check_inputs_in_range(x, "training inputs")
         logits = model(x)
         return F.cross_entropy(logits, y), logits
 
@@ -97,10 +101,14 @@ class FreeAdversarialObjective:
         self._eps_now = eps  # eps at the current progress (below self.eps during warm-up)
         self._delta: Tensor | None = None  # the perturbation, one row per batch position
         self._x_adv: Tensor | None = None  # the last input, whose .grad the loop's backward fills
+        self._checked: Tensor | None = None  # the batch whose range was checked (once per replays)
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
+        if x is not self._checked:  # in [0,1], as StandardObjective and the attacks require
+            check_inputs_in_range(x, "training inputs")
+            self._checked = x
         self._advance()  # at the eps of the replay whose gradient it uses, as state_dict() does
         if self.eps_warmup_epochs > 0 and progress < self.eps_warmup_epochs:
             self._eps_now = self.eps * progress / self.eps_warmup_epochs

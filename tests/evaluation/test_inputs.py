@@ -170,3 +170,28 @@ def test_attacks_sharing_a_metric_key_refused() -> None:
         Evaluator(same, [0.1]).run(model, x, y)
     with pytest.raises(ValueError, match="metric key"):
         evaluate_model(model, x, y, attacks=same, eps=[0.1], num_classes=10)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # the clean pass counted these as they were and returned a wrong accuracy
+        (lambda x: (x * 255).round().to(torch.uint8), "x must be floating point inputs in"),
+        (lambda x: x * 255, "inputs must be in \\[0,1\\].*divide by 255"),
+        (lambda x: x - 0.5, "inputs must be in \\[0,1\\] \\(normalization belongs inside"),
+        (lambda x: torch.full_like(x, math.nan), "inputs hold NaN"),
+    ],
+)
+def test_inputs_the_attacks_refuse_are_refused_by_the_clean_pass(make, message: str) -> None:
+    model, x, y = setup()
+    bad = make(x)
+    with pytest.raises(ValueError, match=message):
+        pgd(0.1)(model, bad, y)  # the same words as the attacks
+    for call in (
+        lambda: accuracy(model, bad, y),
+        lambda: predict(model, bad),
+        lambda: predict_correct(model, bad, y),
+        lambda: evaluate_model(model, bad, y, attacks=[], eps=[0.1], num_classes=10),
+    ):
+        with pytest.raises(ValueError, match=message):
+            call()

@@ -365,3 +365,28 @@ def test_a_one_shot_iterator_is_named_when_the_next_epoch_sees_nothing(
     # no loss and no accuracy measured, not a loss of 0.0 at accuracy 0.0
     empty = result.history[1]
     assert math.isnan(empty.loss) and math.isnan(empty.acc), empty
+
+
+@pytest.mark.parametrize("free", [False, True])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda x: (x * 255).round().to(torch.uint8), "x must be floating point inputs in"),
+        (lambda x: x * 255, "training inputs must be in \\[0,1\\].*divide by 255"),
+    ],
+)
+def test_inputs_outside_the_unit_range_are_refused_as_the_attacks_refuse_them(
+    free: bool, make, message: str
+) -> None:
+    """The adversarial objective refused 8-bit or 0..255 images through its attack; the clean
+    and free objectives trained on them and reported an accuracy."""
+    from robustai.training import FreeAdversarialObjective
+
+    data, model = small_setup()
+    batches = [(make(data.train.x[:64]), data.train.y[:64])]
+    objective = FreeAdversarialObjective(eps=0.1, replays=2) if free else StandardObjective()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.raises(ValueError, match=message):
+        Trainer(model, objective, opt, epochs=1, progress=False).fit(batches)
+    with pytest.raises(ValueError, match=message.replace("training inputs", "attack inputs")):
+        Trainer(model, AdversarialObjective(FGSM(0.1)), opt, epochs=1, progress=False).fit(batches)
