@@ -18,7 +18,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from tqdm import tqdm
 
-from robustai.attacks.base import is_integer
+from robustai.attacks.base import class_indices, is_integer
 from robustai.distributed import all_reduce
 from robustai.errors import RunFailure
 from robustai.training.objectives import Objective
@@ -195,8 +195,7 @@ class Trainer:
         # the next step's (0 at the end of a cyclic schedule), a rate no step of this epoch saw.
         lr = opt.param_groups[0]["lr"]
         for x, y in loader:
-            if not (y.dtype == torch.int64 or y.dtype.is_floating_point):
-                y = y.long()  # int32 / uint8 class indices (NumPy, image files)
+            y = _batch_labels(x, y)
             # DDP averages the ranks' gradients with equal weights; a shard smaller or larger
             # than its fair share of the global batch is weighted so the result is the global
             # batch's mean gradient.
@@ -302,6 +301,20 @@ class Trainer:
             )
         self.epoch, self.stop_reason = epoch, state["stop_reason"]
         self.history, self._partial = history, partial
+
+
+def _batch_labels(x: Tensor, y: Tensor) -> Tensor:
+    """``y`` as int64 class indices, one per input (int32 / uint8 ones from NumPy or image files
+    are widened), or a one-line ValueError: float (one-hot) labels were taken by the loss as
+    class probabilities while the accuracy compared them with the predictions by broadcasting
+    (a train accuracy above 1), and labels of another shape failed inside the loss."""
+    y = class_indices(y)
+    if len(y) != len(x):
+        raise ValueError(
+            f"a training batch has {len(x)} inputs but {len(y)} labels; the loader must yield"
+            " (x, y) with one class index per input"
+        )
+    return y
 
 
 def _length(loader: Iterable[Any]) -> int | None:

@@ -390,3 +390,24 @@ def test_inputs_outside_the_unit_range_are_refused_as_the_attacks_refuse_them(
         Trainer(model, objective, opt, epochs=1, progress=False).fit(batches)
     with pytest.raises(ValueError, match=message.replace("training inputs", "attack inputs")):
         Trainer(model, AdversarialObjective(FGSM(0.1)), opt, epochs=1, progress=False).fit(batches)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # one-hot with as many classes as the batch has rows: the accuracy compared the (B, C)
+        # labels with the predictions by broadcasting and read above 1
+        (lambda x, y: (x[:4], nn.functional.one_hot(y[:4], 4).float()), "pass y.argmax\\(1\\)"),
+        # other batch sizes failed inside the accuracy with a torch broadcast error
+        (lambda x, y: (x, nn.functional.one_hot(y, 4).float()), "of shape \\(batch,\\)"),
+        (lambda x, y: (x, y.float()), "integer dtype; got shape \\(16,\\) and dtype torch.float32"),
+        (lambda x, y: (x, y[:, None]), "got shape \\(16, 1\\)"),
+        (lambda x, y: (x, y[:8]), "16 inputs but 8 labels"),
+    ],
+)
+def test_labels_that_are_not_one_class_index_per_input_are_refused(make, message: str) -> None:
+    data, model = small_setup()
+    batches = [make(data.train.x[:16], data.train.y[:16])]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.raises(ValueError, match=message):
+        Trainer(model, StandardObjective(), opt, epochs=1, progress=False).fit(batches)
