@@ -15,7 +15,11 @@ def build_schedule(
     its peak, reached at ``warmup_fraction`` of training; the optimizer keeps its own momentum,
     which OneCycleLR would otherwise cycle between 0.85 and 0.95 whatever was configured);
     ``cyclic``: the triangle of Wong et al. 2020, linear 0 -> lr -> 0, peak at
-    ``warmup_fraction`` of training."""
+    ``warmup_fraction`` of training.
+
+    ``total_steps`` counts optimizer steps: ``epochs * len(loader)``, times the replays of free
+    training. The cyclic schedule keeps it as ``total_steps`` (OneCycleLR has its own), so the
+    :class:`~robustai.training.Trainer` can warn when the run is longer."""
     total_steps = max(1, total_steps)
     if name == "constant":
         return LambdaLR(optimizer, lambda _: 1.0)
@@ -41,5 +45,7 @@ def build_schedule(
                 return step / up
             return max(0.0, (total_steps - step) / max(1, total_steps - up))
 
-        return LambdaLR(optimizer, triangle)
+        scheduler = LambdaLR(optimizer, triangle)
+        scheduler.total_steps = total_steps  # type: ignore[attr-defined]
+        return scheduler
     raise ValueError(f"unknown schedule '{name}'; valid: {', '.join(SCHEDULES)}")

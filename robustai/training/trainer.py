@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 from tqdm import tqdm
 
 from robustai.attacks.base import class_indices, is_integer
@@ -88,7 +88,11 @@ class Trainer:
 
     ``scheduler`` is stepped after every optimizer step, not once per epoch (the schedules of
     :mod:`robustai.training.schedules` count steps): give an epoch-based PyTorch scheduler such
-    as ``StepLR`` its step counts (``step_size=2 * len(loader)``), or step it in a callback.
+    as ``StepLR`` its step counts (``step_size=2 * len(loader)``), or step it in a callback. An
+    objective that replays each batch (free training's ``replays``) takes one optimizer step,
+    and one scheduler step, per replay: size a schedule for ``epochs * len(loader) * replays``
+    steps. A schedule that knows its length (OneCycleLR, robustai's ``cyclic``) and is shorter
+    than the run is warned about once, at the start of :meth:`fit`.
 
     ``stop_event``, when set (by a signal handler, say), ends training after the current step
     with :class:`TrainingInterrupted`; the trainer's :meth:`state_dict` then describes the partial
@@ -130,6 +134,7 @@ class Trainer:
         self.epoch = 0  # the next epoch to run
         self.history: list[EpochStats] = []
         self._partial = _Progress()
+        self._schedule_checked = False
 
     def request_stop(self, reason: str) -> None:
         """Called by a callback: finish after the current epoch."""
@@ -141,6 +146,7 @@ class Trainer:
         Without ``len()`` (an ``IterableDataset``, say) there is no progress bar total, and the
         objective's fractional epoch (eps warm-up) advances once per epoch instead of per step.
         """
+        self._check_schedule_length(train_loader)
         while self.epoch < self.epochs and self.stop_reason is None:
             stats = self.train_epoch(train_loader, self.epoch)
             self.history.append(stats)
@@ -167,6 +173,34 @@ class Trainer:
             stopped_early=self.stop_reason is not None,
             stop_reason=self.stop_reason,
         )
+
+    def _check_schedule_length(self, loader: Iterable[Any]) -> None:
+        """Warn once when the scheduler ends before the run does: a cyclic schedule sized by
+        ``len(loader)`` for free training ended in the first epoch and trained the rest at a
+        rate of 0 (OneCycleLR fails at the step past its end)."""
+        if self._schedule_checked or self.scheduler is None:
+            return
+        self._schedule_checked = True
+        total = getattr(self.scheduler, "total_steps", None)
+        n_batches = _length(loader)
+        if not is_integer(total) or n_batches is None:
+            return
+        replays = getattr(self.objective, "replays", 1)
+        run = self.epochs * n_batches * replays
+        if total < run:
+            log.warning(
+                "the learning-rate schedule ends after %d steps but this run takes %d (%d epochs"
+                " x %d batches x %d replays per batch, one scheduler step each); it trains the"
+                " rest at the schedule's final rate%s: size it epochs * len(loader) * replays",
+                total,
+                run,
+                self.epochs,
+                n_batches,
+                replays,
+                " (OneCycleLR stops with an error)"
+                if isinstance(self.scheduler, OneCycleLR)
+                else "",
+            )
 
     def train_epoch(self, loader: Iterable[tuple[Tensor, Tensor]], epoch: int) -> EpochStats:
         model, opt = self.model, self.optimizer

@@ -411,3 +411,30 @@ def test_labels_that_are_not_one_class_index_per_input_are_refused(make, message
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     with pytest.raises(ValueError, match=message):
         Trainer(model, StandardObjective(), opt, epochs=1, progress=False).fit(batches)
+
+
+@pytest.mark.parametrize("schedule", ["cyclic", "onecycle"])
+def test_a_schedule_shorter_than_a_free_training_run_is_warned_about(
+    schedule: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Free training steps the scheduler once per replay: a cyclic schedule sized by
+    len(loader) ended in the first epoch and trained the rest at a rate of 0, silently."""
+    from robustai.training import FreeAdversarialObjective
+
+    data, model = small_setup()
+    batches = [(data.train.x[i : i + 64], data.train.y[i : i + 64]) for i in range(0, 256, 64)]
+    for total, warned in ((2 * len(batches), True), (2 * len(batches) * 2, False)):
+        caplog.clear()
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        sched = build_schedule(schedule, opt, total)
+        trainer = Trainer(
+            model, FreeAdversarialObjective(0.1, replays=2), opt, sched, epochs=2, progress=False
+        )
+        with caplog.at_level("WARNING", logger="robustai"):
+            if warned and schedule == "onecycle":  # OneCycleLR fails at the step past its end
+                with pytest.raises(ValueError, match="Tried to step"):
+                    trainer.fit(batches)
+            else:
+                trainer.fit(batches)
+        message = "schedule ends after 8 steps but this run takes 16 (2 epochs x 4 batches x 2"
+        assert (message in caplog.text) is warned, caplog.text
