@@ -190,14 +190,18 @@ def _check_rebuildable(model: nn.Module, meta: dict[str, Any]) -> None:
 
 
 def _normalization_mismatch(model: nn.Module, mean: Any, std: Any) -> str | None:
-    """How ``model``'s Normalize layer differs from ``mean``/``std`` (float32 precision)."""
+    """How ``model``'s Normalize layer differs from ``mean``/``std``, compared at the precision
+    of the layer's buffers: float32 ones to about 1e-6; a float16 or bfloat16 model holds 0.1307
+    as 0.13074 or 0.1309, which is the same mean to that precision."""
     layer = next((m for m in model.modules() if isinstance(m, Normalize)), None)
     if layer is None:
         return None
     for what, buffer, given in (("mean", layer.mean, mean), ("std", layer.std, std)):
         have = buffer.detach().flatten().cpu().double()
         want = torch.tensor([float(v) for v in given], dtype=torch.float64)
-        if have.shape != want.shape or not torch.allclose(have, want, rtol=1e-6, atol=1e-7):
+        # one unit in the last place of the buffer's dtype, relative (float16: 1e-3)
+        rtol = max(1e-6, torch.finfo(buffer.dtype).eps) if buffer.is_floating_point() else 1e-6
+        if have.shape != want.shape or not torch.allclose(have, want, rtol=rtol, atol=1e-7):
             return f"its Normalize layer has {what} {have.tolist()}, not {want.tolist()}"
     return None
 

@@ -121,6 +121,28 @@ def test_a_float64_model_comes_back_in_float64(tmp_path: Path) -> None:
         assert torch.equal(loaded.state_dict()[k], v), k
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_model_round_trips(tmp_path: Path, dtype: torch.dtype) -> None:
+    """Its Normalize layer holds 0.1307 as 0.13074 (float16) or 0.1309 (bfloat16): save_model
+    compared that with the given mean at float32 precision and refused every such model."""
+    model = build_model("small_cnn", (1, 8, 8), NUM_CLASSES, (0.1307,), (0.3081,), hidden=20)
+    model = model.to(dtype).eval()
+    spec = {"name": "small_cnn", "params": {"hidden": 20}, "input_shape": (1, 8, 8)}
+    save_model(
+        model, tmp_path / "run", **spec, num_classes=NUM_CLASSES, mean=(0.1307,), std=(0.3081,)
+    )
+    loaded, meta = load_model(tmp_path / "run")
+    assert meta["normalization"] == {"mean": [0.1307], "std": [0.3081]}
+    assert {p.dtype for p in loaded.parameters()} == {dtype}
+    x = torch.rand((3, 1, 8, 8)).to(dtype)
+    assert torch.equal(loaded(x), model(x))
+    # a mean that differs by more than the dtype's precision is still refused
+    with pytest.raises(ValueError, match="not the model's: its Normalize layer has mean"):
+        save_model(
+            model, tmp_path / "bad", **spec, num_classes=NUM_CLASSES, mean=(0.14,), std=(0.3081,)
+        )
+
+
 def test_save_overwrites_in_place(tmp_path: Path) -> None:
     out = tmp_path / "run"
     make_and_save("mlp", out)
