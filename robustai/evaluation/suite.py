@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import check_eot_iter, is_integer
+from robustai.attacks.base import check_eot_iter, is_integer, is_real
 from robustai.evaluation.accuracy import checked_labels
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
@@ -47,8 +47,34 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CurveSettings:
+    """The robustness curve's eps grid and how many of the evaluated samples it attacks.
+    Checked here: a count below 1 dropped samples silently (-5: all but five) or gave NaNs (0),
+    and a fractional one failed as a TypeError inside the evaluation."""
+
     eps: Sequence[float] | None = None  # None or empty: see default_curve_eps
     samples: int | None = 200  # first N evaluated samples (None: all)
+
+    def __post_init__(self) -> None:
+        if self.samples is not None and (not is_integer(self.samples) or self.samples < 1):
+            raise ValueError(
+                f"CurveSettings.samples must be a whole number >= 1 (the first N evaluated"
+                f" samples) or None for all; got {self.samples!r}"
+            )
+        if self.eps is None:
+            return
+        if isinstance(self.eps, str) or not isinstance(self.eps, Iterable):
+            raise ValueError(
+                f"CurveSettings.eps must be a list of eps values, e.g. [0.05, 0.1], or None for"
+                f" the default grid; got {self.eps!r}"
+            )
+        if not isinstance(self.eps, Sequence):  # a generator would be used up by the check
+            self.eps = list(self.eps)
+        for e in self.eps:
+            if not is_real(e) or not 0.0 <= float(e) < math.inf:
+                raise ValueError(
+                    f"CurveSettings.eps values must be finite numbers >= 0 (in [0, 1] pixel"
+                    f" units); got {e!r}"
+                )
 
 
 @dataclass

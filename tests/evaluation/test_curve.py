@@ -135,3 +135,28 @@ def test_a_long_title_is_wrapped_inside_the_figure() -> None:
     assert text.get_text().replace("\n", " ") == title
     box = text.get_window_extent(fig.canvas.get_renderer())
     assert box.x0 >= 0 and box.x1 <= fig.bbox.width
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        # -5 attacked all but the last five samples, 0 gave a curve of NaNs, 2.5 a TypeError
+        ({"samples": -5}, "samples must be a whole number >= 1"),
+        ({"samples": 0}, "samples must be a whole number >= 1"),
+        ({"samples": 2.5}, "samples must be a whole number >= 1 .*got 2.5"),
+        ({"eps": 0.1}, "eps must be a list of eps values"),
+        ({"eps": [0.1, -0.05]}, "eps values must be finite numbers >= 0 .*got -0.05"),
+        ({"eps": [float("nan")]}, "eps values must be finite numbers >= 0"),
+    ],
+)
+def test_curve_settings_are_checked_when_made(settings: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CurveSettings(**settings)
+
+
+def test_curve_settings_take_numpy_values_and_generators() -> None:
+    import numpy as np
+
+    assert CurveSettings(eps=(e for e in (0.05, 0.1))).eps == [0.05, 0.1]
+    assert CurveSettings(eps=np.array([0.05, 0.1]), samples=np.int64(50)).samples == 50
+    assert CurveSettings(eps=[], samples=None).samples is None
