@@ -41,15 +41,19 @@ def build_report(
     curve_png: str | None = None,
     examples: str | None = None,
 ) -> dict[str, Any]:
-    """The content of report.json. ``context`` (model, data, suite, device, ...) is copied in."""
+    """The content of report.json. ``context`` (model, data, suite, device, ...) is copied in;
+    a key of the report's own (title, created, robustai_version, clean_acc, ...) is refused
+    with a ValueError: it overwrote the title, date or version, or was dropped without a word."""
     from robustai import __version__
 
     r = evaluation.result
-    return {
+    context = dict(context or {})
+    head = {
         "title": title,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "robustai_version": __version__,
-        **dict(context or {}),
+    }
+    results = {
         "samples": r.samples,
         "clean_acc": r.clean_acc,
         "robust_acc": r.robust_acc,
@@ -63,6 +67,13 @@ def build_report(
         "eval_seconds": r.seconds,
         "examples": examples,
     }
+    clash = sorted(context.keys() & (head.keys() | results.keys()))
+    if clash:
+        raise ValueError(
+            f"context key(s) {', '.join(map(repr, clash))} are fields of the report itself; give"
+            " them other names, or nest them (context={'run': {...}})"
+        )
+    return {**head, **context, **results}
 
 
 def _fmt(v: Any) -> str:

@@ -155,3 +155,13 @@ def test_examples_round_trip(evaluation: Evaluation, digits: DataBundle, tmp_pat
         wrong_clean = t["clean_pred"] != y
         assert torch.equal(adv[wrong_clean], x[wrong_clean])  # not attacked: already wrong
     assert torch.equal(t["worst_robust/0.1"].bool(), evaluation.result.worst_robust["0.1"])
+
+
+@pytest.mark.parametrize("key", ["title", "created", "robustai_version", "clean_acc"])
+def test_context_cannot_overwrite_the_reports_own_fields(evaluation: Evaluation, key: str) -> None:
+    """title, created and robustai_version were overwritten by the context; the results'
+    keys dropped its value without a word."""
+    with pytest.raises(ValueError, match=f"context key\\(s\\) '{key}' are fields of the report"):
+        build_report(evaluation, title="t", context={"model": "m", key: "from context"})
+    report = build_report(evaluation, title="t", context={"run": {"title": "nested is fine"}})
+    assert report["title"] == "t" and report["run"] == {"title": "nested is fine"}
