@@ -49,6 +49,24 @@ def clip_records(x: Tensor, bound: float, p: int) -> Tensor:
     return (flat * factor).to(x.dtype).view_as(x)
 
 
+def _positive(name: str, value: object) -> float:
+    """``value`` as a float, if it is one finite number > 0 (Python's or NumPy's), or a one-line
+    ValueError: a string failed with "'>' not supported", an array with NumPy's errors."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        hint = " (one number, not an array)" if hasattr(value, "shape") else ""
+        raise ValueError(f"{name} must be a positive number, got {value!r}{hint}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a positive number, got {value}")
+    return float(value)
+
+
+def _unit_open(name: str, value: object) -> float:
+    """``value`` as a float in (0, 1), or a one-line ValueError (as :func:`_positive`)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return float(value)
+
+
 def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) -> float:
     """Smallest noise std making the Gaussian mechanism (epsilon, delta)-DP for L2 sensitivity
     ``sensitivity`` (analytic Gaussian mechanism, Balle & Wang 2018, Theorem 8).
@@ -58,12 +76,9 @@ def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) ->
     as ``s`` grows, so the root is found by bracketing. Exact for every eps > 0, unlike the
     classical ``sqrt(2 ln(1.25/delta)) * D / eps``, which holds only for eps < 1 and is loose.
     """
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be > 0, got {epsilon}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must be in (0, 1), got {delta}")
-    if not sensitivity > 0 or not math.isfinite(sensitivity):
-        raise ValueError(f"sensitivity must be a positive number, got {sensitivity}")
+    epsilon = _positive("epsilon", epsilon)
+    delta = _unit_open("delta", delta)
+    sensitivity = _positive("sensitivity", sensitivity)
 
     # delta depends on sigma / sensitivity only: solve for sensitivity 1 (where the bracket and
     # the tolerances stay in range) and scale, so that no sensitivity over- or underflows them
@@ -109,12 +124,8 @@ class _Mechanism(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        if not sensitivity > 0 or not math.isfinite(sensitivity):
-            raise ValueError(f"sensitivity must be a positive number, got {sensitivity}")
-        if not epsilon > 0 or not math.isfinite(epsilon):
-            raise ValueError(f"epsilon must be a positive number, got {epsilon}")
-        self.sensitivity = float(sensitivity)
-        self.epsilon = float(epsilon)
+        self.sensitivity = _positive("sensitivity", sensitivity)
+        self.epsilon = _positive("epsilon", epsilon)
         if output_range is not None and not (
             len(output_range) == 2 and float(output_range[0]) < float(output_range[1])
         ):
@@ -214,9 +225,7 @@ class GaussianMechanism(_Mechanism):
             sensitivity, epsilon, output_range=output_range, generator=generator, seed=seed
         )
         # numpy's reals too (np.float32 from an array of settings), as the attacks take them
-        if not isinstance(delta, numbers.Real) or isinstance(delta, bool):
-            raise ValueError(f"delta must be a number in (0, 1), got {delta!r}")
-        self.delta = float(delta)
+        self.delta = _unit_open("delta", delta)
         self.sigma = analytic_gaussian_sigma(self.epsilon, self.delta, self.sensitivity)
 
     def noise(self, shape: torch.Size, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -243,8 +252,9 @@ class GaussianNoise(nn.Module):
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
-        if not sigma >= 0 or not math.isfinite(sigma):
-            raise ValueError(f"sigma must be a non-negative number, got {sigma}")
+        real = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
+        if not (real and sigma >= 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a non-negative number, got {sigma!r}")
         self.sigma = float(sigma)
 
     def forward(self, x: Tensor) -> Tensor:

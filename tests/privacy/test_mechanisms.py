@@ -163,6 +163,25 @@ def test_bad_parameters() -> None:
         LaplaceMechanism(1.0, 1.0, output_range=(1.0, 0.0))  # reversed: every output was 0
 
 
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        # each failed with a raw TypeError ("'>' not supported ...") or NumPy's array errors
+        (lambda: LaplaceMechanism(1.0, "1"), "epsilon must be a positive number, got '1'"),
+        (lambda: LaplaceMechanism(None, 1.0), "sensitivity must be a positive number, got None"),
+        (lambda: GaussianMechanism(np.array([1.0]), 1.0, 1e-5), "not an array"),
+        (lambda: GaussianMechanism(np.array([1.0, 2.0]), 1.0, 1e-5), "not an array"),
+        (lambda: GaussianMechanism(1.0, 1.0, "1e-5"), "delta must be a number in \\(0, 1\\)"),
+        (lambda: analytic_gaussian_sigma("1", 1e-5, 1.0), "epsilon must be a positive number"),
+        (lambda: analytic_gaussian_sigma(1.0, 1e-5, [1.0]), "sensitivity must be a positive"),
+        (lambda: GaussianNoise("0.1"), "sigma must be a non-negative number, got '0.1'"),
+    ],
+)
+def test_parameters_that_are_not_numbers_are_named(make, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
 def test_numpy_numbers_are_taken() -> None:
     """As the attacks take them: np.float32 from an array of settings was refused as 'must be
     a number'."""
