@@ -150,6 +150,14 @@ def _removed(name: str) -> AccessError:
     )
 
 
+def _check_str(what: str, value: object) -> None:
+    """A string, or a one-line TypeError naming ``what`` (None from a missing form field or
+    header, bytes from a raw request): the parsers would fail with an unrelated message."""
+    if not isinstance(value, str):
+        hint = f" (decode it: {what}.decode())" if isinstance(value, bytes) else ""
+        raise TypeError(f"{what} must be a string; got {type(value).__name__}{hint}")
+
+
 class AccessStore:
     """Users, their grants and their tokens; every method opens its own short connection, so one
     store may be shared by the threads of a server."""
@@ -459,6 +467,8 @@ class AccessStore:
         An unknown name costs the same hashing time as a known one, so timing does not tell
         which names exist.
         """
+        _check_str("name", name)
+        _check_str("password", password)
         with self._connect() as db:
             row = self._user_row(db, name) if _USER_NAME.fullmatch(name) else None
         if row is None:
@@ -573,7 +583,9 @@ class AccessStore:
 
     def verify_token(self, token: str) -> tuple[User, TokenInfo] | None:
         """The owner and the token's record if ``token`` is valid now (known, not expired, not
-        revoked); otherwise None."""
+        revoked); otherwise None. A token that is not a string (None for a missing header,
+        bytes) is a TypeError naming it, not an AttributeError from inside the parser."""
+        _check_str("token", token)
         token_id = parse_token(token)
         if token_id is None:
             return None

@@ -115,3 +115,20 @@ def test_expiry_is_bounded(store: AccessStore) -> None:
         store.create_token("alice", "*", now + 400 * 86400)
     with pytest.raises(AccessError, match="no user"):
         store.create_token("mallory", "*", now + 60)
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        # an AttributeError ('NoneType' object has no attribute 'strip') from inside the parser
+        (lambda s: s.verify_token(None), "token must be a string; got NoneType"),
+        (lambda s: s.verify_token(b"rai_x"), "token must be a string; got bytes \\(decode it"),
+        (lambda s: s.authenticate("alice", None), "password must be a string; got NoneType"),
+        (lambda s: s.authenticate(None, PW), "name must be a string; got NoneType"),
+    ],
+)
+def test_a_token_or_login_that_is_not_a_string_is_named(
+    store: AccessStore, call, message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        call(store)
