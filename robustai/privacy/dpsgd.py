@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from robustai.attacks import Attack
-from robustai.attacks.base import class_indices, is_integer, is_real
+from robustai.attacks.base import check_inputs_in_range, class_indices, is_integer, is_real
 from robustai.privacy.accounting import (
     ACCOUNTANTS,
     default_delta,
@@ -729,13 +729,17 @@ class DPObjective:
             attack = attack.with_cuda_graph(False)
         self._adv = AdversarialObjective(attack, eps_warmup_epochs) if attack is not None else None
         self.adversarial = attack is not None
+        self._checked = False
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Any, Tensor]:
         self.dp.model.disable_hooks()  # type: ignore[operator]
         if self._adv is not None:
-            x = self._adv.attack_at(progress)(model, x, y)
+            x = self._adv.attack_at(progress)(model, x, y)  # the attack checks x's range
+        elif not self._checked:  # as StandardObjective: the first batch's range
+            check_inputs_in_range(x, "training inputs")
+            self._checked = True
         self.dp.start_training_pass()
         logits = model(x)
         return self.dp.loss(logits, y), logits

@@ -425,6 +425,17 @@ def test_batches_not_drawn_by_the_poisson_loader_are_refused(digits: tuple) -> N
     assert torch.equal(_weights(model), before) and dp.steps == 0
 
 
+def test_clean_dp_training_refuses_inputs_outside_the_unit_range(digits: tuple) -> None:
+    """As the clean objective and the attacks do: 0..255 images trained a model that every
+    evaluation then refuses."""
+    x, y, _, _ = digits
+    dp = _dp(_model(), x * 255, y, lr=0.1)
+    trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"training inputs must be in \[0,1\]"):
+        trainer.fit(dp.loader)
+    assert dp.steps == 0
+
+
 def test_a_dp_loss_left_without_its_step_is_refused_at_the_next_pass(digits: tuple) -> None:
     """The weights were updated some other way in between (e.g. by another optimizer)."""
     x, y, _, _ = digits
@@ -575,7 +586,7 @@ def test_a_layer_registered_under_two_names_is_refused_naming_both() -> None:
     torch.manual_seed(0)
     with pytest.raises(IncompatibleLayerError, match=r"'seq\.0' is the same Linear .* 'l'"):
         check_dp_compatible(_TwoNames())
-    x, y = torch.randn(20, 8), torch.randint(0, 3, (20,))
+    x, y = torch.rand(20, 8), torch.randint(0, 3, (20,))  # inputs in [0,1], as everywhere
     with pytest.raises(IncompatibleLayerError, match="register it once"):
         _dp(_TwoNames(), x, y, delta=1e-3)
     a = nn.Linear(8, 8)
