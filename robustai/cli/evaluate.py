@@ -571,6 +571,7 @@ def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from robustai.cli.sweep_signals import member as sweep_member
     from robustai.cli.sweep_status import record_failure
     from robustai.config import to_evaluate_config
     from robustai.training.signals import Terminated, raise_on_sigterm
@@ -579,7 +580,7 @@ def _task(cfg: Any) -> None:
     out_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode == RunMode.MULTIRUN
     try:
-        with raise_on_sigterm():
+        with sweep_member(), raise_on_sigterm():
             run_evaluate(to_evaluate_config(cfg), out_dir)
     except (KeyboardInterrupt, Terminated) as e:  # a traceback (Ctrl-C), or silence (SIGTERM)
         signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
@@ -601,6 +602,7 @@ def main(argv: Sequence[str]) -> int:
 
     from robustai.cli.common import config_dir
     from robustai.cli.preflight import config_dir_as_searchpath, preflight
+    from robustai.cli.sweep_signals import release as release_sweep_signals
     from robustai.cli.sweep_status import SweepStatus
 
     try:
@@ -612,7 +614,10 @@ def main(argv: Sequence[str]) -> int:
     app = hydra.main(config_path=str(cdir), config_name="evaluate", version_base="1.3")(_task)
     sys.argv = ["robustai evaluate", *args]
     SweepStatus.last = None
-    app()
+    try:
+        app()
+    finally:
+        release_sweep_signals()  # a sweep that raised never reached on_multirun_end
     sweep = SweepStatus.last  # a sweep (-m): did any member fail?
     if sweep is not None and sweep.failed:
         fail(

@@ -483,9 +483,8 @@ def _task(cfg: Any) -> float | list[float] | None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from robustai.cli.pipeline import run_train
-    from robustai.cli.sweep_status import clear_failure, record_failure
-    from robustai.config import to_train_config
+    from robustai.cli.sweep_signals import member as sweep_member
+    from robustai.cli.sweep_status import clear_failure
     from robustai.distributed import process_rank
 
     hc = HydraConfig.get()
@@ -496,6 +495,17 @@ def _task(cfg: Any) -> float | list[float] | None:
         _quiet_secondary_rank()
     else:
         clear_failure(out_dir)
+    with sweep_member():  # stays until the interrupted member has said what to resume
+        return _member(cfg, hc, out_dir, multirun, secondary)
+
+
+def _member(
+    cfg: Any, hc: Any, out_dir: Path, multirun: bool, secondary: bool
+) -> float | list[float] | None:
+    from robustai.cli.pipeline import run_train
+    from robustai.cli.sweep_status import record_failure
+    from robustai.config import to_train_config
+
     try:
         train_cfg = to_train_config(cfg)
         if multirun:  # a single run launches nothing, whatever launcher the config names
@@ -641,6 +651,7 @@ def main(argv: Sequence[str]) -> int:
 
     from robustai.cli.common import config_dir
     from robustai.cli.preflight import config_dir_as_searchpath, preflight
+    from robustai.cli.sweep_signals import release as release_sweep_signals
     from robustai.cli.sweep_status import SweepStatus
     from robustai.security import signing_key_from_env
 
@@ -661,6 +672,7 @@ def main(argv: Sequence[str]) -> int:
     try:
         _run_app(app)
     finally:
+        release_sweep_signals()  # a sweep that raised never reached on_multirun_end
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     sweep = SweepStatus.last

@@ -46,6 +46,7 @@ APGD_LOSSES = ("ce", "dlr")
 ALLOWED_TARGETS = (
     "robustai.cli.run_lock.RunLock",
     "robustai.cli.sweep_status.SweepStatus",
+    "robustai.cli.sweep_signals.SweepSignals",
     "robustai.cli.redaction.RedactSecrets",
     "hydra._internal.core_plugins.",
     "hydra_plugins.",

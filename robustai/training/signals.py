@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -12,6 +13,21 @@ from types import FrameType
 log = logging.getLogger(__name__)
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The same signal again within this many seconds of one a handler acted on is a repeat, not a
+# second request (0: never; see one_request_per_signal), and when each was last acted on.
+_repeat_window = 0.0
+_acted: dict[int, float] = {}
+
+
+def _repeat(signum: int) -> bool:
+    """Whether to ignore this signal as a repeat; otherwise it is recorded as acted on."""
+    now = time.monotonic()
+    last = _acted.get(signum)
+    if _repeat_window > 0 and last is not None and now - last < _repeat_window:
+        log.info("%s again at once: the same request", signal.Signals(signum).name)
+        return True
+    _acted[signum] = now
+    return False
 
 
 class Terminated(BaseException):
@@ -28,13 +44,41 @@ def raise_on_sigterm() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated
+        if not _repeat(signum):
+            raise Terminated
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def one_request_per_signal(window: float) -> Iterator[None]:
+    """While active, the same signal again within ``window`` seconds of one a handler acted on
+    is the same request, not a second one (which would abort): a sweep member gets a scheduler's
+    SIGTERM, or a terminal's Ctrl-C, both directly and forwarded by its sweep's launching
+    process. Outside the training loop SIGINT raises KeyboardInterrupt and SIGTERM
+    :class:`Terminated`, each once."""
+    global _repeat_window
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if not _repeat(signum):
+            raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+
+    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    window_before, _repeat_window = _repeat_window, window
+    _acted.clear()
+    try:
+        yield
+    finally:
+        _repeat_window = window_before
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 class StopRequest(threading.Event):
@@ -55,6 +99,8 @@ def stop_on_signals() -> Iterator[StopRequest]:
     previous = {s: signal.getsignal(s) for s in _SIGNALS}
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if _repeat(signum):
+            return
         if stop.is_set():
             signal.signal(signum, signal.SIG_DFL)
             signal.raise_signal(signum)

@@ -9,6 +9,7 @@ from robustai.config.validate import check_targets
 from robustai.errors import ConfigError
 
 HYDRA_CALLBACKS = {
+    "sweep_signals": {"_target_": "robustai.cli.sweep_signals.SweepSignals"},
     "run_lock": {"_target_": "robustai.cli.run_lock.RunLock"},
     "sweep_status": {"_target_": "robustai.cli.sweep_status.SweepStatus"},
     "redact_secrets": {

@@ -355,3 +355,90 @@ def test_outside_the_loop_under_ddp_rank_0_names_the_torchrun_resume_and_others_
         assert " ".join(words[:5]) == "torchrun --nproc_per_node=N -m robustai train"
         other = interrupted_message(Path(tmp) / "scratch", DistContext(1, 2, 1, "gloo"))
         assert other == "interrupted; rank 0 reports what is left to resume"
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is ``pid`` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it ended while we looked
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(pid)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_sigterm_to_a_joblib_sweep_stops_every_member_with_a_checkpoint_and_leaves_no_worker(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM to the launching process alone (a scheduler's, or `kill <pid>`) killed it and
+    left the joblib workers training as orphans, and SIGINT made joblib kill them mid-step.
+    Now each running member gets the signal, checkpoints as a single run does, and the
+    launching process waits for them and says how to resume the sweep."""
+    sweep = tmp_path / "sweep"
+    tiny = [a for a in ARGS if not a.startswith(("data.num_samples", "trainer.epochs"))]
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "robustai", "train", "-m", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", *tiny, "data.num_samples=1024", "trainer.epochs=10",
+            "trainer.threads=1", "evaluator.sanity.enabled=false", "trainer.seed=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
+    )  # fmt: skip
+    workers: set[int] = set()
+    try:
+        logs = [sweep / m / "train.log" for m in ("0", "1")]
+        # Both members past their first epoch: inside the training loop, with a checkpoint.
+        wait_for(
+            lambda: (
+                all(p.exists() and "epoch 1/10 " in p.read_text() for p in logs)
+                or proc.poll() is not None
+            ),
+            timeout=240,
+        )
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, "the joblib workers were not found"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+        lines = err.strip().splitlines()
+        assert lines[-1] == (
+            "robustai train: error: sweep interrupted (SIGTERM); 2 running member(s) stopped,"
+            f" each saying above what it kept; resume the sweep with the same command and"
+            f" hydra.sweep.dir={sweep}"
+        )
+        wait_for(lambda: not _alive(workers), timeout=30)
+        for member in ("0", "1"):
+            run = sweep / member
+            said = [line for line in lines if f"trainer.resume={run} " in line]
+            assert len(said) == 1 and said[0].startswith(
+                "robustai train: error: interrupted at epoch "
+            ), lines
+            assert "checkpoint epoch-" in said[0] and " saved; resume the sweep" in said[0]
+            assert "SIGTERM received: finishing the current step" in (run / "train.log").read_text()
+            assert not (run / "metrics.json").exists()
+            assert list((run / "checkpoints").glob("epoch-*.json"))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        for pid in _alive(workers):  # what a failed run left behind
+            os.kill(pid, signal.SIGKILL)
