@@ -650,6 +650,8 @@ def main(argv: Sequence[str]) -> int:
     import hydra
 
     from robustai.cli.common import config_dir
+    from robustai.cli.optuna_trials import fail_unfinished as fail_unfinished_trials
+    from robustai.cli.optuna_trials import release as release_unfinished_trials
     from robustai.cli.preflight import config_dir_as_searchpath, preflight
     from robustai.cli.sweep_signals import release as release_sweep_signals
     from robustai.cli.sweep_status import SweepStatus
@@ -671,8 +673,12 @@ def main(argv: Sequence[str]) -> int:
     SweepStatus.before = {}
     try:
         _run_app(app)
+    except BaseException:  # e.g. an interrupted member: its search's trials must not stay RUNNING
+        fail_unfinished_trials()
+        raise
     finally:
-        release_sweep_signals()  # a sweep that raised never reached on_multirun_end
+        release_unfinished_trials()  # a sweep that raised never reached on_multirun_end
+        release_sweep_signals()
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     sweep = SweepStatus.last

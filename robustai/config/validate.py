@@ -47,6 +47,7 @@ ALLOWED_TARGETS = (
     "robustai.cli.run_lock.RunLock",
     "robustai.cli.sweep_status.SweepStatus",
     "robustai.cli.sweep_signals.SweepSignals",
+    "robustai.cli.optuna_trials.UnfinishedTrials",
     "robustai.cli.redaction.RedactSecrets",
     "hydra._internal.core_plugins.",
     "hydra_plugins.",

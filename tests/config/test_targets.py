@@ -12,6 +12,7 @@ HYDRA_CALLBACKS = {
     "sweep_signals": {"_target_": "robustai.cli.sweep_signals.SweepSignals"},
     "run_lock": {"_target_": "robustai.cli.run_lock.RunLock"},
     "sweep_status": {"_target_": "robustai.cli.sweep_status.SweepStatus"},
+    "unfinished_trials": {"_target_": "robustai.cli.optuna_trials.UnfinishedTrials"},
     "redact_secrets": {
         "_target_": "robustai.cli.redaction.RedactSecrets",
         "output_subdir": ".hydra",

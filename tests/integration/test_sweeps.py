@@ -429,6 +429,44 @@ def test_an_interrupted_sweep_member_says_how_to_resume_the_sweep_or_it_alone(
     assert not (sweep / "1").exists()
 
 
+def test_an_interrupted_optuna_search_leaves_no_trial_running_in_its_study(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in a trial ended the search before the sweeper told the study how its batch went:
+    the trials stayed RUNNING in the database for good, even once the interrupted trial was
+    resumed alone as its line says. Optuna's state for a trial that did not finish is FAIL."""
+    import optuna
+
+    import robustai.cli.pipeline as pipeline
+
+    def ctrl_c(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    search = [
+        "train",
+        "hparams_search=digits_optuna",
+        *TINY,
+        "trainer.epochs=1",
+        "evaluator.sanity.enabled=false",
+        "logger=none",
+        "optimized_metric=clean_acc",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=tiny",
+        "hydra.sweeper.n_trials=2",
+        "hydra.sweeper.n_jobs=2",  # a batch of two: the second trial never starts
+    ]
+    with monkeypatch.context() as mp:
+        mp.setattr(pipeline, "run_evaluation", ctrl_c)
+        assert robustai(*search, f"hydra.sweep.dir={tmp_path / 'sweep'}") == 130
+    assert "resume this trial with:" in capsys.readouterr().err
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    # Optuna's own Study.ask again once the search is over
+    assert optuna.study.Study.ask.__qualname__ == "Study.ask"
+
+
 def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
