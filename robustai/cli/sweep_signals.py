@@ -33,7 +33,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from robustai.cli.common import fail
-from robustai.training.signals import one_request_per_signal
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +215,8 @@ def member() -> Iterator[None]:
     if entry is None:
         yield
         return
+    from robustai.training.signals import one_request_per_signal  # loads torch: not at start-up
+
     with one_request_per_signal(REPEAT_WINDOW_S):
         try:
             entry.touch()
