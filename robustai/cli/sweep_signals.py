@@ -188,8 +188,9 @@ class SweepSignals(Callback):
             search="optuna" in sweeper,
             previous={s: signal.getsignal(s) for s in _SIGNALS},
         )
-        for s in _SIGNALS:
-            signal.signal(s, _handler)
+        for s, h in _ACTIVE.previous.items():
+            if h is not signal.SIG_IGN:  # ignored from the start (a shell's background job)
+                signal.signal(s, _handler)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         release()

@@ -70,7 +70,11 @@ def one_request_per_signal(window: float) -> Iterator[None]:
         if not _repeat(signum):
             raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
 
-    previous = {s: signal.signal(s, handler) for s in _SIGNALS}
+    # A signal the process was started ignoring (SIGINT in a shell's background job) stays so.
+    previous = {s: signal.getsignal(s) for s in _SIGNALS}
+    for s, h in previous.items():
+        if h is not signal.SIG_IGN:
+            signal.signal(s, handler)
     window_before, _repeat_window = _repeat_window, window
     _acted.clear()
     try:
