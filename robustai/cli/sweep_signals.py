@@ -129,8 +129,8 @@ def _resume(sweep: _Sweep) -> str:
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     """First signal: forward it to the running members and wait until each has saved its
-    checkpoint; then end the sweep. A second one: forward it (the members abort at once) and
-    end now."""
+    checkpoint; then end the sweep. A second one: forward it and end now (joblib then kills the
+    workers, whatever they were doing)."""
     sweep, folder = _ACTIVE, _FOLDER
     if sweep is None or folder is None:  # pragma: no cover - restored before the sweep ended
         return
