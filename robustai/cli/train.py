@@ -244,14 +244,17 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
 def _check_member_folders(plan: SweepPlan) -> None:
     """Two grid members whose hydra.sweep.subdir resolves to one folder would share a run: the
     second rewrites the first's .hydra/ record, then resumes it (or trains over it) or marks it
-    failed. Refused before the sweep starts. A subdir built from Hydra's own values (the default
-    ${hydra.job.num}, ${hydra.job.override_dirname}) is resolved for every member; one that
-    reads the config is composed per member, for the first of them only (as the pre-flight
-    checks them)."""
+    failed. Refused before the sweep starts. A subdir built only from the values Hydra numbers
+    each job with (the default ${hydra.job.num}, ${hydra.job.override_dirname}) is resolved for
+    every member; one that reads anything else (the config, or Hydra's other values such as
+    ${hydra.runtime.choices.attack}, which differ by member) is resolved in each member's own
+    composed config, for the first members only (as the pre-flight checks them)."""
+    import copy
     import os
     import re
 
     from hydra._internal.config_loader_impl import get_overrides_dirname
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf, open_dict, read_write
     from omegaconf.errors import OmegaConfBaseException
@@ -268,14 +271,19 @@ def _check_member_folders(plan: SweepPlan) -> None:
         exclude, item_sep, kv_sep = list(naming.exclude_keys), naming.item_sep, naming.kv_sep
     except OmegaConfBaseException:
         return
+    if _reads_the_time(cfg, raw):
+        # A folder named after the time (${now:...}, here or in a value it reads) is named when
+        # its member starts, and members start at different times: resolved now, all would get
+        # the same name. It cannot be checked in advance, so it is not checked (nor refused).
+        return
     refs = re.findall(r"\$\{([^}]*)\}", raw)
-    composed = any(not r.strip().startswith(("hydra.", "now:")) for r in refs)
+    composed = any(_as_key(r) not in _NUMBERED_BY_HYDRA for r in refs)
     parser = OverridesParser.create()
     seen: dict[str, int] = {}
     jobs = plan.jobs[:MAX_COMBINATIONS] if composed else plan.jobs
     for num, overrides in enumerate(jobs):
         try:
-            job = plan.compose(num) if composed else cfg.copy()
+            job = plan.compose(num) if composed else copy.deepcopy(cfg)
             with read_write(job.hydra.job), open_dict(job.hydra.job):
                 job.hydra.job.num = num
                 job.hydra.job.id = num
@@ -285,6 +293,7 @@ def _check_member_folders(plan: SweepPlan) -> None:
                     job.hydra.job.override_dirname = get_overrides_dirname(
                         task, exclude, item_sep, kv_sep
                     )
+            HydraConfig.instance().set_config(job)  # ${hydra:...} reads it, as in the job
             subdir = str(OmegaConf.select(job, "hydra.sweep.subdir", throw_on_missing=True))
         except (OmegaConfBaseException, ConfigError):
             return  # not known before the member runs: Hydra says so then
@@ -299,6 +308,40 @@ def _check_member_folders(plan: SweepPlan) -> None:
                 f" the same folder ({subdir or '.'}); make hydra.sweep.subdir distinct for each"
                 " member, e.g. keep the default ${hydra.job.num}"
             )
+
+
+# The values Hydra gives each job of a sweep itself, which a subdir may read without a compose.
+_NUMBERED_BY_HYDRA = {"hydra.job.num", "hydra.job.id", "hydra.job.override_dirname"}
+
+
+def _as_key(ref: str) -> str:
+    """The key an interpolation reads: ``${hydra:job.num}`` reads ``hydra.job.num``."""
+    ref = ref.strip()
+    return f"hydra.{ref[len('hydra:') :]}" if ref.startswith("hydra:") else ref
+
+
+def _reads_the_time(cfg: Any, text: str, depth: int = 0) -> bool:
+    """Whether ``text`` resolves through ``${now:...}``: directly, or through the unresolved
+    value of a key it interpolates (followed a few levels deep)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    if re.search(r"\$\{\s*now\s*:", text):
+        return True
+    if depth > 8:
+        return False
+    for ref in re.findall(r"\$\{\s*([\w.:\[\]-]+)\s*\}", text):
+        key = _as_key(ref)
+        parent, _, leaf = key.rpartition(".")
+        try:
+            node = OmegaConf.select(cfg, parent) if parent else cfg
+            value = OmegaConf.to_container(node, resolve=False)[leaf]  # type: ignore[index]
+        except Exception:  # not a plain key (a resolver's), or not there: nothing to follow
+            continue
+        if isinstance(value, str) and _reads_the_time(cfg, value, depth + 1):
+            return True
+    return False
 
 
 def _finished_files(folder: Path) -> list[str]:

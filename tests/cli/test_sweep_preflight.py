@@ -145,6 +145,10 @@ CASES = [
         ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=e${trainer.epochs}"],
         "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (e10)",
     ),
+    (  # a choice the members share: composed per member, it is the same for both
+        ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=${hydra.runtime.choices.attack}"],
+        "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (fgsm_rs)",
+    ),
 ]
 
 
@@ -167,12 +171,23 @@ def test_bad_sweep_input_exits_2_with_one_line(
     assert not (tmp_path / "experiments").exists()  # nothing started
 
 
-@pytest.mark.parametrize(
-    "subdir", ["${hydra.job.num}", "${hydra.job.override_dirname}", "s${trainer.seed}"]
-)
-def test_sweep_members_in_folders_of_their_own_pass(subdir: str, tmp_path: Path) -> None:
-    sweep = ["-m", "trainer.seed=0,1", f"hydra.sweep.subdir={subdir}"]
-    sweep.append(f"hydra.sweep.dir={tmp_path}")
+OWN_FOLDERS = [
+    ["trainer.seed=0,1", "hydra.sweep.subdir=${hydra.job.num}"],
+    ["trainer.seed=0,1", "hydra.sweep.subdir=${hydra.job.override_dirname}"],
+    ["trainer.seed=0,1", "hydra.sweep.subdir=s${trainer.seed}"],
+    ["trainer.seed=0,1", "hydra.sweep.subdir=${hydra:job.num}"],
+    # each member's own group choices (fgsm/, pgd/), not the defaults' (fgsm_rs/ for both)
+    ["attack=fgsm,pgd", "hydra.sweep.subdir=${hydra.runtime.choices.attack}"],
+    ["attack=fgsm,pgd", "hydra.sweep.subdir=a_${hydra:runtime.choices.attack}"],
+    # named when each member starts, at different times: not known in advance, not refused
+    ["trainer.seed=0,1", "hydra.sweep.subdir=${now:%H-%M}"],
+    ["trainer.seed=0,1", "name=n${now:%H}", "hydra.sweep.subdir=${name}"],
+]
+
+
+@pytest.mark.parametrize("overrides", OWN_FOLDERS, ids=[" ".join(o) for o in OWN_FOLDERS])
+def test_sweep_members_in_folders_of_their_own_pass(overrides: list[str], tmp_path: Path) -> None:
+    sweep = ["-m", *overrides, f"hydra.sweep.dir={tmp_path}"]
     _check_sweep_folder(config_dir(), sweep)  # raises ConfigError for members sharing a folder
 
 
