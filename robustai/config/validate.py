@@ -651,6 +651,8 @@ def validate(cfg: TrainConfig) -> None:
     if e.samples is not None:
         _at_least("evaluator.samples", e.samples, 1)
     _at_least("evaluator.eot_iter", e.eot_iter, 1)
+    if e.seed is not None:  # torch's generators take it after the run has trained
+        _seed("evaluator.seed", e.seed)
     _check_evaluator_extras(e)
     _non_negative("logger.image_grid", cfg.logger.image_grid)
     _check_privacy(cfg.privacy)

@@ -215,6 +215,8 @@ def seeded_rng(seed: int | None, device: torch.device) -> Iterator[None]:
         return
     if not is_integer(seed):
         raise ValueError(f"seed must be an integer or None; got {seed!r}")
+    if not 0 <= int(seed) < 2**64:  # what torch's generators take (a negative one is wrapped)
+        raise ValueError(f"seed must be in [0, 2**64) or None; got {seed}")
     cuda = device.type == "cuda"
     index = (
         (device.index if device.index is not None else torch.cuda.current_device()) if cuda else 0

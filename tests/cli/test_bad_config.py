@@ -157,6 +157,11 @@ CASES = [
     (["data=null"], "data=null: data is a config group: choose one of its options (valid: "),
     (["experiment=null"], "mnist_idx_fgsm_rs), or leave it out with ~experiment"),
     (["hydra/launcher=null"], "hydra/launcher=null: hydra/launcher is a config group"),
+    (  # was an overflow traceback from torch after the training, its weights and metrics lost
+        ["evaluator.seed=99999999999999999999"],
+        "evaluator.seed=99999999999999999999: must be a whole number in [0, 2**62)",
+    ),
+    (["evaluator.seed=-1"], "evaluator.seed=-1: must be a whole number in [0, 2**62)"),
 ]
 
 

@@ -269,6 +269,10 @@ def test_bad_evaluator_settings(
     assert "samples: no such key (did you mean evaluator.samples?)" in evaluate_fails(
         [ck, "samples=3"], capsys
     )
+    for seed in ("99999999999999999999", "-1"):  # torch's overflow traceback, or a wrap
+        assert f"evaluator.seed={seed}: must be a whole number in [0, 2**62)" in evaluate_fails(
+            [ck, f"evaluator.seed={seed}"], capsys
+        )
 
 
 def test_missing_device_is_refused_before_the_run_folder(

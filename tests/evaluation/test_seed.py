@@ -49,3 +49,12 @@ def test_a_seed_that_is_not_an_integer_is_named(
 ) -> None:
     with pytest.raises(ValueError, match=r"seed must be an integer or None; got 0\.5"):
         _pgd_accuracies(digits_model, digits, seed=0.5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [2**70, -1])
+def test_a_seed_torch_cannot_take_is_named_before_any_attack(
+    digits_model: nn.Module, digits: DataBundle, seed: int
+) -> None:
+    # 2**70 was torch's "Overflow when unpacking long long"; -1 would draw as 2**64 - 1 does
+    with pytest.raises(ValueError, match=rf"seed must be in \[0, 2\*\*64\) or None; got {seed}"):
+        _pgd_accuracies(digits_model, digits, seed=seed)
