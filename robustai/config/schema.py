@@ -206,7 +206,7 @@ class EvaluateConfig:
     name: str = "evaluate"
     checkpoint: str | None = None  # a run folder, or its weights.safetensors / meta.json
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    seed: int = 0  # seeds torch (the evaluation's own draws: evaluator.seed)
+    seed: int = 0  # the evaluation's seed: configs/evaluate.yaml sets evaluator.seed to it
     threads: int | None = None  # torch CPU threads (null: torch's default)
     data: DataConfig = field(default_factory=DataConfig)
     evaluator: EvaluatorConfig = field(default_factory=EvaluatorConfig)

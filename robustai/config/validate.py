@@ -396,6 +396,7 @@ def validate_evaluate(cfg: EvaluateConfig) -> None:
         raise ConfigError(
             "checkpoint is not set: give checkpoint=<run folder or its weights.safetensors>"
         )
+    _seed("seed", cfg.seed)  # first: evaluator.seed follows it, and seed is the one given
     evaluator = dataclasses.replace(cfg.evaluator, eps=list(cfg.evaluator.eps) or [cfg.data.eps])
     validate(
         TrainConfig(
@@ -410,7 +411,6 @@ def validate_evaluate(cfg: EvaluateConfig) -> None:
         raise ConfigError(f"device={cfg.device}: must be auto, cpu, cuda, cuda:N or mps")
     if cfg.threads is not None:
         _at_least("threads", cfg.threads, 1)
-    _seed("seed", cfg.seed)
 
 
 def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:

@@ -390,6 +390,33 @@ def test_data_follows_the_checkpoint(checkpoint: Path) -> None:
     assert data_from_checkpoint(["checkpoint=/no/such/run"]) == ["checkpoint=/no/such/run"]
 
 
+def test_seed_is_the_evaluations_seed(checkpoint: Path) -> None:
+    """``robustai evaluate seed=N`` seeds the evaluation's draws (evaluator.seed follows it): it
+    used to seed only the TensorBoard examples, so ``-m seed=0,1,2`` gave three equal rows. The
+    default stays 0, the training run's evaluator.seed, whose numbers it repeats."""
+    ck = f"checkpoint={checkpoint}"
+    for given, seeds in (
+        ([], (0, 0)),
+        (["seed=3"], (3, 3)),
+        (["seed=3", "evaluator.seed=5"], (3, 5)),
+        (["evaluator=quick", "seed=2"], (2, 2)),
+        (["seed=4", "evaluator.seed=null"], (4, None)),
+    ):
+        composed: list = []
+        preflight(config_dir(), "evaluate", [ck, *given], composed.append)
+        cfg = to_evaluate_config(composed[0])
+        assert (cfg.seed, cfg.evaluator.seed) == seeds, given
+
+
+def test_a_seed_out_of_range_is_named_as_given(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(checkpoint.parent)
+    line = evaluate_fails([f"checkpoint={checkpoint}", "seed=-1"], capsys)
+    assert line.endswith("seed=-1: must be a whole number in [0, 2**62), e.g. 0")
+    assert "evaluator.seed" not in line
+
+
 def test_split_follows_the_checkpoint(checkpoint: Path) -> None:
     """The split the run was trained with, unless given: with the group's own split_seed /
     holdout / num_samples, most of the eval images of a run trained on another split would be
