@@ -479,9 +479,12 @@ def _fmt(value: float | None, precise: bool, digits: int = 4) -> str:
 
 
 def _fmt_metric(name: str, value: float | None, precise: bool) -> str:
-    # a delta such as 1e-05 is all zeros at four decimals
+    # a delta such as 1e-05 is all zeros at four decimals; at 3 significant digits it is rounded
+    # up, as the privacy statement rounds it, so that it never reads smaller than it was proved
     if name == "privacy/delta" and value is not None and not precise:
-        return f"{value:.3g}"
+        from robustai.privacy.statement import rounded_up
+
+        return rounded_up(float(value))
     return _fmt(value, precise)
 
 

@@ -28,7 +28,7 @@ def _num(v: float) -> str:
     return f"{v:.3g}"
 
 
-def _bound(v: float) -> str:
+def rounded_up(v: float) -> str:
     """A guaranteed epsilon or delta to 3 significant figures, rounded up: rounded to nearest,
     2.99406 would read 2.99, more privacy than the accountant proved."""
     text = _num(v)
@@ -79,8 +79,9 @@ def _dpsgd(p: Mapping[str, Any]) -> str:
             f"{_num(p['sample_rate'])}, noise multiplier {_num(p['noise_multiplier'])} and "
             f"{p['steps']} steps, so this run gives no differential-privacy guarantee."
         )
+    delta = rounded_up(float(p["delta"]))
     return (
-        f"The trained weights are ({_bound(eps)}, {_bound(float(p['delta']))})-differentially "
+        f"The trained weights are ({rounded_up(eps)}, {delta})-differentially "
         f"private with respect to adding or removing any one of the {p['num_samples']} "
         f"training records, by DP-SGD with Poisson sampling rate {_num(p['sample_rate'])}, "
         f"noise multiplier {_num(p['noise_multiplier'])} and per-sample gradient clipping at "
@@ -100,9 +101,9 @@ def _mechanism(p: Mapping[str, Any]) -> str:
         else f"noise std {_num(p['noise_scale'])}"
     )
     dp = (
-        f"{_bound(p['epsilon'])}-differentially private"
+        f"{rounded_up(p['epsilon'])}-differentially private"
         if laplace
-        else f"({_bound(p['epsilon'])}, {_bound(p['delta'])})-differentially private"
+        else f"({rounded_up(p['epsilon'])}, {rounded_up(p['delta'])})-differentially private"
     )
     how = f"{norm} sensitivity {p['sensitivity']:g}, {noise}"
     if p["where"] == "input":

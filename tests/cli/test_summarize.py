@@ -359,6 +359,22 @@ def test_a_folder_of_two_sweeps_ranks_by_one_objective_in_its_own_direction(
     assert "and clean_acc" in line and "privacy/epsilon, ..." not in line
 
 
+def test_a_delta_is_shown_rounded_up_never_smaller(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1.2345e-4 read 0.000123 at 3 significant digits, a stronger guarantee than was proved;
+    shown as the privacy statement shows it (rounded up), and kept exact in summary.csv."""
+    dpsgd = {"epsilon": 2.3, "delta": 1.2345e-4, "adjacency": "add/remove one record"}
+    make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.4, 0.2, privacy=dpsgd))
+    make_run(tmp_path, "1", ["trainer.lr=0.2"], metrics(0.5, 0.3, privacy=dpsgd))
+    assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    md = (tmp_path / "summary.md").read_text()
+    for text in (out, md):
+        assert "0.000124" in text and "0.000123" not in text
+    assert {float(r["privacy/delta"]) for r in rows(tmp_path)} == {1.2345e-4}
+
+
 def test_a_folder_it_cannot_write_to_still_prints_the_table(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
