@@ -534,6 +534,13 @@ def _check_output_dir(cfg: Any, multirun: bool) -> None:
         raise ConfigError(
             f"cannot write the run folder {path}: {problem}; set {key}=<writable folder>"
         )
+    if not multirun and (path / "multirun.yaml").is_file():
+        # a sweep's own folder: the run's files would land beside its members' folders, and
+        # robustai summarize would list the run as a member "." (and might rank it best)
+        raise ConfigError(
+            f"{key}={target} is a sweep's folder (it holds multirun.yaml): a run there would mix"
+            f" its files with the sweep's members; give another {key}"
+        )
 
 
 def _not_writable(folder: Path) -> str | None:

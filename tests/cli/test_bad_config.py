@@ -303,6 +303,30 @@ def test_a_finished_run_without_checkpoints_is_not_trained_over(
     assert (run / "weights.safetensors").read_bytes() == b"weights"
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+def test_a_run_into_a_sweeps_own_folder_is_refused(
+    command: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """hydra.run.dir=<a finished sweep's folder> wrote the run's weights and metrics beside the
+    members' folders, and robustai summarize then listed it as a member "." (maybe the best)."""
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    monkeypatch.chdir(tmp_path)
+    args = [f"hydra.run.dir={sweep}"] + (["checkpoint=run"] if command == "evaluate" else [])
+    with pytest.raises(SystemExit) as exc:
+        main([command, *args])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"hydra.run.dir={sweep} is a sweep's folder (it holds multirun.yaml)" in lines[0]
+    assert "give another hydra.run.dir" in lines[0]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
+
+
 @pytest.mark.parametrize(
     "flags",
     [
