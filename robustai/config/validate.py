@@ -77,6 +77,7 @@ _PLAIN_RESOLVERS = frozenset({"oc.env", "now", "hydra", "python_version"})
 _RESOLVER_CALL = re.compile(r"\$\{\s*([\w.]+)\s*:")
 # What a log file's name may refer to before it resolves: values Hydra sets at job start.
 _JOB_VALUE = re.compile(r"\$\{(?:hydra[.:](?:runtime|job)\.[\w.]+|now:[^${}]*)\}")
+_JOB_KEY = re.compile(r"\$\{hydra[.:]((?:runtime|job)\.[\w.]+)\}")
 # dictConfig turns a string "cfg://a.b" into another value of the logging config, and sets a
 # handler's attributes from its "." mapping after building it (baseFilename: another file)
 _LOGGING_REFERENCE = re.compile(r"^[A-Za-z][\w+.-]*://")
@@ -267,6 +268,8 @@ def _check_logging_raw(node: Any, path: str) -> None:
                 " this value cannot be resolved until the job starts (only a log file's name"
                 " may use what Hydra sets then: ${hydra.runtime.*}, ${hydra.job.*})"
             ) from None
+        if key == "filename" and isinstance(raw := _raw(node, key), str):
+            _check_job_keys(node, raw, where)  # ${hydra:job.bogus} resolves now, to None
         _check_logging_raw(value, where)
 
 
@@ -277,6 +280,7 @@ def _check_job_time_log_file(node: DictConfig | ListConfig, raw: str, where: str
     blank."""
     _check_log_file(raw, where)
     _check_unresolved(raw, where)
+    _check_job_keys(node, raw, where)
     rest = _JOB_VALUE.sub("job", raw)
     if "$" not in rest:
         return
@@ -291,6 +295,40 @@ def _check_job_time_log_file(node: DictConfig | ListConfig, raw: str, where: str
         )
         raise ConfigError(f"{where}={raw}: {why}") from None
     _check_log_file(value, where, shown=raw)
+
+
+def _check_job_keys(node: DictConfig | ListConfig, raw: str, where: str) -> None:
+    """Each ``${hydra.job.*}`` / ``${hydra.runtime.*}`` of a log file's name is a key Hydra has:
+    a typo fails at job start with a traceback (``${hydra.job.bogus}``; read through the
+    ``hydra:`` resolver it is "None", and opening None/x.log fails then)."""
+    root = node._get_root()
+    for path in _JOB_KEY.findall(raw):
+        if not _hydra_key_exists(root, path):
+            raise ConfigError(
+                f"{where}={raw}: hydra.{path} is no value Hydra sets; use one that it does,"
+                " e.g. ${hydra.runtime.output_dir}/${hydra.job.name}.log"
+            )
+
+
+def _hydra_key_exists(root: Any, path: str) -> bool:
+    """Whether ``hydra.<path>`` is a key of the config's hydra node, set or still to be set at
+    job start (``hydra.job.num`` has no value until then; ``hydra.job.bogus`` never will). A
+    config without Hydra's ``job`` / ``runtime`` sections (one not composed by Hydra) cannot
+    tell: True."""
+    section = OmegaConf.select(root, f"hydra.{path.split('.')[0]}", default=None)
+    if not isinstance(section, DictConfig):
+        return True
+    node = root
+    for part in ["hydra", *path.split(".")]:
+        if not isinstance(node, DictConfig):
+            return False
+        try:
+            node = node._get_node(part)
+        except Exception:  # a struct node says so by raising
+            return False
+        if node is None:
+            return False
+    return True
 
 
 def _named(target: str, allowed: tuple[str, ...]) -> bool:

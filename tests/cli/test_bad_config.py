@@ -162,6 +162,18 @@ CASES = [
         "evaluator.seed=99999999999999999999: must be a whole number in [0, 2**62)",
     ),
     (["evaluator.seed=-1"], "evaluator.seed=-1: must be a whole number in [0, 2**62)"),
+    (  # was a traceback when the job started
+        ["hydra.job_logging.handlers.file.filename=${hydra.job.bogus}/x.log"],
+        "filename=${hydra.job.bogus}/x.log: hydra.job.bogus is no value Hydra sets; use one",
+    ),
+    (  # read through the hydra: resolver: None/x.log, a traceback when the file opened
+        ["hydra.job_logging.handlers.file.filename=${hydra:job.bogus}/x.log"],
+        "filename=${hydra:job.bogus}/x.log: hydra.job.bogus is no value Hydra sets; use one",
+    ),
+    (
+        ["hydra.job_logging.handlers.file.filename=${hydra.runtime.choices.atack}.log"],
+        "hydra.runtime.choices.atack is no value Hydra sets",
+    ),
 ]
 
 
