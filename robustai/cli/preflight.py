@@ -12,7 +12,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,7 @@ class SweepPlan:
     jobs: list[list[str]] | None  # each job's overrides by hydra.job.num; None: chosen as it goes
     config_dir: Path
     config_name: str
+    swept: list[str] = field(default_factory=list)  # the keys the sweep lists values of
 
     def compose(self, num: int) -> Any:
         """Job ``num``'s composed config (with its ``hydra`` node)."""
@@ -162,9 +163,11 @@ def sweep_plan(config_dir: Path, config_name: str, argv: Sequence[str]) -> Sweep
     lines = [f"{k}={v}" for k, v in params.items()]
     lines += [o.input_line for o in parsed if not o.is_hydra_override()]
     try:
-        (jobs,) = BasicSweeper.split_arguments(parser.parse_overrides(lines), None)
+        parsed_lines = parser.parse_overrides(lines)
+        (jobs,) = BasicSweeper.split_arguments(parsed_lines, None)
     except Exception:  # glob() and other sweeps that need Hydra's config loader
         return plan
+    plan.swept = [o.key_or_group for o in parsed_lines if o.is_sweep_override()]
     hydra_overrides = [o.input_line for o in parsed if o.is_hydra_override()]
     plan.jobs = [[*hydra_overrides, *job] for job in jobs]
     return plan

@@ -301,12 +301,21 @@ def _check_member_folders(plan: SweepPlan) -> None:
         first = seen.setdefault(folder, num)
         if first != num:
             ours, theirs = plan.jobs[first], overrides
-            a = " ".join(redact_override(o) for o in ours if o not in theirs) or "no override"
-            b = " ".join(redact_override(o) for o in theirs if o not in ours) or "no override"
+            a = " ".join(redact_override(o) for o in ours if o not in theirs)
+            b = " ".join(redact_override(o) for o in theirs if o not in ours)
+            if not (a or b):  # one value listed twice (attack.eps=0.1,0.10): the same member
+                given = [o for o in theirs if o.split("=", 1)[0].lstrip("+~") in plan.swept]
+                same = " ".join(redact_override(o) for o in given) or "the same overrides"
+                raise ConfigError(
+                    f"hydra.sweep.subdir={raw} puts sweep members {first} and {num} (both"
+                    f" {same}) in the same folder ({subdir or '.'}): the sweep lists one value"
+                    " twice (0.1 and 0.10 are one value); list each value once"
+                )
             raise ConfigError(
-                f"hydra.sweep.subdir={raw} puts sweep members {first} ({a}) and {num} ({b}) in"
-                f" the same folder ({subdir or '.'}); make hydra.sweep.subdir distinct for each"
-                " member, e.g. keep the default ${hydra.job.num}"
+                f"hydra.sweep.subdir={raw} puts sweep members {first} ({a or 'no override'}) and"
+                f" {num} ({b or 'no override'}) in the same folder ({subdir or '.'}); make"
+                " hydra.sweep.subdir distinct for each member, e.g. keep the default"
+                " ${hydra.job.num}"
             )
 
 

@@ -145,6 +145,11 @@ CASES = [
         ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=e${trainer.epochs}"],
         "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (e10)",
     ),
+    (  # two members with the same overrides: named by them, not as "no override"
+        ["-m", "attack.eps=0.1,0.10", "trainer.seed=3", "hydra.sweep.subdir=${attack.eps}"],
+        "puts sweep members 0 and 1 (both attack.eps=0.1) in the same folder (0.1): the sweep"
+        " lists one value twice (0.1 and 0.10 are one value); list each value once",
+    ),
     (  # a choice the members share: composed per member, it is the same for both
         ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=${hydra.runtime.choices.attack}"],
         "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (fgsm_rs)",
