@@ -485,7 +485,18 @@ def _fmt_metric(name: str, value: float | None, precise: bool) -> str:
         from robustai.privacy.statement import rounded_up
 
         return rounded_up(float(value))
+    if name == "privacy/epsilon" and value is not None and not precise:
+        return _epsilon_up(float(value))
     return _fmt(value, precise)
+
+
+def _epsilon_up(value: float) -> str:
+    """An epsilon at four decimals, rounded up: rounded to nearest, 2.99404 read 2.9940, more
+    privacy than was proved."""
+    text = f"{value:.4f}"
+    if not math.isfinite(value) or float(text) >= value:
+        return text
+    return f"{math.ceil(value * 1e4) / 1e4:.4f}"
 
 
 def write_csv(summary: Summary, path: Path) -> None:

@@ -359,12 +359,13 @@ def test_a_folder_of_two_sweeps_ranks_by_one_objective_in_its_own_direction(
     assert "and clean_acc" in line and "privacy/epsilon, ..." not in line
 
 
-def test_a_delta_is_shown_rounded_up_never_smaller(
+def test_a_delta_and_an_epsilon_are_shown_rounded_up_never_smaller(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """1.2345e-4 read 0.000123 at 3 significant digits, a stronger guarantee than was proved;
-    shown as the privacy statement shows it (rounded up), and kept exact in summary.csv."""
-    dpsgd = {"epsilon": 2.3, "delta": 1.2345e-4, "adjacency": "add/remove one record"}
+    """1.2345e-4 read 0.000123 at 3 significant digits, and epsilon 2.99404 read 2.9940 at four
+    decimals: stronger guarantees than were proved; shown rounded up (as the privacy statement
+    shows them), and kept exact in summary.csv."""
+    dpsgd = {"epsilon": 2.99404, "delta": 1.2345e-4, "adjacency": "add/remove one record"}
     make_run(tmp_path, "0", ["trainer.lr=0.1"], metrics(0.4, 0.2, privacy=dpsgd))
     make_run(tmp_path, "1", ["trainer.lr=0.2"], metrics(0.5, 0.3, privacy=dpsgd))
     assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
@@ -372,7 +373,9 @@ def test_a_delta_is_shown_rounded_up_never_smaller(
     md = (tmp_path / "summary.md").read_text()
     for text in (out, md):
         assert "0.000124" in text and "0.000123" not in text
+        assert "2.9941" in text and "2.9940" not in text
     assert {float(r["privacy/delta"]) for r in rows(tmp_path)} == {1.2345e-4}
+    assert {float(r["privacy/epsilon"]) for r in rows(tmp_path)} == {2.99404}
 
 
 def test_a_folder_it_cannot_write_to_still_prints_the_table(
