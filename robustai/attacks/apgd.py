@@ -146,8 +146,9 @@ class APGD(Attack):
             raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
         if not is_real(rho) or not 0.0 < rho <= 1.0:
             raise ValueError(f"rho must be a number in (0, 1]; got {rho!r}")
-        if seed is not None and not is_integer(seed):
-            raise ValueError(f"seed must be an integer or None; got {seed!r}")
+        if seed is not None and not (is_integer(seed) and 0 <= seed < 2**64):
+            # torch's generators take [0, 2**64): a larger one failed at the first attack
+            raise ValueError(f"seed must be an integer in [0, 2**64) or None; got {seed!r}")
         self.steps = int(steps)
         self.restarts = int(restarts)
         self.loss = loss

@@ -134,8 +134,9 @@ class Square(Attack):
             raise ValueError(f"restarts must be an integer >= 1; got {restarts!r}")
         if not is_real(p_init) or not 0.0 < p_init <= 1.0:
             raise ValueError(f"p_init must be a number in (0, 1]; got {p_init!r}")
-        if seed is not None and not is_integer(seed):
-            raise ValueError(f"seed must be an integer or None; got {seed!r}")
+        if seed is not None and not (is_integer(seed) and 0 <= seed < 2**64):
+            # torch's generators take [0, 2**64): a larger one failed at the first attack
+            raise ValueError(f"seed must be an integer in [0, 2**64) or None; got {seed!r}")
         self.n_queries = int(n_queries)
         self.restarts = int(restarts)
         self.p_init = float(p_init)

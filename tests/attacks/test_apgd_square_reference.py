@@ -157,6 +157,16 @@ def test_seeded_and_leaves_the_global_generator_alone(model: nn.Module, batch: t
         assert torch.equal(after_a, torch.rand(3)), "the attack consumed global random numbers"
 
 
+@pytest.mark.parametrize("seed", [2**70, -1, 0.5])
+def test_a_seed_torch_cannot_take_is_refused_when_the_attack_is_made(seed: object) -> None:
+    """2**70 was accepted and failed with torch's "Overflow when unpacking long long" at the
+    first attack, after a whole training run when the attack was an evaluation's."""
+    for cls in (APGD, APGDT, Square):
+        with pytest.raises(ValueError, match=r"seed must be an integer in \[0, 2\*\*64\)"):
+            cls(0.1, seed=seed)  # type: ignore[arg-type]
+    APGD(0.1, seed=2**64 - 1)  # the largest torch takes
+
+
 class _NoBackward(torch.autograd.Function):
     @staticmethod
     def forward(ctx: object, x: torch.Tensor) -> torch.Tensor:
