@@ -474,6 +474,8 @@ def _compose_and_check(
             HydraConfig.instance().set_config(cfg)
             check_targets(cfg, resolve=False)  # names only: nothing imported yet
             _check_env_set(cfg)
+            if not multirun:
+                _check_sweep_only_values(cfg)
             _check_output_dir(cfg, multirun)
             if multirun:
                 _check_search_size(cfg)
@@ -485,6 +487,32 @@ def _compose_and_check(
             return cfg
     finally:
         GlobalHydra.instance().clear()
+
+
+_SWEEP_ONLY = re.compile(r"\$\{\s*hydra[.:]job\.(num|id)\s*\}")
+
+
+def _check_sweep_only_values(cfg: Any) -> None:
+    """A single run's folder or log file named with ``${hydra.job.num}`` / ``${hydra.job.id}``,
+    which Hydra sets for sweep members only: the run failed at its start with a traceback."""
+    from omegaconf import DictConfig, OmegaConf
+
+    keys = ["hydra.run.dir"]
+    handlers = OmegaConf.select(cfg, "hydra.job_logging.handlers", default=None)
+    if isinstance(handlers, DictConfig):
+        keys += [f"hydra.job_logging.handlers.{h}.filename" for h in handlers]
+    for key in keys:
+        parent, _, leaf = key.rpartition(".")
+        node = OmegaConf.select(cfg, parent, default=None)
+        if not isinstance(node, DictConfig) or leaf not in node:
+            continue
+        raw = node._get_node(leaf)._value()  # as written, interpolations unresolved
+        found = _SWEEP_ONLY.search(raw) if isinstance(raw, str) else None
+        if found:
+            raise ConfigError(
+                f"{key}={raw}: hydra.job.{found.group(1)} is set for sweep members only (-m);"
+                " in a single run use e.g. ${hydra.job.name} or ${now:%H-%M-%S}"
+            )
 
 
 def _check_env_set(cfg: Any) -> None:

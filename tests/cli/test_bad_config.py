@@ -339,6 +339,35 @@ def test_a_run_into_a_sweeps_own_folder_is_refused(
     assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
 
 
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize(
+    "override",
+    [
+        "hydra.run.dir=runs/x${hydra.job.num}",
+        "hydra.run.dir=runs/x${hydra.job.id}",
+        "hydra.job_logging.handlers.file.filename=${hydra.runtime.output_dir}/${hydra:job.num}.log",
+    ],
+)
+def test_a_single_run_named_with_a_sweep_only_value_is_refused(
+    command: str,
+    override: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Hydra sets hydra.job.num and hydra.job.id for sweep members only: a single run whose
+    folder or log file read them failed at its start with an omegaconf traceback."""
+    monkeypatch.chdir(tmp_path)
+    args = [override] + (["checkpoint=run"] if command == "evaluate" else [])
+    with pytest.raises(SystemExit) as exc:
+        main([command, *args])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "is set for sweep members only (-m)" in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "flags",
     [
