@@ -23,8 +23,9 @@ train: $(STAMP)
 # gives each worker its share of torch threads). A plain `pytest` runs serially, e.g. to debug.
 XDIST := -n auto --dist worksteal
 
+# The whole suite also lists its 15 slowest tests: the suite should stay well under 15 minutes.
 test: $(STAMP)
-	$(PY) -m pytest $(XDIST)
+	$(PY) -m pytest $(XDIST) --durations=15
 
 # Everything except tests marked slow (> ~10 s each).
 test-fast: $(STAMP)
