@@ -106,14 +106,14 @@ class FreeAdversarialObjective:
         self._eps_now = eps  # eps at the current progress (below self.eps during warm-up)
         self._delta: Tensor | None = None  # the perturbation, one row per batch position
         self._x_adv: Tensor | None = None  # the last input, whose .grad the loop's backward fills
-        self._checked: Tensor | None = None  # the batch whose range was checked (once per replays)
+        self._checked = False  # the first batch's range, as StandardObjective's
 
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
-        if x is not self._checked:  # in [0,1], as StandardObjective and the attacks require
+        if not self._checked:  # in [0,1], as StandardObjective and the attacks require
             check_inputs_in_range(x, "training inputs")
-            self._checked = x
+            self._checked = True
         self._advance()  # at the eps of the replay whose gradient it uses, as state_dict() does
         if self.eps_warmup_epochs > 0 and progress < self.eps_warmup_epochs:
             self._eps_now = self.eps * progress / self.eps_warmup_epochs
