@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
 from robustai.data.augment import AUGMENTATIONS
@@ -26,6 +27,14 @@ SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
     "idx": ("split_seed", "holdout"),
     "synthetic": ("split_seed", "holdout", "num_samples", "noise", "input_shape", "num_classes"),
 }
+
+
+def _physical_memory() -> int | None:
+    """This machine's RAM in bytes, where the OS says (POSIX sysconf), else None."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def data_names() -> list[str]:
@@ -81,15 +90,19 @@ def build_data(
         num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
+        values = num_samples * math.prod(int(d) for d in input_shape)
+        too_large = DataError(
+            f"data=synthetic: {num_samples} images of shape {tuple(input_shape)} need"
+            f" {values * 4 / 2**30:.3g} GiB, more than this machine can allocate; use a"
+            " smaller data.num_samples or data.input_shape"
+        )
+        memory = _physical_memory()
+        if memory is not None and values * 4 > memory:  # refused at once, not after drawing
+            raise too_large  # the labels (8 bytes each: 8 GB for 1e9 images) and failing
         try:
             x, y = make_synthetic(num_samples, tuple(input_shape), num_classes, noise, split_seed)
         except (RuntimeError, MemoryError) as e:  # the allocator's multi-line error
-            values = num_samples * int(torch.tensor(input_shape).prod())
-            raise DataError(
-                f"data=synthetic: {num_samples} images of shape {tuple(input_shape)} need"
-                f" {values * 4 / 2**30:.3g} GiB, more than this machine can allocate; use a"
-                " smaller data.num_samples or data.input_shape"
-            ) from e
+            raise too_large from e
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     else:
         raise DataError(f"unknown data set '{name}'; valid: {', '.join(DATASETS)}")

@@ -377,3 +377,19 @@ def test_an_empty_cifar10_folder_is_still_not_found(tmp_path: Path) -> None:
     (tmp_path / "cifar-10-batches-py").mkdir()
     with pytest.raises(DataError, match=r"^CIFAR10 not found under .*data\.download=true"):
         build_data("cifar10", root=tmp_path, download=False)
+
+
+def test_a_synthetic_set_larger_than_the_machine_is_refused_before_drawing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1e9 images first drew 8 GB of labels (40 s here) and then failed in the allocator; a set
+    whose images alone exceed the machine's memory is now refused before anything is drawn."""
+    import robustai.data.registry as registry
+
+    def drawn(*args: object) -> None:
+        raise AssertionError("drew the data set before refusing it")
+
+    monkeypatch.setattr(registry, "make_synthetic", drawn)
+    monkeypatch.setattr(registry, "_physical_memory", lambda: 2**30)  # a 1 GiB machine
+    with pytest.raises(DataError, match=r"need 1\.19 GiB, more than this machine can allocate"):
+        build_data("synthetic", num_samples=5_000_000)
