@@ -21,8 +21,6 @@ import math
 import numbers
 
 import torch
-from scipy.optimize import brentq
-from scipy.special import log_ndtr, ndtr
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
@@ -76,6 +74,8 @@ def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) ->
     as ``s`` grows, so the root is found by bracketing. Exact for every eps > 0, unlike the
     classical ``sqrt(2 ln(1.25/delta)) * D / eps``, which holds only for eps < 1 and is loose.
     """
+    from scipy.optimize import brentq  # here: scipy.optimize adds 0.3 s to every CLI start
+
     epsilon = _positive("epsilon", epsilon)
     delta = _unit_open("delta", delta)
     sensitivity = _positive("sensitivity", sensitivity)
@@ -103,6 +103,8 @@ def analytic_gaussian_sigma(epsilon: float, delta: float, sensitivity: float) ->
 
 def gaussian_delta(epsilon: float, sigma: float, sensitivity: float) -> float:
     """The exact delta of the Gaussian mechanism at ``epsilon`` (Balle & Wang 2018, Thm. 8)."""
+    from scipy.special import log_ndtr, ndtr
+
     a = sensitivity / (2 * sigma)
     b = epsilon * sigma / sensitivity
     return float(ndtr(a - b) - math.exp(epsilon + log_ndtr(-a - b)))
