@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +36,49 @@ def mnist_idx_dir() -> Path:
             pytest.fail(f"CI must have the MNIST fixture: {reason}")
         pytest.skip(reason)
     return folder
+
+
+# Seen twice in full-suite runs on a loaded 2-core machine, never when the tests run alone: one
+# rank's gloo rendezvous fails with "connectFullMesh failed ... Connection closed by peer" inside
+# init_process_group, before any code under test runs. The pair is then started once more, with a
+# warning in the test summary; any other failure, or a second one, fails the test.
+_TRANSIENT = "Gloo connectFullMesh failed"
+
+
+@pytest.fixture
+def two_ranks() -> Callable[..., None]:
+    """Runs ``script`` in two processes (ranks 0 and 1 of a gloo group the script joins), each
+    given ``python script <rank> <store>-<attempt> *args`` (``store``: the rendezvous file, a
+    fresh one for each attempt); fails the test with every rank's stderr if one fails."""
+
+    def start(script: Path, args: tuple[Callable[[int], str] | str, ...]) -> list[tuple[int, str]]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+        procs = [
+            subprocess.Popen(
+                [sys.executable, str(script), str(r), *(a(r) if callable(a) else a for a in args)],
+                env=env,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for r in range(2)
+        ]
+        errors = [p.communicate(timeout=300)[1] for p in procs]
+        return [(p.returncode, err) for p, err in zip(procs, errors, strict=True)]
+
+    def run(script: Path, store: str, *args: Callable[[int], str] | str) -> None:
+        for attempt in (1, 2):
+            results = start(script, (f"{store}-{attempt}", *args))
+            if all(code == 0 for code, _ in results):
+                return
+            report = "\n".join(
+                f"rank {r} (exit {c}): {e[-2000:]}" for r, (c, e) in enumerate(results)
+            )
+            if attempt == 1 and any(_TRANSIENT in e for _, e in results):
+                warnings.warn(f"gloo rendezvous failed, ran again: {report}", stacklevel=2)
+                continue
+            pytest.fail(report)
+
+    return run
 
 
 @pytest.fixture(autouse=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -331,25 +332,17 @@ dist.destroy_process_group()
 """
 
 
-def test_each_rank_resumes_its_own_free_training_perturbation(tmp_path: Path) -> None:
+def test_each_rank_resumes_its_own_free_training_perturbation(
+    tmp_path: Path, two_ranks: Callable[..., None]
+) -> None:
     """Free training carries one perturbation per rank (for its own shard), and rank 0 alone
     writes checkpoints: each rank's must be gathered into it and restored to that rank (every
     rank loaded rank 0's, so a resumed DDP run ended with other weights). Two gloo processes."""
-    import os
-    import subprocess
-    import sys
-
     from safetensors.torch import load_file
 
     script = tmp_path / "worker.py"
     script.write_text(RANK_WORKER)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    cmd = [sys.executable, str(script)]
-    procs = [
-        subprocess.Popen([*cmd, str(r), str(tmp_path / "store"), str(tmp_path)], env=env)
-        for r in range(2)
-    ]
-    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    two_ranks(script, str(tmp_path / "store"), str(tmp_path))
     for rank in range(2):
         got = load_file(str(tmp_path / f"rank{rank}.safetensors"))["delta"]
         assert torch.equal(got, torch.full((3, 2), float(rank + 1))), rank
