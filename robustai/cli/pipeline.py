@@ -190,11 +190,12 @@ def make_data(cfg: TrainConfig) -> DataBundle:
 
 
 def idx_files(images: Any, labels: Any) -> dict[str, dict[str, str]]:
-    """The IDX files a run read, by path and content sha256 (see :func:`idx_sha256`)."""
-    from robustai.data.idx import idx_sha256
+    """The IDX files a run read, by path and content sha256 (see :func:`idx_sha256`): the file
+    itself, e.g. ``t10k-images-idx3-ubyte`` where the configured ``.gz`` name is not there."""
+    from robustai.data.idx import idx_sha256, resolved_path
 
     return {
-        key: {"path": str(Path(str(path)).expanduser().absolute()), "sha256": idx_sha256(str(path))}
+        key: {"path": str(resolved_path(str(path)).absolute()), "sha256": idx_sha256(str(path))}
         for key, path in (("images", images), ("labels", labels))
     }
 

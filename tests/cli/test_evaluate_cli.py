@@ -706,6 +706,18 @@ def test_an_idx_run_is_evaluated_on_the_files_it_read(
     assert report["samples"] == 10  # the run's eval split: 0.2 of 4 images per class, rounded up
 
 
+def test_meta_json_names_the_idx_file_read_not_a_missing_gz_name(tmp_path: Path) -> None:
+    """data.images names MNIST's .gz files; where only the gunzipped ones are there, the run
+    reads those, and meta.json (and evaluate's messages, which quote it) must name them."""
+    from robustai.cli.pipeline import idx_files
+
+    header = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (4, 2, 2))
+    images = _idx(tmp_path / "t10k-images-idx3-ubyte", header, bytes(range(16)))
+    labels = _idx(tmp_path / "t10k-labels-idx1-ubyte", bytes([0, 0, 8, 1, 0, 0, 0, 4]), bytes(4))
+    files = idx_files(f"{images}.gz", f"{labels}.gz")
+    assert (files["images"]["path"], files["labels"]["path"]) == (str(images), str(labels))
+
+
 def test_mnist_whose_test_images_the_model_was_trained_on_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
