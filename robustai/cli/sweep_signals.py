@@ -78,7 +78,6 @@ def _folder() -> Path:
 
         _FOLDER = Path(tempfile.mkdtemp(prefix="robustai-sweep-"))
         atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
-        os.environ[ENV] = f"{os.getpid()}:{_FOLDER}"  # inherited by the workers it starts
     return _FOLDER
 
 
@@ -166,6 +165,9 @@ def release() -> None:
         return
     for s, h in sweep.previous.items():
         signal.signal(s, h)
+    # set for the sweep only: processes this one starts later (a sweep run from a notebook, then
+    # other work) are no members
+    os.environ.pop(ENV, None)
     if _FOLDER is not None:
         (_FOLDER / STOP_FILE).unlink(missing_ok=True)
 
@@ -181,6 +183,7 @@ class SweepSignals(Callback):
             return
         folder = _folder()
         (folder / STOP_FILE).unlink(missing_ok=True)
+        os.environ[ENV] = f"{os.getpid()}:{folder}"  # inherited by the workers it starts
         sweeper = str(config.hydra.sweeper.get("_target_", ""))
         _ACTIVE = _Sweep(
             command=str(config.hydra.job.name),
