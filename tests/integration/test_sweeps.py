@@ -205,6 +205,7 @@ def test_optuna_search_reports_the_best_member(
         "hparams_search=digits_optuna",
         *TINY,
         "trainer.epochs=2",  # a fixed value takes trainer.epochs out of the search space
+        "evaluator.sanity.enabled=false",  # the objective is worst_case_acc; no check read here
         "hydra.sweeper.n_trials=3",
         f"hydra.sweep.dir={sweep}",
     )
@@ -255,6 +256,7 @@ def test_an_optuna_study_in_a_sqlite_file_goes_on_in_the_next_sweep(
         *TINY,
         "trainer.epochs=4",
         "optimized_metric=clean_acc",
+        "evaluator.sanity.enabled=false",
         f"hydra.sweeper.storage={storage}",
         "hydra.sweeper.study_name=tiny",
     ]
