@@ -462,7 +462,7 @@ def table_rows(summary: Summary, precise: bool) -> tuple[list[str], list[list[st
         flat = m.flat
         row = [m.name + (" *" if m.optuna_best and not precise else "")]
         row += [m.overrides.get(k, "") for k in summary.columns]
-        row.append(_fmt(m.objective, precise))
+        row.append(_fmt_metric(summary.objective, m.objective, precise))
         row += [_fmt_metric(c, flat.get(c), precise) for c in summary.metric_columns]
         # a training run's wall time; an evaluation's report.json has only its eval_seconds
         seconds = flat.get("wall_seconds", flat.get("eval_seconds"))
@@ -547,7 +547,7 @@ def headline(summary: Summary) -> list[str]:
     if best is not None:
         out.append(
             f"best member: {best.name} ({_describe(best, summary.columns)}) "
-            f"{summary.objective} = {best.objective:.4f}"
+            f"{summary.objective} = {_fmt_metric(summary.objective, best.objective, False)}"
         )
     opt = summary.optuna
     if opt and "best_params" in opt:

@@ -324,6 +324,20 @@ def test_lower_is_better_for_privacy_epsilon_without_a_sweeper_direction(
     assert [m.name for m in summarize(tmp_path, "train_seconds").members] == ["0", "1", "2"]
 
 
+def test_epsilon_as_the_objective_is_rounded_up_as_in_its_own_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The privacy/epsilon column read 3.8970 and the objective column and the best member's
+    line 3.8969 for an epsilon of 3.896944...: less than was proved."""
+    config = {"optimized_metric": "privacy/epsilon"}
+    m = metrics(0.9, 0.5, privacy={"epsilon": 3.896944877, "delta": 1e-5})
+    make_run(tmp_path, "0", ["privacy.noise_multiplier=1.0"], m, config=config)
+    assert main(["summarize", str(tmp_path), "--no-plot"]) == 0
+    out = capsys.readouterr().out
+    assert "privacy/epsilon = 3.8970" in out and "3.8969" not in out
+    assert "3.8969" not in (tmp_path / "summary.md").read_text()
+
+
 def test_an_evaluate_sweep_member_shows_its_seconds(tmp_path: Path) -> None:
     """A `robustai evaluate -m` member leaves report.json (eval_seconds, no wall_seconds): its
     seconds column is filled from that, not left blank."""
