@@ -567,20 +567,98 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     return report
 
 
+def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
+    """An evaluation sweep writes each member's .hydra/ record and report into its folder: one
+    into a folder holding training runs would replace their records (and a later ``summarize``
+    would show a training run's metrics as an evaluation), and one into an earlier evaluation
+    sweep of other overrides would mix the two. Refused before Hydra writes there; the same
+    sweep run again (after a failure or an interruption) evaluates its members again."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict, read_write
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.cli.preflight import sweep_plan
+    from robustai.cli.train import _check_member_folders
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    plan = sweep_plan(cdir, "evaluate", argv)
+    if plan is None:
+        return
+    _check_member_folders(plan)
+    try:
+        sweep_dir = Path(str(OmegaConf.select(plan.cfg, "hydra.sweep.dir", throw_on_missing=True)))
+    except OmegaConfBaseException:
+        return
+    sweep_dir = sweep_dir.expanduser()
+    if not sweep_dir.is_dir():
+        return
+    for folder in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")):
+        held = [n for n in ("weights.safetensors", "metrics.json") if (folder / n).is_file()]
+        if list_checkpoints(folder / CHECKPOINT_DIR):
+            held.append(f"{CHECKPOINT_DIR}/")
+        if held:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds training runs ({folder}: {', '.join(held)}),"
+                " whose records the evaluations would replace; give a new hydra.sweep.dir"
+            )
+    if plan.jobs is None:
+        return
+    for num, overrides in enumerate(plan.jobs):
+        job = plan.cfg.copy()
+        with read_write(job.hydra.job), open_dict(job.hydra.job):
+            job.hydra.job.num = num
+        try:
+            folder = sweep_dir / str(OmegaConf.select(job, "hydra.sweep.subdir"))
+        except OmegaConfBaseException:
+            return  # a subdir named after what only the job knows
+        saved_file = folder / ".hydra" / "overrides.yaml"
+        if not saved_file.is_file():
+            continue
+        try:
+            saved = _override_values([str(o) for o in OmegaConf.load(saved_file)])
+        except (OSError, OmegaConfBaseException, HydraException, TypeError):
+            saved = None
+        if saved != _override_values(overrides):
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds the evaluations of another sweep: member "
+                f"{folder.name} was made with other overrides ({saved_file}); give a new "
+                "hydra.sweep.dir, or that sweep's overrides to run it again"
+            )
+
+
+def _override_values(lines: Sequence[str]) -> list[tuple[str, str]]:
+    """A job's overrides as (key, value) pairs, Hydra's own left out: the job's
+    ``.hydra/overrides.yaml`` writes them normalized (``False`` for ``false``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(lines))
+    return sorted((o.key_or_group, repr(o.value())) for o in parsed if not o.is_hydra_override())
+
+
 def _task(cfg: Any) -> None:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     from robustai.cli.sweep_signals import member as sweep_member
-    from robustai.cli.sweep_status import record_failure
+
+    hc = HydraConfig.get()
+    with sweep_member():  # stays until an interrupted member has said so
+        _member(cfg, Path(hc.runtime.output_dir), hc.mode == RunMode.MULTIRUN)
+
+
+def _member(cfg: Any, out_dir: Path, multirun: bool) -> None:
+    from robustai.cli.sweep_status import REPORT_FILE, clear_failure, record_failure
     from robustai.config import to_evaluate_config
     from robustai.training.signals import Terminated, raise_on_sigterm
 
-    hc = HydraConfig.get()
-    out_dir = Path(hc.runtime.output_dir)
-    multirun = hc.mode == RunMode.MULTIRUN
     try:
-        with sweep_member(), raise_on_sigterm():
+        if multirun:
+            # A member run again (the same sweep repeated after a failure or an interruption;
+            # the pre-flight refuses a folder of other runs): its earlier record and report are
+            # stale, and would be read as this attempt's outcome if it stopped before its own.
+            clear_failure(out_dir)
+            (out_dir / REPORT_FILE).unlink(missing_ok=True)
+        with raise_on_sigterm():
             run_evaluate(to_evaluate_config(cfg), out_dir)
     except (KeyboardInterrupt, Terminated) as e:  # a traceback (Ctrl-C), or silence (SIGTERM)
         signum = signal.SIGTERM if isinstance(e, Terminated) else signal.SIGINT
@@ -595,6 +673,12 @@ def _task(cfg: Any) -> None:
             record_failure(out_dir, e)
             return
         fail("evaluate", str(e), code=EXIT_BAD_INPUT if isinstance(e, UserError) else EXIT_FAILURE)
+    except Exception as e:
+        if not multirun:
+            raise
+        # A crash (a bug, out of memory, ...) in one member: keep its traceback, go on.
+        log.exception("evaluation failed")
+        record_failure(out_dir, e)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -609,21 +693,24 @@ def main(argv: Sequence[str]) -> int:
         cdir = config_dir("evaluate")
         args = data_from_checkpoint(config_dir_as_searchpath(argv, cdir))
         preflight(cdir, "evaluate", args, check_evaluate_config)
+        _check_sweep_folder(cdir, args)
     except UserError as e:
         fail("evaluate", str(e))
     app = hydra.main(config_path=str(cdir), config_name="evaluate", version_base="1.3")(_task)
     sys.argv = ["robustai evaluate", *args]
-    SweepStatus.last = None
+    SweepStatus.last = SweepStatus.started = None
+    SweepStatus.before = {}
     try:
         app()
     finally:
         release_sweep_signals()  # a sweep that raised never reached on_multirun_end
-    sweep = SweepStatus.last  # a sweep (-m): did any member fail?
-    if sweep is not None and sweep.failed:
+    sweep = SweepStatus.last  # a sweep (-m): did any member fail, or end without a report?
+    if sweep is not None and (sweep.failed or sweep.incomplete):
+        bad = sweep.failed + sweep.incomplete
         fail(
             "evaluate",
-            f"{len(sweep.failed)} of {sweep.members} sweep members failed "
-            f"({', '.join(sweep.failed)}); see status.json and evaluate.log in each",
+            f"{len(bad)} of {sweep.members} sweep members failed ({', '.join(bad)}); see "
+            f"status.json and evaluate.log in each, or: robustai summarize {sweep.sweep_dir}",
             code=EXIT_FAILURE,
         )
     return 0

@@ -120,6 +120,9 @@ def _forward(folder: Path, signum: int, done: set[int]) -> set[int]:
 
 
 def _resume(sweep: _Sweep) -> str:
+    if sweep.command == "evaluate":  # evaluations keep nothing to resume: they start over
+        where = shlex.quote(f"hydra.sweep.dir={sweep.sweep_dir}")
+        return f"run the same command again with {where}"
     if sweep.search:
         return "resume each interrupted trial alone, as its line above says"
     where = shlex.quote(f"hydra.sweep.dir={sweep.sweep_dir}")
@@ -142,18 +145,17 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     sweep.signum = signum
     (folder / STOP_FILE).touch()
     log.warning(
-        "%s received: the running sweep members finish their step and save a checkpoint"
-        " (again to abort)",
+        "%s received: the running sweep members %s (again to abort)",
         name,
+        "stop" if sweep.command == "evaluate" else "finish their step and save a checkpoint",
     )
     signalled: set[int] = set()
     while _forward(folder, signum, signalled):
         time.sleep(0.05)
     sweep.ending = True
     stopped = len(signalled)
-    said = (
-        f"{stopped} running member(s) stopped, each saying above what it kept; " if stopped else ""
-    )
+    kept = "what to do" if sweep.command == "evaluate" else "what it kept"
+    said = f"{stopped} running member(s) stopped, each saying above {kept}; " if stopped else ""
     fail(sweep.command, f"sweep interrupted ({name}); {said}{_resume(sweep)}", 128 + signum)
 
 

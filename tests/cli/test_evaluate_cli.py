@@ -503,6 +503,87 @@ def test_an_evaluation_sweep_can_be_summarized(checkpoint: Path, tmp_path: Path)
         assert member.objective == report["worst_case_acc"][eps]
 
 
+def _sweep_args(checkpoint: Path, sweep: Path, *extra: str) -> list[str]:
+    return [
+        "evaluate", "-m", f"checkpoint={checkpoint}", "evaluator=quick",
+        "evaluator.eps=[0.05],[0.1]", "evaluator.samples=20", "evaluator.sanity.enabled=false",
+        "evaluator.curve.enabled=false", "logger=none", "threads=1", *extra,
+        f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_an_evaluation_sweep_into_a_folder_of_training_runs_is_refused_untouched(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """It replaced the training runs' .hydra/ records and reports, and summarize then showed a
+    training run's metrics as an evaluation of the checkpoint."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    save_small_cnn(sweep / "0")  # a training sweep's member: weights and meta.json
+    (sweep / "0" / ".hydra").mkdir()
+    (sweep / "0" / ".hydra" / "overrides.yaml").write_text("- attack.eps=0.1\n")
+    before = _files(sweep)
+    line = evaluate_fails(_sweep_args(checkpoint, sweep)[1:], capsys)
+    said = f"hydra.sweep.dir={sweep} holds training runs ({sweep / '0'}: weights.safetensors"
+    assert said in line
+    assert _files(sweep) == before
+
+
+@pytest.mark.slow
+def test_an_evaluation_sweep_run_again_starts_afresh_and_another_one_is_refused(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """The same sweep run again (after a failure, or an interruption) evaluates its members
+    again: an earlier failure record or report is not this attempt's outcome. A sweep of other
+    overrides there would mix two sweeps' members: refused."""
+    from robustai.cli.summarize import summarize
+
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    assert main(_sweep_args(checkpoint, sweep)) == 0
+    (sweep / "0" / "status.json").write_text('{"status": "failed", "error": "earlier attempt"}')
+    (sweep / "1" / "report.json").write_text("{}")  # an earlier attempt's, to be replaced
+    assert main(_sweep_args(checkpoint, sweep)) == 0
+    assert not (sweep / "0" / "status.json").exists()
+    assert [m.status for m in summarize(sweep).members] == ["ok", "ok"]
+    assert "worst_case_acc" in json.loads((sweep / "1" / "report.json").read_text())
+    before = _files(sweep)
+    line = evaluate_fails(_sweep_args(checkpoint, sweep, "evaluator.samples=10")[1:], capsys)
+    assert f"hydra.sweep.dir={sweep} holds the evaluations of another sweep: member 0" in line
+    assert _files(sweep) == before
+
+
+def test_a_crashed_evaluation_sweep_member_is_recorded_and_the_sweep_goes_on(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A member that crashed (a bug, out of memory) ended the sweep in a traceback, with no
+    status.json; the README promises a record and that the sweep goes on, as for training."""
+    import robustai.cli.evaluate as evaluate
+    from robustai.cli.summarize import summarize
+
+    def crash(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("out of memory, say")
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(evaluate, "run_evaluate", crash)
+    sweep = tmp_path / "sweep"
+    with pytest.raises(SystemExit) as exc:
+        main(_sweep_args(checkpoint, sweep))
+    assert exc.value.code == 1
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("robustai evaluate: error: 2 of 2 sweep members failed (0, 1);")
+    assert [(m.status, m.error) for m in summarize(sweep).members] == [
+        ("failed", "out of memory, say")
+    ] * 2
+
+
 def test_ctrl_c_is_one_line_not_a_traceback(
     checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -55,3 +55,16 @@ def test_the_members_folder_is_named_to_child_processes_during_a_joblib_sweep_on
     assert sweep_signals.ENV not in os.environ
     assert {s: signal.getsignal(s) for s in handlers} == handlers
     callback.on_multirun_end(_config(tmp_path, "x"))
+
+
+def test_an_interrupted_evaluation_sweep_is_run_again_not_resumed(tmp_path: Path) -> None:
+    """An evaluation keeps no checkpoint: its interrupted sweep said to "resume the sweep" and
+    that each member "saved a checkpoint", as a training sweep's does."""
+    evaluate = sweep_signals._Sweep(command="evaluate", sweep_dir=tmp_path, search=False)
+    assert sweep_signals._resume(evaluate) == (
+        f"run the same command again with hydra.sweep.dir={tmp_path}"
+    )
+    train = sweep_signals._Sweep(command="train", sweep_dir=tmp_path, search=False)
+    assert sweep_signals._resume(train) == (
+        f"resume the sweep with the same command and hydra.sweep.dir={tmp_path}"
+    )
