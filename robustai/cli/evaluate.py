@@ -544,6 +544,9 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
             tb.log_adversarial_grid(
                 x[:k], attack(model, x[:k], y[:k]), attack.eps, f"eval/adversarial/{key}", 0
             )
+    # the command's time to its report, as a training run's wall_seconds (summarize's column);
+    # eval_seconds is the attack suite's alone
+    context["wall_seconds"] = time.perf_counter() - start
     report = write_evaluation(
         out_dir,
         evaluation,

@@ -464,7 +464,8 @@ def table_rows(summary: Summary, precise: bool) -> tuple[list[str], list[list[st
         row += [m.overrides.get(k, "") for k in summary.columns]
         row.append(_fmt_metric(summary.objective, m.objective, precise))
         row += [_fmt_metric(c, flat.get(c), precise) for c in summary.metric_columns]
-        # a training run's wall time; an evaluation's report.json has only its eval_seconds
+        # the run's or evaluation's wall time (a report.json written before it had only its
+        # attack suite's eval_seconds)
         seconds = flat.get("wall_seconds", flat.get("eval_seconds"))
         row.append(_fmt(seconds, precise, digits=1))
         row.append(m.status)

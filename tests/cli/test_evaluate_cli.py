@@ -552,7 +552,12 @@ def test_an_evaluation_sweep_run_again_starts_afresh_and_another_one_is_refused(
     assert main(_sweep_args(checkpoint, sweep)) == 0
     assert not (sweep / "0" / "status.json").exists()
     assert [m.status for m in summarize(sweep).members] == ["ok", "ok"]
-    assert "worst_case_acc" in json.loads((sweep / "1" / "report.json").read_text())
+    report = json.loads((sweep / "1" / "report.json").read_text())
+    assert "worst_case_acc" in report
+    # summarize's seconds column: the evaluation's wall time, as a training run's, not the
+    # attack suite's alone
+    assert report["wall_seconds"] > report["eval_seconds"] > 0
+    assert summarize(sweep).members[1].flat["wall_seconds"] == report["wall_seconds"]
     before = _files(sweep)
     line = evaluate_fails(_sweep_args(checkpoint, sweep, "evaluator.samples=10")[1:], capsys)
     assert f"hydra.sweep.dir={sweep} holds the evaluations of another sweep: member 0" in line
