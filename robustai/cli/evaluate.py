@@ -595,7 +595,8 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
     sweep_dir = sweep_dir.expanduser()
     if not sweep_dir.is_dir():
         return
-    for folder in sorted(p.parent.parent for p in sweep_dir.glob("**/.hydra/overrides.yaml")):
+
+    def training_run(folder: Path) -> None:
         held = [n for n in ("weights.safetensors", "metrics.json") if (folder / n).is_file()]
         if list_checkpoints(folder / CHECKPOINT_DIR):
             held.append(f"{CHECKPOINT_DIR}/")
@@ -604,7 +605,10 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
                 f"hydra.sweep.dir={sweep_dir} holds training runs ({folder}: {', '.join(held)}),"
                 " whose records the evaluations would replace; give a new hydra.sweep.dir"
             )
-    if plan.jobs is None:
+
+    if plan.jobs is None:  # members chosen as the sweep goes: any run folder there may be one
+        for saved_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
+            training_run(saved_file.parent.parent)
         return
     for num, overrides in enumerate(plan.jobs):
         job = plan.cfg.copy()
@@ -614,6 +618,7 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
             folder = sweep_dir / str(OmegaConf.select(job, "hydra.sweep.subdir"))
         except OmegaConfBaseException:
             return  # a subdir named after what only the job knows
+        training_run(folder)
         saved_file = folder / ".hydra" / "overrides.yaml"
         if not saved_file.is_file():
             continue

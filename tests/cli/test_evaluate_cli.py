@@ -516,6 +516,7 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
+@pytest.mark.slow
 def test_an_evaluation_sweep_into_a_folder_of_training_runs_is_refused_untouched(
     checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -532,6 +533,13 @@ def test_an_evaluation_sweep_into_a_folder_of_training_runs_is_refused_untouched
     said = f"hydra.sweep.dir={sweep} holds training runs ({sweep / '0'}: weights.safetensors"
     assert said in line
     assert _files(sweep) == before
+    # a run beside the members' folders is no member's: the sweep goes on, and leaves it be
+    (sweep / "0").rename(sweep / "earlier")
+    assert main(_sweep_args(checkpoint, sweep)) == 0
+    assert {k: v for k, v in _files(sweep).items() if k.startswith("earlier")} == {
+        k.replace("0/", "earlier/", 1): v for k, v in before.items()
+    }
+    assert (sweep / "1" / "report.json").is_file()
 
 
 @pytest.mark.slow
