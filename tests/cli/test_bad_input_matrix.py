@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from robustai.cli.main import main
+
 TINY = [
     "trainer.epochs=1",
     "logger=none",
@@ -257,25 +259,31 @@ MATRIX = [
 @pytest.mark.parametrize(
     ("overrides", "status", "message"), [m[1:] for m in MATRIX], ids=[m[0] for m in MATRIX]
 )
-def test_bad_input(tmp_path: Path, overrides: list[str], status: int, message: str) -> None:
+def test_bad_input(
+    tmp_path: Path,
+    overrides: list[str],
+    status: int,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In this process: the command's own code is what is tested, and a CLI process would spend
+    # most of its time importing torch. From a shell, one line and no traceback:
+    # test_bad_config.py::test_bad_config_from_the_shell_has_no_traceback and the tests below.
     (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.chdir(tmp_path)
     args = [o.format(tmp=tmp_path) for o in overrides]
     if not any(a.startswith("data=") for a in args):
         args = ["data=synthetic", "data.num_samples=128", *args]
     if not any(a.startswith("hydra.run.dir=") for a in args):
         args.append(f"hydra.run.dir={tmp_path / 'run'}")
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", *TINY, *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert proc.returncode == status, proc.stderr[-2000:]
-    assert "Traceback" not in proc.stderr + proc.stdout
-    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train: error: ")]
-    assert len(errors) == 1, proc.stderr[-2000:]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", *TINY, *args])
+    out, err = capsys.readouterr()
+    assert exc.value.code == status, err[-2000:]
+    assert "Traceback" not in err + out
+    errors = [ln for ln in err.splitlines() if ln.startswith("robustai train: error: ")]
+    assert len(errors) == 1, err[-2000:]
     assert message.format(tmp=tmp_path) in errors[0]
     run = tmp_path / "run"
     if "classes" in message:  # data-dependent, yet refused before any training
