@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from inprocess import robustai
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robustai.cli.common import config_dir
@@ -32,17 +30,6 @@ TINY = [
     "trainer.threads=1",
     "logger.image_grid=0",
 ]
-
-
-def robustai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "robustai", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
 
 
 def one_line(stderr: str) -> str:
