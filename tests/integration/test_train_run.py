@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from inprocess import robustai as in_process
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robustai.data import build_data
@@ -26,14 +25,9 @@ TINY = [
 
 
 def robustai(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    """In this process (tests/inprocess.py); test_default_experiment.py starts the command
+    itself."""
+    proc = in_process(*args, cwd=cwd)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
