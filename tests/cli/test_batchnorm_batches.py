@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from inprocess import robustai
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from robustai.cli.pipeline import batchnorm_min_batch
@@ -44,13 +43,10 @@ def test_batch_of_one_needs_more_than_one_value_per_channel(
 
 
 def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "robustai", "train", "data=synthetic", "model=preact_resnet18",
-         "model.params.width=4", "attack=none", "evaluator.attacks=[]",
-         "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false",
-         "trainer.progress=false", *overrides, f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    return robustai(
+        "train", "data=synthetic", "model=preact_resnet18", "model.params.width=4", "attack=none",
+        "evaluator.attacks=[]", "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false",
+        "trainer.progress=false", *overrides, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
     )  # fmt: skip
 
 

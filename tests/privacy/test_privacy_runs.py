@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from inprocess import robustai
 from opacus.accountants import PRVAccountant
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -358,29 +356,20 @@ def test_cli_dpsgd_on_the_real_mnist_test_split(
     if attack != "none":
         extra = ["trainer.epochs=3", "trainer.eps_warmup_epochs=1"]
     epochs = 1 if attack == "none" else 3
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "robustai",
-            "train",
-            "privacy=dpsgd",
-            f"attack={attack}",
-            "attack.eps=0.1",  # DP-SGD + FGSM-RS at MNIST's customary 0.3 needs many epochs
-            "data=idx",
-            f"data.root={mnist_idx_dir}",
-            *extra,
-            "privacy.noise_seed=1",  # reproducible outcome (no privacy in practice: a test)
-            "trainer.progress=false",
-            "trainer.threads=1",
-            "evaluator.samples=500",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
+    proc = robustai(
+        "train",
+        "privacy=dpsgd",
+        f"attack={attack}",
+        "attack.eps=0.1",  # DP-SGD + FGSM-RS at MNIST's customary 0.3 needs many epochs
+        "data=idx",
+        f"data.root={mnist_idx_dir}",
+        *extra,
+        "privacy.noise_seed=1",  # reproducible outcome (no privacy in practice: a test)
+        "trainer.progress=false",
+        "trainer.threads=1",
+        "evaluator.samples=500",
+        f"hydra.run.dir={tmp_path / 'run'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
