@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from inprocess import robustai
 
 from robustai.cli.main import main
 
@@ -282,12 +283,7 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(command: list[str]) 
 
 
 def test_train_help_lists_groups_and_options(capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", "--help"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = robustai("train", "--help", cwd=Path.cwd())
     assert proc.returncode == 0
     assert "== Config groups ==" in proc.stdout
     assert "attack: fgsm, fgsm_rs, none, pgd" in proc.stdout
@@ -381,11 +377,8 @@ def test_config_flags_long_and_short(flags: list[str], tmp_path: Path) -> None:
     """The long forms were read as one flag ("co"): --config-name=train became a config
     folder named train."""
     configs = str(Path(__file__).resolve().parents[2] / "configs")
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", *(f.format(configs=configs) for f in flags),
-         "--cfg", "job"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = robustai("train", *(f.format(configs=configs) for f in flags), "--cfg", "job",
+                    cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "optimized_metric: worst_case_acc" in proc.stdout
 
@@ -402,18 +395,13 @@ def test_config_dir_adds_a_folder_after_robustais_configs(tmp_path: Path) -> Non
         "evaluator:\n  sanity:\n    enabled: false\n  curve:\n    enabled: false\n"
     )
     run = tmp_path / "run"
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", "--config-dir", str(tmp_path / "mine"),
-         "experiment=tiny", "data.num_samples=128", "logger=none", f"hydra.run.dir={run}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    proc = robustai(
+        "train", "--config-dir", str(tmp_path / "mine"), "experiment=tiny",
+        "data.num_samples=128", "logger=none", f"hydra.run.dir={run}", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 1
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", "-cd", str(tmp_path / "nowhere"), "--cfg",
-         "job"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    proc = robustai("train", "-cd", str(tmp_path / "nowhere"), "--cfg", "job", cwd=tmp_path)
     assert proc.returncode == 2 and "-cd " in proc.stderr and "no such folder" in proc.stderr
 
 
@@ -427,10 +415,7 @@ def test_config_dir_with_a_trailing_flag_a_comma_or_bad_yaml(tmp_path: Path) -> 
     (mine / "experiment" / "bad.yaml").write_text("trainer:\n  epochs: 1: 2\n")
 
     def train(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "robustai", "train", "--config-dir", str(mine), *args],
-            cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        return robustai("train", "--config-dir", str(mine), *args, cwd=tmp_path)
 
     proc = train("experiment=e7", "--cfg", "job")
     assert proc.returncode == 0, proc.stderr
