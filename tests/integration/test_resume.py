@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from inprocess import robustai
 from safetensors.torch import load_file
 
 ARGS = [
@@ -133,13 +134,12 @@ def test_sigterm_checkpoints_mid_epoch_says_how_to_resume_and_resumes_exactly(
     same_result(uninterrupted, run)
 
 
-@pytest.mark.slow
 def test_resume_with_a_different_config_is_refused(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    small = ["data.num_samples=256", "trainer.epochs=1"]
-    assert finish(run, *small).returncode == 0
+    small = [*ARGS, "data.num_samples=256", "trainer.epochs=1", f"hydra.run.dir={run}"]
+    assert robustai("train", *small, cwd=tmp_path).returncode == 0
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    proc = finish(run, *small, "trainer.lr=0.5", f"trainer.resume={run}")
+    proc = robustai("train", *small, "trainer.lr=0.5", f"trainer.resume={run}", cwd=tmp_path)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "cannot resume from" in line and "trainer.lr: 0.1 -> 0.5" in line
