@@ -10,13 +10,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from inprocess import robustai as in_process
 from omegaconf import OmegaConf
 
 from robustai.cli.main import main
@@ -515,16 +514,9 @@ def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
 
 
 def failed_search_line(cwd: Path, *overrides: str) -> str:
-    """Run ``robustai train hparams_search=digits_optuna ...`` in a process of its own (so that
-    stderr is the command's alone), expect exit 1 without a traceback, and return its one line."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "robustai", "train", "hparams_search=digits_optuna", *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
+    """Run ``robustai train hparams_search=digits_optuna ...`` with its stderr apart
+    (tests/inprocess.py), expect exit 1 without a traceback, and return its one line."""
+    proc = in_process("train", "hparams_search=digits_optuna", *overrides, cwd=cwd)
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("robustai train")]
@@ -533,8 +525,7 @@ def failed_search_line(cwd: Path, *overrides: str) -> str:
 
 def test_an_optuna_search_whose_every_trial_failed_says_so_in_one_line(tmp_path: Path) -> None:
     """With no completed trial the Optuna sweeper raises when it asks for the best one; that
-    ended the sweep in Hydra's traceback instead of the failed members' line. In a process of
-    its own, as a user runs it (and so that stderr is the command's alone)."""
+    ended the sweep in Hydra's traceback instead of the failed members' line."""
     sweep = tmp_path / "search"
     line = failed_search_line(
         tmp_path,
@@ -555,8 +546,7 @@ def test_an_optuna_search_whose_trials_report_no_objective_says_so_in_one_line(
 ) -> None:
     """Members that finish but have no number for optimized_metric (DP-SGD's target_epsilon is
     null when the noise is given) are failed trials to Optuna, which then raised "No trials are
-    completed yet" in a traceback: now one line naming the members, exit 1. In a process of its
-    own, so that stderr is the command's alone."""
+    completed yet" in a traceback: now one line naming the members, exit 1."""
     sweep = tmp_path / "search"
     run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
     run += ["evaluator.curve.enabled=false", "privacy=dpsgd"]
