@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from inprocess import robustai
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -245,24 +246,22 @@ def test_a_submitit_job_with_two_tasks_trains_one_ddp_run(tmp_path: Path) -> Non
     ],
 )
 def test_a_launch_that_does_not_fit_trainer_distributed_exits_2(
-    tmp_path: Path, env: dict[str, str], args: list[str], message: str
+    tmp_path: Path,
+    env: dict[str, str],
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "robustai",
-            "train",
-            *args,
-            "data=synthetic",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            f"hydra.sweep.dir={tmp_path / 'sweep'}",
-        ],
+    # In this process, with the variables torchrun would set: refused before any rank starts.
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    proc = robustai(
+        "train",
+        *args,
+        "data=synthetic",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
