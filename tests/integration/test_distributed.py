@@ -7,7 +7,6 @@ process's losses and accuracies (up to float summation order), and rank 0 alone 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import signal
@@ -21,8 +20,6 @@ import torch
 from inprocess import robustai
 from safetensors.torch import load_file
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-from robustai.cli.main import main
 
 pytestmark = pytest.mark.slow
 
@@ -56,23 +53,16 @@ def run(cmd: list[str], tmp: Path, expect: int = 0) -> subprocess.CompletedProce
     return proc
 
 
-def in_process(*args: str) -> None:
-    """``robustai train *args`` in this process, where torch is imported already: the run
-    that DDP is compared with needs no launcher of its own. Hydra's log handlers are taken
-    off the root logger again (a module-scoped fixture runs outside the autouse fixture
-    that does so for each test)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        assert main(["train", *args]) == 0
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+def in_process(tmp: Path, *args: str) -> None:
+    """``robustai train *args`` in this process (tests/inprocess.py), where torch is imported
+    already: the run that DDP is compared with needs no launcher of its own."""
+    proc = robustai("train", *args, cwd=tmp)
+    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def single(tmp: Path, *overrides: str) -> Path:
     out = tmp / "single"
-    in_process(*overrides, f"hydra.run.dir={out}")
+    in_process(tmp, *overrides, f"hydra.run.dir={out}")
     return out
 
 
@@ -339,33 +329,16 @@ def _interrupted_in_epoch_2(part: Path, tmp: Path, cmd: list[str] | None = None)
 
 
 def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Path) -> None:
-    """Also, from the same checkpoint, README's "the number of processes may change on resume":
-    one process resumes it into a folder of its own. The global batch stays the same, so the
-    onecycle schedule's length does too, and the resumed epoch still counts each of its
-    training images once."""
-    # One process trains on other batches than two after the resume, and the watchdog may then
-    # stop that run at epoch 2 (seen under load): off, so that all three epochs are compared.
-    no_watchdog = "trainer.watchdog.enabled=false"
     full = tmp_path / "full"
-    run([*_torchrun_cmd(full, no_watchdog)], tmp_path)
+    run([*_torchrun_cmd(full)], tmp_path)
 
     part = tmp_path / "part"
-    err = _interrupted_in_epoch_2(part, tmp_path, _torchrun_cmd(part, no_watchdog))
+    err = _interrupted_in_epoch_2(part, tmp_path)
     log = part / "train.log"
     assert "checkpoint epoch-0001-step-" in err and "rank 0 saved the checkpoint" in err
     assert not (part / "weights.safetensors").exists()
 
-    other = tmp_path / "other"
-    one = [
-        a.replace("--nproc_per_node=2", "--nproc_per_node=1")
-        for a in _torchrun_cmd(other, no_watchdog, f"trainer.resume={part}")
-    ]
-    run(one, tmp_path)
-    assert "resumed from" in (other / "train.log").read_text()
-    assert [e["images"] for e in _history(other)] == [3072] * 3
-    assert (other / "weights.safetensors").exists()
-
-    run([*_torchrun_cmd(part, no_watchdog, f"trainer.resume={part}")], tmp_path)
+    run([*_torchrun_cmd(part, f"trainer.resume={part}")], tmp_path)
     assert "resumed from" in log.read_text()
     wa, wb = (load_file(str(p / "weights.safetensors")) for p in (full, part))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
@@ -376,6 +349,27 @@ def test_ddp_sigterm_then_resume_ends_like_an_uninterrupted_ddp_run(tmp_path: Pa
     ha, hb = (_history(p) for p in (full, part))
     assert [e["loss"] for e in ha] == pytest.approx([e["loss"] for e in hb], rel=1e-6)
     assert [e["images"] for e in ha] == [e["images"] for e in hb] == [3072] * 3
+
+
+def test_a_ddp_run_resumes_with_another_number_of_processes(tmp_path: Path) -> None:
+    """README: the number of processes may change on resume. The global batch stays the same,
+    so the onecycle schedule's length does too, and the resumed epoch still counts each of its
+    training images once."""
+    part = tmp_path / "part"
+    # One process trains on other batches than two after the resume, and the watchdog may then
+    # stop the run at epoch 2 (seen under load): off, so that all three epochs are compared.
+    no_watchdog = "trainer.watchdog.enabled=false"
+    _interrupted_in_epoch_2(part, tmp_path, _torchrun_cmd(part, no_watchdog))
+    assert not (part / "weights.safetensors").exists()
+    log = part / "train.log"
+    one = [
+        a.replace("--nproc_per_node=2", "--nproc_per_node=1")
+        for a in _torchrun_cmd(part, no_watchdog)
+    ]
+    run([*one, f"trainer.resume={part}"], tmp_path)
+    assert "resumed from" in log.read_text()
+    assert [e["images"] for e in _history(part)] == [3072] * 3
+    assert (part / "weights.safetensors").exists()
 
 
 def _history(run_dir: Path) -> list[dict]:
@@ -404,7 +398,7 @@ def _dp_cmd(run: Path, ddp: bool, *extra: str) -> list[str]:
 def dp_uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """``metrics.json``'s ``privacy`` of the uninterrupted one-process run."""
     tmp = tmp_path_factory.mktemp("dp_full")
-    in_process(*DP_RESUME_ARGS, f"hydra.run.dir={tmp / 'full'}")
+    in_process(tmp, *DP_RESUME_ARGS, f"hydra.run.dir={tmp / 'full'}")
     return metrics(tmp / "full")["privacy"]
 
 
@@ -423,7 +417,7 @@ def test_a_dpsgd_run_resumes_across_ddp_and_one_process(
     state = json.loads(saved.read_text())["state"]
 
     if first == "ddp":
-        in_process(*DP_RESUME_ARGS, f"trainer.resume={part}", f"hydra.run.dir={part}")
+        in_process(tmp_path, *DP_RESUME_ARGS, f"trainer.resume={part}", f"hydra.run.dir={part}")
     else:
         run(_dp_cmd(part, True, f"trainer.resume={part}"), tmp_path)
     assert "resumed from" in (part / "train.log").read_text()
