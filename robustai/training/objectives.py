@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import torch
@@ -9,7 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustai.attacks import Attack
-from robustai.attacks.base import check_inputs_in_range
+from robustai.attacks.base import check_inputs_in_range, is_integer, is_real
 from robustai.distributed import unwrap_ddp
 
 
@@ -45,6 +46,11 @@ class StandardObjective:
         return F.cross_entropy(logits, y), logits
 
 
+def _check_warmup(eps_warmup_epochs: object) -> None:
+    if not is_real(eps_warmup_epochs) or not 0 <= eps_warmup_epochs < math.inf:
+        raise ValueError(f"eps_warmup_epochs must be a number >= 0; got {eps_warmup_epochs!r}")
+
+
 class AdversarialObjective:
     """Cross-entropy on adversarial inputs only (Madry et al. 2018; Wong et al. 2020 for FGSM-RS).
 
@@ -55,6 +61,11 @@ class AdversarialObjective:
     adversarial = True
 
     def __init__(self, attack: Attack, eps_warmup_epochs: float = 0.0) -> None:
+        # Checked here: an attack class (PGD, not PGD(eps)) failed at the first batch, taking
+        # the model for its eps; a negative warm-up trained at full eps without a word.
+        if not isinstance(attack, Attack):
+            raise TypeError(f"attack must be an attack instance, e.g. PGD(eps=0.1); got {attack!r}")
+        _check_warmup(eps_warmup_epochs)
         self.attack = attack
         self.eps_warmup_epochs = eps_warmup_epochs
 
@@ -94,12 +105,11 @@ class FreeAdversarialObjective:
     adversarial = True
 
     def __init__(self, eps: float, replays: int = 4, eps_warmup_epochs: float = 0.0) -> None:
-        if not 0.0 <= eps <= 1.0:
-            raise ValueError(f"eps must be in [0, 1], got {eps}")
-        if replays < 1:
-            raise ValueError(f"replays must be >= 1, got {replays}")
-        if eps_warmup_epochs < 0:
-            raise ValueError(f"eps_warmup_epochs must be >= 0, got {eps_warmup_epochs}")
+        if not is_real(eps) or not 0.0 <= eps <= 1.0:
+            raise ValueError(f"eps must be a number in [0, 1]; got {eps!r}")
+        if not is_integer(replays) or replays < 1:  # 2.5 failed inside the training loop
+            raise ValueError(f"replays must be a whole number >= 1; got {replays!r}")
+        _check_warmup(eps_warmup_epochs)
         self.eps = eps
         self.replays = replays
         self.eps_warmup_epochs = eps_warmup_epochs

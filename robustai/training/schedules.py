@@ -5,6 +5,8 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
+from robustai.attacks.base import is_integer, is_real
+
 SCHEDULES = ("constant", "onecycle", "cyclic")
 
 
@@ -20,7 +22,15 @@ def build_schedule(
     ``total_steps`` counts optimizer steps: ``epochs * len(loader)``, times the replays of free
     training. The cyclic schedule keeps it as ``total_steps`` (OneCycleLR has its own), so the
     :class:`~robustai.training.Trainer` can warn when the run is longer."""
-    total_steps = max(1, total_steps)
+    # Checked here: a warm-up fraction of 1 divided by zero at the last step inside torch, one
+    # above 1 never reached the peak; a fractional total turned off the Trainer's warning.
+    if not is_integer(total_steps) or total_steps < 0:
+        raise ValueError(
+            f"total_steps must be a whole number of optimizer steps >= 0; got {total_steps!r}"
+        )
+    if not is_real(warmup_fraction) or not 0 < warmup_fraction < 1:
+        raise ValueError(f"warmup_fraction must be a number in (0, 1); got {warmup_fraction!r}")
+    total_steps = max(1, total_steps)  # no step at all (an empty loader) still builds
     if name == "constant":
         return LambdaLR(optimizer, lambda _: 1.0)
     if name == "onecycle":

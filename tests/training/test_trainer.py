@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from robustai.training import (
     AdversarialObjective,
     CatastrophicOverfittingWatchdog,
     EpochAccuracy,
+    FreeAdversarialObjective,
     StandardObjective,
     Trainer,
     WatchdogCallback,
@@ -438,3 +440,39 @@ def test_a_schedule_shorter_than_a_free_training_run_is_warned_about(
                 trainer.fit(batches)
         message = "schedule ends after 8 steps but this run takes 16 (2 epochs x 4 batches x 2"
         assert (message in caplog.text) is warned, caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"warmup_fraction": 1.0}, "warmup_fraction must be a number in (0, 1); got 1.0"),
+        ({"warmup_fraction": 2.0}, "warmup_fraction must be a number in (0, 1); got 2.0"),
+        ({"total_steps": 2.5}, "total_steps must be a whole number of optimizer steps >= 0"),
+        ({"total_steps": -5}, "total_steps must be a whole number of optimizer steps >= 0"),
+    ],
+)
+@pytest.mark.parametrize("name", ["onecycle", "cyclic"])
+def test_schedule_arguments_are_refused_in_one_line(name: str, kwargs: dict, message: str) -> None:
+    """From Python, as the CLI refuses trainer.warmup_fraction: a fraction of 1 divided by zero
+    inside torch at the last step, 2 never reached the peak rate, and a fractional total
+    turned the Trainer's schedule-length warning off."""
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1)
+    args = {"total_steps": 100, **kwargs}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        build_schedule(name, opt, **args)
+
+
+def test_objective_arguments_are_refused_when_built() -> None:
+    """They failed at the first batch (an attack class taken for an instance: "eps must be a
+    number ... got Sequential(...)"; 2.5 replays: range() of a float) or not at all (a
+    negative eps ramp trained at full eps from the start)."""
+    with pytest.raises(TypeError, match=r"attack must be an attack instance, e\.g\. PGD"):
+        AdversarialObjective(PGD)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="eps_warmup_epochs must be a number >= 0; got -1"):
+        AdversarialObjective(PGD(eps=0.1), eps_warmup_epochs=-1)
+    with pytest.raises(ValueError, match=r"replays must be a whole number >= 1; got 2\.5"):
+        FreeAdversarialObjective(0.1, replays=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="eps must be a number in \\[0, 1\\]; got 'a'"):
+        FreeAdversarialObjective("a")  # type: ignore[arg-type]
+    AdversarialObjective(PGD(eps=0.1), eps_warmup_epochs=1)  # and good ones still build
+    FreeAdversarialObjective(0.1, replays=2)
