@@ -26,7 +26,7 @@ import warnings
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MethodType
 from typing import Any
 
@@ -362,10 +362,10 @@ class DPSGD:
         distributed: bool = False,
     ) -> None:
         n = len(x)
-        if not isinstance(y, Tensor) or y.dim() == 1:
-            # class indices (int32 / uint8 widened: the loss takes int64); float ones would
-            # fail at the first step inside the loss ("expected target dtype to be Long")
-            y = class_indices(y)
+        # class indices (int32 / uint8 widened: the loss takes int64); float ones would fail at
+        # the first step inside the loss ("expected target dtype to be Long"), one-hot ones there
+        # with the batch's shape in the message
+        y = class_indices(y)
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
         # NaN and infinity too: the accountant would search forever
@@ -748,19 +748,33 @@ class DPObjective:
 @dataclass
 class PrivacyBudgetCallback:
     """Each epoch: epsilon spent (``stats.extra['privacy_epsilon']``); stops training before an
-    epoch whose steps would take epsilon past ``max_epsilon``.
+    epoch whose steps would take epsilon past ``max_epsilon``, and warns once when training goes
+    on past the epochs that ``target_epsilon`` was calibrated for (the noise was sized for
+    ``DPSGD(epochs=...)``; a Trainer given more epochs spends more).
 
     Every epoch has the same number of steps, so the epsilon after the next epoch is known
     exactly in advance.
     """
 
     dp: DPSGD
+    _warned: bool = field(default=False, init=False, repr=False)
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
         dp = self.dp
         eps = dp.epsilon()
         stats.extra["privacy_epsilon"] = eps
         log.info("privacy: epsilon %.4g at delta %.3g after %d steps", eps, dp.delta, dp.steps)
+        if dp.target_epsilon is not None and eps > dp.target_epsilon and not self._warned:
+            self._warned = True
+            log.warning(
+                "privacy: epsilon %.4g is past target_epsilon=%g: the noise was calibrated for "
+                "%d epochs and this is epoch %d; give DPSGD(epochs=...) the epochs you train, "
+                "or max_epsilon to stop at the budget",
+                eps,
+                dp.target_epsilon,
+                dp.epochs,
+                stats.epoch + 1,
+            )
         if dp.max_epsilon is None or stats.epoch + 1 >= trainer.epochs:
             return
         nxt = dp.epsilon_after(dp.steps + dp.steps_per_epoch)

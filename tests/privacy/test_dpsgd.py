@@ -620,3 +620,29 @@ def test_auto_takes_hooks_on_cuda_for_small_models_only() -> None:
     for p in list(frozen.parameters())[:-1]:  # only trainable parameters have per-sample grads
         p.requires_grad_(False)
     assert choose_grad_sample_mode(frozen, batch_size=fits + 1, device=cuda)[0] == "hooks"
+
+
+def test_one_hot_labels_are_refused_when_dpsgd_is_built(digits: tuple) -> None:
+    """2-D labels were let through to the first step, whose error named the batch's shape."""
+    x, y, _, _ = digits
+    with pytest.raises(ValueError, match=r"got shape \(256, 10\).*pass y\.argmax\(1\)"):
+        _dp(_model(), x, torch.eye(10)[y])
+
+
+def test_training_past_the_calibrated_epochs_warns_once(
+    digits: tuple, caplog: pytest.LogCaptureFixture
+) -> None:
+    """target_epsilon sizes the noise for DPSGD(epochs=...); a Trainer given more epochs spent
+    past the target without a word (max_epsilon is what stops a run)."""
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, noise_multiplier=None, target_epsilon=2.0, epochs=1)
+    with caplog.at_level(logging.WARNING, logger="robustai.privacy.dpsgd"):
+        _fit(dp, 3)
+    warned = [r.getMessage() for r in caplog.records if "past target_epsilon" in r.getMessage()]
+    assert len(warned) == 1 and "calibrated for 1 epochs and this is epoch 2" in warned[0]
+    assert dp.epsilon() > 2.0  # spent all the same: the warning does not stop the run
+    caplog.clear()
+    dp = _dp(_model(), x, y, noise_multiplier=None, target_epsilon=2.0, epochs=2)
+    with caplog.at_level(logging.WARNING, logger="robustai.privacy.dpsgd"):
+        _fit(dp, 2)
+    assert not [r for r in caplog.records if "past target_epsilon" in r.getMessage()]
