@@ -80,23 +80,38 @@ def _correct(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
-    return labels_of(_logits(model, x))
+def _predict(model: nn.Module, x: Tensor, num_classes: int | None = None) -> Tensor:
+    logits = _logits(model, x)
+    if num_classes is not None and logits.shape[1] != num_classes:
+        # Per-class tables and the sanity checks count num_classes classes: a model with other
+        # outputs gets rows for classes it never predicts, or loses the ones it does.
+        raise ValueError(
+            f"the model returns {logits.shape[1]} logits per sample but num_classes is"
+            f" {num_classes}; give the data's number of classes and a model with that many"
+            " outputs"
+        )
+    return labels_of(logits)
 
 
 def _logits(model: nn.Module, x: Tensor) -> Tensor:
     return check_logits_shape(model(x), who="accuracy and predictions")
 
 
-def predict(model: nn.Module, x: Tensor, batch_size: int = 512) -> Tensor:
-    """Predicted labels (eval mode, restored after); NO_PREDICTION where the logits hold NaN."""
+def predict(
+    model: nn.Module, x: Tensor, batch_size: int = 512, num_classes: int | None = None
+) -> Tensor:
+    """Predicted labels (eval mode, restored after); NO_PREDICTION where the logits hold NaN.
+    ``num_classes``: the number of logits the model must return (ValueError otherwise)."""
     checked_inputs(model, x)
     _check_batch_size(batch_size)
     with eval_mode(model):
         if len(x) == 0:
             return torch.zeros(0, dtype=torch.long, device=x.device)
         return torch.cat(
-            [_predict(model, x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+            [
+                _predict(model, x[i : i + batch_size], num_classes if i == 0 else None)
+                for i in range(0, len(x), batch_size)
+            ]
         )
 
 

@@ -29,13 +29,14 @@ import torch
 from torch import Tensor, nn
 
 from robustai.attacks.base import check_eot_iter, is_integer, is_real
-from robustai.evaluation.accuracy import checked_labels
+from robustai.evaluation.accuracy import checked_labels, predict
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
     AttackFactory,
     EvalResult,
     Evaluator,
     check_factories,
+    check_metric_keys,
     cuda_graphing,
     early_stopping,
     eot_averaging,
@@ -150,9 +151,10 @@ def evaluate_model(
             attacks = [early_stopping(make) for make in attacks]
         if cuda_graphs:
             attacks = [cuda_graphing(make) for make in attacks]
-        result = Evaluator(attacks, eps, batch_size, early_stop).run(
-            model, x, y, keep_examples=keep_examples
-        )
+        evaluator = Evaluator(attacks, eps, batch_size, early_stop)
+        check_metric_keys(evaluator.attacks, evaluator.eps)  # before the model runs
+        clean_pred = predict(model, x, batch_size, num_classes=num_classes)
+        result = evaluator.run(model, x, y, keep_examples=keep_examples, clean_pred=clean_pred)
         rc = None
         if curve is not None and len(x) and attacks:
             cap = math.inf if {make(0.0).norm for make in attacks} == {"l2"} else 1.0

@@ -101,6 +101,17 @@ def test_labels_beyond_num_classes_refused() -> None:
         full(model, x, y, num_classes=5)
 
 
+def test_num_classes_other_than_the_models_outputs_refused() -> None:
+    """More classes than logits gave per-class rows of NaN for classes never predicted; fewer
+    dropped the model's other classes from the table: one line instead, before any attack."""
+    model, x, y = setup()
+    y = y.clamp(max=4)
+    for n in (5, 12):
+        with pytest.raises(ValueError, match=rf"returns 10 logits .* num_classes is {n}"):
+            full(model, x, y, num_classes=n)
+    assert len(full(model, x, y).per_class["clean_acc"]) == 10
+
+
 def test_attack_instances_instead_of_factories_refused() -> None:
     """The suite is a list of eps -> Attack factories; an Attack instance in their place used to
     fail with "Attack.__call__() missing 2 required positional arguments"."""
