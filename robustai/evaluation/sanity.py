@@ -332,8 +332,24 @@ class _Context:
 
 
 # ---------------------------------------------------------------------------- checks
+def _one_sample(name: str, tol: float) -> Check | None:
+    """SKIP where every accuracy difference is within the tolerance of one sample (a single
+    sample): the comparison could report nothing but a pass, which is no evidence."""
+    if tol < 1.0:
+        return None
+    return Check(
+        name,
+        SKIP,
+        "on one sample every difference is within the tolerance of one sample, so this"
+        " comparison could not fail; evaluate more samples",
+        {"tolerance": tol},
+    )
+
+
 def _check_fgsm_baseline(ctx: _Context, s: SanitySettings) -> Check:
     tol = ctx.tol(s.tolerance)
+    if skip := _one_sample("fgsm_baseline", tol):
+        return skip
     rows: dict[str, Any] = {}
     worst: tuple[float, str] | None = None
     for e in ctx.eps:
@@ -391,6 +407,8 @@ def _check_monotone(
     if curve is None or len(curve.eps) < 2:
         return Check("monotone_eps", SKIP, "no robustness curve with two or more eps")
     tol = max(s.tolerance, 1.0 / max(curve.samples, 1))
+    if skip := _one_sample("monotone_eps", tol):
+        return skip
     fail = tol
     if randomized():
         # Each point is one draw, whose accuracy has a standard deviation of up to 0.5 / sqrt(n);
@@ -431,11 +449,20 @@ def _check_monotone(
 def _check_large_eps(ctx: _Context, s: SanitySettings, num_classes: int) -> Check:
     if ctx.n == 0:
         return Check("large_eps", SKIP, "no samples")
-    attack = ctx.own(PGD(s.large_eps, steps=s.large_eps_steps, random_start=False))
-    acc = _acc(ctx.robust_mask(attack))
     counts = torch.bincount(ctx.y, minlength=num_classes)
     chance = float(counts.max()) / ctx.n  # the best constant guess on these samples
     limit = chance + s.chance_margin
+    if limit >= 1.0:
+        return Check(
+            "large_eps",
+            SKIP,
+            f"chance on these samples ({chance:.3f}, the largest class's share) plus"
+            f" the margin ({s.chance_margin:g}) is 1 or more, so this check could not fail;"
+            " evaluate more samples, of several classes",
+            {"chance": chance, "limit": limit},
+        )
+    attack = ctx.own(PGD(s.large_eps, steps=s.large_eps_steps, random_start=False))
+    acc = _acc(ctx.robust_mask(attack))
     details = {"attack": metric_key(attack), "acc": acc, "chance": chance, "limit": limit}
     if _above(acc, limit):
         return Check(
@@ -456,6 +483,8 @@ def _check_large_eps(ctx: _Context, s: SanitySettings, num_classes: int) -> Chec
 
 def _check_black_box(ctx: _Context, s: SanitySettings) -> Check:
     tol = ctx.tol(s.tolerance)
+    if skip := _one_sample("black_box", tol):
+        return skip
     rows: dict[str, Any] = {}
     worst: tuple[float, str] | None = None
     pairs = [(e, norm) for e in ctx.eps for norm in sorted({a.norm for _, a in ctx.suite_at(e)})]
@@ -661,6 +690,8 @@ def _check_convergence(ctx: _Context, s: SanitySettings) -> Check:
     converged), the strongest iterative attack against a strengthened copy; the largest drop
     counts."""
     tol = ctx.tol(s.tolerance)
+    if skip := _one_sample("convergence", tol):
+        return skip
     worst: dict[str, Any] | None = None
     per_eps: dict[str, float] = {}
     for e in ctx.eps:

@@ -525,3 +525,44 @@ def test_gradients_check_under_inference_mode() -> None:
     assert [c.status for c in inside.sanity.checks] == ["pass"], inside.sanity.checks[0].line()
     labels = evaluate_model(model, x, y_inference, **kwargs)
     assert [c.status for c in labels.sanity.checks] == ["pass"], labels.sanity.checks[0].line()
+
+
+def test_checks_that_could_not_fail_on_these_samples_are_skipped(
+    masked_models: dict[str, nn.Module], digits: DataBundle
+) -> None:
+    """On one sample every comparison is within the tolerance of one sample, and chance is 1:
+    those checks used to pass a masked model. They are skipped; the ones that can still fail
+    on one sample (zero gradients) do."""
+    model = masked_models["quantized_input"]
+    x, y = digits.eval.x[:1], digits.eval.y[:1]
+    ev = evaluate_model(
+        model,
+        x,
+        y,
+        attacks=SUITE,
+        eps=[0.05, EPS],
+        num_classes=digits.num_classes,
+        curve=CurveSettings(eps=[0.05, 0.1, 0.2]),
+        sanity=SanitySettings(),
+    )
+    s = statuses(ev)
+    could_not_fail = ("fgsm_baseline", "monotone_eps", "large_eps", "black_box", "convergence")
+    assert {k: s[k] for k in could_not_fail} == dict.fromkeys(could_not_fail, "skip")
+    assert s["gradients"] == "fail"
+    assert "could not fail" in next(c for c in ev.sanity.checks if c.name == "large_eps").reason
+    assert ev.sanity.summary().endswith("5 skipped")
+
+    # several samples of one class: chance is 1, so only large_eps could not fail
+    one_class = digits.eval.y == digits.eval.y[0]
+    ev = evaluate_model(
+        model,
+        digits.eval.x[one_class][:20],
+        digits.eval.y[one_class][:20],
+        attacks=SUITE,
+        eps=[EPS],
+        num_classes=digits.num_classes,
+        sanity=SanitySettings(),
+    )
+    s = statuses(ev)
+    assert s["large_eps"] == "skip"
+    assert s["gradients"] == "fail" and s["fgsm_baseline"] != "skip"
