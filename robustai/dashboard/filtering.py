@@ -118,6 +118,20 @@ def real_run(logdir: Path, run: str) -> str:
 
 #: the log folders whose event files TensorBoard may read only from inside them
 _CONFINED: dict[str, str] = {}  # the folder as TensorBoard is given it (absolute) -> real path
+#: per run folder as TensorBoard names it (absolute), the real folders of the event files read
+#: there: TensorBoard keeps what it read, so the grants must cover where the data came from
+_READ_FROM: dict[str, set[str]] = {}
+
+
+def read_from(logdir: Path, run: str) -> tuple[str, ...]:
+    """The real folders of the event files TensorBoard has read for run ``run``, as run names
+    inside ``logdir``: a link to one event file (``mnist_a/r/events... -> secret_b/r/...``),
+    or data read through a folder link since replaced by a real folder, came from there."""
+    given = os.path.abspath(os.path.join(logdir, run))
+    root = os.path.realpath(logdir)
+    return tuple(
+        os.path.relpath(real, root).replace(os.sep, "/") for real in set(_READ_FROM.get(given, ()))
+    )
 
 
 def confine_event_files(logdir: Path) -> None:
@@ -163,6 +177,8 @@ def _confine_reader(reader: Any, path: str, root: str) -> None:
         if opened is None:
             return _NoEvents()
         fd, name = opened
+        folders = _READ_FROM.setdefault(os.path.dirname(os.path.abspath(file)), set())
+        folders.add(os.path.dirname(os.path.realpath(name)))
         loader = loader_factory(name)
         weakref.finalize(loader, os.close, fd)  # the file stays open while it is read
         return loader
@@ -238,7 +254,9 @@ class GrantFilteredProvider(tb_provider.DataProvider):
                 self._hidden.add(run)
                 log.warning("run %r is not served: it links to files outside %s", run, self._logdir)
             return False
-        return real == run or ident.can_view(real)
+        return all(
+            name == run or ident.can_view(name) for name in (real, *read_from(self._logdir, run))
+        )
 
     # -------------------------------------------------------------- helpers
     def _allowed_runs(self, ctx: Any, experiment_id: str) -> set[str]:

@@ -276,6 +276,46 @@ def test_a_link_within_the_log_folder_needs_a_grant_on_what_it_links_to(
         assert reply.status != 200 and b"1.5" not in reply.body
 
 
+def test_an_event_file_linked_from_another_experiment_needs_a_grant_on_it(
+    store: AccessStore, tmp_path: Path
+) -> None:
+    """A link to one event file inside the log folder (``mnist_copy/r/events... ->
+    cifar10_.../events...``) would serve bob's data under a name alice's grant covers."""
+    logdir = tmp_path / "experiments"
+    write_runs(logdir)
+    run = logdir / "mnist_copy" / "r"
+    run.mkdir(parents=True)
+    for event in (logdir / CIFAR_RUN).iterdir():
+        (run / event.name).symlink_to(event)
+    with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:
+        alice, bob = Client(srv.url), Client(srv.url)
+        assert alice.login("alice").status == 303 and bob.login("bob").status == 303
+        assert alice.get("/data/runs").json() == [MNIST_RUN]
+        reply = alice.get(scalars_path("mnist_copy/r"))
+        assert reply.status != 200 and b"1.5" not in reply.body
+        assert bob.get("/data/runs").json() == [CIFAR_RUN]  # a grant on both names is needed
+
+
+def test_data_read_through_a_folder_link_since_replaced_needs_a_grant_on_its_source(
+    store: AccessStore, tmp_path: Path
+) -> None:
+    """TensorBoard keeps what it read through ``mnist_alias -> cifar10_...``; with the link
+    swapped for a real folder of that name, the run's own name no longer says where its data
+    came from."""
+    logdir = tmp_path / "experiments"
+    write_runs(logdir)
+    alias = logdir / "mnist_alias"
+    alias.symlink_to(logdir / CIFAR_RUN.split("/")[0])
+    with DashboardServer(logdir, store, port=0, reload_interval=0) as srv:  # reads once, now
+        alias.unlink()
+        (logdir / "mnist_alias" / CIFAR_RUN.split("/", 1)[1]).mkdir(parents=True)
+        c = Client(srv.url)
+        assert c.login("alice").status == 303
+        assert c.get("/data/runs").json() == [MNIST_RUN]
+        reply = c.get(scalars_path("mnist_alias/" + CIFAR_RUN.split("/", 1)[1]))
+        assert reply.status != 200 and b"1.5" not in reply.body
+
+
 def test_data_read_through_a_link_that_is_gone_is_not_served(
     store: AccessStore, tmp_path: Path
 ) -> None:
