@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from robustai.cli.common import fail
+from robustai.cli.common import fail, unechoed
 from robustai.errors import UserError
 from robustai.security import ENV_DB, ROLES, AccessStore, default_store_path
 from robustai.security.errors import AccessError
@@ -40,11 +40,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("unrecognized arguments"):
-            message = "unrecognized arguments (see --help)"
-        message = re.sub(r": ignored explicit argument '.*'$", ": takes no value", message)
-        message = re.sub(r"invalid choice: '.*?'", "invalid choice", message)
-        raise UserError(f"{self.prog.removeprefix('robustai ')}: {message}")
+        raise UserError(f"{self.prog.removeprefix('robustai ')}: {unechoed(message)}")
 
 
 def parse_expiry(text: str, now: float) -> float:
@@ -202,6 +198,7 @@ def _split_grant(text: str) -> tuple[str, str]:
 def run(args: argparse.Namespace) -> None:
     out = sys.stdout.write
     if args.command == "add":
+        from robustai.security.passwords import check_password_policy
         from robustai.security.roles import check_pattern, check_role
         from robustai.security.store import check_user_name
 
@@ -213,6 +210,7 @@ def run(args: argparse.Namespace) -> None:
         if _store_path(args).exists():  # say a taken name before the prompt, not after
             _store(args, create=True).check_name_free(args.name)  # (an empty file: made one)
         password = read_password(args.name, args.password_stdin)
+        check_password_policy(password, args.name)  # a refused password creates no store
         store = _store(args, create=True)
         store.add_user(args.name, password)
         for role, pattern in grants:

@@ -192,6 +192,7 @@ def test_bad_input_is_one_line_and_exit_2(db, capsys, monkeypatch, args, stdin, 
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("robustai users: error:")
     assert message in lines[0]
+    assert not db.parent.exists()  # a refused command makes no store, nor its folder
 
 
 def test_add_says_the_user_exists_before_asking_for_a_password(db, capsys, monkeypatch) -> None:
