@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -63,3 +64,13 @@ def fail(command: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     sys.stderr.write(f"robustai {command}: error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)
+
+
+def unechoed(message: str) -> str:
+    """argparse's error ``message`` without what was typed: a password or token given by mistake
+    on the command line (``--password=...``, a stray argument) must not reach the terminal's
+    scrollback or a CI log again."""
+    if message.startswith("unrecognized arguments"):
+        return "unrecognized arguments (see --help)"
+    message = re.sub(r": ignored explicit argument '.*'$", ": takes no value", message)
+    return re.sub(r"invalid choice: '.*?'", "invalid choice", message)

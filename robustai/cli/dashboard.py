@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from robustai.cli.common import fail
+from robustai.cli.common import fail, unechoed
 from robustai.errors import UserError
 from robustai.security import ENV_DB, default_store_path
 
@@ -23,8 +23,10 @@ COMMAND = "dashboard"
 
 
 class _Parser(argparse.ArgumentParser):
+    """One line for bad input, without echoing what was typed (a mistyped ``--token=...``)."""
+
     def error(self, message: str) -> NoReturn:
-        raise UserError(message)
+        raise UserError(unechoed(message))
 
 
 def build_parser() -> argparse.ArgumentParser:

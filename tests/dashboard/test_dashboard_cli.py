@@ -50,6 +50,9 @@ def db(tmp_path: Path) -> Path:
         (["--lockout-minutes", "nan"], "--lockout-minutes nan: must be a number >= 0"),
         (["--reload-seconds", "-1"], "--reload-seconds -1: must be a number >= 0"),
         (["--colour"], "unrecognized arguments"),
+        # a secret typed on the command line by mistake is not echoed back to the scrollback
+        (["--password=hunter2hunter2"], "unrecognized arguments (see --help)"),
+        (["rai_hunter2hunter2"], "unrecognized arguments (see --help)"),
         (["--access-log", "{tmp}"], "--access-log {tmp}: cannot write it (Is a directory)"),
         (["--access-log", "{tmp}/access.db/x/log"], "--access-log {tmp}/access.db/x/log: cannot"),
         # a mistyped path: lines were appended to the store itself, or to a run's metrics.json
@@ -67,6 +70,7 @@ def test_bad_input(db: Path, tmp_path: Path, capsys, args: list[str], message: s
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("robustai dashboard: error:")
     assert message.replace("{tmp}", str(tmp_path)) in err
+    assert "hunter2" not in err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name in before} == before
 
 
