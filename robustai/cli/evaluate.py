@@ -290,9 +290,11 @@ def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
     if data.name != "idx" or not isinstance(files, dict):
         return
     from robustai.data.idx import idx_sha256
+    from robustai.data.registry import idx_paths
 
-    for key in ("images", "labels"):
-        recorded, path = files.get(key), getattr(data, key)
+    paths = idx_paths(data.root, data.images, data.labels)
+    for key, path in zip(("images", "labels"), paths, strict=True):
+        recorded = files.get(key)
         if not isinstance(recorded, dict):
             continue
         try:
@@ -353,10 +355,13 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
         return args
     at, paths = given[0][0] + 1, _checkpoint_paths(given[0][1])
     found = [_recorded_data(path, keys) for path in paths or []]
-    extras = [e for e in found if e is not None]
-    if not paths or not found or len(extras) < len(found):
+    recorded = [r for r in found if r is not None]
+    if not paths or not found or len(recorded) < len(found):
         return args  # unreadable checkpoints: the pre-flight check reports them
-    differ = [(path, e) for path, e in zip(paths, extras, strict=True) if e != extras[0]]
+    extras = [e for e, _ in recorded]
+    differ = [
+        (path, e) for path, (e, same) in zip(paths, recorded, strict=True) if same != recorded[0][1]
+    ]
     if differ:
         shown = [(paths[0], extras[0]), differ[0]]
         which = "; ".join(f"{c}: {' '.join(e) or 'the default data'}" for c, e in shown)
@@ -386,9 +391,11 @@ def _checkpoint_paths(override: str) -> list[str] | None:
         return None
 
 
-def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
+def _recorded_data(checkpoint: str, keys: dict[str, str]) -> tuple[list[str], list[str]] | None:
     """The ``data=`` choice and split overrides that evaluate ``checkpoint`` on its own
-    training run's data and eval split (see :func:`data_from_checkpoint`); None if unreadable."""
+    training run's data and eval split (see :func:`data_from_checkpoint`), and the same with
+    IDX files named by content, not path (the same files under two spellings of their path,
+    or gzipped and not, are the same data); None if unreadable."""
     from robustai.data import SPLIT_SETTINGS, data_names
 
     try:
@@ -398,7 +405,7 @@ def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
     chosen = keys.get("data", keys.get("data.name"))
     name = meta.get("data")
     if not isinstance(name, str) or name not in data_names():
-        return []
+        return [], []
     out = []
     if chosen is None and name != "digits":  # digits: the default group
         out.append(f"data={name}")
@@ -412,9 +419,14 @@ def _recorded_data(checkpoint: str, keys: dict[str, str]) -> list[str] | None:
                         " the file was edited or damaged"
                     )
                 out.append(f"data.{key}={json.dumps(split[key])}")
+    same = list(out)
     if name == "idx" and chosen in (None, name):
-        out += _recorded_files(meta, keys)
-    return out
+        files = _recorded_files(meta, keys)
+        out += files
+        if files:  # the paths exist and are recorded with their content
+            record = meta["data_files"]
+            same += [f"data.{k}:sha256={record[k].get('sha256')}" for k in ("images", "labels")]
+    return out, same
 
 
 def _recorded_files(meta: dict[str, Any], keys: dict[str, str]) -> list[str]:

@@ -35,6 +35,7 @@ from robustai.cli.evaluate import (
 from robustai.config.schema import AttackConfig, TrainConfig
 from robustai.config.validate import ATTACK_NONE
 from robustai.data import SPLIT_SETTINGS, DataBundle, TensorLoader, build_data
+from robustai.data.registry import idx_paths
 from robustai.distributed import (
     SINGLE,
     DistContext,
@@ -195,7 +196,7 @@ def idx_files(images: Any, labels: Any) -> dict[str, dict[str, str]]:
     from robustai.data.idx import idx_sha256, resolved_path
 
     return {
-        key: {"path": str(resolved_path(str(path)).absolute()), "sha256": idx_sha256(str(path))}
+        key: {"path": str(resolved_path(str(path)).resolve()), "sha256": idx_sha256(str(path))}
         for key, path in (("images", images), ("labels", labels))
     }
 
@@ -693,6 +694,9 @@ def _run_train(
         torch.set_num_threads(cfg.trainer.threads)
     device = resolve_device(cfg.trainer.device, ctx)
     data = make_data(cfg)
+    # recorded as read (data.images=null reads root's files), not when the run is saved
+    d = cfg.data
+    data_files = idx_files(*idx_paths(d.root, d.images, d.labels)) if data.name == "idx" else None
     privacy = make_privacy(cfg)
     # A resumed run keeps its one release of the inputs.
     release_checkpoint = resume_release(cfg, out_dir, privacy)
@@ -948,11 +952,7 @@ def _run_train(
             "split": {k: getattr(cfg.data, k) for k in SPLIT_SETTINGS.get(data.name, ())},
             # IDX files can be any data set (Fashion-MNIST's files bear MNIST's names): their
             # content, so that evaluate can tell other files from these
-            **(
-                {"data_files": idx_files(cfg.data.images, cfg.data.labels)}
-                if data.name == "idx"
-                else {}
-            ),
+            **({"data_files": data_files} if data_files is not None else {}),
         },
     )
     metrics: dict[str, Any] = {

@@ -41,6 +41,17 @@ def data_names() -> list[str]:
     return list(DATASETS)
 
 
+def idx_paths(
+    root: str | Path, images: str | Path | None, labels: str | Path | None
+) -> tuple[str | Path, str | Path]:
+    """The image and label files ``data=idx`` reads: those given, or (None or empty) the MNIST
+    test files in ``root``. What a run records and ``robustai evaluate`` compares are these."""
+    return (
+        images or Path(root) / "t10k-images-idx3-ubyte.gz",
+        labels or Path(root) / "t10k-labels-idx1-ubyte.gz",
+    )
+
+
 def build_data(
     name: str,
     *,
@@ -83,10 +94,7 @@ def build_data(
         x_tr, y_tr = load_torchvision(name, root, train=True, download=download)
         x_ev, y_ev = load_torchvision(name, root, train=False, download=download)
     elif name == "idx":  # by default the MNIST test files in root, as configs/data/idx.yaml
-        x, y = load_idx_images(
-            images or Path(root) / "t10k-images-idx3-ubyte.gz",
-            labels or Path(root) / "t10k-labels-idx1-ubyte.gz",
-        )
+        x, y = load_idx_images(*idx_paths(root, images, labels))
         num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":

@@ -755,6 +755,66 @@ def test_idx_files_other_than_the_runs_are_refused(
     assert (tmp_path / "e" / "report.json").exists()
 
 
+def _idx_pair(folder: Path, labels: bytes, gz: bool = False) -> tuple[Path, Path]:
+    """The files data=idx reads by default in ``folder``: 40 random 8x8 images, ``labels``."""
+    import gzip
+
+    g = torch.Generator().manual_seed(0)
+    pixels = bytes(torch.randint(0, 256, (40 * 64,), generator=g, dtype=torch.uint8).tolist())
+    folder.mkdir(parents=True, exist_ok=True)
+    img = bytes([0, 0, 8, 3]) + b"".join(n.to_bytes(4, "big") for n in (40, 8, 8)) + pixels
+    lab = bytes([0, 0, 8, 1]) + (40).to_bytes(4, "big") + labels
+    suffix, pack = (".gz", gzip.compress) if gz else ("", bytes)
+    return (
+        _idx(folder / f"t10k-images-idx3-ubyte{suffix}", b"", pack(img)),
+        _idx(folder / f"t10k-labels-idx1-ubyte{suffix}", b"", pack(lab)),
+    )
+
+
+def test_idx_files_given_as_null_are_those_in_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """data.images=null reads root's files: the run trained and evaluated, then failed to save
+    ("IDX file not found: None"), losing its work; and evaluate with null compared nothing, so
+    other files (here: other labels) were evaluated on without a word."""
+    ours = _idx_pair(tmp_path / "ours", bytes([i % 10 for i in range(40)]))
+    _idx_pair(tmp_path / "theirs", bytes([(i + 1) % 10 for i in range(40)]))
+    nulls = ["data.images=null", "data.labels=null"]
+    quick = ["evaluator=quick", "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false",
+             "logger=none"]  # fmt: skip
+    run = tmp_path / "run"
+    done = robustai(
+        "train", "data=idx", f"data.root={tmp_path / 'ours'}", *nulls, *quick,
+        "trainer.epochs=1", "trainer.watchdog.enabled=false", f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    files = json.loads((run / "meta.json").read_text())["data_files"]
+    assert (files["images"]["path"], files["labels"]["path"]) == (str(ours[0]), str(ours[1]))
+    line = evaluate_fails(
+        [f"checkpoint={run}", f"data.root={tmp_path / 'theirs'}", *nulls, *quick], capsys
+    )
+    assert "data.labels=" in line and "holds other content than the file" in line
+
+
+def test_a_sweep_over_runs_on_the_same_idx_content_is_not_refused(tmp_path: Path) -> None:
+    """Runs that read the same content by other paths (gzipped and not, or a path with ..)
+    were refused as "trained on different data or splits"."""
+    from robustai.cli.pipeline import idx_files
+
+    labels = bytes([i % 10 for i in range(40)])
+    plain, gz = _idx_pair(tmp_path / "plain", labels), _idx_pair(tmp_path / "gz", labels, True)
+    extra = {"data": "idx", "split": {"split_seed": 0, "holdout": 0.2}}
+    a = save_small_cnn(tmp_path / "a", extra={**extra, "data_files": idx_files(*plain)})
+    b = save_small_cnn(tmp_path / "b", extra={**extra, "data_files": idx_files(*gz)})
+    args = data_from_checkpoint([f"checkpoint={a},{b}"])
+    assert f"data.images='{plain[0]}'" in args  # the first run's files, the same content
+    other = _idx_pair(tmp_path / "other", bytes([(i + 1) % 10 for i in range(40)]))
+    c = save_small_cnn(tmp_path / "c", extra={**extra, "data_files": idx_files(*other)})
+    with pytest.raises(ConfigError, match="trained on different data or splits"):
+        data_from_checkpoint([f"checkpoint={a},{c}"])
+
+
 def test_an_idx_run_is_evaluated_on_the_files_it_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
