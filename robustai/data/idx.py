@@ -94,6 +94,11 @@ def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Ten
         x = x.unsqueeze(1)
     elif x.ndim != 4:
         raise DataError(f"{images}: expected 3 or 4 dimensions (N,H,W[,C]), found {tuple(x.shape)}")
+    elif dims[3] > 4 and dims[1] <= 4:  # (N, 1, 28, 28) read as 28 channels of 1x28 pixels
+        raise DataError(
+            f"{images}: images of shape {dims[1:]} look channels-first; IDX images are"
+            " (N, H, W) or (N, H, W, C): store them channels-last"
+        )
     else:
         x = x.permute(0, 3, 1, 2)
     if len(x) and x.numel() == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from pathlib import Path
 
@@ -27,6 +28,29 @@ SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
     "idx": ("split_seed", "holdout"),
     "synthetic": ("split_seed", "holdout", "num_samples", "noise", "input_shape", "num_classes"),
 }
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_arguments(**given: object) -> None:
+    """One line (TypeError / ValueError) for an argument of the wrong kind, before any data is
+    read: "100" or 1.5 images failed deep inside slicing or seeding, and a NaN noise level made
+    every synthetic image NaN without a word."""
+    for key in ("seed", "split_seed"):
+        if not _whole(given[key]):
+            raise TypeError(f"{key} must be a whole number; got {given[key]!r}")
+    for key in ("train_size", "eval_size", "num_samples", "num_classes"):
+        value = given[key]
+        if value is not None and not _whole(value):
+            what = " (or None for all)" if key.endswith("_size") else ""
+            raise TypeError(f"{key} must be a whole number{what}; got {value!r}")
+    noise = given["noise"]
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+        raise TypeError(f"noise must be a number >= 0; got {noise!r}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")
 
 
 def _physical_memory() -> int | None:
@@ -84,6 +108,15 @@ def build_data(
     ``num_classes`` for synthetic data), never that of the subset ``train_size``/``eval_size``
     take.
     """
+    _check_arguments(
+        seed=seed,
+        split_seed=split_seed,
+        train_size=train_size,
+        eval_size=eval_size,
+        num_samples=num_samples,
+        num_classes=num_classes,
+        noise=noise,
+    )
     if augment not in AUGMENTATIONS:
         raise DataError(f"unknown augmentation '{augment}'; valid: {', '.join(AUGMENTATIONS)}")
     x_tr: Tensor
@@ -94,8 +127,15 @@ def build_data(
         x_tr, y_tr = load_torchvision(name, root, train=True, download=download)
         x_ev, y_ev = load_torchvision(name, root, train=False, download=download)
     elif name == "idx":  # by default the MNIST test files in root, as configs/data/idx.yaml
-        x, y = load_idx_images(*idx_paths(root, images, labels))
+        files = idx_paths(root, images, labels)
+        x, y = load_idx_images(*files)
         num_classes = int(y.max()) + 1  # of the whole file, not of the subset taken below
+        if num_classes < 2 or num_classes > max(len(y), 1000):
+            # else blamed on the model: no classes to tell apart, or a head too large to build
+            raise DataError(
+                f"{files[1]}: labels 0 .. {num_classes - 1} for {len(y)} images; labels must be"
+                " class indices 0 .. C-1 of at least 2 classes (a damaged or wrong labels file?)"
+            )
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
         values = num_samples * math.prod(int(d) for d in input_shape)
@@ -117,12 +157,12 @@ def build_data(
 
     x_tr, y_tr = take(x_tr, y_tr, train_size, split_seed)
     x_ev, y_ev = take(x_ev, y_ev, eval_size, split_seed)
-    if len(x_tr) == 0:  # the split keeps an eval image of every class first
+    if len(x_tr) == 0:  # only when every class has a single image, which eval gets first
         more = "a larger data.num_samples" if name == "synthetic" else "more images"
         raise DataError(
-            f"data {name}: no training images are left after holding out {holdout:g} of each "
-            f"class (at least one image of each) for evaluation; use {more} or a smaller "
-            "data.holdout"
+            f"data {name}: no training images are left: every class has a single image, and"
+            f" the split holds out at least one image of each class for evaluation; use {more}"
+            " (at least 2 of each class)"
         )
     n_classes = _CLASSES.get(name, num_classes)  # a subset may lack a class; the model may not
     mean, std = channel_stats(x_tr)

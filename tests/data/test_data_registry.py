@@ -165,6 +165,57 @@ def test_idx_missing_files(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ errors
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 1, 2_000_000_000, 3] * 10, "labels 0 .. 2000000000 for 40 images"),
+        ([0] * 40, "labels 0 .. 0 for 40 images"),
+    ],
+)
+def test_idx_labels_that_are_no_class_indices_name_the_file(
+    tmp_path: Path, labels: list[int], message: str
+) -> None:
+    """A damaged label made a 2-billion-class model ("cannot be built here ... use smaller
+    model.params"); all zeros, "num_classes must be >= 2" from the model: the file is to blame."""
+    from test_idx import write_idx
+
+    images = write_idx(tmp_path / "x", np.zeros((40, 4, 4), dtype=np.uint8))
+    y = write_idx(tmp_path / "y", np.array(labels, dtype=np.int64), code=0x0C)
+    with pytest.raises(DataError, match=re.escape(f"{y}: {message}; labels must be class")):
+        build_data("idx", images=images, labels=y)
+
+
+@pytest.mark.parametrize(
+    ("given", "error", "message"),
+    [
+        ({"train_size": "100"}, TypeError, "train_size must be a whole number (or None"),
+        ({"eval_size": 1.5}, TypeError, "eval_size must be a whole number (or None"),
+        ({"split_seed": 1.5}, TypeError, "split_seed must be a whole number; got 1.5"),
+        ({"seed": "a"}, TypeError, "seed must be a whole number; got 'a'"),
+        ({"num_samples": 2.5}, TypeError, "num_samples must be a whole number; got 2.5"),
+        ({"num_classes": True}, TypeError, "num_classes must be a whole number; got True"),
+        ({"noise": float("nan")}, ValueError, "noise must be a finite number >= 0; got nan"),
+        ({"noise": -1}, ValueError, "noise must be a finite number >= 0; got -1"),
+        ({"noise": "0.1"}, TypeError, "noise must be a number >= 0; got '0.1'"),
+    ],
+)
+def test_arguments_of_the_wrong_kind_are_one_line(
+    given: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """Failed deep in slicing or seeding (a torch TypeError of several lines), or, for a NaN
+    noise level, gave synthetic images that were all NaN."""
+    with pytest.raises(error, match=re.escape(message)):
+        build_data("synthetic", **{"num_samples": 64, **given})  # type: ignore[arg-type]
+
+
+def test_no_training_images_says_every_class_needs_two(tmp_path: Path) -> None:
+    """The advice was "a smaller data.holdout", which cannot help: a class's single image is
+    held out for evaluation whatever the holdout."""
+    with pytest.raises(DataError, match="every class has a single image") as info:
+        build_data("synthetic", num_samples=3, num_classes=20)
+    assert "holdout" not in str(info.value).split(";")[-1]
+
+
 def test_unknown_name_lists_valid_names() -> None:
     with pytest.raises(DataError) as info:
         build_data("imagenet")

@@ -188,6 +188,15 @@ def test_load_idx_images_channels_last_becomes_channels_first(tmp_path: Path) ->
     assert y.tolist() == list(range(6))
 
 
+def test_load_idx_images_channels_first_is_refused(tmp_path: Path) -> None:
+    """(N, 1, 28, 28), PyTorch's layout, was read as 28 channels of 1x28 pixels: an MLP trained
+    on it without a word."""
+    images = np.zeros((6, 1, 8, 8), dtype=np.uint8)
+    labels = np.arange(6, dtype=np.uint8)
+    with pytest.raises(DataError, match=r"shape \(1, 8, 8\) look channels-first"):
+        load_idx_images(write_idx(tmp_path / "x", images), write_idx(tmp_path / "y", labels))
+
+
 def test_load_idx_images_count_mismatch(tmp_path: Path) -> None:
     images, labels = sample_images()
     with pytest.raises(DataError, match="12 images but"):
