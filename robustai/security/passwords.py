@@ -60,6 +60,8 @@ _BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
 
 def check_password_policy(password: str, user: str) -> None:
     """Raise :class:`PasswordPolicyError` unless ``password`` may be set for ``user``."""
+    if not isinstance(password, str):  # bytes or None: no policy, and no length, to check
+        raise TypeError(f"password must be text (str); got {type(password).__name__}")
     counted = counted_length(password)
     if counted < MIN_PASSWORD_LENGTH:
         raise PasswordPolicyError(

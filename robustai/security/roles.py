@@ -64,13 +64,33 @@ def experiment_of(run: str) -> str:
     return run.split("/", 1)[0] or "."
 
 
-def allows(grants: Iterable[Grant], action: str, experiment: str, scope: str | None = None) -> bool:
-    """Whether ``grants`` permit ``action`` on ``experiment``; a token's ``scope`` narrows them."""
+def as_grant(grant: Grant | str) -> Grant:
+    """``grant`` itself, or a Grant from its text ``ROLE:PATTERN`` (as ``users list`` shows it)."""
+    if isinstance(grant, Grant):
+        return grant
+    if not isinstance(grant, str):
+        raise TypeError(f"a grant is a Grant or text 'ROLE:PATTERN'; got {type(grant).__name__}")
+    role, sep, pattern = grant.partition(":")
+    if not sep:
+        raise AccessError(f"grant {grant!r}: expected ROLE:PATTERN, e.g. viewer:mnist_*")
+    return Grant(check_role(role), check_pattern(pattern))
+
+
+def allows(
+    grants: Iterable[Grant | str], action: str, experiment: str, scope: str | None = None
+) -> bool:
+    """Whether ``grants`` (Grants, or their text ``ROLE:PATTERN``) permit ``action`` on
+    ``experiment``; a token's ``scope`` narrows them."""
     if action not in ACTIONS:
         raise ValueError(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
+    if isinstance(grants, str | Grant):  # one grant where a list belongs
+        raise TypeError(f"grants must be a list of grants, e.g. [{str(grants)!r}]")
+    if not isinstance(experiment, str):
+        raise TypeError(f"experiment must be an experiment's name; got {type(experiment).__name__}")
+    held = [as_grant(g) for g in grants]
     if scope is not None and not fnmatchcase(experiment, scope):
         return False
     return any(
         action in ROLES.get(g.role, frozenset()) and fnmatchcase(experiment, g.pattern)
-        for g in grants
+        for g in held
     )

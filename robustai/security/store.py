@@ -636,6 +636,9 @@ class AccessStore:
     def _no_user(db: sqlite3.Connection, name: str) -> str:
         import difflib
 
+        if not isinstance(name, str):  # None matches no row; difflib's own error said less
+            raise TypeError(f"a user name is text (str); got {type(name).__name__}")
+
         names = [r[0] for r in db.execute("SELECT name FROM users ORDER BY name")]
         hint = difflib.get_close_matches(name, names, n=1)
         maybe = f" (did you mean {hint[0]}?)" if hint else ""

@@ -253,6 +253,34 @@ def test_admin_role_covers_everything_on_its_pattern() -> None:
     assert all(allows(grants, a, "anything") for a in ("view", "run", "manage"))
 
 
+def test_grants_as_text_as_users_list_shows_them() -> None:
+    """``allows(["viewer:*"], ...)`` failed with "'str' object has no attribute 'role'"."""
+    assert allows(["viewer:mnist_*"], "view", "mnist_a")
+    assert not allows(["viewer:mnist_*"], "run", "mnist_a")
+    with pytest.raises(TypeError, match=r"a list of grants, e\.g\. \['viewer:\*'\]"):
+        allows("viewer:*", "view", "x")  # type: ignore[arg-type]
+    with pytest.raises(AccessError, match="unknown role 'viewr'"):
+        allows(["viewr:*"], "view", "x")
+    with pytest.raises(AccessError, match="expected ROLE:PATTERN"):
+        allows(["viewer"], "view", "x")
+
+
+def test_arguments_of_the_wrong_type_are_one_line(store: AccessStore) -> None:
+    """None as a name failed inside difflib ("'NoneType' object is not iterable"), a password
+    that is no text inside unicodedata."""
+    for call in (
+        lambda: store.user(None),
+        lambda: store.remove_user(None),
+        lambda: store.tokens(123),
+    ):
+        with pytest.raises(TypeError, match=r"^a user name is text \(str\); got"):
+            call()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^password must be text \(str\); got NoneType$"):
+        store.add_user("xavier", None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^password must be text \(str\); got bytes$"):
+        store.set_password("alice", b"correct horse battery")  # type: ignore[arg-type]
+
+
 def test_remove_user_removes_grants_and_tokens(store: AccessStore) -> None:
     store.grant("alice", "viewer", "*")
     token, _ = store.create_token("alice", "*", store.clock() + 3600)
