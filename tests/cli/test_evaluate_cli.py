@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -977,3 +978,48 @@ def test_an_evaluation_reports_the_models_dp_accounting_as_numbers(
     assert report["privacy"]["epsilon"] == 1.89 and "query_privacy" not in report
     (member,) = summarize(sweep).members
     assert member.flat["privacy/epsilon"] == 1.89
+
+
+class _Killed(BaseException):
+    """What SIGTERM raises in this test when robustai installs no handler of its own."""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_evaluation_is_one_line_and_leaves_no_report(
+    signum: int,
+    checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C or a scheduler's SIGTERM while the attacks run: status 128 + signal, one line
+    saying the evaluation did not finish, no report that could be read as its result, and the
+    caller's SIGTERM handler back in place."""
+    import robustai.cli.evaluate as evaluate
+
+    def interrupted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        signal.raise_signal(signum)
+
+    def killed(signum, frame):  # type: ignore[no-untyped-def]
+        raise _Killed  # stands in for the default action, which would end pytest itself
+
+    monkeypatch.setattr(evaluate, "run_evaluation", interrupted)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "e"
+    previous = signal.signal(signal.SIGTERM, killed)
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            try:
+                main(["evaluate", f"checkpoint={checkpoint}", "logger=none",
+                      f"hydra.run.dir={out}"])  # fmt: skip
+            except _Killed:
+                pytest.fail("SIGTERM during the evaluation was not handled")
+        assert signal.getsignal(signal.SIGTERM) is killed
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert stopped.value.code == 128 + signum
+    assert one_line(capsys.readouterr().err) == (
+        f"robustai evaluate: error: interrupted: the evaluation in {out} did not finish;"
+        " run the command again"
+    )
+    assert not (out / "report.json").exists() and not (out / "report.md").exists()
