@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -21,6 +22,16 @@ log = logging.getLogger(__name__)
 #: "prv": numerical composition of privacy loss random variables (Gopi et al. 2021), the
 #: tighter bound; "rdp": Renyi DP (Mironov 2017; Mironov, Talwar & Zhang 2019).
 ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
+
+#: Above this epsilon (by the RDP bound), Opacus' PRV accounting slows to seconds, then minutes
+#: a call, and then overflows (its discretization must span an ever wider privacy loss): there
+#: the RDP bound is reported instead, looser but still an upper bound, as no privacy worth the
+#: name is left to tighten.
+PRV_MAX_EPSILON = 100.0
+
+
+class DeltaTooSmall(ValueError):
+    """A delta below what the PRV accountant resolves in floating point: no noise fixes it."""
 
 
 def default_delta(num_samples: int) -> float:
@@ -75,15 +86,38 @@ def epsilon_spent(
     _check_rate_and_delta(sample_rate, delta)
     if noise_multiplier == 0:
         return math.inf
+    return epsilon_of([(float(noise_multiplier), float(sample_rate), steps)], delta, accountant)
+
+
+def epsilon_of(history: Sequence[Sequence[float]], delta: float, accountant: str = "prv") -> float:
+    """Epsilon at ``delta`` after the steps of ``history``, Opacus' ``(noise_multiplier,
+    sample_rate, steps)`` entries, by Opacus' accountant; with ``prv``, the RDP bound where that
+    exceeds :data:`PRV_MAX_EPSILON`."""
+    _check_accountant(accountant)
     from opacus.accountants import create_accountant
 
-    acc = create_accountant(mechanism=accountant)
-    acc.history = [(float(noise_multiplier), float(sample_rate), steps)]
-    with warnings.catch_warnings(), np.errstate(divide="ignore"):
-        # RDP warns when the best order sits at the edge of its grid, PRV takes log(0) at
-        # sample rate 1; the bounds stay valid.
-        warnings.filterwarnings("ignore", message="Optimal order is the")
-        return float(acc.get_epsilon(delta=delta))
+    def opacus_epsilon(name: str) -> float:
+        acc = create_accountant(mechanism=name)
+        acc.history = [(float(s), float(q), int(n)) for s, q, n in history]
+        with warnings.catch_warnings(), np.errstate(divide="ignore"):
+            # RDP warns when the best order sits at the edge of its grid, PRV takes log(0) at
+            # sample rate 1; the bounds stay valid.
+            warnings.filterwarnings("ignore", message="Optimal order is the")
+            return float(acc.get_epsilon(delta=delta))
+
+    if accountant == "prv":
+        bound = opacus_epsilon("rdp")
+        if bound > PRV_MAX_EPSILON:
+            return bound
+    try:
+        return opacus_epsilon(accountant)
+    except ValueError as e:
+        if "Floating point errors" not in str(e):
+            raise
+        raise DeltaTooSmall(
+            f"delta={delta:g} is too small for the PRV accountant's floating-point precision;"
+            " use a larger delta (e.g. 1e-5) or the rdp accountant"
+        ) from e
 
 
 def noise_multiplier_for(
@@ -101,25 +135,29 @@ def noise_multiplier_for(
         raise ValueError(f"target_epsilon must be a finite number > 0, got {target_epsilon}")
     _check_rate_and_delta(sample_rate, delta)
     steps = _whole_steps(steps, 1)
-    from opacus.accountants.utils import get_noise_multiplier
+    from opacus.accountants.utils import MAX_SIGMA
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the")
-        try:
-            sigma = get_noise_multiplier(
-                target_epsilon=target_epsilon,
-                target_delta=delta,
-                sample_rate=sample_rate,
-                steps=steps,
-                accountant=accountant,
-            )
-        except ValueError as e:  # Opacus: "The privacy budget is too low."
+    def spent(sigma: float) -> float:
+        return epsilon_spent(sigma, sample_rate, steps, delta, accountant)
+
+    # Opacus' get_noise_multiplier search (double sigma from 20 until under the target, then
+    # bisect to within 0.01 of it), through epsilon_spent: the figure a run reports, and with
+    # PRV the RDP bound where PRV would take minutes (a target of 1000 bisects down there)
+    low, high, eps_high = 0.0, 10.0, math.inf
+    while eps_high > target_epsilon:
+        high *= 2
+        if high > MAX_SIGMA:
             raise ValueError(
                 f"target_epsilon={target_epsilon} cannot be reached in {steps} steps at sample "
                 f"rate {sample_rate:.4g} (even a huge noise multiplier spends more); "
                 "raise target_epsilon or train fewer epochs"
-            ) from e
-    spent = epsilon_spent(sigma, sample_rate, steps, delta, accountant)
-    if spent > target_epsilon:  # Opacus returns the upper end of its bisection; check anyway
-        raise RuntimeError(f"noise calibration overshoots: {spent} > {target_epsilon}")
-    return float(sigma)
+            )
+        eps_high = spent(high)
+    while target_epsilon - eps_high > 0.01:
+        sigma = (low + high) / 2
+        eps = spent(sigma)
+        if eps < target_epsilon:
+            high, eps_high = sigma, eps
+        else:
+            low = sigma
+    return float(high)  # the upper end: its epsilon, eps_high, is within the target

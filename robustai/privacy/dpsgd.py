@@ -48,7 +48,10 @@ from robustai.attacks import Attack
 from robustai.attacks.base import check_inputs_in_range, class_indices, is_integer, is_real
 from robustai.privacy.accounting import (
     ACCOUNTANTS,
+    PRV_MAX_EPSILON,
+    DeltaTooSmall,
     default_delta,
+    epsilon_of,
     epsilon_spent,
     noise_multiplier_for,
 )
@@ -368,6 +371,20 @@ class DPSGD:
         y = class_indices(y)
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("give exactly one of noise_multiplier and target_epsilon")
+        numbers_given = (
+            ("noise_multiplier", noise_multiplier),
+            ("target_epsilon", target_epsilon),
+            ("max_grad_norm", max_grad_norm),
+            ("delta", delta),
+        )
+        for what, value in numbers_given:  # "1.0" failed in a comparison, True counted as 1
+            if value is not None and not is_real(value):
+                raise TypeError(f"{what} must be a number; got {value!r}")
+        if noise_seed is not None and not is_integer(noise_seed):
+            raise TypeError(
+                f"noise_seed must be a whole number (None: noise from OS entropy); got"
+                f" {noise_seed!r}"
+            )
         # NaN and infinity too: the accountant would search forever
         if noise_multiplier is not None and not 0 <= noise_multiplier < math.inf:
             raise ValueError(
@@ -450,6 +467,8 @@ class DPSGD:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore", RuntimeWarning)
                     planned_epsilon = self.epsilon_after(planned)
+            except DeltaTooSmall:
+                raise  # says what to change; no noise multiplier helps
             except (ValueError, MemoryError, OverflowError) as e:
                 # PRV fails for very small noise multipliers (a larger one or RDP helps); any
                 # accountant overflows for absurdly large ones
@@ -464,16 +483,18 @@ class DPSGD:
                     f"{self.noise_multiplier:g} over {planned} steps ({str(e).splitlines()[0]}); "
                     f"{fix}"
                 ) from e
-            if math.isinf(planned_epsilon):  # as with no noise: say so before training
+            if planned_epsilon > PRV_MAX_EPSILON:  # as with no noise: say so before training
+                bound = f"{planned_epsilon:.4g}"
+                if accountant == "prv" and math.isfinite(planned_epsilon):
+                    bound += " (the RDP bound: PRV accounting takes minutes up there)"
                 log.warning(
-                    "DP-SGD: the %s accountant bounds epsilon by no finite number for noise "
-                    "multiplier %g, sample rate %.3g and %d steps; there is no privacy "
-                    "guarantee (use a larger noise multiplier, fewer steps or "
-                    "privacy.accountant=rdp)",
-                    accountant,
+                    "DP-SGD: the planned %d steps (noise multiplier %g, sample rate %.3g) reach"
+                    " epsilon %s; there is no meaningful privacy guarantee (use a larger noise"
+                    " multiplier or fewer steps)",
+                    planned,
                     self.noise_multiplier,
                     self.sample_rate,
-                    planned,
+                    bound,
                 )
         if max_epsilon is not None:
             first = self.epsilon_after(self.steps_per_epoch)
@@ -675,9 +696,9 @@ class DPSGD:
         if self.noise_multiplier == 0:
             return math.inf
         if steps not in self._eps_cache:
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message="Optimal order is the")
-                self._eps_cache[steps] = float(self.accountant.get_epsilon(delta=self.delta))
+            self._eps_cache[steps] = epsilon_of(
+                self.accountant.history, self.delta, self.accountant_name
+            )
         return self._eps_cache[steps]
 
     def summary(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustai.fileio import write_text
+from robustai.privacy.accounting import PRV_MAX_EPSILON
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +81,16 @@ def _dpsgd(p: Mapping[str, Any]) -> str:
             f"{p['steps']} steps, so this run gives no differential-privacy guarantee."
         )
     delta = rounded_up(float(p["delta"]))
+    accountant = p["accountant"]
+    if accountant == "prv" and eps > PRV_MAX_EPSILON:  # the figure is RDP's (see epsilon_of)
+        accountant = "rdp"
     return (
         f"The trained weights are ({rounded_up(eps)}, {delta})-differentially "
         f"private with respect to adding or removing any one of the {p['num_samples']} "
         f"training records, by DP-SGD with Poisson sampling rate {_num(p['sample_rate'])}, "
         f"noise multiplier {_num(p['noise_multiplier'])} and per-sample gradient clipping at "
         f"{p['max_grad_norm']:g} over {p['steps']} steps, as accounted by Opacus' "
-        f"{_ACCOUNTANTS.get(p['accountant'], p['accountant'])} accountant; metrics computed on "
+        f"{_ACCOUNTANTS.get(accountant, accountant)} accountant; metrics computed on "
         f"the training data and the choice of hyper-parameters are not covered{_seeded(p)}."
     )
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from robustai.privacy import default_delta, epsilon_spent, noise_multiplier_for
+from robustai.privacy.accounting import PRV_MAX_EPSILON
 
 
 @pytest.mark.parametrize("name, cls", [("prv", PRVAccountant), ("rdp", RDPAccountant)])
@@ -64,6 +65,30 @@ def test_calibration_with_prv_is_tight_and_safe() -> None:
     sigma = noise_multiplier_for(3.0, 1e-5, 64 / 1437, 230, "prv")
     spent = epsilon_spent(sigma, 64 / 1437, 230, 1e-5, "prv")
     assert 2.95 <= spent <= 3.0
+
+
+def test_beyond_prv_max_epsilon_prv_reports_the_rdp_bound() -> None:
+    """PRV accounting slows to minutes a call as epsilon grows (a target_epsilon of 1000 hung
+    the calibration, noise 0.1 over 230 steps took over a minute), then overflows; past
+    PRV_MAX_EPSILON the RDP bound, an upper bound as well, is what is reported."""
+    q, steps, delta = 64 / 1438, 230, 1e-5
+    rdp = epsilon_spent(0.1, q, steps, delta, "rdp")
+    assert rdp > PRV_MAX_EPSILON
+    assert epsilon_spent(0.1, q, steps, delta, "prv") == rdp
+    # below it, Opacus' PRV figure, the tighter one
+    prv = PRVAccountant()
+    prv.history = [(1.0, q, steps)]
+    assert epsilon_spent(1.0, q, steps, delta, "prv") == pytest.approx(prv.get_epsilon(delta))
+    sigma = noise_multiplier_for(1000.0, delta, q, 23, "prv")
+    assert 1000.0 - 0.01 <= epsilon_spent(sigma, q, 23, delta, "rdp") <= 1000.0
+
+
+def test_a_delta_below_prvs_precision_is_named() -> None:
+    """PRV's "floating point errors will dominate" was reported as a target too low to reach
+    ("raise target_epsilon"), or as a noise multiplier to raise."""
+    with pytest.raises(ValueError, match=r"delta=1e-16 is too small for the PRV accountant"):
+        noise_multiplier_for(3.0, 1e-16, 64 / 1438, 23, "prv")
+    assert noise_multiplier_for(3.0, 1e-16, 64 / 1438, 23, "rdp") > 0
 
 
 def test_unreachable_target_says_what_to_do() -> None:

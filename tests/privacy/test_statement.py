@@ -42,6 +42,14 @@ def test_dpsgd_sentence_states_epsilon_delta_and_the_unit() -> None:
     )
 
 
+def test_the_sentence_names_the_accountant_whose_figure_it_states() -> None:
+    """Beyond PRV_MAX_EPSILON a PRV run reports the RDP bound; "as accounted by Opacus' PRV"
+    would name the wrong one."""
+    assert "Opacus' PRV (Gopi et al. 2021) accountant" in privacy_statement(DPSGD)
+    high = privacy_statement({**DPSGD, "epsilon": 615.3})
+    assert "Opacus' RDP (Mironov 2017) accountant" in high and "PRV" not in high
+
+
 def test_the_stated_guarantee_is_rounded_up_never_down() -> None:
     """Rounded to nearest, epsilon 2.99406 read "2.99" and a delta of 1.2345e-5 "1.23e-05": a
     stronger guarantee than the accountant proved."""
