@@ -565,13 +565,28 @@ def _check_output_dir(cfg: Any, multirun: bool) -> None:
         raise ConfigError(
             f"cannot write the run folder {path}: {problem}; set {key}=<writable folder>"
         )
-    if not multirun and (path / "multirun.yaml").is_file():
+    sign = None if multirun else sweep_sign(path)
+    if sign:
         # a sweep's own folder: the run's files would land beside its members' folders, and
         # robustai summarize would list the run as a member "." (and might rank it best)
         raise ConfigError(
-            f"{key}={target} is a sweep's folder (it holds multirun.yaml): a run there would mix"
+            f"{key}={target} is a sweep's folder (it holds {sign}): a run there would mix"
             f" its files with the sweep's members; give another {key}"
         )
+
+
+def sweep_sign(folder: Path) -> str | None:
+    """What marks ``folder`` as a sweep's own folder, or None: a grid sweep's multirun.yaml,
+    an Optuna search's optimization_results.yaml (it writes no multirun.yaml), or, before a
+    search has finished, a member folder (0/, 1/, ...) with its .hydra/ record."""
+    for name in ("multirun.yaml", "optimization_results.yaml"):
+        if (folder / name).is_file():
+            return name
+    try:
+        members = sorted(p.name for p in folder.iterdir() if p.name.isdigit() and p.is_dir())
+    except OSError:
+        return None
+    return next((f"{m}/.hydra/" for m in members if (folder / m / ".hydra").is_dir()), None)
 
 
 def _not_writable(folder: Path) -> str | None:

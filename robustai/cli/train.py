@@ -156,8 +156,9 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
         finished = _finished_files(run)
         if finished:  # nothing to continue: the run would train again and overwrite them
             raise ConfigError(
-                f"hydra.run.dir={folder} holds a finished run ({', '.join(finished)}) and no "
-                "checkpoint to continue it from; give another hydra.run.dir"
+                f"hydra.run.dir={folder} holds a finished run or evaluation"
+                f" ({', '.join(finished)}) and no checkpoint to continue from; give another"
+                " hydra.run.dir"
             )
     if not saved:
         return  # an unreadable checkpoint is reported, with its reason, when the run reads it
@@ -220,8 +221,9 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
             finished = _finished_files(folder)
             if finished:  # nothing to continue: the member would train over it
                 raise ConfigError(
-                    f"hydra.sweep.dir={sweep_dir} holds a finished run without a checkpoint "
-                    f"(member {folder.name}: {', '.join(finished)}); give a new hydra.sweep.dir"
+                    f"hydra.sweep.dir={sweep_dir} holds a finished run or evaluation without a"
+                    f" checkpoint (member {folder.name}: {', '.join(finished)}); give a new"
+                    " hydra.sweep.dir"
                 )
             continue
         if plan.jobs is None:
@@ -354,8 +356,10 @@ def _reads_the_time(cfg: Any, text: str, depth: int = 0) -> bool:
 
 
 def _finished_files(folder: Path) -> list[str]:
-    """What a finished run left in ``folder`` (its weights, its metrics), if anything."""
-    return [n for n in ("weights.safetensors", "metrics.json") if (folder / n).is_file()]
+    """What a finished run (its weights, its metrics) or a ``robustai evaluate`` (its report)
+    left in ``folder``, if anything: a run there would write over them."""
+    names = ("weights.safetensors", "metrics.json", "report.json")
+    return [n for n in names if (folder / n).is_file()]
 
 
 def _saved_config(folder: Path) -> dict[str, Any] | None:

@@ -311,6 +311,23 @@ def test_a_finished_run_without_checkpoints_is_not_trained_over(
     assert (run / "weights.safetensors").read_bytes() == b"weights"
 
 
+def test_a_run_into_an_evaluations_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Taken as an empty folder (no weights, no metrics.json): the run wrote its report.json,
+    report.md and .hydra/ record over the evaluation's."""
+    ev = tmp_path / "evaluate"
+    ev.mkdir()
+    (ev / "report.json").write_text('{"clean_acc": 0.5}')
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", f"hydra.run.dir={ev}"])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "holds a finished run or evaluation (report.json)" in lines[0]
+    assert [p.name for p in ev.iterdir()] == ["report.json"]
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate"])
 def test_a_run_into_a_sweeps_own_folder_is_refused(
     command: str,
@@ -323,16 +340,27 @@ def test_a_run_into_a_sweeps_own_folder_is_refused(
     sweep = tmp_path / "sweep"
     (sweep / "0").mkdir(parents=True)
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    # Optuna writes no multirun.yaml: its results file when done, member folders before
+    optuna, running = tmp_path / "optuna", tmp_path / "running"
+    (optuna / "0").mkdir(parents=True)
+    (optuna / "optimization_results.yaml").write_text("name: optuna\n")
+    (running / "3" / ".hydra").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    args = [f"hydra.run.dir={sweep}"] + (["checkpoint=run"] if command == "evaluate" else [])
-    with pytest.raises(SystemExit) as exc:
-        main([command, *args])
-    assert exc.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1, lines
-    assert f"hydra.run.dir={sweep} is a sweep's folder (it holds multirun.yaml)" in lines[0]
-    assert "give another hydra.run.dir" in lines[0]
-    assert sorted(p.name for p in sweep.iterdir()) == ["0", "multirun.yaml"]
+    for folder, sign in (
+        (sweep, "multirun.yaml"),
+        (optuna, "optimization_results.yaml"),
+        (running, "3/.hydra/"),
+    ):
+        before = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+        args = [f"hydra.run.dir={folder}"] + (["checkpoint=run"] if command == "evaluate" else [])
+        with pytest.raises(SystemExit) as exc:
+            main([command, *args])
+        assert exc.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1, lines
+        assert f"hydra.run.dir={folder} is a sweep's folder (it holds {sign})" in lines[0]
+        assert "give another hydra.run.dir" in lines[0]
+        assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*")) == before
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])

@@ -509,7 +509,26 @@ def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
     capsys.readouterr()
     assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert "holds a finished run without a checkpoint (member 0: weights.safetensors" in line
+    assert "without a checkpoint (member 0: weights.safetensors" in line
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+
+
+def test_a_sweep_into_an_evaluation_sweeps_folder_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Members holding a robustai evaluate report (no weights, no metrics.json) were taken
+    for empty folders: the training runs wrote their reports over the evaluation's."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "evaluations"
+    for member in ("0", "1"):
+        (sweep / member).mkdir(parents=True)
+        (sweep / member / "report.json").write_text('{"clean_acc": 0.5}')
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    run = [*TINY, "trainer.epochs=1", "logger=none", f"hydra.sweep.dir={sweep}"]
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "holds a finished run or evaluation without a checkpoint (member 0: report.json)" in line
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
 
