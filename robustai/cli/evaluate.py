@@ -495,10 +495,13 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
             f"{data.name} has shape {tuple(data.input_shape)}; choose the data set it was "
             f"trained on (meta.json says data={meta.get('data', 'unknown')})"
         )
-    if int(meta["num_classes"]) < data.num_classes:
+    if int(meta["num_classes"]) != data.num_classes:
+        # more classes than the data's: per-class rows for classes the data lacks, and labels
+        # that mean something else to the model
         raise CheckpointError(
             f"checkpoint {checkpoint} predicts {meta['num_classes']} classes but data="
-            f"{data.name} has {data.num_classes}"
+            f"{data.name} has {data.num_classes}; choose the data set it was trained on"
+            f" (meta.json says data={meta.get('data', 'unknown')})"
         )
     if meta.get("data") not in (None, data.name):
         log.warning(

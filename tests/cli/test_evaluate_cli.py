@@ -305,6 +305,26 @@ def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> N
         run_evaluate(cfg, tmp_path / "out")
 
 
+@pytest.mark.parametrize("data_classes", [4, 12])
+def test_a_class_count_other_than_the_models_is_one_line(
+    data_classes: int,
+    checkpoint: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Fewer classes in the data than the model's 10 ended in a traceback (the evaluation's own
+    check, deep inside it), after the run folder was made."""
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails(
+        [f"checkpoint={checkpoint}", "data=synthetic", f"data.num_classes={data_classes}",
+         "evaluator=quick", f"hydra.run.dir={tmp_path / 'e'}"],
+        capsys,
+    )  # fmt: skip
+    assert f"predicts 10 classes but data=synthetic has {data_classes}" in line
+    assert "meta.json says data=digits" in line
+
+
 def test_targeted_suite_needs_four_classes(tmp_path: Path) -> None:
     run = save_small_cnn(tmp_path / "three", classes=3)
     cfg = to_evaluate_config(
