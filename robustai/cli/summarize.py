@@ -269,8 +269,8 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     summary.notes = (
         _eps_notes(members, name) + _privacy_notes(members) + _mixed_notes(members, name, objective)
     )
-    for note in summary.notes:
-        log.warning("%s", note)
+    for note in summary.notes:  # the command prints them; INFO keeps Python's fallback
+        log.info("%s", note)  # handler from printing each a second time, on stderr
     return summary
 
 

@@ -186,6 +186,25 @@ def test_a_front_of_one_member_is_drawn(tmp_path: Path) -> None:
     assert front.get_marker() == "o"
 
 
+def test_a_note_is_printed_once(tmp_path: Path) -> None:
+    """Each note came out twice from the shell: as "note: ..." on stdout, and again on stderr
+    through Python's fallback log handler (the command configures no logging)."""
+    import subprocess
+    import sys
+
+    make_run(tmp_path / "a", "0", ["attack.eps=0.05"], metrics(0.9, 0.7, eps="0.05"))
+    make_run(tmp_path / "a", "1", ["attack.eps=0.1"], metrics(0.9, 0.5, eps="0.1"))
+    done = subprocess.run(
+        [sys.executable, "-m", "robustai", "summarize", str(tmp_path / "a")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("members were evaluated at different eps") == 1
+    assert "different eps" not in done.stderr
+
+
 def test_a_ranking_across_different_eps_says_it_mixes_threat_models(tmp_path: Path) -> None:
     """A sweep over attack.eps evaluates each member at its own eps: the smaller eps wins
     worst_case_acc by construction, and the summary says so; at one eps it says nothing."""
