@@ -144,6 +144,14 @@ def init_distributed(
         raise DistributedSetupError(f"the launcher did not set {', '.join(missing)}")
     name = resolve_backend(backend, device_type)
     if device_type == "cuda":
+        gpus = torch.cuda.device_count()
+        if env["local_rank"] >= gpus:  # set_device: "invalid device ordinal", a traceback
+            raise DistributedSetupError(
+                f"process {env['rank']} (local rank {env['local_rank']}) has no GPU of its own:"
+                f" this machine has {gpus}; start at most {gpus} processes per machine"
+                f" (torchrun --nproc_per_node={max(gpus, 1)}; with Slurm, tasks_per_node equal"
+                " to gpus_per_node)"
+            )
         torch.cuda.set_device(env["local_rank"])
     if not dist.is_initialized():
         dist.init_process_group(name, timeout=datetime.timedelta(seconds=timeout_s))

@@ -704,6 +704,20 @@ def _member(cfg: Any, out_dir: Path, multirun: bool) -> None:
         record_failure(out_dir, e)
 
 
+def _check_one_process() -> None:
+    """An evaluation runs in one process: started by torchrun (or a multi-task launcher), every
+    process evaluated the whole model and wrote the same run folder's reports at once."""
+    from robustai.distributed import launcher_env
+
+    env = launcher_env()
+    if env is not None and env["world_size"] > 1:
+        raise ConfigError(
+            f"robustai evaluate runs in one process, and this is one of {env['world_size']}"
+            " (torchrun, or a launcher with several tasks per job): start it without torchrun"
+            " (device=cuda:N picks a GPU)"
+        )
+
+
 def main(argv: Sequence[str]) -> int:
     import hydra
 
@@ -713,6 +727,7 @@ def main(argv: Sequence[str]) -> int:
     from robustai.cli.sweep_status import SweepStatus
 
     try:
+        _check_one_process()
         cdir = config_dir("evaluate")
         args = data_from_checkpoint(config_dir_as_searchpath(argv, cdir))
         preflight(cdir, "evaluate", args, check_evaluate_config)

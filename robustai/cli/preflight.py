@@ -470,6 +470,11 @@ def _compose_and_check(
             if compose_only:
                 return cfg
             from hydra.core.hydra_config import HydraConfig
+            from omegaconf import open_dict, read_write
+
+            if multirun:  # as Hydra sets it for -m: the checks tell a sweep from a single run
+                with read_write(cfg), open_dict(cfg):
+                    cfg.hydra.mode = "MULTIRUN"
 
             HydraConfig.instance().set_config(cfg)
             check_targets(cfg, resolve=False)  # names only: nothing imported yet

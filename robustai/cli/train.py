@@ -55,6 +55,12 @@ def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
     nodes = OmegaConf.select(cfg, "hydra.launcher.nodes", default=None) or 1
     ddp = train_cfg.trainer.distributed == "ddp"
     if isinstance(tasks, int) and tasks * nodes > 1:
+        if "MULTIRUN" not in str(OmegaConf.select(cfg, "hydra.mode", default="")):
+            # a single run starts no launcher: it would run here, alone, as one process
+            raise ConfigError(
+                f"hydra.launcher starts {tasks * nodes} processes per run, but only for a sweep:"
+                " add -m (with no sweep in the overrides, -m runs the config once)"
+            )
         if not ddp:
             raise ConfigError(
                 f"hydra.launcher starts {tasks * nodes} processes per run (tasks_per_node="

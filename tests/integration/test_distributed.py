@@ -223,6 +223,8 @@ def test_a_submitit_job_with_two_tasks_trains_one_ddp_run(tmp_path: Path) -> Non
         ({"RANK": "0", "WORLD_SIZE": "2"}, [], "would train 2 separate copies; add trainer=ddp"),
         ({"RANK": "1", "WORLD_SIZE": "2"}, ["-m", "trainer=ddp"], "cannot run under torchrun"),
         ({}, ["-m", "hydra/launcher=slurm_ddp"], "starts 4 processes per run"),
+        # a single run launches nothing: refused as needing a launcher, after its folder was made
+        ({}, ["hydra/launcher=slurm_ddp", "trainer=ddp"], "but only for a sweep: add -m"),
         (  # each rank failed in TensorLoader.shard, a traceback per process
             {"RANK": "0", "WORLD_SIZE": "3"},
             ["trainer=ddp", "data.batch_size=2"],
@@ -257,6 +259,35 @@ def test_a_launch_that_does_not_fit_trainer_distributed_exits_2(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
     assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
+
+
+def test_evaluate_under_torchrun_is_refused_before_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every rank evaluated the whole model and wrote the same folder's reports at once."""
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    proc = robustai(
+        "evaluate", f"checkpoint={tmp_path}", f"hydra.run.dir={tmp_path / 'e'}", cwd=tmp_path
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "robustai evaluate runs in one process, and this is one of 2" in line
+    assert not (tmp_path / "e").exists()
+
+
+def test_more_processes_than_gpus_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda.set_device(local_rank) past the last GPU ended in "invalid device ordinal", a
+    traceback from every rank without a GPU."""
+    from robustai.distributed import DistributedSetupError, init_distributed
+
+    gpus = torch.cuda.device_count()
+    for name, value in {"RANK": gpus, "WORLD_SIZE": gpus + 1, "LOCAL_RANK": gpus}.items():
+        monkeypatch.setenv(name, str(value))
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    with pytest.raises(DistributedSetupError, match=f"no GPU of its own: this machine has {gpus}"):
+        init_distributed("auto", "cuda")
 
 
 @pytest.mark.parametrize(
