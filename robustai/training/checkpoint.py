@@ -574,7 +574,9 @@ def _check_scheduler_position(
     if total != fresh.get("total_steps"):
         raise ValueError(
             f"{where}.total_steps is {total}, where this run's schedule has"
-            f" {fresh['total_steps']} (epochs x steps per epoch)"
+            f" {fresh['total_steps']} (epochs x steps per epoch: with another number of"
+            " processes, a last batch too small to share among them is left out; resume with"
+            " the run's number of processes, or train anew)"
         )
     if isinstance(total, int) and isinstance(last, int) and not -1 <= last <= total:
         raise ValueError(f"{where}.last_epoch {last} is no step of a {total}-step schedule")
