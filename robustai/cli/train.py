@@ -76,6 +76,24 @@ def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
         _check_global_batch(train_cfg, env["world_size"])
 
 
+def _check_backend(cfg: Any, train_cfg: Any) -> None:
+    """trainer.backend=nccl connects GPUs: on this machine's CPU it is refused before Hydra
+    makes a run folder (not for a Slurm launcher, whose jobs run on the cluster's machines)."""
+    from omegaconf import OmegaConf
+
+    from robustai.cli.pipeline import resolve_device
+    from robustai.distributed import DistributedSetupError, resolve_backend
+
+    target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
+    trainer = train_cfg.trainer
+    if trainer.distributed != "ddp" or target.endswith("SlurmLauncher"):
+        return
+    try:
+        resolve_backend(trainer.backend, resolve_device(trainer.device).type)
+    except DistributedSetupError as e:
+        raise ConfigError(str(e)) from e
+
+
 def _check_global_batch(train_cfg: Any, processes: int) -> None:
     """Under DDP ``data.batch_size`` is the global batch, cut into one part per process: each
     process needs at least one image (DP-SGD samples its batches on each rank instead)."""
@@ -100,6 +118,7 @@ def check_train_config(cfg: Any) -> Any:
 
     _check_launcher_processes(cfg, train_cfg)
     check_device(cfg, train_cfg.trainer.device, "trainer.device")
+    _check_backend(cfg, train_cfg)
     ev = train_cfg.evaluator
     tables = {
         "robust_acc": [

@@ -223,6 +223,11 @@ def test_a_submitit_job_with_two_tasks_trains_one_ddp_run(tmp_path: Path) -> Non
         ({"RANK": "0", "WORLD_SIZE": "2"}, [], "would train 2 separate copies; add trainer=ddp"),
         ({"RANK": "1", "WORLD_SIZE": "2"}, ["-m", "trainer=ddp"], "cannot run under torchrun"),
         ({}, ["-m", "hydra/launcher=slurm_ddp"], "starts 4 processes per run"),
+        (  # refused by every rank, after rank 0 had made the run folder
+            {"RANK": "0", "WORLD_SIZE": "2"},
+            ["trainer=ddp", "trainer.backend=nccl", "trainer.device=cpu"],
+            "trainer.backend=nccl connects GPUs, and this run trains on cpu",
+        ),
         # a single run launches nothing: refused as needing a launcher, after its folder was made
         ({}, ["hydra/launcher=slurm_ddp", "trainer=ddp"], "but only for a sweep: add -m"),
         (  # each rank failed in TensorLoader.shard, a traceback per process

@@ -265,7 +265,8 @@ def test_resuming_into_another_runs_folder_is_refused_untouched(
         main([*args, f"trainer.resume={a}", f"hydra.run.dir={b}"])
     assert refused.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"hydra.run.dir={b} holds another run (weights.safetensors, metrics.json)" in line
+    held = "weights.safetensors, metrics.json, report.json"
+    assert f"hydra.run.dir={b} holds another run ({held}" in line
     assert {p: p.read_bytes() for p in b.rglob("*") if p.is_file()} == before
     # Into a new folder the resume goes on (a finished run: evaluated again there).
     c = tmp_path / "c"
