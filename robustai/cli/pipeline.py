@@ -70,6 +70,7 @@ from robustai.training import (
     RNGState,
     StandardObjective,
     Trainer,
+    TrainingDiverged,
     TrainingInterrupted,
     WatchdogCallback,
     build_schedule,
@@ -900,6 +901,17 @@ def _run_train(
             raise RunInterrupted(
                 stop.signum or 2,
                 f"{e}; checkpoint {path.name} saved; {resume_advice(out_dir, ctx)}",
+            ) from e
+        except TrainingDiverged as e:
+            dp = getattr(privacy, "dp", None)
+            if dp is None:
+                raise
+            # with a huge noise multiplier or clipping norm, the learning rate is not the cause
+            raise TrainingDiverged(
+                f"{e}; under DP-SGD the noise added to the summed gradients has std"
+                f" privacy.noise_multiplier x privacy.max_grad_norm ="
+                f" {dp.noise_multiplier * dp.max_grad_norm:g}, which a smaller"
+                " privacy.max_grad_norm or privacy.noise_multiplier lowers"
             ) from e
         if stop.is_set():
             # It came during the last epoch's last step or end (its checkpoint is saved): the

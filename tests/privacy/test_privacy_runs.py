@@ -382,3 +382,16 @@ def test_cli_dpsgd_on_the_real_mnist_test_split(
     log = (tmp_path / "run" / "train.log").read_text()
     assert "privacy: epsilon" in log and p["statement"] in log
     assert m["clean_acc"] > 0.5
+
+
+def test_a_dpsgd_run_that_diverges_names_the_noise(tmp_path: Path) -> None:
+    """Noise multiplier 1e10 made the loss NaN, and the line said only "lower trainer.lr": the
+    noise's std, noise_multiplier x max_grad_norm, is what to lower."""
+    from robustai.training import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged) as info:
+        train(["privacy=dpsgd", "attack=none", "privacy.noise_multiplier=1e10"], tmp_path)
+    message = str(info.value)
+    assert message.startswith("the loss became NaN or infinite")
+    assert "privacy.noise_multiplier x privacy.max_grad_norm = 1e+10" in message
+    assert "\n" not in message
