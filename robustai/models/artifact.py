@@ -8,6 +8,7 @@ HMAC-SHA256 over itself (hence over the weights' sha256), checked on loading.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -16,7 +17,8 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save_file
 from torch import nn
 
 from robustai.errors import CheckpointError
@@ -70,13 +72,13 @@ def save_model(
     }
     meta = _plain_json(meta)  # before anything is written: a failure leaves out_dir as it was
     _check_rebuildable(model, meta)
+    key = signing_key_from_env()  # so is an unusable key: the weights there stay with their meta
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     weights = out / WEIGHTS
     atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
     meta["weights_sha256"] = sha256_file(weights)
-    key = signing_key_from_env()
     if key is not None:  # HMAC over the weights' sha256 and all the metadata
         meta[SIGNATURE_FIELD] = sign_meta(meta, key)
     atomic_write(out / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
@@ -235,6 +237,14 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
         or not {"model", "input_shape", "num_classes", "normalization"} <= meta.keys()
     ):
         raise CheckpointError(f"{meta_path} lacks model, input_shape, num_classes or normalization")
+    threat = meta.get("threat_model")
+    if threat is not None and not (
+        isinstance(threat, dict) and threat.get("norm", "linf") in ("linf", "l2")
+    ):  # read by evaluate for its default eps and norm: a string failed there with a traceback
+        raise CheckpointError(
+            f"{meta_path}: threat_model must be null or {{\"norm\": \"linf\" | \"l2\","
+            f" \"eps\": ...}}, got {json.dumps(threat)[:60]}; the file was edited or damaged"
+        )
     return weights, meta
 
 
@@ -276,13 +286,19 @@ def load_model(
             f"{weights.parent / META} has no valid weights_sha256 (robustai writes one with every"
             " model): edited, or not written by robustai; refusing to load unchecked weights"
         )
-    if sha256_file(weights) != expected:
+    # Read once: the bytes hashed (and so signed) are the bytes loaded; checked by path and
+    # loaded by path again, a file swapped in between would load unchecked.
+    try:
+        data = weights.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"cannot read {weights}: {e.strerror}") from e
+    if hashlib.sha256(data).hexdigest() != expected:
         raise CheckpointError(
             f"{weights} does not match the sha256 in its meta.json: modified or corrupt"
         )
     check_signature(weights.parent / META, meta)
     try:
-        state = load_file(str(weights), device=str(map_location))
+        state = {k: v.to(map_location) for k, v in load_safetensors(data).items()}
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {e}") from e
     except RuntimeError as e:  # e.g. map_location="cuda" on a machine without one

@@ -28,7 +28,13 @@ def signing_key_from_env(environ: Mapping[str, str] | None = None) -> bytes | No
     value = (os.environ if environ is None else environ).get(ENV_SIGNING_KEY, "")
     if not value:
         return None
-    key = value.encode("utf-8")
+    try:
+        key = value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 arrive as surrogate escapes
+        raise SigningKeyError(
+            f"{ENV_SIGNING_KEY} holds bytes that are not text (UTF-8), e.g. raw random bytes:"
+            ' use a text key, e.g. python -c "import secrets; print(secrets.token_hex(32))"'
+        ) from None
     if len(key) < MIN_KEY_BYTES:
         raise SigningKeyError(
             f"{ENV_SIGNING_KEY} is too short ({len(key)} bytes): use at least {MIN_KEY_BYTES} "
@@ -64,4 +70,9 @@ def verify_meta(meta: Mapping[str, Any], key: bytes) -> bool:
     if not isinstance(sig, Mapping) or sig.get("algorithm") != ALGORITHM:
         return False
     value = sig.get("value")
-    return isinstance(value, str) and hmac.compare_digest(value, _digest(meta, key))
+    # compare_digest takes ASCII strings only (an edited "é..." raised TypeError); a digest is hex
+    return (
+        isinstance(value, str)
+        and value.isascii()
+        and hmac.compare_digest(value, _digest(meta, key))
+    )

@@ -326,6 +326,10 @@ def test_weights_without_a_valid_sha_are_refused(saved: Path, sha: object) -> No
         {"privacy": 1},
         {"privacy": "dpsgd"},
         {"model": {"name": "mlp", "params": {}}, "privacy": ["model_fixed"]},
+        # read by robustai evaluate for its eps and norm: "'str' object has no attribute 'get'"
+        {"threat_model": "linf"},
+        {"threat_model": [0.1]},
+        {"threat_model": {"norm": "l1", "eps": 0.1}},
     ],
     ids=lambda c: json.dumps(c),
 )

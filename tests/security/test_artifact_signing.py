@@ -132,3 +132,64 @@ def test_signature_is_independent_of_key_order() -> None:
     sig = sign_meta(meta, key)
     reordered = {"model": {"params": {"a": 2, "b": 1}, "name": "mlp"}, "weights_sha256": "ab" * 32}
     assert verify_meta({**reordered, "signature": sig}, key)
+
+
+def _save_mlp(run: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    model = build_model("mlp", (1, 8, 8), 4, mean=(0.5,), std=(0.25,), hidden=[16])
+    save_model(
+        model, run, name="mlp", params={"hidden": [16]}, input_shape=(1, 8, 8), num_classes=4,
+        mean=(0.5,), std=(0.25,),
+    )  # fmt: skip
+
+
+def test_an_unusable_key_at_save_leaves_the_saved_model_intact(
+    signed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key was read after the new weights were written: the refused save left them beside
+    the old meta.json, and the model saved there no longer loaded ("does not match")."""
+    before = {p.name: p.read_bytes() for p in signed.iterdir()}
+    monkeypatch.setenv(ENV_SIGNING_KEY, "tooshort")
+    with pytest.raises(SigningKeyError):
+        _save_mlp(signed, seed=1)
+    assert {p.name: p.read_bytes() for p in signed.iterdir()} == before
+    monkeypatch.setenv(ENV_SIGNING_KEY, KEY)
+    load_model(signed)
+
+
+def test_a_key_of_bytes_that_are_not_text_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`export ROBUSTAI_SIGNING_KEY=$(head -c 32 /dev/urandom)`: Python holds the bytes that are
+    not UTF-8 as surrogates, and encoding them raised UnicodeEncodeError (a traceback)."""
+    from robustai.security.signing import signing_key_from_env
+
+    with pytest.raises(SigningKeyError, match="holds bytes that are not text"):
+        signing_key_from_env({ENV_SIGNING_KEY: "abcdefghijklmnop\udcff\udcfe"})
+
+
+def test_a_signature_edited_to_other_characters_is_refused_not_a_crash(signed: Path) -> None:
+    """hmac.compare_digest raises TypeError for non-ASCII strings."""
+    meta = meta_of(signed)
+    meta["signature"]["value"] = "é" * 64
+    write_meta(signed, meta)
+    with pytest.raises(CheckpointError, match="signature check failed"):
+        load_model(signed)
+
+
+def test_the_bytes_checked_are_the_bytes_loaded(
+    signed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The weights were hashed, the signature checked, then the file opened again by name: a
+    file swapped in between (another model of the same shapes) loaded unchecked."""
+    import robustai.models.artifact as artifact
+
+    _save_mlp(tmp_path / "other", seed=1)
+    expected = load_model(signed)[0].state_dict()
+    check = artifact.check_signature
+
+    def swap_then_check(*args, **kwargs):  # type: ignore[no-untyped-def]
+        (signed / WEIGHTS).write_bytes((tmp_path / "other" / WEIGHTS).read_bytes())
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(artifact, "check_signature", swap_then_check)
+    loaded = load_model(signed)[0].state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
