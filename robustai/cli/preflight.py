@@ -380,6 +380,14 @@ def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
     try:
         parsed = parser.parse_overrides(overrides)
     except OverrideParseException as e:
+        home = next((o for o in overrides if o.partition("=")[2].startswith("~")), None)
+        if home is not None:  # a quoted or zsh-kept ~: Hydra's grammar has no bare ~ in values
+            key, _, value = home.partition("=")
+            raise ConfigError(
+                f"bad override '{home}': Hydra reads no value that starts with ~; give"
+                f" {key}=$HOME{value[1:]} (the shell expands it) or quote it for Hydra:"
+                f" '{key}=\"{value}\"'"
+            ) from e
         raise ConfigError(f"bad override: {_first_line(e)}") from e
     choices: list[list[str]] = []
     for o in parsed:

@@ -124,6 +124,8 @@ CASES = [
     (["attack.eps=0.1,0.2"], "add -m to sweep"),
     (["-m", "attack.eps=0.1,2"], "attack.eps=2.0: must be in [0, 1]"),
     (["attack.eps=[1"], "bad override"),
+    # a ~ the shell did not expand (quoted, or zsh): Hydra's lexer error named no cause
+    (["hydra.run.dir=~/runs/x"], "Hydra reads no value that starts with ~; give hydra.run.dir"),
     (["model.params.hidden=-3"], "model.params.hidden=-3: must be a whole number >= 1"),
     (["model.params.hidden=abc"], "model.params.hidden=abc: must be a whole number >= 1"),
     (
