@@ -76,6 +76,29 @@ def _check_launcher_processes(cfg: Any, train_cfg: Any) -> None:
         _check_global_batch(train_cfg, env["world_size"])
 
 
+#: searches tuned for one recipe: the data sets their ranges are meant for, and the experiments
+#: that set the rest of the recipe (optimizer, eps)
+_SEARCH_DATA = {
+    "mnist_optuna": (("mnist", "idx"), "experiment=mnist_idx_fgsm_rs (or mnist_fgsm_rs)")
+}
+
+
+def _check_search_data(cfg: Any, train_cfg: Any) -> None:
+    """hparams_search=mnist_optuna alone searched Adam's learning rates and alpha for eps 0.3
+    on the default experiment (digits, SGD, eps 0.1), without a word."""
+    from omegaconf import OmegaConf
+
+    search = OmegaConf.select(cfg, "hydra.runtime.choices.hparams_search", default=None)
+    if search not in _SEARCH_DATA:
+        return
+    data, experiments = _SEARCH_DATA[search]
+    if train_cfg.data.name not in data:
+        raise ConfigError(
+            f"hparams_search={search} tunes the MNIST recipe (Adam, eps 0.3), and this run"
+            f" trains on data={train_cfg.data.name}; add {experiments}"
+        )
+
+
 def _check_backend(cfg: Any, train_cfg: Any) -> None:
     """trainer.backend=nccl connects GPUs: on this machine's CPU it is refused before Hydra
     makes a run folder (not for a Slurm launcher, whose jobs run on the cluster's machines)."""
@@ -119,6 +142,7 @@ def check_train_config(cfg: Any) -> Any:
     _check_launcher_processes(cfg, train_cfg)
     check_device(cfg, train_cfg.trainer.device, "trainer.device")
     _check_backend(cfg, train_cfg)
+    _check_search_data(cfg, train_cfg)
     ev = train_cfg.evaluator
     tables = {
         "robust_acc": [

@@ -684,8 +684,16 @@ def validate(cfg: TrainConfig) -> None:
             )
     norms = {ac.norm for ac in e.attacks}
     _check_suite_norm(cfg.attack, norms)
+    seen: dict[str, int] = {}
     for i, eps in enumerate(e.eps):
         _suite_eps(f"evaluator.eps[{i}]", eps, norms)
+        key = f"{float(eps):g}"  # the metric keys' eps (robust_acc's pgd20@0.1, worst_case_acc)
+        if key in seen:  # refused later, after the data loaded, as two attacks sharing a key
+            raise ConfigError(
+                f"evaluator.eps[{i}]={eps:g} repeats evaluator.eps[{seen[key]}]: list each eps"
+                " once (values equal in their first 6 digits share one metric key)"
+            )
+        seen[key] = i
     if e.samples is not None:
         _at_least("evaluator.samples", e.samples, 1)
     _at_least("evaluator.eot_iter", e.eot_iter, 1)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
 from pathlib import Path
 
+import torch
 from torch import Tensor
 
 from robustai.data.augment import AUGMENTATIONS
@@ -17,6 +19,8 @@ from robustai.data.split import channel_stats, stratified_split, take
 from robustai.data.synthetic import make_synthetic
 from robustai.data.torchvision_sets import load_torchvision
 from robustai.errors import DataError
+
+log = logging.getLogger(__name__)
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic")
 
@@ -187,4 +191,15 @@ def _split(
     x: Tensor, y: Tensor, holdout: float, seed: int
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     tr, ev = stratified_split(y, holdout, seed)
+    counts = torch.bincount(y)
+    alone = int((counts == 1).sum())
+    if alone and len(tr):  # with no training image at all, build_data refuses instead
+        log.warning(
+            "%d of %d classes have a single image, which the split holds out for evaluation:"
+            " the model never trains on them (%d train / %d eval images); use more images",
+            alone,
+            int((counts > 0).sum()),
+            len(tr),
+            len(ev),
+        )
     return x[tr], y[tr], x[ev], y[ev]

@@ -124,6 +124,10 @@ CASES = [
     (["attack.eps=0.1,0.2"], "add -m to sweep"),
     (["-m", "attack.eps=0.1,2"], "attack.eps=2.0: must be in [0, 1]"),
     (["attack.eps=[1"], "bad override"),
+    # searched Adam's learning rates and alpha for eps 0.3 on digits (SGD, eps 0.1)
+    (["hparams_search=mnist_optuna"], "hparams_search=mnist_optuna tunes the MNIST recipe"),
+    # refused after the data loaded, as "two attacks have the metric key fgsm@0.1"
+    (["evaluator.eps=[0.1,1/10]"], "evaluator.eps[1]=0.1 repeats evaluator.eps[0]: list each"),
     # a ~ the shell did not expand (quoted, or zsh): Hydra's lexer error named no cause
     (["hydra.run.dir=~/runs/x"], "Hydra reads no value that starts with ~; give hydra.run.dir"),
     (["model.params.hidden=-3"], "model.params.hidden=-3: must be a whole number >= 1"),

@@ -444,3 +444,24 @@ def test_a_synthetic_set_larger_than_the_machine_is_refused_before_drawing(
     monkeypatch.setattr(registry, "_physical_memory", lambda: 2**30)  # a 1 GiB machine
     with pytest.raises(DataError, match=r"need 1\.19 GiB, more than this machine can allocate"):
         build_data("synthetic", num_samples=5_000_000)
+
+
+def test_classes_with_a_single_image_are_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """50 images of 100 classes: every single-image class went to eval, 5 train / 45 eval,
+    without a word; the model never saw most classes it was evaluated on."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        b = build_data("synthetic", num_samples=50, num_classes=100)
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    counts = torch.bincount(torch.cat([b.train.y, b.eval.y]))
+    alone, present = int((counts == 1).sum()), int((counts > 0).sum())
+    assert alone > 30
+    assert line.startswith(f"{alone} of {present} classes have a single image")
+    assert f"({len(b.train.x)} train / {len(b.eval.x)} eval images)" in line
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        build_data("digits")
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
