@@ -237,6 +237,22 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
         or not {"model", "input_shape", "num_classes", "normalization"} <= meta.keys()
     ):
         raise CheckpointError(f"{meta_path} lacks model, input_shape, num_classes or normalization")
+    version = meta.get("format_version", FORMAT_VERSION)  # a hand-written meta.json may lack it
+    if not (isinstance(version, int) and not isinstance(version, bool) and version >= 1):
+        raise CheckpointError(
+            f"{meta_path}: format_version {json.dumps(version)} is no version robustai writes"
+        )
+    if version > FORMAT_VERSION:  # read as this version, its new fields would be ignored
+        raise CheckpointError(
+            f"{meta_path} has format_version {version}, newer than this robustai reads"
+            f" ({FORMAT_VERSION}); upgrade robustai to load it"
+        )
+    classes = meta["num_classes"]
+    if not (isinstance(classes, int) and not isinstance(classes, bool) and classes >= 1):
+        # int() took 10.7 as 10 and "10" as 10
+        raise CheckpointError(
+            f"{meta_path}: num_classes must be a whole number >= 1, got {json.dumps(classes)}"
+        )
     threat = meta.get("threat_model")
     if threat is not None and not (
         isinstance(threat, dict) and threat.get("norm", "linf") in ("linf", "l2")
