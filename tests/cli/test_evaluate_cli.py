@@ -236,7 +236,7 @@ def test_bad_evaluator_settings(
     assert "two attacks have the metric key pgd5@0.2" in evaluate_fails(
         [ck, "evaluator.attacks=[{name:pgd,steps:5},{name:pgd,steps:5}]"], capsys
     )  # was a traceback
-    assert "two attacks have the metric key fgsm@0.1" in evaluate_fails(
+    assert "evaluator.eps[1]=0.1 repeats evaluator.eps[0]" in evaluate_fails(
         [ck, "evaluator=quick", "evaluator.eps=[0.1,0.1000001]"], capsys
     )  # one row of metrics.json for both
     assert "evaluator.attacks[0].eps: the evaluator runs each attack" in evaluate_fails(
