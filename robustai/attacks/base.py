@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks import graphs
 from robustai.attacks.kernels import input_grad_kernels
 
@@ -29,11 +29,6 @@ logger = logging.getLogger(__name__)
 
 NORMS: tuple[str, ...] = ("linf", "l2")
 MODEL_MODES: tuple[str, ...] = ("eval", "train", "keep")
-
-
-def is_integer(value: object) -> bool:
-    """A whole number (Python's or numpy's, e.g. from ``np.arange``), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def max_eps(norm: str) -> float:
@@ -47,11 +42,6 @@ def eps_range_text(norm: str) -> str:
     if norm == "linf":
         return "a number in [0, 1] (L-inf, pixel units, e.g. 8/255)"
     return "a finite number >= 0 (L2 norm of the perturbation in [0, 1] pixel units, e.g. 0.5)"
-
-
-def is_real(value: object) -> bool:
-    """A real number (Python's or numpy's, e.g. ``np.float32``), not a bool."""
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 @contextmanager

@@ -34,8 +34,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks.apgd import seeded_generator
-from robustai.attacks.base import Attack, is_integer, is_real, labels_of, per_sample_view
+from robustai.attacks.base import Attack, labels_of, per_sample_view
 
 logger = logging.getLogger(__name__)
 

@@ -7,13 +7,14 @@ tensor indexing costs one gather per batch instead of one Python call per sample
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from robustai.argcheck import is_integer
 
 
 class TensorLoader:
@@ -44,8 +45,7 @@ class TensorLoader:
             )
         if len(x) != len(y):
             raise ValueError(f"x and y differ in length: {len(x)} != {len(y)}")
-        whole = isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool)
-        if not whole or batch_size < 1:
+        if not is_integer(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
         if min_batch < 1:
             raise ValueError(f"min_batch must be >= 1, got {min_batch}")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from robustai.argcheck import is_integer, is_real
 from robustai.data.augment import AUGMENTATIONS
 from robustai.data.digits import load_digits_tensors
 from robustai.data.idx import load_idx_images
@@ -34,24 +34,20 @@ SPLIT_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _whole(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def _check_arguments(**given: object) -> None:
     """One line (TypeError / ValueError) for an argument of the wrong kind, before any data is
     read: "100" or 1.5 images failed deep inside slicing or seeding, and a NaN noise level made
     every synthetic image NaN without a word."""
     for key in ("seed", "split_seed"):
-        if not _whole(given[key]):
+        if not is_integer(given[key]):
             raise TypeError(f"{key} must be a whole number; got {given[key]!r}")
     for key in ("train_size", "eval_size", "num_samples", "num_classes"):
         value = given[key]
-        if value is not None and not _whole(value):
+        if value is not None and not is_integer(value):
             what = " (or None for all)" if key.endswith("_size") else ""
             raise TypeError(f"{key} must be a whole number{what}; got {value!r}")
     noise = given["noise"]
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
+    if not is_real(noise):
         raise TypeError(f"noise must be a number >= 0; got {noise!r}")
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0; got {noise!r}")

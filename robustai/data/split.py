@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from robustai.argcheck import is_real
+
 
 def stratified_split(y: Tensor, holdout: float, seed: int) -> tuple[Tensor, Tensor]:
     """Return (train_idx, eval_idx) holding out ``holdout`` of every class, the same for a seed."""
-    if isinstance(holdout, bool) or not isinstance(holdout, numbers.Real):  # "0.2" from a caller
+    if not is_real(holdout):  # "0.2" from a caller
         raise TypeError(
             f"holdout must be a number in (0, 1), e.g. 0.2; got {type(holdout).__name__}"
             f" {holdout!r}"

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks import Attack
-from robustai.attacks.base import is_integer, is_real
 from robustai.evaluation.accuracy import (
     AttackOutcome,
     attack_outcome,

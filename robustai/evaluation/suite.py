@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import check_eot_iter, is_integer, is_real
+from robustai.argcheck import is_integer, is_real
+from robustai.attacks.base import check_eot_iter
 from robustai.evaluation.accuracy import checked_labels, predict
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (

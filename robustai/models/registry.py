@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import nn
 
+from robustai.argcheck import is_integer
 from robustai.models.mlp import MLP
 from robustai.models.normalize import Normalize
 from robustai.models.preact_resnet import PreActResNet18
@@ -35,9 +35,6 @@ def build_model(
     """``nn.Sequential(Normalize(mean, std), network)``; mean/std default to 0 and 1 per channel."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; valid: {', '.join(MODELS)}")
-    def is_integer(v: object) -> bool:
-        return isinstance(v, numbers.Integral) and not isinstance(v, bool)
-
     shape = tuple(input_shape)
     if len(shape) != 3 or not all(is_integer(v) and v >= 1 for v in shape):
         raise ValueError(

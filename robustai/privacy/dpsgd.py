@@ -44,8 +44,9 @@ from opacus.validators import ModuleValidator
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks import Attack
-from robustai.attacks.base import check_inputs_in_range, class_indices, is_integer, is_real
+from robustai.attacks.base import check_inputs_in_range, class_indices
 from robustai.privacy.accounting import (
     ACCOUNTANTS,
     PRV_MAX_EPSILON,

@@ -18,12 +18,12 @@ textbook mechanisms (Mironov 2012) are not mitigated).
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
+from robustai.argcheck import is_real
 from robustai.privacy.sampling import entropy_generator
 
 WHERE: tuple[str, ...] = ("input", "features", "output")
@@ -50,7 +50,7 @@ def clip_records(x: Tensor, bound: float, p: int) -> Tensor:
 def _positive(name: str, value: object) -> float:
     """``value`` as a float, if it is one finite number > 0 (Python's or NumPy's), or a one-line
     ValueError: a string failed with "'>' not supported", an array with NumPy's errors."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+    if not is_real(value):
         hint = " (one number, not an array)" if hasattr(value, "shape") else ""
         raise ValueError(f"{name} must be a positive number, got {value!r}{hint}")
     if not (value > 0 and math.isfinite(value)):
@@ -60,7 +60,7 @@ def _positive(name: str, value: object) -> float:
 
 def _unit_open(name: str, value: object) -> float:
     """``value`` as a float in (0, 1), or a one-line ValueError (as :func:`_positive`)."""
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not 0 < value < 1:
+    if not is_real(value) or not 0 < value < 1:
         raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
     return float(value)
 
@@ -254,8 +254,7 @@ class GaussianNoise(nn.Module):
 
     def __init__(self, sigma: float) -> None:
         super().__init__()
-        real = isinstance(sigma, numbers.Real) and not isinstance(sigma, bool)
-        if not (real and sigma >= 0 and math.isfinite(sigma)):
+        if not (is_real(sigma) and sigma >= 0 and math.isfinite(sigma)):
             raise ValueError(f"sigma must be a non-negative number, got {sigma!r}")
         self.sigma = float(sigma)
 

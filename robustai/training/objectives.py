@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks import Attack
-from robustai.attacks.base import check_inputs_in_range, is_integer, is_real
+from robustai.attacks.base import check_inputs_in_range
 from robustai.distributed import unwrap_ddp
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
 
-from robustai.attacks.base import is_integer, is_real
+from robustai.argcheck import is_integer, is_real
 
 SCHEDULES = ("constant", "onecycle", "cyclic")
 

@@ -18,7 +18,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, OneCycleLR
 from tqdm import tqdm
 
-from robustai.attacks.base import class_indices, is_integer
+from robustai.argcheck import is_integer
+from robustai.attacks.base import class_indices
 from robustai.distributed import all_reduce
 from robustai.errors import RunFailure
 from robustai.training.objectives import Objective
