@@ -1,4 +1,4 @@
-"""Kinds of plain arguments, shared by the library's argument checks.
+"""Kinds and bounds of plain arguments, shared by the library's argument checks.
 
 One place for "a whole number" and "a real number", so that every part accepts the same
 values: numpy's scalars (``np.int64`` from ``np.arange``, ``np.float32``) count, bools do not
@@ -8,6 +8,12 @@ values: numpy's scalars (``np.int64`` from ``np.arange``, ``np.float32``) count,
 from __future__ import annotations
 
 import numbers
+
+#: The largest L2 eps taken (by the attacks and the config checks alike): an L2 ball of radius
+#: sqrt(d) covers all of [0, 1]^d (8 for 8x8 images, 388 for 3x224x224), so no image of up to
+#: 10^8 values needs more. Far larger radii overflow float32 inside the attacks (squares past
+#: 3.4e38): PGD then returned x unchanged and Square NaN, without a word.
+MAX_L2_EPS = 1e4
 
 
 def is_integer(value: object) -> bool:

@@ -42,12 +42,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks.base import (
     Attack,
+    any_training,
     check_eot_iter,
     input_grad,
-    is_integer,
-    is_real,
     l2_direction,
     labels_of,
     per_sample_view,
@@ -195,13 +195,23 @@ class APGD(Attack):
         target_rank: int | None,
     ) -> None:
         """One run on the samples still classified correctly; updates ``robust``, ``adv`` and
-        ``best_loss`` in place."""
+        ``best_loss`` in place. Where a module trains during the attack (batch statistics), the
+        run takes the whole batch and only those samples' results are kept: the samples left
+        could be one, which a norm layer over batch statistics cannot take."""
         idx = robust.nonzero(as_tuple=True)[0]
         if idx.numel() == 0:
             return
-        x_best, fooled, loss_best, x_fooled = self._single_run(
-            model, x[idx], y[idx], generator, target_rank
-        )
+        if any_training(model) and idx.numel() < x.shape[0]:
+            x_best, fooled, loss_best, x_fooled = self._single_run(
+                model, x, y, generator, target_rank
+            )
+            x_best, fooled, loss_best, x_fooled = (
+                t[idx] for t in (x_best, fooled, loss_best, x_fooled)
+            )
+        else:
+            x_best, fooled, loss_best, x_fooled = self._single_run(
+                model, x[idx], y[idx], generator, target_rank
+            )
         robust[idx[fooled]] = False
         adv[idx[fooled]] = x_fooled[fooled]
         better = ~fooled & (loss_best > best_loss[idx])

@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from robustai.argcheck import is_integer, is_real
+from robustai.argcheck import MAX_L2_EPS, is_integer, is_real
 from robustai.attacks import graphs
 from robustai.attacks.kernels import input_grad_kernels
 
@@ -34,14 +35,31 @@ MODEL_MODES: tuple[str, ...] = ("eval", "train", "keep")
 def max_eps(norm: str) -> float:
     """The largest meaningful eps: an L-inf ball of radius 1 covers all of [0, 1]^d already;
     an L2 ball needs up to sqrt(d) for that, and budgets above 1 are common (2.0 on MNIST)."""
-    return 1.0 if norm == "linf" else math.inf
+    return 1.0 if norm == "linf" else MAX_L2_EPS
 
 
 def eps_range_text(norm: str) -> str:
     """What :func:`max_eps` allows, for error messages."""
     if norm == "linf":
         return "a number in [0, 1] (L-inf, pixel units, e.g. 8/255)"
-    return "a finite number >= 0 (L2 norm of the perturbation in [0, 1] pixel units, e.g. 0.5)"
+    return (
+        f"a number in [0, {MAX_L2_EPS:g}] (L2 norm of the perturbation in [0, 1] pixel units,"
+        " e.g. 0.5; sqrt(d) covers all of [0, 1]^d)"
+    )
+
+
+def any_training(model: nn.Module) -> bool:
+    """Whether a module of ``model`` is in training mode (batch statistics, dropout draws):
+    the model's outputs for a sample then depend on the rest of its batch or the draw."""
+    return any(m.training for m in model.modules())
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool (NumPy's too), or a one-line TypeError: ``bool("False")`` is
+    True, so a flag given as text would silently mean the opposite of what it says."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)
 
 
 @contextmanager
@@ -66,7 +84,7 @@ def per_sample_view(values: Tensor, like: Tensor) -> Tensor:
 
 
 def l2_direction(grad: Tensor) -> Tensor:
-    """``grad / ||grad||_2`` per sample, for any finite gradient however small: the direction of an
+    """``grad / ||grad||_2`` per sample, for any gradient however small: the direction of an
     L2 step, which like the sign of an L-inf step does not depend on the gradient's scale. A sample
     whose gradient is exactly zero stays zero.
 
@@ -78,6 +96,15 @@ def l2_direction(grad: Tensor) -> Tensor:
     scaling, so the result is bit for bit ``grad / ||grad||`` wherever that one does not underflow,
     and the same for ``grad`` times any power of two."""
     flat = grad.reshape(grad.shape[0], -1)
+    # A NaN entry (0/0 in the model's backward) counts as 0, as the sign of an L-inf step has
+    # it; a sample with infinite entries steps along those alone (the limit of grad / ||grad||
+    # as they grow). Left in, they made the norm NaN and the whole example NaN.
+    infinite = flat.isinf()
+    flat = torch.where(
+        infinite.any(dim=1, keepdim=True),
+        torch.where(infinite, flat.sign(), torch.zeros_like(flat)),
+        flat.nan_to_num(nan=0.0),
+    )
     top = flat.abs().amax(dim=1, keepdim=True)
     # exponents of subnormal values clamped to the smallest normal one, so the scale stays finite
     low = int(math.log2(torch.finfo(flat.dtype).tiny))
@@ -337,7 +364,9 @@ class Attack(ABC):
     # ------------------------------------------------------------------ public API
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         """Return adversarial examples for ``(x, y)``: detached, same shape/dtype/device as x,
-        in [0,1] and inside the eps-ball around x."""
+        in [0,1] and inside the eps-ball around x: exactly in float16/bfloat16, which are
+        projected again; in float32/float64 up to the rounding of ``x + delta`` (a unit in the
+        last place of x, e.g. 0.10000002 for eps 0.1, as torchattacks)."""
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"model must be a torch.nn.Module (attacks set and restore its train/eval mode);"
@@ -434,12 +463,16 @@ class Attack(ABC):
         Attack.__init__(new, eps, norm=self.norm, model_mode=self.model_mode)
         for attr in self.step_size_attrs:
             old = getattr(self, attr)
-            if self.eps > 0.0:
-                value = old * (new.eps / self.eps)
+            # the ratio is kept through an eps of 0 (warm-up from 0 and back), where the step
+            # size itself is 0: scaling that back up gave a step of 0, an attack doing nothing
+            ratio = old / self.eps if self.eps > 0.0 else getattr(self, f"_{attr}_per_eps", None)
+            if ratio is not None:
+                value = ratio * new.eps
             else:
                 default = self._default_step_size(attr, new.eps)
                 value = default if getattr(self, f"_{attr}_is_default", True) else old
             setattr(new, attr, value)
+            setattr(new, f"_{attr}_per_eps", ratio)
         return new
 
     def with_early_stop(self, early_stop: bool = True) -> Attack:

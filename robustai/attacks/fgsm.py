@@ -14,7 +14,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, check_eot_iter
+from robustai.attacks.base import Attack, check_eot_iter, check_flag
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class FGSM(Attack):
             )
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
-        self.random_start = bool(random_start)
+        self.random_start = check_flag("random_start", random_start)
         self.eot_iter = check_eot_iter(eot_iter)
         self._alpha_is_default = alpha is None
         self.alpha = self._default_step_size("alpha", self.eps) if alpha is None else float(alpha)

@@ -14,10 +14,12 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer
 from robustai.attacks.base import (
     Attack,
+    any_training,
     check_eot_iter,
-    is_integer,
+    check_flag,
     l2_direction,
     labels_of,
     per_sample_view,
@@ -79,7 +81,7 @@ class PGD(Attack):
     ) -> None:
         super().__init__(eps, norm=norm, model_mode=model_mode)
         self._check_step_size(alpha)
-        self.early_stop = bool(early_stop)
+        self.early_stop = check_flag("early_stop", early_stop)
         self.eot_iter = check_eot_iter(eot_iter)
         if not is_integer(steps) or steps < 1:
             raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
@@ -91,7 +93,7 @@ class PGD(Attack):
                 "restart gives the same example); set random_start=True or restarts=1"
             )
         self.steps = int(steps)
-        self.random_start = bool(random_start)
+        self.random_start = check_flag("random_start", random_start)
         self.restarts = int(restarts)
         self._alpha_is_default = alpha is None
         self.alpha = self._default_step_size("alpha", self.eps) if alpha is None else float(alpha)
@@ -120,14 +122,18 @@ class PGD(Attack):
         best = x.clone()
         best_loss = torch.full((x.shape[0],), -float("inf"), device=x.device)
         fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        # Where a module trains during the attack (batch statistics), later restarts run on the
+        # whole batch, as the first: the samples left could be one, which a norm layer over
+        # batch statistics cannot take, and a smaller batch is another model there anyway.
+        whole = any_training(model)
         for restart in range(self.restarts):
-            todo = ~fooled
+            todo = torch.ones_like(fooled) if whole else ~fooled
             x_r = self._run_once(model, x[todo], y[todo])
             with torch.no_grad():
                 logits = model(x_r)
                 loss = nn.functional.cross_entropy(logits, y[todo], reduction="none").float()
                 wrong = labels_of(logits) != y[todo]
-            take = wrong | (loss > best_loss[todo])
+            take = (wrong | (loss > best_loss[todo])) & ~fooled[todo]
             idx = todo.nonzero(as_tuple=True)[0][take]
             best[idx] = x_r[take]
             best_loss[idx] = loss[take]
@@ -144,7 +150,7 @@ class PGD(Attack):
         # is counted in eval mode. Where a module trains during the attack (dropout draws,
         # batch statistics of a shrinking batch), a sample "fooled" there may not be fooled in
         # eval mode, and stopping would report it robust: such attacks run every step.
-        if self.early_stop and self.eot_iter == 1 and not _any_training(model):
+        if self.early_stop and self.eot_iter == 1 and not any_training(model):
             return self._run_early_stop(model, x, y, x_adv, step)
         for _ in range(self.steps):
             grad = self._input_grad(model, x_adv, y)
@@ -242,7 +248,3 @@ class PGD(Attack):
         factor = torch.where(delta_norms > self.eps, self.eps / delta_norms, 1.0)
         delta = delta * per_sample_view(factor, delta)
         return torch.clamp(x + delta, min=0, max=1)
-
-
-def _any_training(model: nn.Module) -> bool:
-    return any(m.training for m in model.modules())

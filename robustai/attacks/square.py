@@ -172,6 +172,7 @@ class Square(Attack):
                     break
                 run = self._single_run if self.norm == "linf" else self._single_run_l2
                 x_best, m = run(model, x[idx], y[idx], generator)
+                m = m.to(best.dtype)  # float64 from a model whose logits are float64
                 fooled = labels_of(model(x_best)) != y[idx]
                 robust[idx[fooled]] = False
                 adv[idx[fooled]] = x_best[fooled]

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 from omegaconf.nodes import ValueNode
 
+from robustai.argcheck import MAX_L2_EPS
 from robustai.config.schema import (
     AttackConfig,
     EvaluateConfig,
@@ -891,13 +892,14 @@ def _seed(key: str, value: int) -> None:
 
 
 def _eps(key: str, value: float, norm: str) -> None:
-    """An attack's eps: [0, 1] for L-inf; for L2 any finite radius (2.0 is usual on MNIST)."""
+    """An attack's eps: [0, 1] for L-inf; for L2 a radius up to ``MAX_L2_EPS`` (2.0 is usual
+    on MNIST)."""
     if norm == "linf":
         _unit(key, value, _EPS_HINT)
-    elif not (math.isfinite(value) and value >= 0.0):
+    elif not (math.isfinite(value) and 0.0 <= value <= MAX_L2_EPS):
         raise ConfigError(
-            f"{key}={value}: must be a finite number >= 0 (the L2 radius in [0, 1] pixel units,"
-            " e.g. 0.5 or 2.0)"
+            f"{key}={value}: must be in [0, {MAX_L2_EPS:g}] (the L2 radius in [0, 1] pixel units,"
+            " e.g. 0.5 or 2.0; sqrt(d) already covers all of [0, 1]^d)"
         )
 
 

@@ -11,13 +11,13 @@ from os import PathLike
 import torch
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer
 from robustai.attacks import Attack
 from robustai.attacks.base import (
     check_input_dtype,
     check_inputs_in_range,
     check_logits_shape,
     class_indices,
-    is_integer,
     labels_of,
 )
 
