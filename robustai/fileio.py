@@ -30,7 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())
         except Exception as e:
-            if _disk_full(e):
+            if is_disk_full(e):
                 raise DiskFull(
                     f"no space left on the device of {path.parent} (writing {path.name}); free"
                     " some space, then resume the run with trainer.resume=<its folder> (its"
@@ -53,7 +53,7 @@ class DiskFull(RunFailure):
     """A write failed for want of space (or quota): one line, exit status 1, not a traceback."""
 
 
-def _disk_full(e: BaseException) -> bool:
+def is_disk_full(e: BaseException) -> bool:
     """ENOSPC / EDQUOT, from Python's own writes or in the words of a library that reports it
     as text (safetensors: "No space left on device (os error 28)")."""
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):

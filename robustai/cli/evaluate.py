@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import signal
 import sys
 import time
@@ -143,9 +144,7 @@ def write_evaluation(
         if evaluation.sanity is not None:
             for check in evaluation.sanity.checks:
                 if check.status in SANITY_SCORE:
-                    tb.writer.add_scalar(
-                        f"eval/sanity/{check.name}", SANITY_SCORE[check.status], step
-                    )
+                    tb.log_scalar(f"eval/sanity/{check.name}", SANITY_SCORE[check.status], step)
         tb.log_text("eval/report", render_markdown(report), step)
     return report
 
@@ -472,7 +471,7 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
     from robustai.config import TrainConfig
     from robustai.models import load_model
     from robustai.privacy.statement import privacy_statement
-    from robustai.tracking import TensorBoardLogger
+    from robustai.tracking import TensorBoardLogger, quiet_writer_thread_errors
 
     start = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -548,11 +547,14 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
             # the accounting as numbers too, under metrics.json's keys (summarize reads them)
             where = described.get("where")
             context["query_privacy" if where in ("features", "output") else "privacy"] = described
-    tb = TensorBoardLogger(out_dir) if cfg.logger.tensorboard else None
-    if tb is not None:
+    tb = None
+    if cfg.logger.tensorboard:
+        quiet_writer_thread_errors()
+        tb = TensorBoardLogger(out_dir)
         tb.log_eval(r.clean_acc, r.robust_acc, 0)
         for e, acc in r.worst_case.items():
-            tb.writer.add_scalar(f"eval/worst_case_acc/{e}", acc, 0)
+            if not math.isnan(acc):  # no attack tested it (as a training run's log skips it)
+                tb.log_scalar(f"eval/worst_case_acc/{e}", acc, 0)
         k = min(cfg.logger.image_grid, r.samples)
         if k > 0 and r.attacks:
             key, attack = next(reversed(r.attacks.items()))

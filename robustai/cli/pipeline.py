@@ -55,7 +55,7 @@ from robustai.fileio import write_json
 from robustai.models import build_model, save_model
 from robustai.privacy import build_privacy
 from robustai.security import redact_tree, secret_env_values, signing_key_from_env
-from robustai.tracking import TensorBoardLogger
+from robustai.tracking import TensorBoardLogger, quiet_writer_thread_errors
 from robustai.tracking.hparams import eval_metrics, log_hparams
 from robustai.training import (
     CHECKPOINT_DIR,
@@ -600,17 +600,21 @@ def run_train(
 
 
 def resumed_tensorboard(out_dir: Path, trainer: Trainer, robust_tag: str) -> TensorBoardLogger:
-    """The run's TensorBoard writer. A resumed run purges the steps its checkpoint does not
-    cover (an epoch logged before the kill, the final evaluation's step if training was done),
-    so the steps go on without repeats; what the checkpoint does cover is logged again where
-    the purge took it (the last epoch of a finished training)."""
+    """The run's TensorBoard writer. A resumed run purges the steps from its checkpoint's last
+    epoch on (an epoch logged before the kill, the final evaluation's step if training was done)
+    and logs that epoch again from the checkpoint, so the steps go on without repeats or gaps."""
+    retry = "resume the run with trainer.resume=<its folder> (its last complete checkpoint is kept)"
     if not trainer.epoch and not trainer.state_dict()["partial"]["step"]:
-        return TensorBoardLogger(out_dir, robust_tag=robust_tag)
-    done = trainer.epoch >= trainer.epochs or trainer.stop_reason is not None
+        return TensorBoardLogger(out_dir, robust_tag=robust_tag, retry=retry)
+    # From the checkpoint's last epoch on, which is logged again: the checkpoint is saved
+    # before the epoch's scalars are written, so a write that failed left it out.
     tb = TensorBoardLogger(
-        out_dir, robust_tag=robust_tag, purge_step=trainer.epoch if done else trainer.epoch + 1
+        out_dir,
+        robust_tag=robust_tag,
+        purge_step=trainer.epoch if trainer.history else trainer.epoch + 1,
+        retry=retry,
     )
-    if done and trainer.history:
+    if trainer.history:
         tb.on_epoch_end(trainer, trainer.history[-1])
     return tb
 
@@ -872,9 +876,9 @@ def _run_train(
                 )
         tb = None
         if cfg.logger.tensorboard and ctx.is_main:  # after resume: where its steps go on
+            quiet_writer_thread_errors()
             robust_tag = f"{WATCH_TAG[watch_split]}/{watch_attack.label}"
             tb = resumed_tensorboard(out_dir, trainer, robust_tag)
-            trainer.callbacks.append(tb)  # after the callbacks whose measures it logs
             if tb.purge_step == 0:  # a new run (a resumed one has it from the first)
                 tb.log_text("config", "```yaml\n" + config_yaml(cfg) + "```")
         saver = CheckpointCallback(
@@ -889,7 +893,11 @@ def _run_train(
         if ctx.world_size > 1:
             trainer.callbacks.append(GatherRankStatesCallback(*rank_states))
         if ctx.is_main:
-            trainer.callbacks.append(saver)  # last: it saves what the other callbacks left
+            trainer.callbacks.append(saver)  # it saves what the other callbacks left
+        if tb is not None:
+            # after the callbacks whose measures it logs, and after the checkpoint: an event
+            # file that cannot be written then ends the run with the epoch saved
+            trainer.callbacks.append(tb)
         try:
             fit = trainer.fit(parts.loader)
         except TrainingInterrupted as e:
@@ -1031,17 +1039,18 @@ def _run_train(
                 f"eval/adversarial/{metric_key(grid_attack)}",
                 fit.epochs,
             )
-        log_hparams(
-            tb.writer,
-            redact_tree(
-                {**key_hparams(cfg, train_attack, trained_with), **(hparams or {})},
-                secret_env_values(),
-            ),
-            eval_metrics(metrics),
-            fit.epochs,
-            # log_eval wrote these tags already
-            already_logged={"eval/clean_acc", *(f"eval/robust_acc/{k}" for k in result.robust_acc)},
-        )
+        logged = {"eval/clean_acc", *(f"eval/robust_acc/{k}" for k in result.robust_acc)}
+        with tb.writing():
+            log_hparams(
+                tb.writer,
+                redact_tree(
+                    {**key_hparams(cfg, train_attack, trained_with), **(hparams or {})},
+                    secret_env_values(),
+                ),
+                eval_metrics(metrics),
+                fit.epochs,
+                already_logged=logged,  # log_eval wrote these tags already
+            )
         tb.close()
     metrics["wall_seconds"] = time.perf_counter() - wall_start
     write_json(out_dir / METRICS, metrics)

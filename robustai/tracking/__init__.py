@@ -1,5 +1,5 @@
 """Experiment tracking: TensorBoard event files under the run folder."""
 
-from robustai.tracking.tensorboard import TensorBoardLogger
+from robustai.tracking.tensorboard import TensorBoardLogger, quiet_writer_thread_errors
 
-__all__ = ["TensorBoardLogger"]
+__all__ = ["TensorBoardLogger", "quiet_writer_thread_errors"]

@@ -295,7 +295,7 @@ def test_a_resumed_run_logs_each_step_to_tensorboard_once(
     real_save, real_write = CheckpointCallback.on_epoch_end, pipeline.write_json
 
     def killed_before_epoch_2s_checkpoint(self, trainer, stats):  # type: ignore[no-untyped-def]
-        if trainer.epoch == 2:  # TensorBoard (an earlier callback) has logged step 2
+        if trainer.epoch == 2:  # TensorBoard (a later callback) has logged step 1, not 2
             raise KeyboardInterrupt
         real_save(self, trainer, stats)
 
@@ -323,6 +323,53 @@ def test_a_resumed_run_logs_each_step_to_tensorboard_once(
     assert steps["config/text_summary"] == [0]
     twice = {tag: s for tag, s in steps.items() if len(s) != len(set(s))}
     assert twice == {}
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_an_event_file_that_cannot_be_written_ends_the_run_in_one_line_with_the_epoch_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The disk filling up under TensorBoard's event file (the kernel's own ENOSPC: after epoch
+    2's checkpoint the file is set aside and its name links to /dev/full, which TensorBoard
+    opens at its next write) printed the writer thread's traceback and a second one, and lost
+    the epoch, as the checkpoint came after TensorBoard. Now: one line, exit 1, epoch 2's
+    checkpoint kept, and once the file is back the resumed run holds every step once."""
+    from robustai.training.callbacks import CheckpointCallback
+
+    real_save = CheckpointCallback.on_epoch_end
+    aside: list[tuple[Path, Path]] = []
+
+    def disk_fills_after_the_checkpoint(self, trainer, stats):  # type: ignore[no-untyped-def]
+        real_save(self, trainer, stats)
+        if trainer.epoch == 2:
+            (events,) = run.glob("events.out.tfevents.*")
+            kept = tmp_path / events.name
+            events.rename(kept)
+            events.symlink_to("/dev/full")
+            aside.append((events, kept))
+
+    args = [a for a in in_process_args(epochs=3) if a != "logger=none"]
+    run = tmp_path / "run"
+    with monkeypatch.context() as mp:
+        mp.setattr(CheckpointCallback, "on_epoch_end", disk_fills_after_the_checkpoint)
+        done = robustai(*args, f"hydra.run.dir={run}", cwd=tmp_path)
+    err = done.stderr + capfd.readouterr().err  # the writer thread prints to the real stderr
+    assert done.returncode == 1, err
+    assert "Traceback" not in err and "Exception in thread" not in err
+    (line,) = [x for x in done.stderr.splitlines() if "error" in x]
+    assert f"TensorBoard could not write its event file in {run}" in line
+    assert "No space left on device" in line and "trainer.resume=" in line
+    from robustai.training.checkpoint import list_checkpoints
+
+    assert list_checkpoints(run / "checkpoints")[0].epoch == 2
+    assert not (run / "metrics.json").exists()
+    ((events, kept),) = aside  # space freed: the file is back
+    events.unlink()
+    kept.rename(events)
+    assert robustai(*args, f"hydra.run.dir={run}", cwd=tmp_path).returncode == 0
+    steps = _steps(run)
+    assert steps["train/loss"] == [1, 2, 3] and steps["lr"] == [1, 2, 3]
+    assert steps["eval/clean_acc"] == [3]
 
 
 def test_the_resume_command_printed_for_a_folder_with_spaces_can_be_pasted(
