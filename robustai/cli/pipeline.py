@@ -412,6 +412,11 @@ _RESUME_FREE = (
 )
 
 
+def resume_free(key: str) -> bool:
+    """Whether config key (or group) ``key`` may differ between a run and its resumption."""
+    return key.startswith(_RESUME_FREE) or f"{key}." in _RESUME_FREE
+
+
 def resume_fingerprint(cfg: TrainConfig) -> dict[str, str]:
     """The config values a resumed run must share with the run it continues."""
     flat: dict[str, str] = {}

@@ -212,6 +212,8 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
     if not saved:
         return  # an unreadable checkpoint is reported, with its reason, when the run reads it
     check_resume_config(train_cfg, list_checkpoints(run / CHECKPOINT_DIR)[0].path, saved)
+    if not run_dir or Path(str(run_dir)).expanduser().resolve() == run.resolve():
+        _check_evaluated_with(run, cfg, f"hydra.run.dir={folder}")
 
 
 def _check_resume_target(resume: str, run_dir: str) -> None:
@@ -274,22 +276,38 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
                     f" checkpoint (member {folder.name}: {', '.join(finished)}); give a new"
                     " hydra.sweep.dir"
                 )
-            continue
+            earlier = _recorded_overrides(folder)
+            if earlier is None:
+                continue  # nothing there yet
+            # a member that failed or was stopped before its first checkpoint: only the same
+            # sweep may try it again (its failure record would be replaced)
+            if plan.jobs is not None and _trained_by(earlier) == _trained_by(plan.jobs[num]):
+                continue
         if plan.jobs is None:
             raise ConfigError(
                 f"hydra.sweep.dir={sweep_dir} holds the runs of an earlier sweep (member "
                 f"{folder.name}): this search's trials would land in their folders; give a new "
                 "hydra.sweep.dir (a study kept in hydra.sweeper.storage goes on from there)"
             )
+        if saved is None:  # .hydra/ of a member without a checkpoint, of another sweep
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
+                f"{folder.name} (failed or stopped before its first checkpoint) was made with "
+                "other overrides; give a new hydra.sweep.dir, or that sweep's overrides to "
+                "continue it"
+            )
         if not saved:
             continue  # an unreadable checkpoint: its member says why when it reads it
-        diffs = config_changes(to_train_config(plan.compose(num)), saved)
+        job_cfg = plan.compose(num)
+        diffs = config_changes(to_train_config(job_cfg), saved)
         if diffs:
             raise ConfigError(
                 f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
                 f"{folder.name} was made with a different config ({diffs}); give a new "
                 "hydra.sweep.dir, or that sweep's overrides to continue it"
             )
+        where = f"hydra.sweep.dir={sweep_dir} (member {folder.name})"
+        _check_evaluated_with(folder, job_cfg, where)
 
 
 def _check_member_folders(plan: SweepPlan) -> None:
@@ -402,6 +420,64 @@ def _reads_the_time(cfg: Any, text: str, depth: int = 0) -> bool:
         if isinstance(value, str) and _reads_the_time(cfg, value, depth + 1):
             return True
     return False
+
+
+def _recorded_overrides(folder: Path) -> list[str] | None:
+    """The overrides a run folder's ``.hydra/overrides.yaml`` records (None without one; [] where
+    it cannot be read)."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = folder / ".hydra" / "overrides.yaml"
+    if not path.is_file():
+        return None
+    try:
+        loaded = OmegaConf.to_container(OmegaConf.load(path))
+    except (OSError, ValueError, OmegaConfBaseException):
+        return []
+    return [str(o) for o in loaded] if isinstance(loaded, list) else []
+
+
+def _trained_by(overrides: Sequence[str]) -> list[str]:
+    """The overrides among ``overrides`` that can change what a run trains: not Hydra's own, and
+    not the keys a resume may change (see ``pipeline._RESUME_FREE``); sorted, as a sweep lists
+    them in its own order."""
+    from robustai.cli.pipeline import resume_free
+
+    kept = []
+    for line in overrides:
+        key = line.lstrip("+~").split("=", 1)[0]
+        if key.startswith("hydra.") or key == "hydra" or resume_free(key):
+            continue
+        kept.append(line.lstrip("+"))
+    return sorted(kept)
+
+
+def _check_evaluated_with(folder: Path, cfg: Any, where: str) -> None:
+    """A finished run started again in its folder resumes its last checkpoint and evaluates
+    again, replacing ``metrics.json`` and the report: the same evaluation (one interrupted, say)
+    is let through, another one refused, as it would replace the run's results with others."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not (folder / "metrics.json").is_file():
+        return
+    try:
+        before = OmegaConf.to_container(
+            OmegaConf.load(folder / ".hydra" / "config.yaml").evaluator, resolve=True
+        )
+        now = OmegaConf.to_container(cfg.evaluator, resolve=True)
+    except (OSError, ValueError, AttributeError, OmegaConfBaseException):
+        return  # no readable record to compare with
+    if not isinstance(before, dict) or not isinstance(now, dict) or before == now:
+        return
+    changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+    keys = ", ".join(f"evaluator.{k}" for k in changed[:4])
+    raise ConfigError(
+        f"{where} holds a finished run evaluated with other settings ({keys} differ), whose"
+        f" metrics.json and report this run would replace; evaluate it again with robustai"
+        f" evaluate checkpoint={folder} (into a folder of its own), or give a new folder"
+    )
 
 
 def _finished_files(folder: Path) -> list[str]:

@@ -494,3 +494,21 @@ def test_sigterm_to_a_joblib_sweep_stops_every_member_with_a_checkpoint_and_leav
             proc.communicate()
         for pid in _alive(workers):  # what a failed run left behind
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_finished_run_is_not_evaluated_over_with_other_settings(tmp_path: Path) -> None:
+    """Started again in its folder, a finished run resumes its last checkpoint and evaluates
+    again: with other evaluator settings its metrics.json and report were replaced by the new
+    evaluation's. Refused, untouched; the same command goes through (an evaluation redone)."""
+    run = tmp_path / "run"
+    args = [*in_process_args(), f"hydra.run.dir={run}"]
+    assert robustai(*args, cwd=tmp_path).returncode == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    done = robustai(*args, "evaluator.eps=[0.2]", cwd=tmp_path)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert f"hydra.run.dir={run} holds a finished run evaluated with other settings" in line
+    assert "(evaluator.eps differ)" in line
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert robustai(*args, cwd=tmp_path).returncode == 0
+    assert "resumed from" in (run / "train.log").read_text()

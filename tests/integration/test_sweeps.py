@@ -488,11 +488,45 @@ def test_a_sweep_into_a_folder_of_another_sweeps_runs_is_refused_untouched(
     # An Optuna search cannot know its trials in advance: any earlier run in its way is refused.
     assert robustai("train", *run, "hparams_search=digits_optuna", "hydra.sweeper.n_trials=1") == 2
     assert "holds the runs of an earlier sweep (member 0)" in capsys.readouterr().err
+    # The same training evaluated otherwise would resume each finished member and replace its
+    # metrics.json and report with the new evaluation's.
+    assert robustai("train", "-m", *run, "attack.eps=0.05,0.1", "evaluator.eps=[0.3]") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra.sweep.dir={sweep} (member 0) holds a finished run evaluated with other" in line
+    assert "evaluator.eps differ" in line and f"robustai evaluate checkpoint={sweep / '0'}" in line
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
 
     # The same sweep again goes on in place: its members resume their finished runs.
     assert robustai("train", "-m", *run, "attack.eps=0.05,0.1") == 0
     assert all("resumed from" in (m / "train.log").read_text() for m in members(sweep))
+
+
+def test_a_sweep_over_another_sweeps_failed_member_is_refused_untouched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A member that failed before its first checkpoint has no checkpoint to compare configs
+    with: another sweep was let in, replaced its failure record and .hydra/, and summarize
+    then ranked members of two sweeps side by side. Its recorded overrides tell the sweeps
+    apart; the same sweep may try the member again."""
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    run = [*TINY, "trainer.epochs=1", "logger=none", "evaluator.sanity.enabled=false"]
+    run += ["evaluator.curve.enabled=false", "model=mlp", "attack=none", "privacy=dpsgd"]
+    run += [f"hydra.sweep.dir={sweep}"]
+    assert robustai("train", "-m", *run, "privacy.delta=0.5,1e-5") == 1  # 0.5 >= 1/N: fails
+    assert (sweep / "0" / "status.json").is_file()
+    before = {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    assert robustai("train", "-m", *run, "privacy.delta=1e-4", "privacy.noise_multiplier=2") == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"hydra.sweep.dir={sweep} holds the runs of another sweep: member 0 (failed" in line
+    search = [*TINY, "logger=none", "hparams_search=digits_optuna", "hydra.sweeper.n_trials=1"]
+    assert robustai("train", *search, f"hydra.sweep.dir={sweep}") == 2
+    assert "holds the runs of an earlier sweep (member 0)" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
+    # the same sweep again: member 0 is tried again (and fails again), member 1 resumes
+    assert robustai("train", "-m", *run, "privacy.delta=0.5,1e-5") == 1
+    assert "resumed from" in (sweep / "1" / "train.log").read_text()
 
 
 def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
