@@ -589,7 +589,13 @@ def _check_search_direction(cfg: Any, names: list[str]) -> None:
     if raw is None or not is_optuna_search(cfg):
         return
     given = [raw] if isinstance(raw, str) or not OmegaConf.is_list(raw) else list(raw)
-    given = [str(getattr(d, "name", d)).lower() for d in given]  # the sweeper's Direction enum
+    given = [str(getattr(d, "name", d)) for d in given]  # the sweeper's Direction enum, or text
+    for d in given:  # Optuna takes these two words only, in lower case
+        if d not in ("minimize", "maximize"):
+            raise ConfigError(
+                f"hydra.sweeper.direction={d}: not a direction; give minimize or maximize (lower"
+                " case; one per objective, e.g. [maximize,minimize])"
+            )
     if len(given) != len(names):
         raise ConfigError(
             f"optimized_metric has {len(names)} objective(s) ({', '.join(names)}) but "

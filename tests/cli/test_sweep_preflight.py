@@ -69,6 +69,14 @@ CASES = [
         "optimized_metric has 2 objective(s) (clean_acc, worst_case_acc) but "
         "hydra.sweeper.direction has 1",
     ),
+    (  # passed as MAXIMIZE to Optuna, whose refusal ended the search in a traceback
+        ["hparams_search=digits_optuna", "hydra.sweeper.direction=MAXIMIZE"],
+        "hydra.sweeper.direction=MAXIMIZE: not a direction; give minimize or maximize",
+    ),
+    (  # was told it "would pick the trial with the highest worst_case_acc"
+        ["hparams_search=digits_optuna", "hydra.sweeper.direction=maximise"],
+        "hydra.sweeper.direction=maximise: not a direction; give minimize or maximize",
+    ),
     (  # found before member 0 trains, though only member 1 refuses the model
         ["-m", "model=preact_resnet18", "privacy=none,dpsgd"],
         "privacy=dpsgd: layer '1.layers.0.bn1' is BatchNorm2d (and 16 more)",
