@@ -222,6 +222,14 @@ def check_evaluate_config(cfg: Any) -> Any:
     threat = meta.get("threat_model")
     norm = (threat or {}).get("norm", "linf")
     norms = {ac.norm for ac in ev_cfg.evaluator.attacks}
+    if not ev_cfg.evaluator.eps and "l2" in norms and _threat_eps(meta, 0.0) == 0.0:
+        # no threat model: the eps would be data.eps, an L-inf budget, as an L2 radius
+        raise ConfigError(
+            f"the checkpoint records no threat model (trained without an attack), so the eps"
+            f" would be data.eps={eps_list[0]:g}, the data set's L-inf budget, which the suite's"
+            " L2 attacks would take as their radius; give evaluator.eps=[...] as L2 radii, e.g."
+            " [0.5,1.0]"
+        )
     if not ev_cfg.evaluator.eps and threat and norms and norm not in norms:
         # the checkpoint's eps is a radius in its own norm, not in the suite's
         suite = "standard_l2 (or quick_l2)" if norm == "l2" else "standard (or quick)"

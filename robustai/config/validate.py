@@ -460,6 +460,8 @@ def _to_structured(cfg: DictConfig | dict[str, Any], cls: Any) -> Any:
             cfg = cfg.copy()
             with open_dict(cfg):
                 cfg.pop("hydra", None)  # Hydra's own node resolves only inside a running job
+            if cls is TrainConfig:
+                _check_l2_suite_eps(cfg)
             container = OmegaConf.to_container(cfg, resolve=True)
         else:
             container = dict(cfg)
@@ -579,6 +581,27 @@ def _check_attack_entry_values(container: dict[str, Any]) -> None:
             else:
                 msg = prefix.rstrip(".") + ": " + msg
             raise ConfigError(msg) from e
+
+
+def _check_l2_suite_eps(cfg: DictConfig) -> None:
+    """Standard training (``attack=none``) under a suite with L2 attacks, at the eps that follows
+    ``data.eps``: that is the data set's L-inf budget (0.1 on digits), which the L2 attacks
+    would take as their radius, a tiny one, and report robustness that is not there."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    attack, evaluator = raw.get("attack"), raw.get("evaluator")
+    if not isinstance(attack, dict) or not isinstance(evaluator, dict):
+        return
+    attacks = evaluator.get("attacks")
+    l2 = isinstance(attacks, list) and any(
+        isinstance(a, dict) and a.get("norm") == "l2" for a in attacks
+    )
+    follows = attack.get("eps") == "${data.eps}" and evaluator.get("eps") == ["${attack.eps}"]
+    if attack.get("name") == ATTACK_NONE and l2 and follows:
+        raise ConfigError(
+            "evaluator.eps follows data.eps, the data set's L-inf budget, which the suite's L2"
+            " attacks would take as their radius (attack=none trains for no eps of its own);"
+            " give evaluator.eps=[...] as L2 radii, e.g. [0.5,1.0]"
+        )
 
 
 def _check_attack_eps_set(container: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ CASES = [
     (["data.batch_size=1.5"], "data.batch_size"),
     (["attack.eps=1.5"], "attack.eps=1.5: must be in [0, 1]"),
     (["attack.eps=-0.1"], "attack.eps=-0.1: must be in [0, 1]"),
-    (["attack=pgd", "attack.norm=l2", "attack.eps=-1"], "attack.eps=-1.0: must be a finite"),
+    (["attack=pgd", "attack.norm=l2", "attack.eps=-1"], "attack.eps=-1.0: must be in [0, 10000]"),
     # evaluator.eps follows attack.eps: an L2 run under the default (L-inf) suite would report
     # L-inf attacks at its L2 radius, whatever the radius; the message names the L2 suites
     *[
@@ -38,6 +38,11 @@ CASES = [
     (
         ["evaluator=quick_l2"],
         "attack.norm=linf, but every attack of evaluator.attacks is l2",
+    ),
+    (  # evaluator.eps follows data.eps, an L-inf budget: PGD-20 L2 at radius 0.1 said 0.97
+        ["attack=none", "evaluator=quick_l2"],
+        "evaluator.eps follows data.eps, the data set's L-inf budget, which the suite's L2"
+        " attacks would take as their radius",
     ),
     (  # standard training names no threat model: an L2 suite may not take an L2 radius above 1
         ["attack=none", "attack.eps=1", "evaluator.eps=[2]"],

@@ -293,6 +293,20 @@ def test_an_l2_checkpoint_under_an_l_inf_suite_says_how_to_evaluate_it(
     assert "evaluator.eps[0]=2.0: must be in [0, 1]" in line
 
 
+def test_an_l2_suite_on_a_checkpoint_without_a_threat_model_needs_its_eps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model trained without an attack records no threat model, so eps fell back to data.eps,
+    the data set's L-inf budget (0.1), which the L2 suite took as its radius: a tiny one, and a
+    report calling the model robust. Refused before the folder exists, naming evaluator.eps."""
+    run = save_small_cnn(tmp_path / "plain", extra={"data": "digits", "threat_model": None})
+    monkeypatch.chdir(tmp_path)
+    line = evaluate_fails([f"checkpoint={run}", "evaluator=quick_l2"], capsys)
+    assert "the checkpoint records no threat model (trained without an attack)" in line
+    assert "data.eps=0.1" in line and "give evaluator.eps=[...] as L2 radii" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
 def test_shape_mismatch_names_both_shapes(checkpoint: Path, tmp_path: Path) -> None:
     cfg = to_evaluate_config(
         {
@@ -656,8 +670,9 @@ def test_a_model_trained_without_an_attack_records_no_threat_model(
     tmp_path: Path, untrained: list[str]
 ) -> None:
     """It was not trained for one: meta.json said linf at data.eps, so evaluate's log never
-    said it chose the eps, and an L2 suite was refused as if the model had an L-inf one; and
-    with objective=standard meta.json and the report named the attack it was not trained with."""
+    said it chose the eps, and an L2 suite was refused as if the model had an L-inf one (it now
+    is for want of an L2 radius: data.eps is an L-inf budget); and with objective=standard
+    meta.json and the report named the attack it was not trained with."""
     run = tmp_path / "run"
     proc = robustai(
         "train", "data=synthetic", *untrained, "trainer.epochs=1", "evaluator.attacks=[]",
@@ -669,13 +684,20 @@ def test_a_model_trained_without_an_attack_records_no_threat_model(
     assert meta["threat_model"] is None and meta["attack"] == "none"
     assert "(trained with none)" in (run / "report.md").read_text().splitlines()[0]
     proc = robustai(
-        "evaluate", f"checkpoint={run}", "evaluator=quick_l2", "evaluator.samples=16",
+        "evaluate", f"checkpoint={run}", "evaluator.samples=16",
         "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
         f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     log = (tmp_path / "eval" / "evaluate.log").read_text()
     assert "records no threat model with eps > 0; evaluating at data.eps=0.1" in log
+    proc = robustai(
+        "evaluate", f"checkpoint={run}", "evaluator=quick_l2", "evaluator.samples=16",
+        "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "logger=none",
+        f"hydra.run.dir={tmp_path / 'eval_l2'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 2 and "the checkpoint records no threat model" in proc.stderr
+    assert "linf" not in proc.stderr  # not refused as if the model had an L-inf threat model
 
 
 def _split_checkpoint(tmp_path: Path, split: dict) -> Path:
