@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -55,6 +56,10 @@ def usage() -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a subcommand; a reader that stops early (``robustai users token list | head``) ends
     the command quietly, as it would end ``ls``, instead of with a BrokenPipeError traceback."""
+    # Hydra's --info writes through logging, which printed "--- Logging error ---" and a
+    # traceback for every record once the reader had gone; a CLI's logging stays quiet about
+    # its own failures (the standard library's advice for production use).
+    logging.raiseExceptions = False
     try:
         code = _dispatch(argv)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not at interpreter exit
@@ -67,9 +72,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _dispatch(argv: Sequence[str] | None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
+    if not args:  # a mistake: the usage goes where errors go
+        sys.stderr.write(usage())
+        return EXIT_BAD_INPUT
+    if args[0] in ("-h", "--help", "help"):
         sys.stdout.write(usage())
-        return 0 if args else EXIT_BAD_INPUT
+        return 0
     if args[0] == "--version":
         from robustai import __version__
 

@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from robustai.config.validate import check_targets
 from robustai.errors import ConfigError
@@ -208,6 +208,16 @@ def _check_flags(flags: list[str]) -> None:
             raise ConfigError(
                 f"{name}: unknown option{maybe}; give overrides as key=value (see --help)"
             )
+    if {"-h", "--help", "--hydra-help"}.isdisjoint(f.split("=", 1)[0] for f in flags):
+        # a known flag with a bad or missing value (--cfg bogus, -p alone, --multirun=3):
+        # Hydra's parser says what is wrong, and then prints its whole usage text
+        parser = get_args_parser()
+
+        def one_line(message: str) -> NoReturn:
+            raise ConfigError(f"{message} (see --help)")
+
+        parser.error = one_line  # type: ignore[method-assign]
+        parser.parse_args(flags)
 
 
 def _multirun_by_config(config_dir: Path, config_name: str, overrides: list[str]) -> bool:
@@ -862,6 +872,12 @@ def _missing_option(e: Exception, overrides: list[str]) -> str:
         hint = difflib.get_close_matches(choice, options, n=1)
         maybe = f" (did you mean {hint[0]}?)" if hint else ""
         return f"{group}={choice}: unknown option{maybe}; valid: {', '.join(sorted(options))}"
+    if _first_line(e).startswith("Cannot find primary config"):  # --config-name/--config-path
+        return (
+            f"{_first_line(e).rstrip('.')}: --config-name names robustai's own (train, evaluate)"
+            " and --config-path a folder holding it; to add options of your own, leave both"
+            " out and give --config-dir <folder>"
+        )
     return _first_line(e)
 
 
