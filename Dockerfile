@@ -29,7 +29,7 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --index-url "${TORCH_INDEX}" \
         "torch>=2.6" "torchvision>=0.21"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY configs/ configs/
 COPY robustai/ robustai/
 # The wheel carries the configs (as robustai/configs/): the image needs no source tree.

@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -537,11 +536,7 @@ def main() -> None:
         ):
             if {row, base_row} <= results.keys():
                 ratios[key] = results[row]["images_per_s"] / results[base_row]["images_per_s"]
-    machine = (
-        f"{platform.machine()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
-    )
-    if device.type == "cuda":
-        machine = torch.cuda.get_device_name(device)
+    machine = script_args.machine_description(device)
     print(
         f"{args.suite}: {model_name}, {data.train.num_samples} train / {n_eval} eval images, "
         f"batch {args.batch_size}, eps {eps:.4g}, {device}, median of {args.repeats}; {machine}"

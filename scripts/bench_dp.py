@@ -184,7 +184,7 @@ def main() -> None:
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": load,
-        "machine": platform.processor() or platform.machine(),
+        "machine": script_args.cpu_name(),
         "python": platform.python_version(),
         "torch": torch.__version__,
         "opacus": opacus.__version__,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -215,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "device": str(device)
         if device.type == "cpu"
         else f"cuda ({torch.cuda.get_device_name(device)})",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": script_args.cpu_name(),
         "cpu_count": __import__("os").cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -23,6 +23,33 @@ MNIST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 REPO = Path(os.path.abspath(__file__)).parent.parent
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from ``/proc/cpuinfo`` on Linux, where ``platform.processor()``
+    is empty), with its architecture: a CPU number hinges on the model (AVX-512 or AVX2
+    kernels)."""
+    import platform
+
+    name = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    arch = platform.machine()
+    return f"{name} ({arch})" if name else (platform.processor() or arch)
+
+
+def machine_description(device: torch.device) -> str:
+    """What a benchmark ran on, as its JSON and printout quote it: the CPU's model, its count
+    and torch's threads, and the GPU's name where it ran on one."""
+    text = f"{cpu_name()}, {os.cpu_count()} CPUs, {torch.get_num_threads()} torch threads"
+    if device.type == "cuda":
+        text = f"{torch.cuda.get_device_name(device)}; host {text}"
+    return text
+
+
 def folder(text: str) -> Path:
     """A folder name, ``~`` expanded (a quoted ``~/mnist`` or ``--mnist-dir=~/mnist`` reaches
     the script unexpanded)."""

@@ -230,3 +230,23 @@ def test_dockerignore_keeps_what_the_build_copies(dockerfile: list[Instruction])
                 if "__pycache__" in rel:
                     continue
                 assert not excluded(rel, patterns), f"{rel} is needed by COPY {source}"
+
+
+def test_the_image_builds_its_wheel_from_what_the_wheel_needs(
+    dockerfile: list[Instruction],
+) -> None:
+    """The wheel built inside the image is built from the files the build stage copies: without
+    LICENSE (which pyproject's license-files names) the image shipped Apache-2.0 code without
+    the license's text."""
+    import tomllib
+
+    copied = {
+        s.rstrip("/")
+        for i in dockerfile
+        if i.keyword == "COPY" and "--from" not in i.args
+        for s in i.args.split()[:-1]
+        if not s.startswith("--")
+    }
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert set(project["license-files"]) <= copied
+    assert {"pyproject.toml", project["readme"], "robustai", "configs"} <= copied
