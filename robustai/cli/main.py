@@ -64,6 +64,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = _dispatch(argv)
         sys.stdout.flush()  # inside the try: a closed pipe fails here, not at interpreter exit
         return code
+    except KeyboardInterrupt:
+        # Ctrl-C before a command's own handling starts (a run's checks, its config's
+        # composition): the commands say what an interrupt left where they handle it
+        name = (list(sys.argv[1:] if argv is None else argv) or ["robustai"])[0]
+        sys.stderr.write(f"robustai {name}: interrupted\n")
+        return 128 + signal.SIGINT
     except BrokenPipeError:
         # Python would flush stdout again at exit and print an error: point it at /dev/null.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -10,7 +10,12 @@ from torch import Tensor
 
 from robustai.distributed import unwrap_model
 from robustai.evaluation.accuracy import accuracy
-from robustai.training.checkpoint import RankLocalState, RNGState, save_checkpoint
+from robustai.training.checkpoint import (
+    RankLocalState,
+    RNGState,
+    list_checkpoints,
+    save_checkpoint,
+)
 from robustai.training.trainer import EpochStats, Trainer
 from robustai.training.watchdog import CatastrophicOverfittingWatchdog
 
@@ -112,8 +117,13 @@ class CheckpointCallback:
         return self.last
 
     def on_epoch_end(self, trainer: Trainer, stats: EpochStats) -> None:
-        if self.every <= 0:
-            return
         final = trainer.epoch >= trainer.epochs or trainer.stop_reason is not None
+        if self.every <= 0:
+            # No checkpoints asked for; but one saved at an interrupt is the folder's newest
+            # until replaced: the finished run would resume from it when started again and
+            # train its last epochs over. A final checkpoint becomes the newest instead.
+            if final and list_checkpoints(self.folder):
+                self.save(trainer)
+            return
         if final or trainer.epoch % self.every == 0:
             self.save(trainer)

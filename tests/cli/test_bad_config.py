@@ -491,3 +491,20 @@ def test_config_dir_with_a_trailing_flag_a_comma_or_bad_yaml(tmp_path: Path) -> 
     (mine / "mytrain.yaml").write_text("defaults:\n  - train\n  - _self_\n")
     proc = train("--config-name", "mytrain", "--cfg", "job")  # Hydra: "Cannot find primary"
     assert proc.returncode == 2 and "--config-name mytrain: mytrain.yaml is in the" in proc.stderr
+
+
+def test_ctrl_c_during_the_checks_before_a_run_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C in the first seconds (the pre-flight checks compose and validate the config)
+    ended in a 20-40 frame traceback; a run's own handling starts later."""
+    import robustai.cli.train as train
+
+    def ctrl_c(cfg):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "check_train_config", ctrl_c)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "trainer.epochs=1"]) == 130
+    assert capsys.readouterr().err == "robustai train: interrupted\n"
+    assert list(tmp_path.iterdir()) == []

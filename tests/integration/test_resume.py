@@ -512,3 +512,35 @@ def test_a_finished_run_is_not_evaluated_over_with_other_settings(tmp_path: Path
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert robustai(*args, cwd=tmp_path).returncode == 0
     assert "resumed from" in (run / "train.log").read_text()
+
+
+def test_a_run_without_checkpoints_interrupted_once_is_not_trained_over_when_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trainer.checkpoint_every=0 keeps no checkpoints, but an interrupt saves one. Resumed
+    and finished, the run kept that one as its newest: started again, it resumed from it and
+    trained its last epoch over, replacing weights and metrics. The final state now replaces
+    it as the newest, so started again the finished run only evaluates."""
+    from robustai.training.callbacks import CheckpointCallback
+    from robustai.training.checkpoint import list_checkpoints
+
+    real = CheckpointCallback.on_epoch_end
+
+    def ctrl_c_after_epoch_2(self, trainer, stats):  # type: ignore[no-untyped-def]
+        real(self, trainer, stats)
+        if trainer.epoch == 2:  # the run's handler stops it at its next step, with a checkpoint
+            os.kill(os.getpid(), signal.SIGINT)
+
+    run = tmp_path / "run"
+    args = [*in_process_args(epochs=3), "trainer.checkpoint_every=0", f"hydra.run.dir={run}"]
+    with monkeypatch.context() as mp:
+        mp.setattr(CheckpointCallback, "on_epoch_end", ctrl_c_after_epoch_2)
+        assert robustai(*args, cwd=tmp_path).returncode == 130
+    assert list_checkpoints(run / "checkpoints")[0].epoch == 2  # the interrupt's
+    assert robustai(*args, cwd=tmp_path).returncode == 0
+    assert list_checkpoints(run / "checkpoints")[0].epoch == 3
+    weights = (run / "weights.safetensors").read_bytes()
+    log = (run / "train.log").read_text()
+    assert robustai(*args, cwd=tmp_path).returncode == 0  # evaluates again, trains nothing
+    again = (run / "train.log").read_text()[len(log) :]
+    assert "epoch 3/3" not in again and (run / "weights.safetensors").read_bytes() == weights
