@@ -25,6 +25,7 @@ from robustai.config.schema import (
     EvaluatorConfig,
     PrivacyConfig,
     TrainConfig,
+    TrainerConfig,
 )
 from robustai.errors import ConfigError
 
@@ -665,6 +666,18 @@ def validate(cfg: TrainConfig) -> None:
     _non_negative("trainer.momentum", t.momentum)
     if t.momentum >= 1:  # a velocity that never decays: SGD diverges
         raise ConfigError(f"trainer.momentum={t.momentum}: must be below 1, e.g. 0.9")
+    if t.optimizer == "adam" and (t.nesterov or t.momentum != TrainerConfig.momentum):
+        # recorded in .hydra/ and the checkpoint as if they had been used
+        given = "trainer.nesterov=true" if t.nesterov else f"trainer.momentum={t.momentum:g}"
+        raise ConfigError(
+            f"{given}: SGD's setting, which trainer.optimizer=adam does not use (Adam keeps its"
+            " own moment estimates); leave it out, or use trainer.optimizer=sgd"
+        )
+    if t.nesterov and t.momentum == 0:
+        raise ConfigError(
+            "trainer.nesterov=true needs trainer.momentum > 0 (Nesterov momentum without"
+            " momentum is plain SGD); set trainer.momentum, e.g. 0.9"
+        )
     _non_negative("trainer.weight_decay", t.weight_decay)
     _open_unit("trainer.warmup_fraction", t.warmup_fraction)
     _non_negative("trainer.eps_warmup_epochs", t.eps_warmup_epochs)

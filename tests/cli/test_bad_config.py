@@ -100,6 +100,19 @@ CASES = [
     (["attack=pgd", "attack.steps=0"], "attack.steps=0: must be >= 1"),
     (["attack=pgd", "attack.norm=l3"], "attack.norm=l3: unknown"),
     (["trainer.optimizer=adamw"], "trainer.optimizer=adamw: unknown (did you mean adam?)"),
+    # recorded in .hydra/ and the checkpoint, never used
+    (
+        ["trainer.optimizer=adam", "trainer.momentum=0.5"],
+        "trainer.momentum=0.5: SGD's setting, which trainer.optimizer=adam does not use",
+    ),
+    (
+        ["trainer.optimizer=adam", "trainer.nesterov=true"],
+        "trainer.nesterov=true: SGD's setting, which trainer.optimizer=adam does not use",
+    ),
+    (
+        ["trainer.nesterov=true", "trainer.momentum=0"],
+        "trainer.nesterov=true needs trainer.momentum > 0",
+    ),
     # refused before any work (it failed once the data had loaded, naming an internal class)
     (
         ["privacy=dpsgd", "trainer.objective=free"],
