@@ -754,6 +754,14 @@ def _resume_in_place(argv: Sequence[str]) -> list[str]:
     """``trainer.resume=DIR`` continues in DIR itself, unless hydra.run.dir says otherwise."""
     args = list(argv)
     resume = [a.split("=", 1)[1] for a in args if a.startswith("trainer.resume=")]
+    if resume and Path(resume[-1]).expanduser().is_file():
+        # a checkpoint's file (or weights): the run folder holding it is what resumes
+        given = Path(resume[-1])
+        run = given.parent.parent if given.parent.name == "checkpoints" else given.parent
+        raise ConfigError(
+            f"trainer.resume={resume[-1]} is a file; give the run folder to continue"
+            f" (trainer.resume={run}), which resumes from its newest checkpoint"
+        )
     if resume and resume[-1] not in ("", "null") and not any(
         a.startswith("hydra.run.dir=") for a in args
     ):

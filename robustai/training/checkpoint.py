@@ -401,12 +401,17 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
     if Path(name).name != name:
         raise CheckpointError(f"{json_file} names a tensor file outside its folder: {name!r}")
     tensor_file = json_file.parent / name
+    # an earlier checkpoint beside it may be whole: say how to resume from that one
+    earlier = (
+        f"; to resume from the checkpoint before it, move {json_file.name} (and"
+        f" {tensor_file.name}) out of {json_file.parent}"
+    )
     if not tensor_file.is_file():
-        raise CheckpointError(f"{tensor_file} is missing (named by {json_file.name})")
+        raise CheckpointError(f"{tensor_file} is missing (named by {json_file.name}){earlier}")
     if sha256_file(tensor_file) != payload["tensors_sha256"]:
         raise CheckpointError(
             f"{tensor_file} does not match the sha256 in {json_file.name}: "
-            "truncated, corrupt or replaced"
+            f"truncated, corrupt or replaced{earlier}"
         )
     tensors = _load_tensors(tensor_file)
     shared = payload.get("shared") or {}

@@ -521,3 +521,22 @@ def test_ctrl_c_during_the_checks_before_a_run_is_one_line(
     assert main(["train", "trainer.epochs=1"]) == 130
     assert capsys.readouterr().err == "robustai train: interrupted\n"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_from_a_checkpoint_file_names_its_run_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """trainer.resume=<run>/checkpoints/epoch-0001.json was taken as the run folder to write in,
+    and refused as "a file, not a folder; set hydra.run.dir=...", advice that started a new
+    run. The folder holding it is what resumes."""
+    checkpoint = tmp_path / "run" / "checkpoints" / "epoch-0001.json"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_text("{}")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", f"trainer.resume={checkpoint}"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"trainer.resume={checkpoint} is a file; give the run folder to continue" in line
+    assert f"(trainer.resume={tmp_path / 'run'})" in line
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]

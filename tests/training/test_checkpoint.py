@@ -203,8 +203,10 @@ def test_damaged_tensor_file_is_refused_naming_it(tmp_path: Path, damage: str) -
     else:
         save_checkpoint(tmp_path / "other", {"model": nn.Linear(3, 3)}, epoch=1)
         tensors.write_bytes((tmp_path / "other" / tensors.name).read_bytes())
-    with pytest.raises(CheckpointError, match=r"epoch-0001\.safetensors.*sha256"):
+    with pytest.raises(CheckpointError, match=r"epoch-0001\.safetensors.*sha256") as err:
         read_checkpoint(path)
+    # and how to go on from a whole checkpoint beside it
+    assert f"to resume from the checkpoint before it, move {path.name} (and" in str(err.value)
 
 
 @pytest.mark.parametrize(
