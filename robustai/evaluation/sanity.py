@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from robustai.argcheck import is_integer, is_real
 from robustai.attacks import FGSM, PGD, Attack, Square
 from robustai.attacks.base import autograd_on, autograd_tensor, check_eot_iter, input_grad
 from robustai.attacks.registry import accepted_kwargs
@@ -99,14 +100,22 @@ class SanitySettings:
             raise ValueError(
                 f"unknown sanity check(s) {', '.join(unknown)}; valid: {', '.join(CHECKS)}"
             )
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1; got {self.samples}")
+        # Each named, before any attack runs: a wrong kind (50.0 samples, "0.1") failed deep
+        # inside the checks, after the whole suite had run.
+        for name in ("samples", "large_eps_steps", "black_box_queries", "convergence_factor"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1; got {value!r}")
+        for name in ("tolerance", "large_eps", "chance_margin"):
+            value = getattr(self, name)
+            if not is_real(value) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a number; got {value!r}")
         if not 0.0 <= self.tolerance < 1.0:
             raise ValueError(f"tolerance must be in [0, 1); got {self.tolerance}")
         if not 0.0 < self.large_eps <= 1.0:
             raise ValueError(f"large_eps must be in (0, 1]; got {self.large_eps}")
-        if self.convergence_factor < 1:
-            raise ValueError(f"convergence_factor must be >= 1; got {self.convergence_factor}")
+        if not 0.0 <= self.chance_margin <= 1.0:
+            raise ValueError(f"chance_margin must be in [0, 1]; got {self.chance_margin}")
 
 
 @dataclass

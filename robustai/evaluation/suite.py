@@ -139,9 +139,10 @@ def evaluate_model(
     param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
     with seeded_rng(seed, x.device if param is None else param.device):
         y = checked_labels(x, y)
-        if len(y) and int(y.max()) >= num_classes:
+        if len(y) and (int(y.max()) >= num_classes or int(y.min()) < 0):
+            bad = int(y.max()) if int(y.max()) >= num_classes else int(y.min())
             raise ValueError(
-                f"label {int(y.max())} is out of range for num_classes={num_classes}"
+                f"label {bad} is out of range for num_classes={num_classes}"
                 " (labels are 0 .. num_classes - 1)"
             )
         attacks = check_factories(attacks)

@@ -33,7 +33,13 @@ def setup() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, torch.rand((20, 1, 8, 8), generator=g), torch.randint(0, 10, (20,), generator=g)
 
 
-def full(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int = 10):
+def full(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int = 10,
+    per_class: bool = True,
+):
     return evaluate_model(
         model,
         x,
@@ -43,6 +49,7 @@ def full(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int = 
         num_classes=num_classes,
         curve=CurveSettings(eps=[0.05, 0.1]),
         sanity=SanitySettings(samples=20),
+        per_class=per_class,
     )
 
 
@@ -99,6 +106,17 @@ def test_labels_beyond_num_classes_refused() -> None:
     model, x, y = setup()
     with pytest.raises(ValueError, match=rf"label {int(y.max())} .* num_classes=5"):
         full(model, x, y, num_classes=5)
+
+
+def test_negative_labels_refused_before_any_attack() -> None:
+    """A label of -1 ran the whole suite, then failed in the per-class table's bincount (or,
+    without it, counted the sample as wrong)."""
+    model, x, y = setup()
+    y = y.clone()
+    y[0] = -1
+    for per_class in (True, False):
+        with pytest.raises(ValueError, match=r"label -1 is out of range for num_classes=10"):
+            full(model, x, y, per_class=per_class)
 
 
 def test_num_classes_other_than_the_models_outputs_refused() -> None:

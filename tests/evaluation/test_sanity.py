@@ -265,6 +265,13 @@ def test_settings_are_checked() -> None:
         SanitySettings(checks=("gradient",))
     with pytest.raises(ValueError, match="samples"):
         SanitySettings(samples=0)
+    # the wrong kind failed inside the checks, after the whole suite had run
+    for bad in ({"samples": 50.0}, {"samples": None}, {"black_box_queries": "10"}):
+        with pytest.raises(ValueError, match=r"must be a whole number >= 1; got"):
+            SanitySettings(**bad)  # type: ignore[arg-type]
+    for bad in ({"tolerance": "0.1"}, {"large_eps": None}, {"chance_margin": float("nan")}):
+        with pytest.raises(ValueError, match=r"must be a number; got"):
+            SanitySettings(**bad)  # type: ignore[arg-type]
 
 
 def test_checks_leave_the_model_alone(digits_model: nn.Module, digits: DataBundle) -> None:
