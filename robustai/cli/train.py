@@ -639,6 +639,19 @@ def _threads_from_launcher(train_cfg: Any, hc: Any) -> None:
         log.info("torch threads: %d (hydra.launcher.cpus_per_task)", cpus)
 
 
+# Overrides that say where and how a run goes, not what it trains or measures: a run resumed
+# with trainer.resume=... got a column in TensorBoard's HParams table its twin lacked.
+_NOT_HPARAMS = (
+    "trainer.resume",
+    "trainer.progress",
+    "trainer.threads",
+    "trainer.checkpoint_every",
+    "trainer.keep_checkpoints",
+    "paths",
+    "logger",
+)
+
+
 def _swept_hparams(hc: Any, train_cfg: Any) -> dict[str, Any]:
     """The member's own overrides (group choices and keys) with their final values."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -654,7 +667,7 @@ def _swept_hparams(hc: Any, train_cfg: Any) -> dict[str, Any]:
             key, delete = o.key_or_group, o.is_delete()
         except Exception:  # Hydra's record of a value it resolved (data.root=~/x) may not parse
             key, delete = str(line).split("=", 1)[0].lstrip("+"), str(line).startswith("~")
-        if delete or key.split("/")[0].split(".")[0] == "hydra":
+        if delete or key.split("/")[0].split(".")[0] == "hydra" or key.startswith(_NOT_HPARAMS):
             continue
         if key in choices:
             out[key] = choices[key]

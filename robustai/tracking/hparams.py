@@ -115,12 +115,19 @@ def hparam_value(value: Any) -> HParamValue | None:
 
 
 def eval_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """The final results shown as HParams columns, keyed by their TensorBoard tag."""
-    return {
+    """The final results shown as HParams columns, keyed by their TensorBoard tag; with
+    ``eval/worst_case_acc``, the first eps's worst case (a search's default objective), which
+    the members of a sweep over eps share: their per-eps columns differ from member to member."""
+    out = {
         f"eval/{name}": value
         for name, value in flat_metrics(metrics).items()
         if name.startswith(_EVAL_PREFIXES) and not math.isnan(value)
     }
+    for alias in _TABLE_ALIASES:
+        value = metric_value(metrics, alias)
+        if value is not None and not math.isnan(value):
+            out[f"eval/{alias}"] = value
+    return out
 
 
 def log_hparams(

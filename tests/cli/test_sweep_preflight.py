@@ -488,3 +488,26 @@ def test_swept_hparams_read_an_override_hydra_resolved_into_unparsable_text() ->
     cfg = TrainConfig()
     cfg.name, cfg.trainer.lr = "~/x", 0.2
     assert _swept_hparams(hc, cfg) == {"name": "~/x", "trainer.lr": 0.2}
+
+
+def test_swept_hparams_leave_out_where_and_how_a_run_goes() -> None:
+    """A run resumed with trainer.resume=..., or given trainer.threads or paths, got HParams
+    columns its uninterrupted twin lacked: those say where and how it ran, not what."""
+    from omegaconf import OmegaConf
+
+    from robustai.cli.train import _swept_hparams
+    from robustai.config.schema import TrainConfig
+
+    task = [
+        "trainer.lr=0.2",
+        "trainer.resume=/runs/a",
+        "trainer.threads=1",
+        "trainer.progress=false",
+        "paths.experiments_dir=/runs",
+        "logger.image_grid=0",
+        "evaluator.eps=[0.2]",
+    ]
+    hc = OmegaConf.create({"runtime": {"choices": {}}, "overrides": {"task": task}})
+    cfg = TrainConfig()
+    cfg.trainer.lr, cfg.evaluator.eps = 0.2, [0.2]
+    assert _swept_hparams(hc, cfg) == {"trainer.lr": 0.2, "evaluator.eps": "[0.2]"}

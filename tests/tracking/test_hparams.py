@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,14 @@ def test_flat_names_and_objective_values() -> None:
     tags = eval_metrics(METRICS)
     assert "eval/robust_acc/pgd20@0.2" not in tags  # NaN (empty split) is not a result
     assert tags["eval/privacy/epsilon"] == 2.5 and "eval/train_seconds" not in tags
+    # the first eps's worst case under one name: members of a sweep over eps (whose per-eps
+    # tags differ) share this column, the default objective of a search
+    assert tags["eval/worst_case_acc"] == 0.45
+    other_eps = {**METRICS, "worst_case_acc": {"0.3": 0.1}}
+    assert eval_metrics(other_eps)["eval/worst_case_acc"] == 0.1
+    assert "eval/worst_case_acc" not in eval_metrics(
+        {**METRICS, "worst_case_acc": {"0.1": math.nan}}
+    )
 
 
 def test_hparams_session_round_trips_through_the_event_file(tmp_path: Path) -> None:
