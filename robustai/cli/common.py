@@ -57,10 +57,11 @@ def _installed_configs() -> Path | None:
 def fail(command: str, message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """One line on stderr, then exit: the contract for bad input. The line names the value at
     fault, which may be a secret (``trainer.lr=${oc.env:TRACKER_TOKEN}`` resolved): the values
-    of secret-looking environment variables and URL passwords are cut out of it."""
-    from robustai.security.redact import scrub_values, secret_env_values
+    of secret-looking environment variables, URL passwords and secret-looking ``key=value``
+    pairs (``?password=...`` inside a path) are cut out of it."""
+    from robustai.security.redact import scrub_message, secret_env_values
 
-    message = scrub_values(message, secret_env_values())
+    message = scrub_message(message, secret_env_values())
     sys.stderr.write(f"robustai {command}: error: {message}\n")
     sys.stderr.flush()
     raise SystemExit(code)

@@ -68,12 +68,15 @@ _KEY_VALUE = re.compile(
 )
 
 
-def _pair_spans(text: str, *, bare_key: bool) -> list[tuple[int, int]]:
+def _pair_spans(text: str, *, bare_key: bool, colon: bool = True) -> list[tuple[int, int]]:
     """Where the values of secret-looking ``key=value`` pairs sit in ``text`` (merged where they
     overlap). ``bare_key``: whether a key named just ``key`` counts (in free text it is usually
-    a placeholder, as in Hydra's ``KEY=VALUE``). Names (``${oc.env:X}``) are not secrets."""
+    a placeholder, as in Hydra's ``KEY=VALUE``); ``colon``: whether ``key: value`` counts, or
+    only ``key=value``. Names (``${oc.env:X}``) are not secrets."""
     spans: list[tuple[int, int]] = []
     for m in _KEY_VALUE.finditer(text):
+        if not colon and "=" not in m.group("sep"):
+            continue
         key = m.group("key")
         words = key_words(key)
         secret = is_secret_key(key) or words == ["pwd"]  # ODBC's Pwd= (the shell's PWD is free)
@@ -82,7 +85,10 @@ def _pair_spans(text: str, *, bare_key: bool) -> list[tuple[int, int]]:
         group = next(g for g in ("sq", "dq", "br", "bare") if m.group(g) is not None)
         if m.group(group).startswith("${") or not m.group(group):
             continue
-        spans.append(m.span(group))
+        start, end = m.span(group)
+        if not colon and group == "bare" and text[start:end].endswith(":"):
+            end -= 1  # a message's "key=value: what is wrong" keeps its colon
+        spans.append((start, end))
     merged: list[tuple[int, int]] = []
     for start, end in sorted(spans):
         if merged and start <= merged[-1][1]:
@@ -92,10 +98,10 @@ def _pair_spans(text: str, *, bare_key: bool) -> list[tuple[int, int]]:
     return merged
 
 
-def _scrub_pairs(text: str, *, bare_key: bool) -> str:
+def _scrub_pairs(text: str, *, bare_key: bool, colon: bool = True) -> str:
     """``text`` with the values of its secret-looking pairs replaced by ``<redacted>``, whatever
     their length (the key says they are secret; a short password is a password too)."""
-    for start, end in reversed(_pair_spans(text, bare_key=bare_key)):
+    for start, end in reversed(_pair_spans(text, bare_key=bare_key, colon=colon)):
         text = f"{text[:start]}{REDACTED}{text[end:]}"
     return text
 
@@ -231,6 +237,13 @@ def scrub_values(text: str, values: Iterable[str] = ()) -> str:
     for v in sorted(forms, key=len, reverse=True):
         text = text.replace(v, REDACTED)
     return _scrub_url_passwords(text)
+
+
+def scrub_message(text: str, values: Iterable[str] = ()) -> str:
+    """:func:`scrub_values`, and the values of secret-looking ``key=value`` pairs inside the
+    text (``...?password=...`` in a path or URL a message repeats); ``key: message`` stays as
+    it is, as error messages name a key and then say what is wrong with it."""
+    return _scrub_pairs(scrub_values(text, values), bare_key=False, colon=False)
 
 
 def _forms(value: str) -> set[str]:

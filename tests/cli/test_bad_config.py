@@ -540,3 +540,17 @@ def test_resume_from_a_checkpoint_file_names_its_run_folder(
     assert f"trainer.resume={checkpoint} is a file; give the run folder to continue" in line
     assert f"(trainer.resume={tmp_path / 'run'})" in line
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]
+
+
+def test_a_password_inside_a_refused_value_is_not_echoed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one line names the value at fault: a ``password=...`` inside it (a URL's query, a
+    path) reached the terminal and CI logs, where a URL's user:password did not."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "trainer.resume='/nowhere/x?password=RESUMEPW123'"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "RESUMEPW123" not in line
+    assert "trainer.resume=/nowhere/x?password=<redacted>: " in line
