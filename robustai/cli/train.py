@@ -714,6 +714,7 @@ def _member(
         if secondary:
             return None  # rank 0 reports the run
     except RunInterrupted as e:
+        _to_run_log(logging.WARNING, str(e))
         fail("train", str(e), code=e.exit_code)
     except (UserError, RunFailure) as e:
         if multirun:
@@ -721,6 +722,7 @@ def _member(
             log.error("run failed: %s", e)
             record_failure(out_dir, e)
             return None
+        _to_run_log(logging.ERROR, f"run failed: {e}")
         fail("train", str(e), code=EXIT_BAD_INPUT if isinstance(e, UserError) else EXIT_FAILURE)
     except Exception as e:
         if not multirun:
@@ -730,6 +732,20 @@ def _member(
         record_failure(out_dir, e)
         return None
     return _objective(metrics, objective_names(train_cfg.optimized_metric))
+
+
+def _to_run_log(level: int, message: str) -> None:
+    """``message`` into the run's own log file, not the console (where the command's one line
+    says it): a single run's train.log ended without saying why it stopped, as a sweep
+    member's does. Only a log file the run has written to already: one the run never opened
+    (a folder another run works in, refused) is left as it is."""
+    from robustai.security.redact import scrub_message, secret_env_values
+
+    text = scrub_message(message, secret_env_values())
+    record = logging.LogRecord(log.name, level, __file__, 0, text, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+            handler.handle(record)
 
 
 def _quiet_secondary_rank() -> None:

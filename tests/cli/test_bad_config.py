@@ -554,3 +554,21 @@ def test_a_password_inside_a_refused_value_is_not_echoed(
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "RESUMEPW123" not in line
     assert "trainer.resume=/nowhere/x?password=<redacted>: " in line
+
+
+def test_a_single_run_that_fails_after_it_started_says_why_in_its_log(tmp_path: Path) -> None:
+    """A check that needs the data (DP-SGD's delta below 1/N) stops the run after train.log has
+    begun: the log ended at "objective: ...", without the reason a sweep member's log gives.
+    The reason goes to the log file; the console keeps its one line on stderr."""
+    run = tmp_path / "run"
+    done = robustai(
+        "train", "privacy=dpsgd", "model=mlp", "attack=none", "privacy.delta=0.5",
+        "data=synthetic", "data.num_samples=256", "trainer.epochs=1", f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert "delta=0.5 must be in (0, 1/N)" in line
+    last = (run / "train.log").read_text().strip().splitlines()[-1]
+    assert "[ERROR] - run failed: privacy=dpsgd: delta=0.5 must be in (0, 1/N)" in last
+    assert "run failed" not in done.stdout
