@@ -480,6 +480,7 @@ class Attack(ABC):
         are returned as they are: single-step attacks have nothing to stop, and APGD and Square
         already keep the first example that fools each sample). Evaluators use this; the attack's
         own default stays as constructed."""
+        early_stop = check_flag("early_stop", early_stop)
         if not self.supports_early_stop or getattr(self, "early_stop", None) == early_stop:
             return self
         new = copy.copy(self)

@@ -53,8 +53,11 @@ def parse_expiry(text: str, now: float) -> float:
         if seconds <= 0:
             raise AccessError(f"--expires {text}: must be in the future")
         return now + seconds
+    stamp = text.strip()
+    if stamp[-1:] in ("Z", "z"):  # UTC as ISO 8601 writes it, which Python 3.10 does not read
+        stamp = stamp[:-1] + "+00:00"
     try:
-        when = dt.datetime.fromisoformat(text.strip())
+        when = dt.datetime.fromisoformat(stamp)
     except ValueError:
         raise AccessError(
             f"--expires {text}: give a duration such as 30d, 12h, 2w or a date such as 2030-01-31"

@@ -234,6 +234,8 @@ def test_parse_expiry() -> None:
     assert parse_expiry("12h", 100) == 100 + 12 * 3600
     assert parse_expiry("2w", 0) == 14 * 86400
     assert parse_expiry("2030-01-31", 0) == 1896048000
+    # UTC written as ISO 8601 does ("Z"), which Python 3.10's fromisoformat refused
+    assert parse_expiry("2030-01-31T12:00Z", 0) == 1896048000 + 12 * 3600
     for bad in ("soon", "-3d", "0d"):
         with pytest.raises(AccessError):
             parse_expiry(bad, 0)
