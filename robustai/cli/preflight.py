@@ -318,7 +318,8 @@ def _endpoints(o: Any) -> list[str] | None:
 
 
 def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
-    """``--config-dir X`` as ``hydra.searchpath=[file://<X>]``: Hydra's flag adds a folder
+    """The command line with its flags first (as Hydra's parser wants them), and ``--config-dir
+    X`` as ``hydra.searchpath=[file://<X>]``: Hydra's flag adds a folder
     searched after robustai's own configs (for one's own ``experiment/*.yaml``), which the
     override does too; so the pre-flight check composes what Hydra will run. ``main_dir``:
     robustai's own config folder, where the primary config is looked for first."""
@@ -338,6 +339,10 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             extra = folder
             continue
         args.append(arg)
+    # Hydra's parser takes flags, then overrides: an override after a flag (`a=1 -m b=2,3`)
+    # ended in "unrecognized arguments" and its whole usage text. Flags go first.
+    flags, overrides = split_args(args)
+    args = [*flags, *overrides]
     if extra is None:
         return args
     if any(a.split("=", 1)[0].lstrip("+") == "hydra.searchpath" for a in args):
@@ -345,7 +350,6 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             "--config-dir and hydra.searchpath both add config folders; list them all in"
             " hydra.searchpath=[file://...,file://...]"
         )
-    flags, overrides = split_args(args)
     name = _flag_value(flags, ("--config-name", "-cn"))
     if name and (extra / f"{name}.yaml").is_file() and not (main_dir / f"{name}.yaml").is_file():
         raise ConfigError(
@@ -354,10 +358,7 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             " use --config-path for a folder of complete configs"
         )
     searchpath = f"hydra.searchpath=['file://{extra}']"  # quoted: a comma is no list separator
-    # among the other overrides, or first: after a trailing flag argparse would take it for an
-    # argument it does not know (-m, --cfg job) or for the flag's optional value (--info)
-    at = args.index(overrides[0]) + 1 if overrides else 0
-    return [*args[:at], searchpath, *args[at:]]
+    return [*flags, searchpath, *overrides]
 
 
 def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:

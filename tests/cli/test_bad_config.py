@@ -457,6 +457,14 @@ def test_config_flags_long_and_short(flags: list[str], tmp_path: Path) -> None:
     assert "optimized_metric: worst_case_acc" in proc.stdout
 
 
+def test_overrides_may_come_before_and_after_flags(tmp_path: Path) -> None:
+    """Hydra's parser wants flags, then overrides: `trainer.epochs=2 --cfg job attack.eps=0.2`
+    (or `a=1 -m b=2,3`) ended in "unrecognized arguments" and Hydra's whole usage text."""
+    proc = robustai("train", "trainer.epochs=2", "--cfg", "job", "attack.eps=0.2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "  epochs: 2\n" in proc.stdout and "  eps: 0.2\n" in proc.stdout
+
+
 def test_config_dir_adds_a_folder_after_robustais_configs(tmp_path: Path) -> None:
     """Hydra's --config-dir adds a folder to search after the main configs (one's own
     experiment files); it was taken for the primary folder ("Cannot find primary config
