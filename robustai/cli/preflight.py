@@ -318,7 +318,8 @@ def _endpoints(o: Any) -> list[str] | None:
 
 
 def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
-    """The command line with its flags first (as Hydra's parser wants them), and ``--config-dir
+    """The command line with its overrides first, then its flags (as Hydra's parser wants
+    them), and ``--config-dir
     X`` as ``hydra.searchpath=[file://<X>]``: Hydra's flag adds a folder
     searched after robustai's own configs (for one's own ``experiment/*.yaml``), which the
     override does too; so the pre-flight check composes what Hydra will run. ``main_dir``:
@@ -339,10 +340,11 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             extra = folder
             continue
         args.append(arg)
-    # Hydra's parser takes flags, then overrides: an override after a flag (`a=1 -m b=2,3`)
-    # ended in "unrecognized arguments" and its whole usage text. Flags go first.
+    # Hydra's parser takes the overrides in one run: one after a flag (`a=1 -m b=2,3`) ended in
+    # "unrecognized arguments" and its whole usage text. Overrides go first, then the flags
+    # (after a flag whose value is optional, --info, an override would be taken for it).
     flags, overrides = split_args(args)
-    args = [*flags, *overrides]
+    args = [*overrides, *flags]
     if extra is None:
         return args
     if any(a.split("=", 1)[0].lstrip("+") == "hydra.searchpath" for a in args):
@@ -358,7 +360,7 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
             " use --config-path for a folder of complete configs"
         )
     searchpath = f"hydra.searchpath=['file://{extra}']"  # quoted: a comma is no list separator
-    return [*flags, searchpath, *overrides]
+    return [*overrides, searchpath, *flags]
 
 
 def _primary_config(flags: list[str], config_dir: Path, config_name: str) -> tuple[Path, str]:

@@ -458,7 +458,7 @@ def test_config_flags_long_and_short(flags: list[str], tmp_path: Path) -> None:
 
 
 def test_overrides_may_come_before_and_after_flags(tmp_path: Path) -> None:
-    """Hydra's parser wants flags, then overrides: `trainer.epochs=2 --cfg job attack.eps=0.2`
+    """Hydra's parser takes the overrides in one run: `trainer.epochs=2 --cfg job attack.eps=0.2`
     (or `a=1 -m b=2,3`) ended in "unrecognized arguments" and Hydra's whole usage text."""
     proc = robustai("train", "trainer.epochs=2", "--cfg", "job", "attack.eps=0.2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
