@@ -356,6 +356,8 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     (``checkpoint=a,b``) gets them where every checkpoint records the same, and is refused
     where they differ: one data set and split for all would do exactly that to some."""
     args = list(argv)
+    if {"--hydra-help", "--help", "-h"}.intersection(a.split("=", 1)[0] for a in args):
+        return args  # help composes Hydra's own config alone, which takes no data= choice
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
     given = [(i, a) for i, a in enumerate(args) if a.split("=", 1)[0].lstrip("+") == "checkpoint"]
     if len(given) != 1:

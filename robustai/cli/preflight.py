@@ -90,9 +90,10 @@ def preflight(
             package = _flag_value(flags, ("--package", "-p"))
             for combo in _expand(overrides, multirun=False):
                 cfg = _compose_and_check(config_dir, config_name, combo, check, compose_only=True)
-                if package and _select(cfg, package) is None:
+                # _global_: Hydra's name for the whole config
+                if package and package != "_global_" and _select(cfg, package) is None:
                     raise ConfigError(
-                        f"--package {package}: no such part of the config; e.g. -p trainer"
+                        f"--package {package}: no such part of the config; e.g. -p evaluator"
                     )
         return
     config_dir, config_name = _primary_config(flags, config_dir, config_name)
@@ -344,6 +345,10 @@ def config_dir_as_searchpath(argv: Sequence[str], main_dir: Path) -> list[str]:
     # "unrecognized arguments" and its whole usage text. Overrides go first, then the flags
     # (after a flag whose value is optional, --info, an override would be taken for it).
     flags, overrides = split_args(args)
+    if "--hydra-help" in (f.split("=", 1)[0] for f in flags):
+        # Hydra's help composes its own config alone, which takes none of the app's keys (an
+        # evaluate's checkpoint=... ended in a traceback): they change nothing it prints
+        overrides = [o for o in overrides if o.lstrip("+~").startswith("hydra")]
     args = [*overrides, *flags]
     if extra is None:
         return args

@@ -213,7 +213,7 @@ def _check_resume_config(cfg: Any, train_cfg: Any) -> None:
         return  # an unreadable checkpoint is reported, with its reason, when the run reads it
     check_resume_config(train_cfg, list_checkpoints(run / CHECKPOINT_DIR)[0].path, saved)
     if not run_dir or Path(str(run_dir)).expanduser().resolve() == run.resolve():
-        _check_evaluated_with(run, cfg, f"hydra.run.dir={folder}")
+        _check_evaluated_with(run, train_cfg, f"hydra.run.dir={folder}")
 
 
 def _check_resume_target(resume: str, run_dir: str) -> None:
@@ -243,7 +243,7 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
     from omegaconf import OmegaConf, open_dict, read_write
     from omegaconf.errors import OmegaConfBaseException
 
-    from robustai.cli.pipeline import config_changes
+    from robustai.cli.pipeline import config_changes, resume_fingerprint
     from robustai.cli.preflight import sweep_plan
     from robustai.config import to_train_config
 
@@ -280,9 +280,23 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
             if earlier is None:
                 continue  # nothing there yet
             # a member that failed or was stopped before its first checkpoint: only the same
-            # sweep may try it again (its failure record would be replaced)
-            if plan.jobs is not None and _trained_by(earlier) == _trained_by(plan.jobs[num]):
-                continue
+            # sweep may try it again (its failure record would be replaced); compared by the
+            # config it recorded, or where that does not load, by its overrides
+            if plan.jobs is not None:
+                recorded = _recorded_config(folder)
+                if recorded is not None:
+                    now = to_train_config(plan.compose(num))
+                    diffs = config_changes(now, resume_fingerprint(recorded))
+                    if diffs is None:
+                        continue
+                    raise ConfigError(
+                        f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
+                        f"{folder.name} (failed or stopped before its first checkpoint) was made"
+                        f" with a different config ({diffs}); give a new hydra.sweep.dir, or"
+                        " that sweep's overrides to continue it"
+                    )
+                elif _trained_by(earlier) == _trained_by(plan.jobs[num]):
+                    continue
         if plan.jobs is None:
             raise ConfigError(
                 f"hydra.sweep.dir={sweep_dir} holds the runs of an earlier sweep (member "
@@ -298,8 +312,8 @@ def _check_sweep_folder(cdir: Path, argv: Sequence[str]) -> None:
             )
         if not saved:
             continue  # an unreadable checkpoint: its member says why when it reads it
-        job_cfg = plan.compose(num)
-        diffs = config_changes(to_train_config(job_cfg), saved)
+        job_cfg = to_train_config(plan.compose(num))
+        diffs = config_changes(job_cfg, saved)
         if diffs:
             raise ConfigError(
                 f"hydra.sweep.dir={sweep_dir} holds the runs of another sweep: member "
@@ -447,28 +461,44 @@ def _trained_by(overrides: Sequence[str]) -> list[str]:
     kept = []
     for line in overrides:
         key = line.lstrip("+~").split("=", 1)[0]
-        if key.startswith("hydra.") or key == "hydra" or resume_free(key):
+        if key.split("/")[0].split(".")[0] == "hydra" or resume_free(key):  # hydra/launcher=..
             continue
         kept.append(line.lstrip("+"))
     return sorted(kept)
 
 
-def _check_evaluated_with(folder: Path, cfg: Any, where: str) -> None:
+def _recorded_config(folder: Path) -> Any:
+    """The config a run folder's ``.hydra/config.yaml`` records, read as a run reads its own
+    (fractions parsed, defaults filled in), or None where it does not load (another version's
+    keys, a redacted value)."""
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    from robustai.config import to_train_config
+
+    try:
+        cfg = OmegaConf.load(folder / ".hydra" / "config.yaml")
+        with open_dict(cfg):
+            cfg.name = "recorded"  # Hydra's ${hydra:...} values resolve only inside a job
+        return to_train_config(cfg)
+    except (OSError, ValueError, TypeError, AttributeError, OmegaConfBaseException, UserError):
+        return None
+
+
+def _check_evaluated_with(folder: Path, train_cfg: Any, where: str) -> None:
     """A finished run started again in its folder resumes its last checkpoint and evaluates
     again, replacing ``metrics.json`` and the report: the same evaluation (one interrupted, say)
-    is let through, another one refused, as it would replace the run's results with others."""
+    is let through, another one refused, as it would replace the run's results with others.
+    The settings are compared as the run reads them (``1/10`` is 0.1, defaults filled in)."""
     from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
 
     if not (folder / "metrics.json").is_file():
         return
-    try:
-        before = OmegaConf.to_container(
-            OmegaConf.load(folder / ".hydra" / "config.yaml").evaluator, resolve=True
-        )
-        now = OmegaConf.to_container(cfg.evaluator, resolve=True)
-    except (OSError, ValueError, AttributeError, OmegaConfBaseException):
+    recorded = _recorded_config(folder)
+    if recorded is None:
         return  # no readable record to compare with
+    before = OmegaConf.to_container(OmegaConf.structured(recorded.evaluator))
+    now = OmegaConf.to_container(OmegaConf.structured(train_cfg.evaluator))
     if not isinstance(before, dict) or not isinstance(now, dict) or before == now:
         return
     changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))

@@ -580,3 +580,19 @@ def test_a_single_run_that_fails_after_it_started_says_why_in_its_log(tmp_path: 
     last = (run / "train.log").read_text().strip().splitlines()[-1]
     assert "[ERROR] - run failed: privacy=dpsgd: delta=0.5 must be in (0, 1/N)" in last
     assert "run failed" not in done.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--package", "_global_", "--cfg", "job"],  # Hydra's name for the whole config
+        ["train", "--hydra-help", "attack=pgd"],
+        ["evaluate", "--hydra-help", "checkpoint=some/run"],  # was a traceback
+        ["train", "--info", "attack=pgd"],  # an override after --info is no value of it
+    ],
+    ids=" ".join,
+)
+def test_valid_hydra_flags_with_overrides_work(args: list[str], tmp_path: Path) -> None:
+    proc = robustai(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout

@@ -512,6 +512,9 @@ def test_a_finished_run_is_not_evaluated_over_with_other_settings(tmp_path: Path
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert robustai(*args, cwd=tmp_path).returncode == 0
     assert "resumed from" in (run / "train.log").read_text()
+    # the same settings in other words: compared as the run reads them, not as written
+    same = ["attack.eps=1/10", "evaluator.eps=[0.1]", "evaluator=quick"]
+    assert robustai(*args, *same, cwd=tmp_path).returncode == 0
 
 
 def test_a_run_without_checkpoints_interrupted_once_is_not_trained_over_when_finished(

@@ -524,9 +524,12 @@ def test_a_sweep_over_another_sweeps_failed_member_is_refused_untouched(
     assert robustai("train", *search, f"hydra.sweep.dir={sweep}") == 2
     assert "holds the runs of an earlier sweep (member 0)" in capsys.readouterr().err
     assert {p: p.read_bytes() for p in sweep.rglob("*") if p.is_file()} == before
-    # the same sweep again: member 0 is tried again (and fails again), member 1 resumes
+    # the same sweep again: member 0 is tried again (and fails again), member 1 resumes; so
+    # does it with Hydra's own settings changed, or a default given in other words
     assert robustai("train", "-m", *run, "privacy.delta=0.5,1e-5") == 1
     assert "resumed from" in (sweep / "1" / "train.log").read_text()
+    again = ["privacy.delta=0.5,1e-5", "hydra/job_logging=robustai", "data.eps=1/10"]
+    assert robustai("train", "-m", *run, *again) == 1
 
 
 def test_a_sweep_over_finished_runs_without_checkpoints_is_refused_untouched(
