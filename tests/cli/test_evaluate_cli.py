@@ -1065,3 +1065,20 @@ def test_a_signal_during_the_evaluation_is_one_line_and_leaves_no_report(
         " run the command again"
     )
     assert not (out / "report.json").exists() and not (out / "report.md").exists()
+
+
+def test_an_evaluation_without_attacks_logs_no_nan_worst_case(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    """With evaluator.attacks=[] no attack tested a sample, so the worst case is NaN (report:
+    "n/a"): TensorBoard got a NaN point, which a training run's log leaves out."""
+    out = tmp_path / "e"
+    args = [f"checkpoint={checkpoint}", f"hydra.run.dir={out}", "evaluator.attacks=[]"]
+    args += ["evaluator.sanity.enabled=false", "evaluator.curve.enabled=false"]
+    done = robustai("evaluate", *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    acc = EventAccumulator(str(out), size_guidance={"scalars": 0})
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert "eval/clean_acc" in scalars
+    assert not [t for t in scalars if t.startswith("eval/worst_case_acc")]
