@@ -12,7 +12,9 @@ run folder are checked once more.
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -120,12 +122,39 @@ def scrub_folder(folder: Path, values: set[str]) -> list[Path]:
         if not any(n in data for n in needles):
             continue
         found.append(path)
-        if path.suffix in _TEXT_SUFFIXES:
-            _write_text(path, scrub_text(data.decode("utf-8", errors="replace"), values))
-            log.warning("removed a secret value from %s (a writer did not redact it)", path.name)
-        else:
+        if path.suffix not in _TEXT_SUFFIXES:
             log.error("%s holds a secret value and cannot be redacted; delete it", path)
+            continue
+        text = data.decode("utf-8", errors="replace")
+        clean = _scrub_json(text, values) if path.suffix == ".json" else scrub_text(text, values)
+        if clean != text:
+            _write_text(path, clean)
+            log.warning("removed a secret value from %s (a writer did not redact it)", path.name)
+        if any(n in clean.encode("utf-8") for n in needles):
+            log.error(
+                "%s holds a secret value in a key or number, left as it is (a checkpoint or"
+                " metrics file must stay loadable); delete it if that is a secret",
+                path,
+            )
     return found
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"(?P<key>\s*:)?')
+
+
+def _scrub_json(text: str, values: set[str]) -> str:
+    """``text`` (JSON) with secret values cut out of its string values only: a key or number
+    that happens to hold one (a short password that is a common word, a PIN among the digits of
+    a timing) is part of the file's structure, and replacing it broke checkpoints on resume."""
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group("key"):
+            return m.group(0)
+        value = json.loads(m.group(0))
+        clean = scrub_text(value, values)
+        return m.group(0) if clean == value else json.dumps(clean, ensure_ascii=False)
+
+    return _JSON_STRING.sub(sub, text)
 
 
 class RedactSecrets(Callback):

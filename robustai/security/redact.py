@@ -68,6 +68,29 @@ _KEY_VALUE = re.compile(
 )
 
 
+# What lies between an unquoted value's first space and the ";" that ends a connection string's
+# pair (ADO.NET and ODBC allow spaces there: Password=correct horse battery staple;).
+_TO_SEMICOLON = re.compile(r"[^\S\n]+[^;=\n'\"]*(?=;)")
+# An HTTP Authorization header's scheme (Authorization: Bearer <token>): the credential is the
+# scheme and the word after it.
+_AUTH_SCHEMES = frozenset({"bearer", "basic", "digest", "token", "negotiate", "ntlm"})
+_NEXT_WORD = re.compile(r"[^\S\n]+[^\s'\",;}\]]+")
+
+
+def _bare_value_end(text: str, value: str, end: int, words: list[str]) -> int:
+    """Where an unquoted value ends: at a space, unless a ";" ends its pair later on the line
+    (a connection string), or the value is an Authorization header's scheme (the token follows).
+    """
+    tail = _TO_SEMICOLON.match(text, end)
+    if tail:
+        return tail.end()
+    if value.lower() in _AUTH_SCHEMES and ("authorization" in words or "auth" in words):
+        word = _NEXT_WORD.match(text, end)
+        if word:
+            return word.end()
+    return end
+
+
 def _pair_spans(text: str, *, bare_key: bool, colon: bool = True) -> list[tuple[int, int]]:
     """Where the values of secret-looking ``key=value`` pairs sit in ``text`` (merged where they
     overlap). ``bare_key``: whether a key named just ``key`` counts (in free text it is usually
@@ -86,6 +109,8 @@ def _pair_spans(text: str, *, bare_key: bool, colon: bool = True) -> list[tuple[
         if m.group(group).startswith("${") or not m.group(group):
             continue
         start, end = m.span(group)
+        if group == "bare":
+            end = _bare_value_end(text, m.group(group), end, words)
         if not colon and group == "bare" and text[start:end].endswith(":"):
             end -= 1  # a message's "key=value: what is wrong" keeps its colon
         spans.append((start, end))
@@ -200,6 +225,9 @@ def pair_secrets(text: str) -> set[str]:
         found.add(value)
         # a query string's value runs on over "&x=1": the secret itself is scrubbed elsewhere too
         found.add(value.split("&", 1)[0])
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() in _AUTH_SCHEMES and credential:  # the token may appear alone too
+            found.add(credential)
     return found
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import string
+from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
@@ -165,6 +167,11 @@ def test_secret_pairs_inside_values_are_collected_and_redacted() -> None:
         ),
         ("Hydra's usage: [KEY=VALUE ...]", "Hydra's usage: [KEY=VALUE ...]"),  # a placeholder
         ("DRIVER={ODBC 18};UID=u;PWD=odbc-s3cret", f"DRIVER={{ODBC 18}};UID=u;PWD={REDACTED}"),
+        # unquoted with spaces: ADO.NET and ODBC run the value to the ";"
+        ("Server=x;Password=correct horse battery;Uid=u", f"Server=x;Password={REDACTED};Uid=u"),
+        ("jdbc:x;password=s3cr3t pass;", f"jdbc:x;password={REDACTED};"),
+        # an HTTP header: the credential is the scheme and the token after it
+        ("Authorization: Bearer tok-0a1b2c3d4e", f"Authorization: {REDACTED}"),
     ],
 )
 def test_pairs_quoted_braced_short_or_in_a_query_are_redacted_in_values(
@@ -187,6 +194,22 @@ def test_scrub_text_free_text_pairs_and_values() -> None:
         f"the password is {REDACTED}"
     )
     assert scrub_text("short 1234", ["1234"]) == "short 1234"  # too short to scrub safely
+
+
+def test_a_spaced_connection_string_password_and_a_bearer_token_are_collected_whole() -> None:
+    """Only the first word was taken for the secret: the rest stayed in clear in hydra.yaml, and
+    the first word (``correct``, ``Bearer``) was scrubbed out of every file of the run folder."""
+    tree = {
+        "DB_CONN": "Server=x;Password=correct horse battery staple;Uid=u",
+        "headers": ["Authorization: Bearer tok-0a1b2c3d4e"],
+    }
+    assert collect_secret_values(tree) == {
+        "correct horse battery staple", "Bearer tok-0a1b2c3d4e", "tok-0a1b2c3d4e",
+    }  # fmt: skip
+    assert scrub_text("sent Authorization: Bearer tok-0a1b2c3d4e to h") == (
+        f"sent Authorization: {REDACTED} to h"
+    )
+    assert scrub_text("password=abc then more words") == f"password={REDACTED} then more words"
 
 
 def test_url_passwords_are_scrubbed_and_collected() -> None:
@@ -278,3 +301,24 @@ def test_property_written_config_does_not_depend_on_the_secret(secret: str, key:
     assert text == baseline
     assert secret not in text
     assert "eps: 0.1" in text
+
+
+def test_the_run_folder_check_scrubs_json_string_values_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A secret that is also a key or a number of a JSON file (a short password that is a common
+    word, a PIN among a timing's digits) was replaced there too, and a checkpoint so rewritten
+    no longer loaded. Only string values are scrubbed; the rest is reported, left as it is."""
+    from robustai.cli.redaction import scrub_folder
+
+    state = {"partial": {"correct": 3, "seen": 7}, "train_seconds": 12.5, "note": "x correct y"}
+    path = tmp_path / "epoch-0001.json"
+    path.write_text(json.dumps(state, indent=2))
+    with caplog.at_level(logging.WARNING):
+        assert scrub_folder(tmp_path, {"correct"}) == [path]
+    out = json.loads(path.read_text())
+    assert out == {**state, "note": f"x {REDACTED} y"}
+    assert "in a key or number, left as it is" in caplog.text
+    (tmp_path / "metrics.json").write_text('{"train_seconds": 1234567.5}')
+    scrub_folder(tmp_path, {"1234567"})
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"train_seconds": 1234567.5}

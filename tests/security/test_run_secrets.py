@@ -28,6 +28,9 @@ PG_SECRET = "pg-s3cret-Rb39sKt"  # libpq's PGPASSWORD: "password" inside one wor
 # Pairs inside values whose keys do not look secret: a quoted password with a space in a
 # connection string, an api_key in a URL's query, a password in a JDBC URL's query.
 CONN_SECRET, QUERY_SECRET, JDBC_SECRET = "conn s3cret-Qw12", "query-s3cret-Ab34", "jdbc-s3cret-Cd5"
+# Unquoted with spaces in a connection string (its first word is a key of the trainer's saved
+# state), and an Authorization header's token.
+SPACED_SECRET, BEARER_SECRET = "correct horse-Gh7 staple", "bearer-s3cret-Ef6"
 
 
 def train(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -64,6 +67,8 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"+hydra.job.env_set.DB_CONN=\"Server=x;User ID=sa;Password='{CONN_SECRET}';\"",
         f'+hydra.job.env_set.TRACKER_URL="https://api.example/v1?api_key={QUERY_SECRET}&x=1"',
         f'+hydra.job.env_set.DB_URL="jdbc:postgresql://h/db?user=u&password={JDBC_SECRET}"',
+        f'+hydra.job.env_set.DB_CONN2="Server=x;Password={SPACED_SECRET};Uid=u"',
+        f'+hydra.job.env_set.HEADERS="Authorization: Bearer {BEARER_SECRET}"',
         cwd=tmp,
         env={"TRACKER_TOKEN": ENV_SECRET, "ROBUSTAI_SIGNING_KEY": SIGNING_KEY},
     )
@@ -76,7 +81,19 @@ def test_no_secret_in_any_file_of_the_run_folder(run_dir: Path) -> None:
     assert {".hydra", "train.log", "metrics.json", "meta.json", "weights.safetensors"} <= names
     assert any(n.startswith("events.out.tfevents") for n in names)
     secrets = [OVERRIDE_SECRET, ENV_SECRET, SIGNING_KEY, PG_SECRET]
-    assert files_holding(run_dir, [*secrets, CONN_SECRET, QUERY_SECRET, JDBC_SECRET]) == {}
+    pairs = [CONN_SECRET, QUERY_SECRET, JDBC_SECRET, "horse-Gh7 staple", BEARER_SECRET]
+    assert files_holding(run_dir, [*secrets, *pairs]) == {}
+
+
+def test_the_scrub_left_every_json_file_loadable(run_dir: Path) -> None:
+    """The first word of the spaced password was taken for the whole secret, and the check at
+    the end of the job replaced it everywhere, a checkpoint's "correct" key too: the run could
+    not be resumed."""
+    checkpoints = list(run_dir.rglob("epoch-*.json"))
+    assert checkpoints
+    for path in run_dir.rglob("*.json"):
+        json.loads(path.read_text())
+    assert all("<redacted>" not in p.read_text() for p in checkpoints)
 
 
 def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
