@@ -25,14 +25,26 @@ def resolved_path(path: str | Path) -> Path:
     return _resolve(path)
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, with the errors it lets through (a folder this process may not enter,
+    a name too long) as one line: they are the user's path, not a bug."""
+    try:
+        return path.is_file()
+    except OSError as e:
+        raise DataError(
+            f"cannot read IDX file {path}: {e.strerror or e}; check the path and that its"
+            " folders may be read"
+        ) from e
+
+
 def _resolve(path: str | Path) -> Path:
     """The file ``read_idx`` reads for ``path``: ``~`` expanded, and the other of the two names
     MNIST's files go by (gunzipped or not) when ``path`` itself is missing. Messages about the
     content name this file, not one that does not exist."""
     path = Path(path).expanduser()
-    if not path.is_file():
+    if not _is_file(path):
         other = path.with_suffix("") if path.suffix == ".gz" else Path(f"{path}.gz")
-        if other.is_file():
+        if _is_file(other):
             log.info("IDX file %s not found; reading %s", path.name, other)
             return other
     return path
@@ -41,7 +53,7 @@ def _resolve(path: str | Path) -> Path:
 def _read_raw(path: Path) -> bytes:
     """The file's bytes, decompressed when it is gzipped (by its magic number, whatever its
     name)."""
-    if not path.is_file():
+    if not _is_file(path):
         raise DataError(
             f"IDX file not found: {path}; point data.root at the folder holding it, or"
             " data.images / data.labels at the files"
@@ -113,7 +125,8 @@ def load_idx_images(images: str | Path, labels: str | Path) -> tuple[Tensor, Ten
     if y.ndim > 1 and y[0].numel() != 1:
         raise DataError(f"{labels}: expected one label per image, found shape {tuple(y.shape)}")
     y = y.flatten()
-    if y.is_floating_point() and not bool((y == y.round()).all()):
+    # finite and within int32 too: inf passed as whole, and became a negative int64 index
+    if y.is_floating_point() and not bool(((y == y.round()) & (y.abs() < 2**31)).all()):
         raise DataError(f"{labels}: labels must be whole numbers (class indices 0, 1, ...)")
     if len(y) and y.min() < 0:
         raise DataError(

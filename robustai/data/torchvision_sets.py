@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,9 @@ def load_torchvision(
         if damage is not None:  # CIFAR says "not found or corrupted" for both
             raise _corrupt(cls.__name__, root / folder, ValueError(damage)) from e
         if not download:
+            unreadable = _unreadable(root / folder)
+            if unreadable:  # torchvision's checks read "may not enter" as "not there"
+                raise DataError(f"cannot read {cls.__name__} under {root}: {unreadable}") from e
             raise DataError(
                 f"{cls.__name__} not found under {root / folder}; set data.download=true to "
                 f"fetch it, or data.root=<folder holding {folder}/>"
@@ -109,6 +113,17 @@ def _download(cls: type, root: Path, train: bool, folder: str) -> Any:
         socket.setdefaulttimeout(previous)
 
 
+def _unreadable(folder: Path) -> str | None:
+    """Why ``folder`` (or a folder above it) cannot be listed; None when it can, or is missing."""
+    try:
+        os.listdir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
 def _damaged_file(cls: type, folder: Path) -> str | None:
     """What is wrong with a partial or damaged copy in ``folder``; None when none is there.
 
@@ -123,10 +138,14 @@ def _damaged_file(cls: type, folder: Path) -> str | None:
     meta = getattr(cls, "meta", None)
     if isinstance(meta, dict) and "filename" in meta:
         listed.append((meta["filename"], meta.get("md5")))
-    present = [(name, md5) for name, md5 in listed if (folder / name).is_file()]
+    try:  # a folder this process may not enter raises here
+        found = {name for name, _ in listed if (folder / name).is_file()}
+    except OSError as e:
+        raise DataError(f"cannot read {cls.__name__} under {folder}: {e.strerror or e}") from e
+    present = [(name, md5) for name, md5 in listed if name in found]
     if not present:
         return None
-    missing = [name for name, _ in listed if not (folder / name).is_file()]
+    missing = [name for name, _ in listed if name not in found]
     if missing:
         return f"{len(missing)} of its {len(listed)} files missing: {', '.join(missing)}"
     for name, md5 in present:

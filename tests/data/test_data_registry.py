@@ -241,6 +241,16 @@ def test_torchvision_set_missing_without_download(tmp_path: Path, name: str, fol
     assert not root.exists() or not any(root.rglob("*"))
 
 
+@pytest.mark.parametrize("name", ["mnist", "cifar10"])
+def test_a_root_that_cannot_be_looked_at_is_one_line(tmp_path: Path, name: str) -> None:
+    """A folder this process may not enter (here: a name too long, which root cannot bypass as it
+    does permissions): CIFAR-10's damage check raised a traceback, and MNIST said "not found"."""
+    root = tmp_path / ("a" * 300)
+    with pytest.raises(DataError, match=r"^cannot read \w+ under .*File name too long") as info:
+        build_data(name, root=root, download=False)
+    assert "\n" not in str(info.value)
+
+
 def test_a_failed_download_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """torchvision's own download code, against mirrors that refuse the connection."""
     import torchvision.datasets as tvd

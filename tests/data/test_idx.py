@@ -164,6 +164,15 @@ def test_missing_file(tmp_path: Path) -> None:
         read_idx(tmp_path)  # a folder is not an IDX file
 
 
+def test_a_path_that_cannot_be_looked_at_is_one_line(tmp_path: Path) -> None:
+    """Path.is_file() raises for a name too long or a folder this process may not enter (a
+    traceback from the CLI); an unreadable file already said so in one line."""
+    path = tmp_path / ("a" * 300) / "t10k-images-idx3-ubyte"
+    with pytest.raises(DataError, match=r"cannot read IDX file .*: File name too long") as info:
+        read_idx(path)
+    assert "\n" not in str(info.value)
+
+
 # ------------------------------------------------------------------------------ load_idx_images
 def test_load_idx_images_grayscale(tmp_path: Path) -> None:
     images, labels = sample_images()
@@ -246,12 +255,21 @@ def _bad_labels(kind: str) -> tuple[np.ndarray, int]:
         out = labels.astype(np.float32)
         out[0] = 2.5
         return out, 0x0D
+    if kind == "infinite":  # passed as a whole number, and became a negative int64 index
+        out = labels.astype(np.float64)
+        out[0] = np.inf
+        return out, 0x0E
     return np.stack([labels, labels], axis=1), 0x08  # two labels per image
 
 
 @pytest.mark.parametrize(
     ("kind", "message"),
-    [("negative", "found -1"), ("fractional", "whole numbers"), ("two", "one label per image")],
+    [
+        ("negative", "found -1"),
+        ("fractional", "whole numbers"),
+        ("infinite", "whole numbers"),
+        ("two", "one label per image"),
+    ],
 )
 def test_load_idx_images_bad_labels_are_a_data_error(
     tmp_path: Path, kind: str, message: str
