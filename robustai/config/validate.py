@@ -21,6 +21,7 @@ from omegaconf.nodes import ValueNode
 from robustai.argcheck import MAX_L2_EPS
 from robustai.config.schema import (
     AttackConfig,
+    DataConfig,
     EvaluateConfig,
     EvaluatorConfig,
     PrivacyConfig,
@@ -622,6 +623,38 @@ def _check_attack_eps_set(container: dict[str, Any]) -> None:
         )
 
 
+# The data settings only some of the built-in data sets read, and which; each group's file lists
+# only its own, so such a key reaches another set only when added with "+" (forgotten data=idx).
+_DATA_KEY_USERS = {
+    "root": ("mnist", "fashion_mnist", "cifar10", "idx"),
+    "download": ("mnist", "fashion_mnist", "cifar10"),
+    "images": ("idx",),
+    "labels": ("idx",),
+    "num_samples": ("synthetic",),
+    "input_shape": ("synthetic",),
+    "num_classes": ("synthetic",),
+    "noise": ("synthetic",),
+}
+_BUILTIN_DATA = {"digits", "mnist", "fashion_mnist", "cifar10", "idx", "synthetic"}
+
+
+def _check_data_keys_used(d: DataConfig) -> None:
+    """A setting the chosen data set does not read, changed from its default, was ignored while
+    ``.hydra/`` recorded it as if applied (``+data.images=...`` on ``data=digits``)."""
+    if d.name not in _BUILTIN_DATA:
+        return  # a data set registered by the user may read any of them
+    for key, users in _DATA_KEY_USERS.items():
+        value = getattr(d, key)
+        if d.name not in users and value != getattr(DataConfig(), key):
+            sets = ", ".join(f"data={u}" for u in users)
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise ConfigError(
+                f"data.{key}={shown}: data={d.name} does not read it ({sets}"
+                f" {'does' if len(users) == 1 else 'do'}); leave it out, or choose the data set"
+                " that reads it"
+            )
+
+
 def validate(cfg: TrainConfig) -> None:
     """Range and name checks that types alone cannot express."""
     from robustai.attacks import attack_names
@@ -652,6 +685,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(
                 f"data.input_shape={d.input_shape}: must be [channels, height, width], all >= 1"
             )
+    _check_data_keys_used(d)
     _check_attack("attack", a, need_eps=a.name != ATTACK_NONE)
     _choice("trainer.objective", t.objective, OBJECTIVES)
     _at_least("trainer.epochs", t.epochs, 1)

@@ -50,6 +50,13 @@ CASES = [
         "L2 radius needs L2 attacks there, e.g. evaluator=quick_l2",
     ),
     (["data.augment=flip"], "data.augment=flip"),
+    # a setting only another data set reads, added with "+": ignored, recorded as if applied
+    (
+        ["+data.images=/data/x-idx3-ubyte"],
+        "data.images=/data/x-idx3-ubyte: data=digits does not read it (data=idx does)",
+    ),
+    (["+data.num_classes=4"], "data.num_classes=4: data=digits does not read it"),
+    (["data=idx", "+data.download=true"], "data.download=true: data=idx does not read it"),
     (["attack.eps=1/0"], "attack.eps=1/0 divides by zero; write a fraction like 8/255"),
     (["evaluator.eps=[0.1,8/0]"], "evaluator.eps[1]=8/0 divides by zero"),
     (["attack.eps=-8/255"], "attack.eps=-0.0313"),  # a fraction too: its range is the error
