@@ -24,3 +24,13 @@ def is_integer(value: object) -> bool:
 def is_real(value: object) -> bool:
     """A real number (Python's or numpy's, e.g. ``np.float32``), not a bool."""
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is a bool (NumPy's too), or a one-line TypeError: ``bool("False")`` is
+    True, so a flag given as text would silently mean the opposite of what it says."""
+    import numpy as np  # here: the config checks import this module before numpy and torch
+
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False; got {value!r}")
+    return bool(value)

@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import ClassVar
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-from robustai.argcheck import MAX_L2_EPS, is_integer, is_real
+from robustai.argcheck import MAX_L2_EPS, check_flag, is_integer, is_real
 from robustai.attacks import graphs
 from robustai.attacks.kernels import input_grad_kernels
 
@@ -52,14 +51,6 @@ def any_training(model: nn.Module) -> bool:
     """Whether a module of ``model`` is in training mode (batch statistics, dropout draws):
     the model's outputs for a sample then depend on the rest of its batch or the draw."""
     return any(m.training for m in model.modules())
-
-
-def check_flag(name: str, value: object) -> bool:
-    """``value`` if it is a bool (NumPy's too), or a one-line TypeError: ``bool("False")`` is
-    True, so a flag given as text would silently mean the opposite of what it says."""
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False; got {value!r}")
-    return bool(value)
 
 
 @contextmanager

@@ -956,6 +956,7 @@ def _run_train(
     weights = save_model(
         model,
         out_dir,
+        overwrite=True,  # a finished run started again evaluates and saves into its own folder
         name=cfg.model.name,
         params=dict(cfg.model.params),
         input_shape=data.input_shape,

@@ -21,6 +21,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save_file
 from torch import nn
 
+from robustai.argcheck import check_flag
 from robustai.errors import CheckpointError
 from robustai.fileio import atomic_write, sha256_file
 from robustai.models.normalize import Normalize
@@ -51,8 +52,12 @@ def save_model(
     mean: tuple[float, ...],
     std: tuple[float, ...],
     extra: dict[str, Any] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Save ``model`` (built by :func:`build_model`) into ``out_dir``; returns the weights path.
+
+    A folder that already holds a saved model is refused unless ``overwrite=True``: a run
+    folder's metrics and report describe its own weights, which a save there would replace.
 
     A model changed by :func:`robustai.privacy.make_dp_compatible` (BatchNorm -> GroupNorm)
     needs ``extra={"privacy": {"model_fixed": names}}``, with the names that function returned,
@@ -74,6 +79,12 @@ def save_model(
     _check_rebuildable(model, meta)
     key = signing_key_from_env()  # so is an unusable key: the weights there stay with their meta
     out = Path(out_dir)
+    held = [n for n in (WEIGHTS, META) if (out / n).exists()]
+    if held and not check_flag("overwrite", overwrite):
+        raise FileExistsError(
+            f"{out} already holds a saved model ({', '.join(held)}); save into another folder,"
+            " or pass overwrite=True to replace it"
+        )
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     weights = out / WEIGHTS

@@ -36,6 +36,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from robustai.argcheck import is_integer
 from robustai.distributed import unwrapped_state
 from robustai.errors import CheckpointError
 from robustai.fileio import atomic_write, sha256_file
@@ -324,8 +325,21 @@ def save_checkpoint(
     info: Mapping[str, Any] | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write every component's state; keep the newest ``keep`` checkpoints; return the JSON path."""
+    """Write every component's state; keep the newest ``keep`` checkpoints; return the JSON path.
+
+    A folder holding a newer checkpoint than this one is refused, before anything is written:
+    it belongs to another run (a notebook run again into the same folder), the pruning would
+    delete the new checkpoint and keep the old run's, and a resume would continue that run."""
+    if not is_integer(keep) or keep < 1:
+        raise ValueError(f"keep must be an integer >= 1 (checkpoints kept); got {keep!r}")
     folder = Path(folder)
+    newer = [c for c in list_checkpoints(folder) if (c.epoch, c.step) > (epoch, step)]
+    if newer:
+        raise ValueError(
+            f"{folder} holds {newer[0].path.name}, newer than this checkpoint"
+            f" ({checkpoint_tag(epoch, step)}): another run's; save into an empty folder, or"
+            " resume from it"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, Tensor] = {}
     state: dict[str, Any] = {}

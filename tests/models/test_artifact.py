@@ -143,12 +143,19 @@ def test_a_half_precision_model_round_trips(tmp_path: Path, dtype: torch.dtype) 
         )
 
 
-def test_save_overwrites_in_place(tmp_path: Path) -> None:
+def test_a_saved_model_is_replaced_only_when_asked(tmp_path: Path) -> None:
+    """A save into a run folder replaced its weights and meta.json (the threat model, privacy
+    and data sections gone) while its metrics and report still described the old model."""
     out = tmp_path / "run"
     make_and_save("mlp", out)
-    first = (out / WEIGHTS).read_bytes()
+    first, first_meta = (out / WEIGHTS).read_bytes(), (out / META).read_bytes()
     model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])  # other random weights
-    save_mlp(model, out)
+    with pytest.raises(FileExistsError, match="already holds a saved model .*overwrite=True"):
+        save_mlp(model, out)
+    with pytest.raises(TypeError, match="overwrite must be True or False"):
+        save_mlp(model, out, overwrite="yes")
+    assert (out / WEIGHTS).read_bytes() == first and (out / META).read_bytes() == first_meta
+    save_mlp(model, out, overwrite=True)
     assert (out / WEIGHTS).read_bytes() != first
     loaded, _ = load_model(out)
     x = torch.rand((2, 1, 8, 8))

@@ -122,6 +122,36 @@ def test_keeps_only_the_newest(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 4
 
 
+@pytest.mark.parametrize("keep", [0, -1, 1.5, "2"])
+def test_keep_below_one_is_refused_before_anything_is_written(tmp_path: Path, keep) -> None:
+    """keep=0 (read as "keep all") deleted every checkpoint, the one just written too, and
+    returned its path as if it were saved."""
+    from robustai.training import CheckpointCallback
+
+    with pytest.raises(ValueError, match="keep must be an integer >= 1"):
+        save_checkpoint(tmp_path / "ck", {"model": nn.Linear(2, 2)}, epoch=1, keep=keep)
+    with pytest.raises(ValueError, match="keep must be an integer >= 1"):
+        CheckpointCallback(tmp_path / "ck", {"model": nn.Linear(2, 2)}, keep=keep)
+    assert not (tmp_path / "ck").exists()
+
+
+def test_a_folder_with_a_newer_checkpoint_is_refused(tmp_path: Path) -> None:
+    """Another run's epochs 2 and 3 were kept and the new epoch 1 deleted at once: a resume
+    then continued the old run."""
+    model = nn.Linear(2, 2)
+    for epoch in (2, 3):
+        save_checkpoint(tmp_path, {"model": model}, epoch=epoch)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError, match=r"holds epoch-0003\.json, newer than this checkpoint"):
+        save_checkpoint(tmp_path, {"model": model}, epoch=1)
+    with pytest.raises(ValueError, match="newer than this checkpoint"):
+        save_checkpoint(tmp_path, {"model": model}, epoch=2, step=5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    save_checkpoint(tmp_path, {"model": model}, epoch=3)  # the same one again: a re-save
+    save_checkpoint(tmp_path, {"model": model}, epoch=3, step=1)
+    assert [(c.epoch, c.step) for c in list_checkpoints(tmp_path)] == [(3, 1), (3, 0)]
+
+
 class _Release:
     """A component whose large state does not change during a run (as an input release)."""
 
