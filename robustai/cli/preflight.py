@@ -638,12 +638,59 @@ def _check_launcher(cfg: Any) -> None:
     target = str(OmegaConf.select(cfg, "hydra.launcher._target_", default="") or "")
     if "submitit" in target:
         _check_no_pickled_secrets(cfg)
+    _check_launcher_numbers(cfg, target)
     if target.endswith("SlurmLauncher") and shutil.which("srun") is None:
         name = OmegaConf.select(cfg, "hydra.runtime.choices.hydra/launcher", default=None)
         raise ConfigError(
             f"hydra/launcher={name or 'submitit_slurm'} submits to Slurm, but this machine has no"
             " srun: start the sweep on a machine of the cluster, or use"
             " hydra/launcher=submitit_local here"
+        )
+
+
+# Launcher settings that are counts, and the least each takes (None: may be left unset); out of
+# range, joblib and submitit failed with tracebacks after the sweep folder was made.
+_SUBMITIT_COUNTS = {
+    "tasks_per_node": (1, False),
+    "nodes": (1, False),
+    "timeout_min": (1, False),
+    "cpus_per_task": (1, True),
+    "gpus_per_node": (0, True),
+    "mem_gb": (1, True),
+}
+
+
+def _check_launcher_numbers(cfg: Any, target: str) -> None:
+    """The launcher's counts are in range, before the sweep folder is made."""
+    from omegaconf import OmegaConf
+
+    from robustai.argcheck import is_integer
+
+    def value(key: str) -> Any:
+        return OmegaConf.select(cfg, f"hydra.launcher.{key}", default=None)
+
+    if target.endswith("JoblibLauncher"):
+        n_jobs = value("n_jobs")
+        if not is_integer(n_jobs) or n_jobs == 0:
+            raise ConfigError(
+                f"hydra.launcher.n_jobs={n_jobs}: the number of members run at once, a whole"
+                " number other than 0 (-1: one per CPU core), e.g. hydra.launcher.n_jobs=2"
+            )
+    if "submitit" not in target:
+        return
+    for key, (least, optional) in _SUBMITIT_COUNTS.items():
+        v = value(key)
+        if v is None and optional:
+            continue
+        if not is_integer(v) or v < least:
+            raise ConfigError(
+                f"hydra.launcher.{key}={v}: must be a whole number >= {least}"
+                f"{' (or null: not set)' if optional else ''}"
+            )
+    if target.endswith("LocalLauncher") and value("nodes") != 1:
+        raise ConfigError(
+            f"hydra.launcher.nodes={value('nodes')}: submitit_local runs on this machine, one"
+            " node; set hydra.launcher.nodes=1, or use a Slurm launcher (hydra/launcher=slurm_ddp)"
         )
 
 
