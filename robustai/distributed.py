@@ -21,9 +21,9 @@ from __future__ import annotations
 import datetime
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 BACKENDS: tuple[str, ...] = ("auto", "nccl", "gloo")
 _ENV_VARS = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
@@ -166,6 +167,24 @@ def init_distributed(
         os.environ["MASTER_PORT"],
     )
     return ctx
+
+
+def in_turn(fn: Callable[[], T], ctx: DistContext) -> T:
+    """``fn()`` on every process, but first on rank 0 alone, then on the first process of each
+    other machine, then on the rest, with a barrier between: for work that writes files the
+    processes share, such as a data set's download (every rank fetched and unpacked the same
+    archive into the same folder at once), whether the folder is shared between machines or
+    not. The processes that follow find the files in place."""
+    if ctx.world_size <= 1:
+        return fn()
+    # each process has one turn of the three
+    turns = (ctx.rank == 0, ctx.rank != 0 and ctx.local_rank == 0, ctx.local_rank != 0)
+    result: list[T] = []
+    for mine in turns:
+        if mine:
+            result.append(fn())
+        dist.barrier()
+    return result[0]
 
 
 def shutdown(ctx: DistContext) -> None:

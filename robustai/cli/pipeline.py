@@ -42,6 +42,7 @@ from robustai.distributed import (
     DistributedSetupError,
     broadcast_tensor,
     broadcast_text,
+    in_turn,
     init_distributed,
     launcher_env,
     rank_seed,
@@ -703,7 +704,8 @@ def _run_train(
     if cfg.trainer.threads is not None:
         torch.set_num_threads(cfg.trainer.threads)
     device = resolve_device(cfg.trainer.device, ctx)
-    data = make_data(cfg)
+    # a download writes files the processes share: one process at a time
+    data = in_turn(lambda: make_data(cfg), ctx) if cfg.data.download else make_data(cfg)
     # recorded as read (data.images=null reads root's files), not when the run is saved
     d = cfg.data
     data_files = idx_files(*idx_paths(d.root, d.images, d.labels)) if data.name == "idx" else None

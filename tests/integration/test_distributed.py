@@ -466,3 +466,41 @@ def test_a_dpsgd_run_resumes_across_ddp_and_one_process(
     for key in ("epsilon", "sample_rate", "noise_multiplier", "delta"):
         # to the last digits (see test_dpsgd_under_ddp_reports_the_one_process_epsilon)
         assert privacy[key] == pytest.approx(dp_uninterrupted[key], rel=1e-12), key
+
+
+IN_TURN_WORKER = """
+import sys, time
+import torch.distributed as dist
+from robustai.distributed import DistContext, in_turn
+
+rank, store, log, local = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+# one machine (local rank = rank), or two (each process the first of its machine)
+ctx = DistContext(rank, 2, rank if local == "one" else 0, "gloo")
+
+
+def fetch():
+    with open(log, "a") as f:
+        f.write(f"start {rank}\\n")
+    time.sleep(0.5)  # a download, in the folder the processes share
+    with open(log, "a") as f:
+        f.write(f"end {rank}\\n")
+    return rank
+
+
+assert in_turn(fetch, ctx) == rank
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.parametrize("machines", ["one", "two"])
+def test_a_download_runs_on_one_process_at_a_time(
+    machines: str, tmp_path: Path, two_ranks
+) -> None:
+    """Every rank of `torchrun ... data.download=true` fetched and unpacked the same archive into
+    the same data.root at once; rank 0 now goes first, the others find the files in place."""
+    script = tmp_path / "worker.py"
+    script.write_text(IN_TURN_WORKER)
+    log = tmp_path / "order.log"
+    two_ranks(script, str(tmp_path / "store"), str(log), machines)
+    assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
