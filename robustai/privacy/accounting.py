@@ -30,6 +30,14 @@ ACCOUNTANTS: tuple[str, ...] = ("prv", "rdp")
 PRV_MAX_EPSILON = 100.0
 
 
+def epsilon_accountant(epsilon: float, accountant: str) -> str:
+    """Which accountant's figure :func:`epsilon_of` gave as ``epsilon`` when asked for
+    ``accountant``: RDP's above :data:`PRV_MAX_EPSILON` under ``prv``."""
+    if accountant == "prv" and math.isfinite(epsilon) and epsilon > PRV_MAX_EPSILON:
+        return "rdp"
+    return accountant
+
+
 class DeltaTooSmall(ValueError):
     """A delta below what the PRV accountant resolves in floating point: no noise fixes it."""
 
@@ -136,6 +144,14 @@ def noise_multiplier_for(
     _check_rate_and_delta(sample_rate, delta)
     steps = _whole_steps(steps, 1)
     from opacus.accountants.utils import MAX_SIGMA
+
+    # each try composes all the steps: long runs take a while (230,000 steps: over a minute)
+    log.info(
+        "calibrating the noise multiplier to target epsilon %g over %d steps (%s accountant)",
+        target_epsilon,
+        steps,
+        accountant,
+    )
 
     def spent(sigma: float) -> float:
         return epsilon_spent(sigma, sample_rate, steps, delta, accountant)

@@ -52,6 +52,7 @@ from robustai.privacy.accounting import (
     PRV_MAX_EPSILON,
     DeltaTooSmall,
     default_delta,
+    epsilon_accountant,
     epsilon_of,
     epsilon_spent,
     noise_multiplier_for,
@@ -614,14 +615,20 @@ class DPSGD:
         original_step = original.step
 
         def pre_step(opt: Optimizer, *args: Any, **kwargs: Any) -> bool:
-            if not (self._pass_started and self._loss_made):
+            done = self._pass_started and self._loss_made
+            # A refused step updates nothing: the next pass starts clean (left set, the next
+            # pass was refused as if this step had updated the weights some other way).
+            refused = not done or self.loader.batches_drawn == self._batches_at_step
+            if refused:
+                self._pass_started = self._loss_made = False
+            if not done:
                 raise DPSGDMisuse(
                     "DPSGD.optimizer stepped on gradients that did not come from DP-SGD's "
                     "per-sample loss, so they are not clipped per sample and epsilon would not "
                     "hold; compute the loss with dp.objective() (or dp.start_training_pass() "
                     "before the forward pass and dp.loss() after it)"
                 )
-            if self.loader.batches_drawn == self._batches_at_step:
+            if refused:
                 raise DPSGDMisuse(
                     "DPSGD.optimizer stepped on a batch that did not come from DPSGD.loader: "
                     "epsilon assumes Poisson-sampled batches; train over dp.loader"
@@ -706,11 +713,14 @@ class DPSGD:
         """What ``metrics.json`` and ``meta.json`` record under ``privacy``."""
         from robustai.privacy.statement import privacy_statement
 
+        epsilon = self.epsilon()
         out: dict[str, Any] = {
             "method": "dpsgd",
-            "epsilon": self.epsilon(),
+            "epsilon": epsilon,
             "delta": self.delta,
             "accountant": self.accountant_name,
+            # the one whose figure epsilon is: RDP's bound where PRV's would take minutes
+            "epsilon_accountant": epsilon_accountant(epsilon, self.accountant_name),
             "adjacency": "add/remove one record",
             "noise_multiplier": self.noise_multiplier,
             "max_grad_norm": self.max_grad_norm,

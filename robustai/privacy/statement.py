@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from robustai.fileio import write_text
-from robustai.privacy.accounting import PRV_MAX_EPSILON
+from robustai.privacy.accounting import epsilon_accountant
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +81,7 @@ def _dpsgd(p: Mapping[str, Any]) -> str:
             f"{p['steps']} steps, so this run gives no differential-privacy guarantee."
         )
     delta = rounded_up(float(p["delta"]))
-    accountant = p["accountant"]
-    if accountant == "prv" and eps > PRV_MAX_EPSILON:  # the figure is RDP's (see epsilon_of)
-        accountant = "rdp"
+    accountant = epsilon_accountant(eps, p["accountant"])  # the figure may be RDP's under prv
     return (
         f"The trained weights are ({rounded_up(eps)}, {delta})-differentially "
         f"private with respect to adding or removing any one of the {p['num_samples']} "

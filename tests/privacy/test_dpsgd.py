@@ -334,6 +334,20 @@ def test_little_noise_under_prv_gets_the_rdp_bound_and_a_warning_before_training
     ), warned
 
 
+@pytest.mark.parametrize(("noise", "by"), [(0.05, "rdp"), (1.0, "prv")])
+def test_the_summary_names_the_accountant_whose_figure_epsilon_is(
+    noise: float, by: str, digits: tuple
+) -> None:
+    """metrics.json said accountant "prv" beside RDP's bound: a reader of the JSON alone took
+    the looser figure for PRV's."""
+    x, y, _, _ = digits
+    dp = _dp(_model(), x, y, lr=0.1, batch_size=len(x), noise_multiplier=noise, accountant="prv")
+    _fit(dp, 1)
+    summary = dp.summary()
+    assert summary["accountant"] == "prv" and summary["epsilon_accountant"] == by
+    assert (summary["epsilon"] > PRV_MAX_EPSILON) == (by == "rdp")
+
+
 def test_checkpoint_state_carries_the_accountant(digits: tuple) -> None:
     x, y, _, _ = digits
     dp = _dp(_model(), x, y, lr=0.1)
@@ -447,6 +461,23 @@ def test_batches_not_drawn_by_the_poisson_loader_are_refused(digits: tuple) -> N
     with pytest.raises(DPSGDMisuse, match=r"train over dp\.loader"):
         trainer.fit(plain)
     assert torch.equal(_weights(model), before) and dp.steps == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_training_goes_on_over_dp_loader_after_a_refused_step(mode: str, digits: tuple) -> None:
+    """A refused step left its pass marked as done: every later pass was refused, saying the
+    weights had been updated some other way (they had not)."""
+    x, y, _, _ = digits
+    model = _model()
+    dp = _dp(model, x, y, lr=0.1, grad_sample_mode=mode)
+    before = _weights(model)
+    plain = build_data("digits", train_size=256, batch_size=32).train
+    trainer = Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False)
+    with pytest.raises(DPSGDMisuse, match=r"train over dp\.loader"):
+        trainer.fit(plain)
+    assert torch.equal(_weights(model), before) and dp.steps == 0
+    Trainer(dp.model, dp.objective(), dp.optimizer, epochs=1, progress=False).fit(dp.loader)
+    assert dp.steps > 0 and not torch.equal(_weights(model), before)
 
 
 def test_clean_dp_training_refuses_inputs_outside_the_unit_range(digits: tuple) -> None:
