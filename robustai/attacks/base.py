@@ -523,13 +523,20 @@ class Attack(ABC):
         """Default value of step-size attribute ``attr`` for a given eps (override)."""
         raise NotImplementedError(f"{type(self).__name__} has no default for {attr!r}")
 
-    @staticmethod
-    def _check_step_size(alpha: float | None) -> None:
+    def _check_step_size(self, alpha: float | None) -> None:
+        """A step in pixel units: above 1, an L-inf step is the 0..255 slip (alpha=2 for
+        2/255) that eps is refused for, and runs as if it were 1 (the projection cuts it)."""
         if alpha is None:
             return
         if not is_real(alpha) or not math.isfinite(alpha) or alpha <= 0:
             raise ValueError(
                 f"alpha must be a positive number (pixel units) or None for the default;"
+                f" got {alpha!r}"
+            )
+        top = 1.0 if self.norm == "linf" else MAX_L2_EPS
+        if alpha > top:
+            raise ValueError(
+                f"alpha must be in (0, {top:g}] (pixel units{', e.g. 2/255' if top == 1 else ''});"
                 f" got {alpha!r}"
             )
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
-from robustai.argcheck import is_integer, is_real
+from robustai.argcheck import check_flag, is_integer, is_real
 from robustai.attacks import Attack
 from robustai.evaluation.accuracy import (
     AttackOutcome,
@@ -168,7 +168,7 @@ class Evaluator:
         self.attacks = check_factories(attacks)
         self.eps = list(eps)
         self.batch_size = batch_size
-        self.early_stop = early_stop
+        self.early_stop = check_flag("early_stop", early_stop)
 
     def run(
         self,

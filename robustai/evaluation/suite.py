@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from robustai.argcheck import is_integer, is_real
+from robustai.argcheck import check_flag, is_integer, is_real
 from robustai.attacks.base import check_eot_iter
 from robustai.evaluation.accuracy import checked_labels, predict
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
@@ -137,6 +137,12 @@ def evaluate_model(
     generators are left as they were; None: from the generators as they are."""
     # (anything else where the model belongs is named by the checks inside)
     param = next(model.parameters(), None) if isinstance(model, nn.Module) else None
+    if not is_integer(num_classes) or num_classes < 1:  # else it failed after every attack ran
+        raise ValueError(f"num_classes must be a whole number >= 1; got {num_classes!r}")
+    early_stop = check_flag("early_stop", early_stop)  # "False" turned it on
+    cuda_graphs = check_flag("cuda_graphs", cuda_graphs)
+    per_class = check_flag("per_class", per_class)
+    keep_examples = check_flag("keep_examples", keep_examples)
     with seeded_rng(seed, x.device if param is None else param.device):
         y = checked_labels(x, y)
         if len(y) and (int(y.max()) >= num_classes or int(y.min()) < 0):

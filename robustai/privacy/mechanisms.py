@@ -276,6 +276,12 @@ def attach(model: nn.Module, layer: nn.Module, where: str) -> RemovableHandle:
     """
     if where not in WHERE:
         raise ValueError(f"unknown placement '{where}'; valid: {', '.join(WHERE)}")
+    for name, value in (("model", model), ("layer", layer)):  # else it failed at the forward
+        if not isinstance(value, nn.Module):
+            raise TypeError(
+                f"{name} must be a torch.nn.Module (e.g. LaplaceMechanism(...)); got"
+                f" {type(value).__name__}"
+            )
 
     def apply(module: nn.Module, x: Tensor) -> Tensor:
         layer.train(module.training)

@@ -27,6 +27,16 @@ class Objective(Protocol):
         ...
 
 
+def _check_nonempty(y: Tensor) -> None:
+    """An empty batch's mean loss is NaN, which stopped training as "diverged, lower the
+    learning rate"; only DP-SGD's Poisson batches may be empty (its own objective takes them)."""
+    if len(y) == 0:
+        raise ValueError(
+            "a training batch is empty (its mean loss is NaN); drop empty batches from the"
+            " loader, or for DP-SGD's Poisson batches train with dp.objective()"
+        )
+
+
 class StandardObjective:
     """Cross-entropy on clean inputs, which must be floating point and in [0,1] as the attacks
     (and so :class:`AdversarialObjective`) require: 8-bit or 0..255 images would train a model
@@ -40,11 +50,19 @@ class StandardObjective:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
+        _check_nonempty(y)
         if not self._checked:
             check_inputs_in_range(x, "training inputs")
             self._checked = True
         logits = model(x)
-        return F.cross_entropy(logits, y), logits
+        try:
+            return F.cross_entropy(logits, y), logits
+        except IndexError as e:  # on CPU; a label past the model's classes
+            bad = int(y.max()) if int(y.max()) >= logits.shape[-1] else int(y.min())
+            raise ValueError(
+                f"label {bad} is out of range for a model of {logits.shape[-1]} classes"
+                " (labels are 0 .. classes - 1)"
+            ) from e
 
 
 def _check_warmup(eps_warmup_epochs: object) -> None:
@@ -78,6 +96,7 @@ class AdversarialObjective:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
+        _check_nonempty(y)
         # Under DDP the attack runs on the inner module: its input-only backward must not
         # start the wrapper's gradient all-reduce (see robustai.distributed.unwrap_ddp).
         x_adv = self.attack_at(progress)(unwrap_ddp(model), x, y)
@@ -122,6 +141,7 @@ class FreeAdversarialObjective:
     def __call__(
         self, model: nn.Module, x: Tensor, y: Tensor, progress: float
     ) -> tuple[Tensor, Tensor]:
+        _check_nonempty(y)
         if not self._checked:  # in [0,1], as StandardObjective and the attacks require
             check_inputs_in_range(x, "training inputs")
             self._checked = True

@@ -121,6 +121,19 @@ class Trainer:
     ) -> None:
         if not is_integer(epochs) or epochs < 0:  # 1.5 trained 2 epochs
             raise ValueError(f"epochs must be a whole number >= 0; got {epochs!r}")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module; got {type(model).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(
+                "optimizer must be a torch.optim.Optimizer over the model's parameters, e.g."
+                f" torch.optim.SGD(model.parameters(), lr=0.1); got {type(optimizer).__name__}"
+            )
+        own = {id(p) for p in model.parameters()}
+        if own and not any(id(p) in own for g in optimizer.param_groups for p in g["params"]):
+            raise ValueError(
+                "the optimizer holds none of the model's parameters (built over another"
+                " model?): training would change nothing; build it over model.parameters()"
+            )
         self.model = model
         self.objective = objective
         self.optimizer = optimizer

@@ -175,3 +175,14 @@ def test_l2_radius_is_bounded(make) -> None:
     x, y = make_batch(8, seed=4)
     x_adv = make(1e4)(net, x, y)
     assert torch.isfinite(x_adv).all()
+
+
+@pytest.mark.parametrize(
+    "make", [lambda a: PGD(8 / 255, alpha=a), lambda a: FGSM(8 / 255, alpha=a)], ids=["pgd", "fgsm"]
+)
+def test_an_linf_step_in_0_to_255_units_is_refused(make) -> None:
+    """alpha=2 (for 2/255) was taken: the projection cut every step to eps, without a word."""
+    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\] \(pixel units, e.g. 2/255\)"):
+        make(2)
+    assert make(1.0).alpha == 1.0
+    assert PGD(1.0, norm="l2", alpha=2.0).alpha == 2.0  # an L2 step may exceed 1

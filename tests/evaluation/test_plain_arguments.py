@@ -102,3 +102,34 @@ def test_a_model_output_that_is_not_batch_by_classes_is_named(kind: str) -> None
     ):
         with pytest.raises(TypeError, match=r"logits of shape \(batch, classes\)"):
             call()
+
+
+@pytest.mark.parametrize("num_classes", [10.0, "10", None, 0])
+def test_num_classes_is_checked_before_any_attack_runs(num_classes: object) -> None:
+    """10.0 ran every attack, then failed inside bincount with a TypeError."""
+    from robustai.evaluation import evaluate_model
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0])
+    ran = []
+
+    def make(eps: float) -> PGD:
+        ran.append(eps)
+        return PGD(eps, steps=1)
+
+    with pytest.raises(ValueError, match="num_classes must be a whole number >= 1"):
+        evaluate_model(model, x, y, attacks=[make], eps=[0.1], num_classes=num_classes)  # type: ignore[arg-type]
+    assert ran == []
+
+
+def test_a_flag_given_as_text_is_refused() -> None:
+    """early_stop="False" turned early stopping on."""
+    from robustai.evaluation import evaluate_model
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 0])
+    make = [lambda e: PGD(e, steps=1)]
+    with pytest.raises(TypeError, match="early_stop must be True or False; got 'False'"):
+        evaluate_model(model, x, y, attacks=make, eps=[0.1], num_classes=2, early_stop="False")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="early_stop must be True or False"):
+        Evaluator(make, [0.1], early_stop="False")  # type: ignore[arg-type]

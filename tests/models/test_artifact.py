@@ -150,7 +150,7 @@ def test_a_saved_model_is_replaced_only_when_asked(tmp_path: Path) -> None:
     make_and_save("mlp", out)
     first, first_meta = (out / WEIGHTS).read_bytes(), (out / META).read_bytes()
     model = build_model("mlp", (1, 8, 8), NUM_CLASSES, hidden=[32, 16])  # other random weights
-    with pytest.raises(FileExistsError, match="already holds a saved model .*overwrite=True"):
+    with pytest.raises(FileExistsError, match=r"already holds a saved model .*overwrite=True"):
         save_mlp(model, out)
     with pytest.raises(TypeError, match="overwrite must be True or False"):
         save_mlp(model, out, overwrite="yes")

@@ -250,3 +250,10 @@ def test_a_seeded_query_mechanism_draws_its_own_noise_on_each_ddp_rank(
             assert torch.equal(first[rank][key], again[rank][key]), (key, rank)
     one = LaplaceMechanism(sensitivity=4.0, epsilon=16.0, seed=7)
     assert torch.equal(first[0]["laplace-output"], one(torch.zeros(3, 4)))
+
+
+def test_attach_refuses_what_is_not_a_module() -> None:
+    """A number where the layer belongs was taken, and the first forward pass failed inside the
+    hook with an AttributeError."""
+    with pytest.raises(TypeError, match=r"layer must be a torch\.nn\.Module .* got float"):
+        attach(torch.nn.Linear(2, 2), 0.1, "input")  # type: ignore[arg-type]

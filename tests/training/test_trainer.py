@@ -354,6 +354,44 @@ def test_epochs_must_be_a_whole_number(epochs: object) -> None:
         Trainer(model, StandardObjective(), opt, epochs=epochs)  # type: ignore[arg-type]
 
 
+def test_an_optimizer_that_cannot_train_the_model_is_refused() -> None:
+    """None failed inside fit with an AttributeError; one built over another model's
+    parameters trained nothing and said nothing."""
+    _, model = small_setup()
+    with pytest.raises(TypeError, match=r"optimizer must be a torch\.optim\.Optimizer"):
+        Trainer(model, StandardObjective(), None, epochs=1)  # type: ignore[arg-type]
+    other = torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="holds none of the model's parameters"):
+        Trainer(model, StandardObjective(), other, epochs=1)
+
+
+@pytest.mark.parametrize("objective", ["standard", "adversarial", "free"])
+def test_an_empty_batch_is_named_not_taken_for_divergence(objective: str) -> None:
+    """Its NaN loss stopped training as "diverged: lower the learning rate"."""
+    data, model = small_setup()
+    make = {
+        "standard": StandardObjective,
+        "adversarial": lambda: AdversarialObjective(FGSM(0.1)),
+        "free": lambda: FreeAdversarialObjective(0.1, replays=2),
+    }[objective]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = data.train.x, data.train.y
+    trainer = Trainer(model, make(), opt, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="a training batch is empty"):
+        trainer.fit([(x[:8], y[:8]), (x[:0], y[:0])])
+
+
+def test_a_label_past_the_models_classes_is_one_line() -> None:
+    """Clean training raised torch's IndexError from inside the loss; the attacks named it."""
+    data, model = small_setup()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x = data.train.x[:8]
+    y = torch.full((8,), 12)
+    trainer = Trainer(model, StandardObjective(), opt, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="label 12 is out of range for a model of 4 classes"):
+        trainer.fit([(x, y)])
+
+
 def test_a_one_shot_iterator_is_named_when_the_next_epoch_sees_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
