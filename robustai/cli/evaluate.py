@@ -195,6 +195,9 @@ def _check_output_folder(cfg: Any) -> None:
             if (target / n).is_file()]
     if list_checkpoints(target / CHECKPOINT_DIR):  # an interrupted training run, to resume
         held.append(f"{CHECKPOINT_DIR}/")
+    found = list_checkpoints(target)  # a run's checkpoints folder itself
+    if found:
+        held.append(found[0].path.name)
     if held:
         raise ConfigError(
             f"hydra.run.dir={folder} holds a run or evaluation ({', '.join(held)}), whose"

@@ -214,7 +214,13 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
         raise SummaryError(
             f"--objective {objective}: not a metrics.json name; valid: {metric_names_help()}"
         )
-    members = [read_member(folder, f) for f in find_members(folder)]
+    found = find_members(folder)
+    if folder in found or folder.resolve() in found:  # its tables would land in the run's folder
+        raise SummaryError(
+            f"{folder} is one run's folder, not a folder of runs; give the sweep folder (or any"
+            f" folder holding runs, e.g. {folder.parent})"
+        )
+    members = [read_member(folder, f) for f in found]
     if not members:
         raise SummaryError(
             f"{folder}: no runs found (expected member folders with .hydra/ and metrics.json, "

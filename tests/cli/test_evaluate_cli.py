@@ -661,6 +661,11 @@ def test_an_evaluation_into_a_finished_runs_folder_is_refused(
     line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={stopped}"], capsys)
     assert f"hydra.run.dir={stopped} holds a run or evaluation (checkpoints/)" in line
     assert [p.name for p in stopped.iterdir()] == ["checkpoints"]
+    # ... and that checkpoints folder itself
+    folder = stopped / "checkpoints"
+    line = evaluate_fails([f"checkpoint={run}", f"hydra.run.dir={folder}"], capsys)
+    assert f"hydra.run.dir={folder} holds a run or evaluation (epoch-0001-step-000035.json)" in line
+    assert [p.name for p in folder.iterdir()] == ["epoch-0001-step-000035.json"]
 
 
 @pytest.mark.parametrize(

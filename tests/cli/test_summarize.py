@@ -78,6 +78,11 @@ def test_missing_empty_or_bad_input_is_one_line(
         capsys, str(tmp_path), "--objective", "accuracy"
     )
     assert "required" in one_line_exit_2(capsys)
+    # one run's folder: its tables and plot were written into the run, a member named "."
+    run = tmp_path / "0"
+    before = sorted(p.name for p in run.iterdir())
+    assert f"{run} is one run's folder, not a folder of runs" in one_line_exit_2(capsys, str(run))
+    assert sorted(p.name for p in run.iterdir()) == before
     # a name no member reports (here: another eps) ranked nothing and said nothing
     line = one_line_exit_2(capsys, str(tmp_path), "--objective", "robust_acc/pgd20@0.2")
     assert "--objective robust_acc/pgd20@0.2: no member reports it; the members report" in line
