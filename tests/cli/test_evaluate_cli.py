@@ -283,6 +283,7 @@ def test_an_l2_checkpoint_under_an_l_inf_suite_says_how_to_evaluate_it(
     with an explicit eps, a radius of 2.0 is still refused for L-inf attacks."""
     for eps in (2.0, 0.5):
         threat = {"norm": "l2", "eps": eps}
+        shutil.rmtree(tmp_path / "l2", ignore_errors=True)  # save_model keeps a saved model
         run = save_small_cnn(tmp_path / "l2", extra={"data": "digits", "threat_model": threat})
         monkeypatch.chdir(tmp_path)
         line = evaluate_fails([f"checkpoint={run}"], capsys)
