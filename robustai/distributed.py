@@ -31,6 +31,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from robustai.errors import UserError
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -174,16 +176,37 @@ def in_turn(fn: Callable[[], T], ctx: DistContext) -> T:
     other machine, then on the rest, with a barrier between: for work that writes files the
     processes share, such as a data set's download (every rank fetched and unpacked the same
     archive into the same folder at once), whether the folder is shared between machines or
-    not. The processes that follow find the files in place."""
+    not. The processes that follow find the files in place.
+
+    Where ``fn`` fails on a process, every process stops at the end of that turn: the ones that
+    failed raise their own error, the others a :class:`UserError` of the same text where the
+    error was one (the same one line on every rank), else a RuntimeError naming the rank."""
     if ctx.world_size <= 1:
         return fn()
     # each process has one turn of the three
     turns = (ctx.rank == 0, ctx.rank != 0 and ctx.local_rank == 0, ctx.local_rank != 0)
     result: list[T] = []
     for mine in turns:
+        error: BaseException | None = None
         if mine:
-            result.append(fn())
-        dist.barrier()
+            try:
+                result.append(fn())
+            except Exception as e:  # shared below, so no rank waits for a peer that left
+                error = e
+        failed = torch.tensor([ctx.rank + 1 if error is not None else 0], dtype=torch.long)
+        if ctx.backend == "nccl":
+            failed = failed.cuda()
+        src = int(all_reduce(failed, "max").item()) - 1
+        if src < 0:
+            continue
+        # every process joins the broadcasts (collectives), the failed ones too
+        kind = broadcast_text("user" if isinstance(error, UserError) else "other", ctx, src)
+        text = broadcast_text(str(error), ctx, src)
+        if error is not None:
+            raise error
+        if kind == "user":
+            raise UserError(text)
+        raise RuntimeError(f"process {src} failed: {text}")
     return result[0]
 
 

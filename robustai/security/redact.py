@@ -71,10 +71,19 @@ _KEY_VALUE = re.compile(
 # What lies between an unquoted value's first space and the ";" that ends a connection string's
 # pair (ADO.NET and ODBC allow spaces there: Password=correct horse battery staple;).
 _TO_SEMICOLON = re.compile(r"[^\S\n]+[^;=\n'\"]*(?=;)")
+# ...only inside a connection string: the pair follows a ";", or the ";" ends the text or starts
+# another pair ("token=abc at step 5; retrying" in a log line keeps its words).
+_PAIR_AFTER = re.compile(r";\s*(?:$|[A-Za-z_][\w .\-]*=)")
 # An HTTP Authorization header's scheme (Authorization: Bearer <token>): the credential is the
 # scheme and the word after it.
 _AUTH_SCHEMES = frozenset({"bearer", "basic", "digest", "token", "negotiate", "ntlm"})
 _NEXT_WORD = re.compile(r"[^\S\n]+[^\s'\",;}\]]+")
+
+
+def _after_semicolon(text: str, value_start: int) -> bool:
+    """Whether the pair whose value starts at ``value_start`` follows a ";" (key=value;...)."""
+    m = re.search(r"(?:^|;)\s*[A-Za-z_][\w.\-]*\s*[=:]\s*$", text[:value_start])
+    return bool(m) and m.group(0).lstrip().startswith(";")
 
 
 def _bare_value_end(text: str, value: str, end: int, words: list[str]) -> int:
@@ -82,7 +91,7 @@ def _bare_value_end(text: str, value: str, end: int, words: list[str]) -> int:
     (a connection string), or the value is an Authorization header's scheme (the token follows).
     """
     tail = _TO_SEMICOLON.match(text, end)
-    if tail:
+    if tail and (_after_semicolon(text, end - len(value)) or _PAIR_AFTER.match(text, tail.end())):
         return tail.end()
     if value.lower() in _AUTH_SCHEMES and ("authorization" in words or "auth" in words):
         word = _NEXT_WORD.match(text, end)

@@ -13,7 +13,7 @@ HYDRA_CALLBACKS = {
     "run_lock": {"_target_": "robustai.cli.run_lock.RunLock"},
     "sweep_status": {"_target_": "robustai.cli.sweep_status.SweepStatus"},
     "unfinished_trials": {"_target_": "robustai.cli.optuna_trials.UnfinishedTrials"},
-    "redact_secrets": {
+    "redaction": {
         "_target_": "robustai.cli.redaction.RedactSecrets",
         "output_subdir": ".hydra",
     },

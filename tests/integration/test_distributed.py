@@ -472,8 +472,9 @@ IN_TURN_WORKER = """
 import sys, time
 import torch.distributed as dist
 from robustai.distributed import DistContext, in_turn
+from robustai.errors import DataError, UserError
 
-rank, store, log, local = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+rank, store, log, local, fail = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
 dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
 # one machine (local rank = rank), or two (each process the first of its machine)
 ctx = DistContext(rank, 2, rank if local == "one" else 0, "gloo")
@@ -483,12 +484,18 @@ def fetch():
     with open(log, "a") as f:
         f.write(f"start {rank}\\n")
     time.sleep(0.5)  # a download, in the folder the processes share
+    if fail == "fail":
+        raise DataError(f"could not download X (rank {rank})")
     with open(log, "a") as f:
         f.write(f"end {rank}\\n")
     return rank
 
 
-assert in_turn(fetch, ctx) == rank
+try:
+    assert in_turn(fetch, ctx) == rank
+except UserError as e:
+    with open(log, "a") as f:
+        f.write(f"{rank}: {type(e).__name__}: {e}\\n")
 dist.destroy_process_group()
 """
 
@@ -502,5 +509,22 @@ def test_a_download_runs_on_one_process_at_a_time(
     script = tmp_path / "worker.py"
     script.write_text(IN_TURN_WORKER)
     log = tmp_path / "order.log"
-    two_ranks(script, str(tmp_path / "store"), str(log), machines)
+    two_ranks(script, str(tmp_path / "store"), str(log), machines, "ok")
     assert log.read_text().split("\n")[:-1] == ["start 0", "end 0", "start 1", "end 1"]
+
+
+def test_a_download_that_fails_on_rank_0_stops_every_rank_with_its_line(
+    tmp_path: Path, two_ranks
+) -> None:
+    """Rank 1 waited at the barrier for a rank 0 that had left, and died with a traceback
+    ("Connection closed by peer"); it now stops with rank 0's one line and never downloads."""
+    script = tmp_path / "worker.py"
+    script.write_text(IN_TURN_WORKER)
+    log = tmp_path / "order.log"
+    two_ranks(script, str(tmp_path / "store"), str(log), "one", "fail")
+    lines = log.read_text().split("\n")[:-1]
+    assert lines[0] == "start 0"
+    assert sorted(lines[1:]) == [
+        "0: DataError: could not download X (rank 0)",
+        "1: UserError: could not download X (rank 0)",
+    ]

@@ -210,6 +210,12 @@ def test_a_spaced_connection_string_password_and_a_bearer_token_are_collected_wh
         f"sent Authorization: {REDACTED} to h"
     )
     assert scrub_text("password=abc then more words") == f"password={REDACTED} then more words"
+    # a ";" later in a log line ends no connection-string pair: the words before it stay
+    assert scrub_text("login failed for token=abc123 at step 5; retrying") == (
+        f"login failed for token={REDACTED} at step 5; retrying"
+    )
+    script = "setup: DB_PASSWORD=s3cretpw python prep.py; echo ok"
+    assert collect_secret_values({"notes": script}) == {"s3cretpw"}
 
 
 def test_url_passwords_are_scrubbed_and_collected() -> None:

@@ -102,6 +102,10 @@ def test_hydra_files_record_the_overrides_redacted(run_dir: Path) -> None:
     assert "+hydra.job.env_set.TRACKER_API_KEY=<redacted>" in hydra
     assert "UPLOAD_TOKEN: <redacted>" in hydra  # Hydra resolved the reference: hidden too
     assert "PGPASSWORD: <redacted>" in hydra
+    # the callback's own settings are no secret (named redact_secrets, they were taken for one,
+    # and ".hydra" was cut out of every log line and file)
+    assert "_target_: robustai.cli.redaction.RedactSecrets" in hydra
+    assert "output_subdir: .hydra" in hydra
     assert (run_dir / ".hydra" / "config.yaml").read_text().count("eps:") >= 1
     overrides = (run_dir / ".hydra" / "overrides.yaml").read_text()
     assert "trainer.epochs=1" in overrides
