@@ -162,6 +162,29 @@ CASES = [
         ["-m", "trainer.seed=0,1", "hydra.sweep.subdir=${hydra.runtime.choices.attack}"],
         "members 0 (trainer.seed=0) and 1 (trainer.seed=1) in the same folder (fgsm_rs)",
     ),
+    # launcher counts out of range: joblib and submitit failed with tracebacks (exit 1) after
+    # the sweep folder was made
+    (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: the"),
+    (
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=0"],
+        "hydra.launcher.tasks_per_node=0: must be a whole number >= 1",
+    ),
+    (
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=0"],
+        "hydra.launcher.timeout_min=0: must be a whole number >= 1",
+    ),
+    (
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.nodes=0"],
+        "hydra.launcher.nodes=0: must",
+    ),
+    (  # a Slurm config copied to run locally
+        ["-m", "hydra/launcher=submitit_local", "hydra.launcher.nodes=2", "trainer=ddp"],
+        "hydra.launcher.nodes=2: submitit_local runs on this machine, one node",
+    ),
+    (  # (checked before srun is looked for)
+        ["-m", "hydra/launcher=slurm_gpu", "hydra.launcher.mem_gb=0"],
+        "hydra.launcher.mem_gb=0: must be a whole number >= 1 (or null: not set)",
+    ),
 ]
 
 
@@ -440,49 +463,6 @@ def test_a_stored_study_with_another_search_space_is_one_line_untouched(
     assert study_file.read_bytes() == before
     assert not (tmp_path / "s").exists()
     preflight(config_dir(), "train", base, lambda cfg: None)  # its own search space goes on
-
-
-LAUNCHER_COUNTS = [
-    (["hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "hydra.launcher.n_jobs=0: the number"),
-    (
-        ["hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=0"],
-        "hydra.launcher.tasks_per_node=0: must be a whole number >= 1",
-    ),
-    (
-        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=0"],
-        "hydra.launcher.timeout_min=0: must be a whole number >= 1",
-    ),
-    (["hydra/launcher=submitit_local", "hydra.launcher.nodes=0"], "hydra.launcher.nodes=0: must"),
-    (  # a Slurm config copied to run locally
-        ["hydra/launcher=submitit_local", "hydra.launcher.nodes=2", "trainer=ddp"],
-        "hydra.launcher.nodes=2: submitit_local runs on this machine, one node",
-    ),
-    (
-        ["hydra/launcher=slurm_gpu", "hydra.launcher.mem_gb=0"],
-        "hydra.launcher.mem_gb=0: must be a whole number >= 1 (or null: not set)",
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("overrides", "message"), LAUNCHER_COUNTS, ids=[" ".join(c[0]) for c in LAUNCHER_COUNTS]
-)
-def test_a_launcher_count_out_of_range_is_one_line(
-    overrides: list[str],
-    message: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    """joblib and submitit failed with tracebacks (exit 1) after the sweep folder was made."""
-    monkeypatch.chdir(tmp_path)
-    srun_on_path(monkeypatch, True)
-    with pytest.raises(SystemExit) as exc:
-        main(["train", "-m", *overrides, "attack.eps=0.05,0.1"])
-    assert exc.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert message in line
-    assert not (tmp_path / "experiments").exists()
 
 
 @pytest.mark.parametrize("launcher", ["submitit_slurm", "slurm_gpu", "slurm_ddp"])
