@@ -14,7 +14,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from robustai.attacks.base import Attack, check_eot_iter, check_flag
+from robustai.argcheck import check_flag
+from robustai.attacks.base import Attack, check_eot_iter
 
 logger = logging.getLogger(__name__)
 

@@ -80,18 +80,13 @@ _AUTH_SCHEMES = frozenset({"bearer", "basic", "digest", "token", "negotiate", "n
 _NEXT_WORD = re.compile(r"[^\S\n]+[^\s'\",;}\]]+")
 
 
-def _after_semicolon(text: str, value_start: int) -> bool:
-    """Whether the pair whose value starts at ``value_start`` follows a ";" (key=value;...)."""
-    m = re.search(r"(?:^|;)\s*[A-Za-z_][\w.\-]*\s*[=:]\s*$", text[:value_start])
-    return bool(m) and m.group(0).lstrip().startswith(";")
-
-
-def _bare_value_end(text: str, value: str, end: int, words: list[str]) -> int:
+def _bare_value_end(text: str, key_start: int, value: str, end: int, words: list[str]) -> int:
     """Where an unquoted value ends: at a space, unless a ";" ends its pair later on the line
     (a connection string), or the value is an Authorization header's scheme (the token follows).
     """
     tail = _TO_SEMICOLON.match(text, end)
-    if tail and (_after_semicolon(text, end - len(value)) or _PAIR_AFTER.match(text, tail.end())):
+    after_pair = text[max(0, key_start - 64) : key_start].rstrip().endswith(";")
+    if tail and (after_pair or _PAIR_AFTER.match(text, tail.end())):
         return tail.end()
     if value.lower() in _AUTH_SCHEMES and ("authorization" in words or "auth" in words):
         word = _NEXT_WORD.match(text, end)
@@ -119,7 +114,7 @@ def _pair_spans(text: str, *, bare_key: bool, colon: bool = True) -> list[tuple[
             continue
         start, end = m.span(group)
         if group == "bare":
-            end = _bare_value_end(text, m.group(group), end, words)
+            end = _bare_value_end(text, m.start("key"), m.group(group), end, words)
         if not colon and group == "bare" and text[start:end].endswith(":"):
             end -= 1  # a message's "key=value: what is wrong" keeps its colon
         spans.append((start, end))
