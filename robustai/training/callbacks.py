@@ -8,12 +8,12 @@ from typing import Any
 
 from torch import Tensor
 
-from robustai.argcheck import is_integer
 from robustai.distributed import unwrap_model
 from robustai.evaluation.accuracy import accuracy
 from robustai.training.checkpoint import (
     RankLocalState,
     RNGState,
+    check_keep,
     list_checkpoints,
     save_checkpoint,
 )
@@ -99,8 +99,7 @@ class CheckpointCallback:
         keep: int = 2,
         info: Mapping[str, Any] | None = None,
     ) -> None:
-        if not is_integer(keep) or keep < 1:  # checked here, not at the first save
-            raise ValueError(f"keep must be an integer >= 1 (checkpoints kept); got {keep!r}")
+        check_keep(keep)  # here, not at the first save
         self.folder = folder
         self.components = components
         self.every = every

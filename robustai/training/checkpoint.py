@@ -330,8 +330,7 @@ def save_checkpoint(
     A folder holding a newer checkpoint than this one is refused, before anything is written:
     it belongs to another run (a notebook run again into the same folder), the pruning would
     delete the new checkpoint and keep the old run's, and a resume would continue that run."""
-    if not is_integer(keep) or keep < 1:
-        raise ValueError(f"keep must be an integer >= 1 (checkpoints kept); got {keep!r}")
+    check_keep(keep)
     folder = Path(folder)
     newer = [c for c in list_checkpoints(folder) if (c.epoch, c.step) > (epoch, step)]
     if newer:
@@ -370,6 +369,12 @@ def save_checkpoint(
             f.unlink(missing_ok=True)
     _prune_shared(folder)
     return json_file
+
+
+def check_keep(keep: object) -> None:
+    """``keep`` (checkpoints kept) is a whole number >= 1: 0 deleted the one just written."""
+    if not is_integer(keep) or keep < 1:  # type: ignore[operator]
+        raise ValueError(f"keep must be an integer >= 1 (checkpoints kept); got {keep!r}")
 
 
 def list_checkpoints(folder: str | Path) -> list[CheckpointInfo]:
