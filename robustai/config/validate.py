@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
 import difflib
 import importlib
@@ -791,33 +790,14 @@ def validate(cfg: TrainConfig) -> None:
 
 
 def _check_model_params(name: str, params: typing.Mapping[str, Any]) -> None:
-    """``model.params`` are the model's keyword arguments: each must be one it takes, and a
-    layer size a whole number >= 1 (a list of them where the model takes a list). Checked here,
-    before a run folder exists; the model itself would fail later with torch's words."""
-    from robustai.models import MODELS
+    """``model.params`` are the model's keyword arguments, checked here before a run folder
+    exists (the model's own check, in config terms)."""
+    from robustai.models import check_model_params
 
-    signature = inspect.signature(MODELS[name])
-    hints = typing.get_type_hints(MODELS[name].__init__)
-    valid = [p for p in signature.parameters if p not in ("input_shape", "num_classes")]
-    for key, value in params.items():
-        where = f"model.params.{key}"
-        if key not in valid:
-            raise ConfigError(
-                f"{where}: model={name} has no such parameter; valid: {', '.join(valid)}"
-            )
-        tp = hints.get(key)
-        if tp is int:
-            _whole(where, value)
-        elif typing.get_origin(tp) in (list, tuple, collections.abc.Sequence):
-            if not isinstance(value, list | tuple):
-                raise ConfigError(f"{where}={value}: must be a list, e.g. {where}=[{value}]")
-            for i, item in enumerate(value):
-                _whole(f"{where}[{i}]", item)
-
-
-def _whole(key: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{key}={value}: must be a whole number >= 1")
+    try:
+        check_model_params(name, params, prefix="model.params.")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _check_privacy(p: PrivacyConfig) -> None:

@@ -179,3 +179,31 @@ def test_shapes_that_are_no_image_or_classes_are_named(shape, classes, message: 
     for name in ("mlp", "small_cnn"):
         with pytest.raises(ValueError, match=message):
             build_model(name, shape, classes)
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        # a zero width built a model that predicts one class whatever the input
+        ("small_cnn", {"hidden": 0}, r"^hidden=0: must be a whole number >= 1$"),
+        ("preact_resnet18", {"width": 0}, r"^width=0: must be a whole number >= 1$"),
+        ("mlp", {"hidden": [64, 0]}, r"^hidden\[1\]=0: must be a whole number >= 1$"),
+        # torch's words before: "negative dimension", "must be tuple of ints", "not iterable"
+        ("mlp", {"hidden": [-3]}, r"^hidden\[0\]=-3: must be"),
+        ("small_cnn", {"hidden": 1.5}, r"^hidden=1.5: must be"),
+        ("mlp", {"hidden": [True]}, r"^hidden\[0\]=True: must be"),
+        ("mlp", {"hidden": 128}, r"^hidden=128: must be a list, e.g. hidden=\[128\]$"),
+        ("small_cnn", {"depth": 3}, r"^depth: model=small_cnn has no such parameter"),
+    ],
+)
+def test_layer_sizes_are_checked_in_one_line(name: str, params: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        build_model(name, (1, 8, 8), 10, **params)
+
+
+def test_layer_sizes_of_numpy_and_tuples_are_taken() -> None:
+    import numpy as np
+
+    model = build_model("mlp", (1, 8, 8), 10, hidden=(np.int64(4), 5))
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert build_model("mlp", (1, 8, 8), 10, hidden=[])[1].net[1].in_features == 64
