@@ -136,6 +136,13 @@ def build_data(
                 f"{files[1]}: labels 0 .. {num_classes - 1} for {len(y)} images; labels must be"
                 " class indices 0 .. C-1 of at least 2 classes (a damaged or wrong labels file?)"
             )
+        missing = num_classes - int(torch.unique(y).numel())
+        if missing:  # one damaged label byte turns a 10-class file into a 201-class model
+            log.warning(
+                "%s: labels run 0 .. %d but %d of those classes have no image; the model gets"
+                " %d outputs (a damaged labels file, or classes numbered with gaps?)",
+                files[1], num_classes - 1, missing, num_classes,
+            )
         x_tr, y_tr, x_ev, y_ev = _split(x, y, holdout, split_seed)
     elif name == "synthetic":
         values = num_samples * math.prod(int(d) for d in input_shape)

@@ -475,3 +475,29 @@ def test_classes_with_a_single_image_are_named_in_a_warning(
     with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
         build_data("digits")
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_label_beyond_the_others_is_named_in_a_warning(
+    mnist_idx_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One damaged byte in the real MNIST labels (7 -> 200) made a 201-class model without a
+    word: classes 10 .. 199 have no image."""
+    import gzip
+    import logging
+
+    raw = bytearray(gzip.decompress((mnist_idx_dir / "t10k-labels-idx1-ubyte.gz").read_bytes()))
+    assert raw[8] == 7  # the first label, after the 8-byte header
+    raw[8] = 200
+    labels = tmp_path / "labels-idx1-ubyte"
+    labels.write_bytes(bytes(raw))
+    images = mnist_idx_dir / "t10k-images-idx3-ubyte.gz"
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        b = build_data("idx", images=images, labels=labels)
+    assert b.num_classes == 201
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{labels}: labels run 0 .. 200 but 190 of those classes have no image" in warnings[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        intact = build_data("idx", root=mnist_idx_dir)
+    assert intact.num_classes == 10
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
