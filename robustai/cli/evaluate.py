@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import re
 import signal
 import sys
 import time
@@ -387,6 +389,34 @@ def data_from_checkpoint(argv: Sequence[str]) -> list[str]:
     return args[:at] + extras[0] + args[at:]
 
 
+def name_from_checkpoint(argv: Sequence[str]) -> list[str]:
+    """Without ``name=``, an evaluation lands in its model's experiment, as
+    ``<experiment>/evaluate/<date>/<time>``: dashboard grants are per experiment (the first
+    folder under ``paths.experiments_dir``), and in one shared ``evaluate`` experiment a viewer
+    of any evaluation saw every model's (reports, adversarial images, privacy statement). A
+    checkpoint outside that folder keeps ``name=evaluate``, as does a sweep over checkpoints
+    (it lands under ``multirun``)."""
+    args = list(argv)
+    keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
+    if "name" in keys or "hydra.run.dir" in keys:
+        return args
+    given = [a for a in args if a.split("=", 1)[0].lstrip("+") == "checkpoint"]
+    paths = _checkpoint_paths(given[0]) if len(given) == 1 else None
+    root = keys.get("paths.experiments_dir") or os.environ.get("ROBUSTAI_EXPERIMENTS_DIR")
+    root = root or "experiments"
+    if paths is None or len(paths) != 1 or "$" in root:
+        return args
+    try:
+        top = Path(root).expanduser().resolve()
+        inside = Path(paths[0]).expanduser().resolve().relative_to(top)
+    except (OSError, RuntimeError, ValueError):  # elsewhere (or a path that cannot resolve)
+        return args
+    experiment = inside.parts[0] if len(inside.parts) > 1 else None
+    if experiment is None or not re.fullmatch(r"[\w.+@%-]+", experiment):
+        return args  # a name Hydra would need quoted: the default, as for a model elsewhere
+    return [*args, f"name={experiment}/evaluate"]
+
+
 def _checkpoint_paths(override: str) -> list[str] | None:
     """The checkpoint(s) a ``checkpoint=`` override names, as Hydra will read them: quoted or
     escaped (a path with a space or comma), with ``+``/``++``, or a sweep ``a,b``; None for a
@@ -745,6 +775,7 @@ def main(argv: Sequence[str]) -> int:
         _check_one_process()
         cdir = config_dir("evaluate")
         args = data_from_checkpoint(config_dir_as_searchpath(argv, cdir))
+        args = name_from_checkpoint(args)
         preflight(cdir, "evaluate", args, check_evaluate_config)
         _check_sweep_folder(cdir, args)
     except UserError as e:

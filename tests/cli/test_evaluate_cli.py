@@ -22,6 +22,7 @@ from robustai.cli.preflight import preflight
 from robustai.config import to_evaluate_config
 from robustai.errors import CheckpointError, ConfigError
 from robustai.models import build_model, save_model
+from robustai.security.roles import experiment_of
 
 TINY = [
     "data=synthetic",
@@ -1088,3 +1089,55 @@ def test_an_evaluation_without_attacks_logs_no_nan_worst_case(
     scalars = acc.Tags()["scalars"]
     assert "eval/clean_acc" in scalars
     assert not [t for t in scalars if t.startswith("eval/worst_case_acc")]
+
+
+def test_an_evaluation_lands_in_its_models_experiment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dashboard grants are per experiment (the first folder under experiments/): in one shared
+    ``evaluate`` experiment, a viewer granted only that saw every model's evaluation (reports,
+    adversarial images, privacy statements)."""
+    monkeypatch.setenv("ROBUSTAI_EXPERIMENTS_DIR", "exp")
+    extra = {"data": "digits", "threat_model": {"norm": "linf", "eps": 0.2}}
+    run = save_small_cnn(tmp_path / "exp" / "secret_b" / "2026-01-01" / "00-00-00", extra=extra)
+    proc = robustai(
+        "evaluate", "checkpoint=exp/secret_b/2026-01-01/00-00-00", "evaluator=quick",
+        "evaluator.attacks=[{name:fgsm}]", "evaluator.samples=20",
+        "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false", "threads=1",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (report,) = (tmp_path / "exp").rglob("report.md")
+    assert report.relative_to(tmp_path / "exp").parts[:2] == ("secret_b", "evaluate")
+    assert list(report.parent.glob("events.out.tfevents.*"))
+    run_name = report.parent.relative_to(tmp_path / "exp").as_posix()  # TensorBoard's run name
+    assert experiment_of(run_name) == "secret_b"  # what the dashboard checks grants against
+    assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["secret_b"]
+    assert run.is_dir()
+
+
+@pytest.mark.parametrize(
+    ("given", "name"),
+    [
+        (["checkpoint=exp/secret_b/d/t"], "secret_b/evaluate"),
+        (["checkpoint=exp/secret_b/d/t/weights.safetensors"], "secret_b/evaluate"),
+        (["checkpoint=./exp/../exp/secret_b/d/t"], "secret_b/evaluate"),
+        (["checkpoint=exp/multirun/d/t/0"], "multirun/evaluate"),  # where the member's grant is
+        (["paths.experiments_dir=runs", "checkpoint=runs/mine/d/t"], "mine/evaluate"),
+        (["checkpoint=elsewhere/d/t"], None),  # outside experiments/: the default, evaluate
+        (["checkpoint=exp/secret_b"], None),  # not a run of the experiment: refused later
+        (["checkpoint=exp/secret_b/d/t", "name=mine"], None),  # the user's choice stands
+        (["checkpoint=exp/secret_b/d/t", "hydra.run.dir=out"], None),
+        (["-m", "checkpoint=exp/a/d/t,exp/b/d/t"], None),  # a sweep lands under multirun
+        (["checkpoint=exp/a b/d/t"], None),  # a name Hydra would need quoted
+    ],
+)
+def test_the_name_of_an_evaluation_follows_its_checkpoint(
+    given: list[str], name: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from robustai.cli.evaluate import name_from_checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ROBUSTAI_EXPERIMENTS_DIR", "exp")
+    added = name_from_checkpoint(given)[len(given) :]
+    assert added == ([f"name={name}"] if name else [])
