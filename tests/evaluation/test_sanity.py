@@ -573,3 +573,45 @@ def test_checks_that_could_not_fail_on_these_samples_are_skipped(
     s = statuses(ev)
     assert s["large_eps"] == "skip"
     assert s["gradients"] == "fail" and s["fgsm_baseline"] != "skip"
+
+
+@pytest.mark.parametrize(
+    "suite",
+    [
+        [lambda eps: build_attack("fgsm", eps=eps)],
+        [lambda eps: build_attack("square", eps=eps, n_queries=5)],
+    ],
+    ids=["fgsm", "square5"],
+)
+def test_a_suite_without_an_iterative_attack_fails_where_the_checks_pgd_beats_it(
+    digits_model: nn.Module, digits: DataBundle, suite: list
+) -> None:
+    """A suite of FGSM alone (or a 5-query Square) got "the attack has converged" from
+    comparing the checks' own PGD-20 with PGD-40, and a trustworthy verdict, while that PGD-20
+    found a robust accuracy far below the suite's reported one."""
+    ev = evaluate_model(
+        digits_model,
+        digits.eval.x[:N],
+        digits.eval.y[:N],
+        attacks=suite,
+        eps=[EPS],
+        num_classes=10,
+        sanity=SanitySettings(samples=N, checks=("convergence",)),
+    )
+    (check,) = ev.sanity.checks
+    reported = ev.result.worst_case[f"{EPS:g}"]
+    assert check.details["acc"] == pytest.approx(reported)  # the suite's worst case
+    assert check.details["acc_with_stronger"] < reported - 0.05
+    assert check.status == "fail", check.line()
+    assert "with the checks' pgd20@0.1 (and 2x steps and a restart)" in check.reason
+    assert check.reason.endswith(
+        "add an iterative attack (e.g. pgd) to evaluator.attacks and report its number"
+    )
+    # with PGD-20 in the suite, its own convergence is judged, as before
+    ev = evaluate_model(
+        digits_model, digits.eval.x[:N], digits.eval.y[:N],
+        attacks=[*suite, lambda eps: build_attack("pgd", eps=eps, steps=20)], eps=[EPS],
+        num_classes=10, sanity=SanitySettings(samples=N, checks=("convergence",)),
+    )  # fmt: skip
+    assert ev.sanity.checks[0].details["checks_own_attack"] is None
+    assert ev.sanity.checks[0].details["attack"] == f"pgd20@{EPS:g}"
