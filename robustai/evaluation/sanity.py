@@ -17,7 +17,9 @@ symptoms; each check below tests one of them on the evaluated model and data:
 - ``deterministic``: the forward pass is deterministic (else: a randomized defense, which needs
   EOT to evaluate; it passes when the attacks average their gradients, ``eot_iter`` > 1);
 - ``convergence``: more steps and restarts of the strongest attack (and, with EOT, more passes
-  per gradient) change robust accuracy by less than a point, at every evaluated eps > 0.
+  per gradient) change robust accuracy by less than a point, at every evaluated eps > 0 (a
+  suite without an iterative white-box attack: the checks' own PGD-20 and its stronger copy
+  must not lower the suite's worst case).
 
 Each check passes, warns or fails with a one-line reason (``skip`` when it does not apply). The
 expensive ones run on the first ``samples`` evaluated images; differences within ``tolerance``
