@@ -28,9 +28,20 @@ EXAMPLES = "adversarial_examples.safetensors"
 _STATUS_MARK = {"pass": "PASS", "warn": "WARN", "fail": "**FAIL**", "skip": "skip"}
 
 
+#: the checks that test the suite's numbers against other attacks (the others test the model's
+#: gradients and randomness): a verdict that rests on none of them vouches for nothing
+ATTACK_CHECKS = ("fgsm_baseline", "large_eps", "black_box", "convergence")
+
+
 def verdict(evaluation: Evaluation) -> bool | None:
-    """True when every sanity check passed or warned, False if one failed, None if none ran."""
-    return None if evaluation.sanity is None else evaluation.sanity.passed
+    """True when no sanity check failed and one that compares attacks passed or warned; False
+    if one failed; None when nothing can be said: checks disabled, no attack run, or every
+    check that compares attacks skipped (on one sample each of them is) or left out."""
+    sanity = evaluation.sanity
+    if sanity is None or not sanity.passed:
+        return None if sanity is None else False
+    compared = any(c.name in ATTACK_CHECKS and c.status in ("pass", "warn") for c in sanity.checks)
+    return True if compared and evaluation.result.outcomes else None
 
 
 def build_report(
@@ -106,8 +117,16 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             + ". The robust accuracies below are upper bounds at best; see why under "
             "Sanity checks."
         )
-    else:
+    elif sanity is None:
         out.append("**Verdict: unknown** (sanity checks disabled).")
+    elif not report["robust_acc"]:
+        out.append("**Verdict: unknown** (no attack ran: there is no robust accuracy to check).")
+    else:
+        out.append(
+            "**Verdict: unknown.** No sanity check that compares the attacks with others ran"
+            f" ({', '.join(ATTACK_CHECKS)}: skipped or left out); evaluate more than one"
+            " sample, with those checks."
+        )
     out.append("")
 
     facts = [

@@ -165,3 +165,39 @@ def test_context_cannot_overwrite_the_reports_own_fields(evaluation: Evaluation,
         build_report(evaluation, title="t", context={"model": "m", key: "from context"})
     report = build_report(evaluation, title="t", context={"run": {"title": "nested is fine"}})
     assert report["title"] == "t" and report["run"] == {"title": "nested is fine"}
+
+
+@pytest.mark.parametrize(
+    ("n", "attacks", "why"),
+    [
+        # one sample: every check that compares attacks skips ("could not fail"), and the two
+        # that do not (gradients, deterministic) passed; the verdict read "trustworthy"
+        (1, ["pgd"], "No sanity check that compares the attacks with others ran"),
+        (40, [], "no attack ran"),  # no robust accuracy at all, yet "trustworthy"
+    ],
+)
+def test_a_verdict_resting_on_no_comparison_of_attacks_is_unknown(
+    digits_model: nn.Module, digits: DataBundle, n: int, attacks: list, why: str
+) -> None:
+    evaluation = evaluate_model(
+        digits_model,
+        digits.eval.x[:n],
+        digits.eval.y[:n],
+        attacks=[lambda eps, a=a: build_attack(a, eps=eps, steps=5) for a in attacks],
+        eps=[0.1],
+        num_classes=10,
+        sanity=SanitySettings(samples=n),
+    )
+    assert evaluation.sanity is not None and evaluation.sanity.passed  # none failed
+    report = build_report(evaluation, title="t")
+    assert report["trustworthy"] is None
+    assert "**Verdict: unknown" in render_markdown(report)
+    assert why in render_markdown(report)
+    # the same suite on 40 samples compares attacks: a verdict again
+    if attacks:
+        evaluation = evaluate_model(
+            digits_model, digits.eval.x[:40], digits.eval.y[:40],
+            attacks=[lambda eps: build_attack("pgd", eps=eps, steps=5)], eps=[0.1],
+            num_classes=10, sanity=SanitySettings(samples=40),
+        )  # fmt: skip
+        assert build_report(evaluation, title="t")["trustworthy"] is not None
