@@ -309,6 +309,9 @@ def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
         recorded = files.get(key)
         if not isinstance(recorded, dict):
             continue
+        if "sha256" not in recorded:  # a DP run records its files by path alone
+            _check_path_only(key, path, recorded)
+            continue
         try:
             found = idx_sha256(str(path))
         except DataError:
@@ -319,6 +322,25 @@ def check_recorded_data(data: Any, meta: dict[str, Any]) -> None:
                 f" ({recorded.get('path')}, per meta.json); point data.root, or data.images and"
                 " data.labels, at those files"
             )
+
+
+def _check_path_only(key: str, path: Any, recorded: dict[str, Any]) -> None:
+    """Without a content hash (see ``pipeline.recorded_files``) other content cannot be told
+    from the run's: say so where the file is not the one the run read."""
+    from robustai.data.idx import resolved_path
+
+    try:
+        same = str(resolved_path(str(path)).resolve()) == recorded.get("path")
+    except OSError:
+        same = False
+    if not same:
+        log.warning(
+            "data.%s=%s: the model was trained on %s (meta.json records it by path alone, as for"
+            " every run with a differential-privacy guarantee), so whether this file holds the"
+            " same images cannot be checked; if it holds others, the eval split may include"
+            " images the model was trained on",
+            key, path, recorded.get("path"),
+        )  # fmt: skip
 
 
 def _check_other_set(data: Any, meta: dict[str, Any]) -> None:
@@ -334,10 +356,11 @@ def _check_other_set(data: Any, meta: dict[str, Any]) -> None:
     if meta.get("data") != "idx" or not isinstance(recorded, dict) or test_file is None:
         return
     try:
-        found = idx_sha256(test_file)
+        found = idx_sha256(test_file) if "sha256" in recorded else None
     except DataError:
         return  # not there (yet): the loader reports it, or downloads the set
-    if found == recorded.get("sha256"):
+    same_path = str(Path(test_file).resolve()) == recorded.get("path")  # a DP run's record
+    if found == recorded.get("sha256") or (found is None and same_path):
         raise ConfigError(
             f"data={data.name}: its test images ({test_file}) are the file the model was trained"
             f" on a part of (data=idx, {recorded.get('path')}, per meta.json), so they include"
@@ -467,7 +490,10 @@ def _recorded_data(checkpoint: str, keys: dict[str, str]) -> tuple[list[str], li
         out += files
         if files:  # the paths exist and are recorded with their content
             record = meta["data_files"]
-            same += [f"data.{k}:sha256={record[k].get('sha256')}" for k in ("images", "labels")]
+            same += [  # by content; by path where a DP run recorded no content
+                f"data.{k}:sha256={record[k].get('sha256') or record[k].get('path')}"
+                for k in ("images", "labels")
+            ]
     return out, same
 
 

@@ -203,6 +203,16 @@ def idx_files(images: Any, labels: Any) -> dict[str, dict[str, str]]:
     }
 
 
+def recorded_files(files: dict[str, dict[str, str]], privacy: Any) -> dict[str, dict[str, str]]:
+    """``files`` as meta.json records them: by path alone beside a differential-privacy
+    guarantee over the training data. A content hash is a function of every training image:
+    whoever knows all of them but one could confirm a guess at that one, which the guarantee
+    rules out (meta.json travels with the weights)."""
+    if privacy.summary() is None:
+        return files
+    return {key: {"path": record["path"]} for key, record in files.items()}
+
+
 def make_privacy(cfg: TrainConfig) -> Any:
     """The privacy plan of ``privacy=<option>`` (see :mod:`robustai.privacy.plans`)."""
     p = cfg.privacy
@@ -980,7 +990,7 @@ def _run_train(
             "split": {k: getattr(cfg.data, k) for k in SPLIT_SETTINGS.get(data.name, ())},
             # IDX files can be any data set (Fashion-MNIST's files bear MNIST's names): their
             # content, so that evaluate can tell other files from these
-            **({"data_files": data_files} if data_files is not None else {}),
+            **({"data_files": recorded_files(data_files, privacy)} if data_files else {}),
         },
     )
     metrics: dict[str, Any] = {

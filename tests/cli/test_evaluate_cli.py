@@ -1141,3 +1141,42 @@ def test_the_name_of_an_evaluation_follows_its_checkpoint(
     monkeypatch.setenv("ROBUSTAI_EXPERIMENTS_DIR", "exp")
     added = name_from_checkpoint(given)[len(given) :]
     assert added == ([f"name={name}"] if name else [])
+
+
+def test_a_dp_run_records_its_idx_files_by_path_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """meta.json, which travels with the weights, held a sha256 of the training files beside
+    "the weights ... are differentially private": a function of every training image, with
+    which whoever knew all of them but one could confirm a guess at that one."""
+    ours = _idx_pair(tmp_path / "ours", bytes([i % 10 for i in range(40)]))
+    _idx_pair(tmp_path / "theirs", bytes([(i + 1) % 10 for i in range(40)]))
+    quick = ["evaluator=quick", "evaluator.sanity.enabled=false", "evaluator.curve.enabled=false",
+             "logger=none", "threads=1"]  # fmt: skip
+    run = tmp_path / "run"
+    done = robustai(
+        "train", "data=idx", f"data.root={tmp_path / 'ours'}", "privacy=input_laplace",
+        "attack=none", *quick[:-1], "trainer.epochs=1", "trainer.watchdog.enabled=false",
+        f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads((run / "metrics.json").read_text())["privacy"]["epsilon"] > 0
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["data_files"] == {
+        "images": {"path": str(ours[0])},
+        "labels": {"path": str(ours[1])},
+    }
+    # its own files (meta.json's paths): evaluated without a word about them
+    same = robustai("evaluate", f"checkpoint={run}", *quick, f"hydra.run.dir={tmp_path / 'e1'}",
+                    cwd=tmp_path)  # fmt: skip
+    assert same.returncode == 0, same.stderr[-2000:]
+    assert "cannot be checked" not in caplog.text
+    # other files: evaluated, with a warning (from the pre-flight) that their content could not
+    # be compared
+    other = robustai(
+        "evaluate", f"checkpoint={run}", f"data.root={tmp_path / 'theirs'}", *quick,
+        f"hydra.run.dir={tmp_path / 'e2'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert other.returncode == 0, other.stderr[-2000:]
+    assert "meta.json records it by path alone" in caplog.text
+    assert "whether this file holds the same images cannot be checked" in caplog.text
