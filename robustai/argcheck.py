@@ -15,6 +15,11 @@ import numbers
 #: 3.4e38): PGD then returned x unchanged and Square NaN, without a word.
 MAX_L2_EPS = 1e4
 
+#: Seeds are taken in [0, 2**62), as the config check of ``trainer.seed`` and
+#: ``privacy.noise_seed`` takes them: torch's generators take a 64-bit integer, and seeds derived
+#: from a run's (offsets per DDP rank) must stay in range too.
+SEED_LIMIT = 2**62
+
 
 def is_integer(value: object) -> bool:
     """A whole number (Python's or numpy's, e.g. from ``np.arange``), not a bool."""
@@ -34,3 +39,16 @@ def check_flag(name: str, value: object) -> bool:
     if not isinstance(value, bool | np.bool_):
         raise TypeError(f"{name} must be True or False; got {value!r}")
     return bool(value)
+
+
+def check_seed(name: str, value: object) -> int | None:
+    """``value`` as an int if it is a whole number in [0, 2**62), or None (a seed from the
+    operating system's entropy); else a one-line TypeError or ValueError now, not torch's
+    "invalid literal for int()" or "Overflow" at the first draw (and 1.5 silently truncated)."""
+    if value is None:
+        return None
+    if not is_integer(value):
+        raise TypeError(f"{name} must be a whole number or None (OS entropy); got {value!r}")
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"{name}={value}: must be a whole number in [0, 2**62), e.g. 0")
+    return int(value)

@@ -257,3 +257,72 @@ def test_attach_refuses_what_is_not_a_module() -> None:
     hook with an AttributeError."""
     with pytest.raises(TypeError, match=r"layer must be a torch\.nn\.Module .* got float"):
         attach(torch.nn.Linear(2, 2), 0.1, "input")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0, 1, 8, 8)])
+def test_an_empty_batch_is_released_empty(shape: tuple[int, ...]) -> None:
+    """As GaussianNoise returns it: flattening 0 records failed with "cannot reshape tensor of
+    0 elements into shape [0, -1]"."""
+    for mechanism in (LaplaceMechanism(1.0, 1.0), GaussianMechanism(1.0, 1.0, 1e-5)):
+        out = mechanism(torch.zeros(shape))
+        assert out.shape == shape and out.dtype == torch.float32
+        assert mechanism.releases == 0
+
+
+@settings(max_examples=30, deadline=None)
+@given(x=records, bound=st.floats(1e-3, 1e3), p=st.sampled_from([1, 2]))
+def test_bfloat16_records_are_clipped_within_the_bound(x: np.ndarray, bound: float, p: int) -> None:
+    """Cast back to bfloat16 (autocast), a clipped norm exceeded the bound by up to 0.2%: the
+    records come back in float32, within the bound up to float32 rounding."""
+    out = clip_records(torch.from_numpy(x).bfloat16(), bound, p)
+    assert out.dtype == torch.float32
+    assert (out.double().norm(p=p, dim=1) <= bound * (1 + 1e-6)).all()
+    assert clip_records(torch.from_numpy(x).double(), bound, p).dtype == torch.float64
+
+
+def test_a_mechanism_under_autocast_clips_and_adds_noise_in_float32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With trainer.amp the features reach the mechanism in bfloat16: the clipped records it
+    adds noise to keep the bound, and only the noisy output is cast back to bfloat16."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Flatten(), torch.nn.Linear(64, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10)
+    )
+    mechanism = LaplaceMechanism(2.0, 1.0, seed=0)
+    clipped: list[torch.Tensor] = []
+    clip = mechanism.clip
+    monkeypatch.setattr(mechanism, "clip", lambda x: clipped.append(clip(x)) or clipped[-1])
+    attach(model, mechanism, "features")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(500, 1, 8, 8) * 5)
+    assert clipped[0].dtype == torch.float32
+    assert (clipped[0].double().norm(p=1, dim=1) <= mechanism.bound * (1 + 1e-6)).all()
+    assert out.dtype == torch.bfloat16 and mechanism.releases == 500
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "message"),
+    [
+        # 1.5 was silently truncated to 1, the others failed in torch's words at the first draw
+        (1.5, TypeError, "seed must be a whole number or None"),
+        ("abc", TypeError, "seed must be a whole number or None"),
+        (True, TypeError, "seed must be a whole number or None"),
+        (2**70, ValueError, r"seed=\d+: must be a whole number in \[0, 2\*\*62\)"),
+        (-1, ValueError, r"seed=-1: must be a whole number in \[0, 2\*\*62\)"),
+    ],
+)
+def test_a_bad_seed_is_refused_when_the_mechanism_is_built(
+    seed: object, error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        LaplaceMechanism(1.0, 1.0, seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(error, match=message):
+        GaussianMechanism(1.0, 1.0, 1e-5, seed=seed)  # type: ignore[arg-type]
+    with pytest.raises(error, match=message):
+        LaplaceMechanism(1.0, 1.0).reseed(seed)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [None, 0, np.int64(3), 2**62 - 1])
+def test_good_seeds_are_taken(seed: int | None) -> None:
+    assert LaplaceMechanism(1.0, 1.0, seed=seed)(torch.zeros(2, 3)).shape == (2, 3)
