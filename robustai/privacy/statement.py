@@ -36,7 +36,14 @@ def rounded_up(v: float) -> str:
     if not 0 < v < math.inf or float(text) >= v:
         return text
     unit = 10.0 ** (math.floor(math.log10(v)) - 2)
-    return _num(math.ceil(v / unit) * unit)
+    steps = math.ceil(v / unit)
+    text = _num(steps * unit)
+    # v / unit can round to a whole number below it (5.510000000000001 / 0.01 gives 551.0,
+    # which read "5.51"): step up until the text is no smaller than v
+    while float(text) < v:
+        steps += 1
+        text = _num(steps * unit)
+    return text
 
 
 def privacy_statement(privacy: Mapping[str, Any] | None) -> str:

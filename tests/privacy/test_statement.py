@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import re
+from decimal import Decimal
 from pathlib import Path
+
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from robustai.privacy import (
     append_privacy_section,
@@ -11,6 +16,7 @@ from robustai.privacy import (
     privacy_section,
     privacy_statement,
 )
+from robustai.privacy.statement import rounded_up
 
 DPSGD = {
     "method": "dpsgd",
@@ -114,3 +120,19 @@ def test_privacy_section_replaces_the_report_atomically(tmp_path: Path) -> None:
     assert held.read_text() == "# Report\n"
     assert report.read_text() == "# Report\n\n" + privacy_section(metrics)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["held.md", "report.md"]
+
+
+@given(st.floats(min_value=1e-300, max_value=1e300))
+@example(5.510000000000001)  # 5.510000000000001 / 0.01 rounds to 551.0: it read "5.51"
+@example(math.nextafter(2.99, math.inf))
+@example(math.nextafter(1e-5, math.inf))
+@example(math.nextafter(0.124, math.inf))
+@example(math.nextafter(9.99, math.inf))
+@example(math.nextafter(100.0, math.inf))
+def test_rounded_up_never_reads_below_the_value(v: float) -> None:
+    """Three significant figures, never smaller than ``v``, and at most one unit in the third
+    figure above it."""
+    text = rounded_up(v)
+    assert float(text) >= v
+    assert len(Decimal(text).normalize().as_tuple().digits) <= 3
+    assert float(text) <= v * 1.01 * (1 + 1e-12)
