@@ -212,6 +212,17 @@ def _check_devices(model: nn.Module, x: Tensor, y: Tensor) -> None:
 _warned_detached = False
 
 
+class WarnOnce:
+    """A warning's "already said" flag, shared by an attack and its shallow copies (training
+    makes a :meth:`Attack.with_eps` copy per batch during eps warm-up) or by the attacks of one
+    evaluation (a new attack per eps): each warning anew repeated it per batch or per eps."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = False
+
+
 def input_grad(loss: Tensor, x: Tensor) -> Tensor:
     """d loss / d x, or zeros where the model's output is not connected to ``x`` in autograd
     (``x.detach()``, NumPy or ``torch.no_grad`` inside ``forward``): the attack then finds
@@ -328,6 +339,8 @@ class Attack(ABC):
     supports_cuda_graph: ClassVar[bool] = False
     #: replay the attack from a captured CUDA graph on CUDA inputs (:mod:`robustai.attacks.graphs`)
     cuda_graph: bool = False
+    #: whether "cuda_graphs has no effect" was logged (shared with copies; see :class:`WarnOnce`)
+    _eager_notice: WarnOnce | None = None
     #: whether the attack follows gradients, so that averaging them over draws of a randomized
     #: model (EOT, see :meth:`with_eot`) applies to it.
     supports_eot: ClassVar[bool] = False
@@ -395,6 +408,8 @@ class Attack(ABC):
             check_input_range(lo, hi, "attack inputs")
         if self.eps == 0.0 or x.numel() == 0:
             return x.clone()
+        if self.cuda_graph and not x.is_cuda:
+            self._warn_eager(x)
         y = autograd_tensor(y).detach()
 
         modules = list(model.modules())
@@ -478,17 +493,19 @@ class Attack(ABC):
         new.early_stop = early_stop  # type: ignore[attr-defined]
         return new
 
-    def with_cuda_graph(self, enabled: bool = True) -> Attack:
+    def with_cuda_graph(self, enabled: bool = True, *, once: WarnOnce | None = None) -> Attack:
         """A shallow copy that, on CUDA inputs, replays the whole attack from a CUDA graph
         captured per batch shape (:mod:`robustai.attacks.graphs`: the same kernels and iterates,
         launched at once; several times faster for models whose steps are launch-bound). Opt-in,
         because Python code in the model's forward runs at capture only. Attacks that sync with
         the host (APGD, Square, PGD with restarts) are returned as they are, and on CPU it does
-        nothing."""
-        if not self.supports_cuda_graph or self.cuda_graph == enabled:
+        nothing but log a warning, once for the copy and its own copies (:meth:`with_eps`, ...),
+        or once for every attack given the same ``once``."""
+        if not self.supports_cuda_graph or (self.cuda_graph == enabled and once is None):
             return self
         new = copy.copy(self)
         new.cuda_graph = enabled
+        new._eager_notice = once if once is not None else WarnOnce()
         return new
 
     def with_eot(self, eot_iter: int) -> Attack:
@@ -502,6 +519,20 @@ class Attack(ABC):
         new = copy.copy(self)
         new.eot_iter = eot_iter
         return new
+
+    def _warn_eager(self, x: Tensor) -> None:
+        """One warning per attack (with its copies) that the CUDA graphs asked for are not
+        used: on CPU, ``trainer.cuda_graphs=true`` ran exactly as without it, without a word."""
+        notice = self._eager_notice
+        if notice is None:  # cuda_graph set on the instance, not through with_cuda_graph
+            notice = self._eager_notice = WarnOnce()
+        if notice.done:
+            return
+        notice.done = True
+        where = "CPU" if x.device.type == "cpu" else f"{x.device.type} (non-CUDA)"
+        logger.warning(
+            "cuda_graphs=True has no effect on %s inputs; the attack runs eagerly", where
+        )
 
     def _capturable(self) -> bool:
         """Whether this instance's :meth:`perturb` can be captured (override to decline). EOT

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from robustai.argcheck import check_flag, is_integer, is_real
 from robustai.attacks import Attack
+from robustai.attacks.base import WarnOnce
 from robustai.evaluation.accuracy import (
     AttackOutcome,
     attack_outcome,
@@ -65,12 +66,14 @@ def early_stopping(make: AttackFactory) -> AttackFactory:
     return make_early_stopping
 
 
-def cuda_graphing(make: AttackFactory) -> AttackFactory:
+def cuda_graphing(make: AttackFactory, once: WarnOnce | None = None) -> AttackFactory:
     """``make`` with CUDA-graph replay turned on where the attack allows it (see
-    :meth:`Attack.with_cuda_graph`)."""
+    :meth:`Attack.with_cuda_graph`). Off CUDA its attacks warn that it has no effect, once for
+    all of them (a new attack per eps) or, given ``once``, for all that share it."""
+    once = once if once is not None else WarnOnce()
 
     def make_cuda_graphing(eps: float) -> Attack:
-        return make(eps).with_cuda_graph()
+        return make(eps).with_cuda_graph(once=once)
 
     return make_cuda_graphing
 

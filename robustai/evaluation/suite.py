@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from robustai.argcheck import check_flag, is_integer, is_real
-from robustai.attacks.base import check_eot_iter
+from robustai.attacks.base import WarnOnce, check_eot_iter
 from robustai.evaluation.accuracy import checked_labels, predict
 from robustai.evaluation.curve import RobustnessCurve, default_curve_eps, robustness_curve
 from robustai.evaluation.evaluator import (
@@ -158,7 +158,8 @@ def evaluate_model(
         if early_stop:
             attacks = [early_stopping(make) for make in attacks]
         if cuda_graphs:
-            attacks = [cuda_graphing(make) for make in attacks]
+            once = WarnOnce()  # off CUDA, one warning for the whole suite, curve and checks
+            attacks = [cuda_graphing(make, once) for make in attacks]
         evaluator = Evaluator(attacks, eps, batch_size, early_stop)
         check_metric_keys(evaluator.attacks, evaluator.eps)  # before the model runs
         clean_pred = predict(model, x, batch_size, num_classes=num_classes)

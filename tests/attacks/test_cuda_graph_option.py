@@ -4,13 +4,16 @@ The capture and replay themselves need a GPU: tests/gpu/test_cuda_graphs.py."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from torch import nn
 
 from attacks.attack_helpers import N_CLASSES, make_batch
 from robustai.attacks import APGD, FGSM, PGD, Square, graphs
-from robustai.evaluation import evaluate_model
+from robustai.evaluation import CurveSettings, evaluate_model
+from robustai.training.objectives import AdversarialObjective
 
 
 def _model() -> nn.Module:
@@ -69,3 +72,48 @@ def test_evaluate_model_passes_the_option_to_its_attacks() -> None:
     assert runs[0].result.robust_acc == runs[1].result.robust_acc
     assert [a.cuda_graph for a in runs[0].result.attacks.values()] == [False]
     assert [a.cuda_graph for a in runs[1].result.attacks.values()] == [True]
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_on_cpu_the_option_is_named_in_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    """cuda_graphs=True on CPU ran eagerly without a word; and eps warm-up makes a with_eps copy
+    per batch, so a warning per attack object would repeat every batch."""
+    model = _model()
+    x, y = make_batch(16, seed=5)
+    with caplog.at_level(logging.WARNING, logger="robustai.attacks.base"):
+        PGD(0.1, steps=2)(model, x, y)  # without the option: nothing to say
+        assert _warnings(caplog) == []
+        graphed = PGD(0.1, steps=2).with_cuda_graph()
+        objective = AdversarialObjective(graphed, eps_warmup_epochs=1.0)
+        for progress in (0.0, 0.25, 0.5, 1.0, 2.0):  # warm-up copies, then the attack itself
+            objective(model, x, y, progress)
+    assert _warnings(caplog) == [
+        "cuda_graphs=True has no effect on CPU inputs; the attack runs eagerly"
+    ]
+
+
+def test_evaluate_model_on_cpu_warns_once_for_all_its_attacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every attack at every eps (and in the curve) is a new attack object: one warning each
+    was a dozen lines saying the same."""
+    model = _model()
+    x, y = make_batch(32, seed=6)
+    with caplog.at_level(logging.WARNING, logger="robustai.attacks.base"):
+        evaluate_model(
+            model,
+            x,
+            y,
+            attacks=[lambda e: FGSM(e), lambda e: PGD(e, steps=2)],
+            eps=[0.05, 0.1],
+            num_classes=N_CLASSES,
+            curve=CurveSettings(eps=[0.02, 0.05, 0.1]),
+            per_class=False,
+            cuda_graphs=True,
+        )
+    assert _warnings(caplog) == [
+        "cuda_graphs=True has no effect on CPU inputs; the attack runs eagerly"
+    ]
