@@ -162,8 +162,8 @@ def build_data(
     else:
         raise DataError(f"unknown data set '{name}'; valid: {', '.join(DATASETS)}")
 
-    x_tr, y_tr = take(x_tr, y_tr, train_size, split_seed)
-    x_ev, y_ev = take(x_ev, y_ev, eval_size, split_seed)
+    x_tr, y_tr = _subset(x_tr, y_tr, train_size, split_seed, "train_size", "training")
+    x_ev, y_ev = _subset(x_ev, y_ev, eval_size, split_seed, "eval_size", "eval")
     if len(x_tr) == 0:  # only when every class has a single image, which eval gets first
         more = "a larger data.num_samples" if name == "synthetic" else "more images"
         raise DataError(
@@ -188,6 +188,18 @@ def build_data(
 
 #: the published data sets' class counts; idx and synthetic data give theirs in ``build_data``
 _CLASSES = {"digits": 10, "mnist": 10, "fashion_mnist": 10, "cifar10": 10}
+
+
+def _subset(
+    x: Tensor, y: Tensor, n: int | None, seed: int, key: str, split: str
+) -> tuple[Tensor, Tensor]:
+    """:func:`take`, saying so when ``n`` asks for more images than the split holds: a run
+    asking for 5000 training images of digits trained on 1438 without a word."""
+    if n is not None and n > len(x):
+        log.warning(
+            "%s=%d but the %s split holds %d images; using all %d", key, n, split, len(x), len(x)
+        )
+    return take(x, y, n, seed)
 
 
 def _split(

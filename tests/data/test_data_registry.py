@@ -501,3 +501,22 @@ def test_a_label_beyond_the_others_is_named_in_a_warning(
         intact = build_data("idx", root=mnist_idx_dir)
     assert intact.num_classes == 10
     assert not [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_a_subset_size_beyond_the_split_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """data.train_size=5000 on digits trained on its 1438 training images without a word."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        b = build_data("digits", train_size=5000, eval_size=10_000)
+    n_tr, n_ev = len(b.train.x), len(b.eval.x)
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"train_size=5000 but the training split holds {n_tr} images; using all {n_tr}",
+        f"eval_size=10000 but the eval split holds {n_ev} images; using all {n_ev}",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="robustai.data.registry"):
+        build_data("digits", train_size=n_tr, eval_size=100)  # all of them, or fewer: no warning
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
