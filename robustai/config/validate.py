@@ -541,7 +541,9 @@ def _check_attack_keys(container: dict[str, Any], unknown_only: bool = False) ->
         name = entry.get("name")
         if isinstance(name, str) and name in ATTACKS:
             takes = ["name", *(k for k in accepted_kwargs(ATTACKS[name]) if k in fields)]
-        else:  # attack=none, or an unknown name (validate names what is valid)
+        elif name == ATTACK_NONE and prefix == "attack":  # eps: the threat model evaluated at
+            takes = ["name", "eps", "norm", "model_mode"]
+        else:  # an unknown name (validate names what is valid)
             takes = fields
         if prefix != "attack":  # the suite runs every attack at each of evaluator.eps
             if entry.get("eps") is not None:
@@ -654,6 +656,52 @@ def _check_data_keys_used(d: DataConfig) -> None:
             )
 
 
+def _check_settings_used(t: TrainerConfig, a: AttackConfig) -> None:
+    """A setting the chosen objective, attack or schedule does not read was ignored while
+    ``.hydra/``, the checkpoint and TensorBoard's HParams recorded it as if applied (two free
+    runs with attack.alpha=0.5 and 0.01 gave the same weights; a search over it searched
+    nothing): refused, as SGD's momentum is under Adam."""
+    if t.objective == "free" and a.name != ATTACK_NONE:
+        # Shafahi et al.: each replay's step is eps, from the perturbation the last one left
+        # (no random start, no steps of its own), in the training pass's own forward
+        unused = [
+            f"attack.{key}={value}"
+            for key, value, default in (
+                ("alpha", a.alpha, None), ("steps", a.steps, None), ("restarts", a.restarts, None),
+                ("model_mode", a.model_mode, AttackConfig.model_mode),
+                ("eot_iter", a.eot_iter, None),
+            )
+            if value != default
+        ]  # fmt: skip
+        if a.name != "fgsm" or unused:
+            given = ", ".join(unused) if a.name == "fgsm" else f"attack={a.name}"
+            raise ConfigError(
+                f"{given}: trainer.objective=free does not use it (each replay steps by"
+                " attack.eps from the perturbation the last one left, in the training pass);"
+                " leave it out and set the threat model with attack.eps (attack=fgsm_rs)"
+            )
+    if a.name == ATTACK_NONE and t.objective == "free":
+        raise ConfigError(
+            "trainer.objective=free with attack=none: free adversarial training needs an"
+            " attack's eps; set attack=fgsm_rs (attack.eps=...), or leave trainer.objective out"
+        )
+    if a.name == ATTACK_NONE and t.eps_warmup_epochs != TrainerConfig.eps_warmup_epochs:
+        raise ConfigError(
+            f"trainer.eps_warmup_epochs={t.eps_warmup_epochs:g}: it ramps the attack's eps up, and"
+            " attack=none trains without an attack; leave it out, or choose an attack"
+        )
+    if t.objective != "free" and t.replays != TrainerConfig.replays:
+        raise ConfigError(
+            f"trainer.replays={t.replays}: only trainer.objective=free replays minibatches;"
+            " leave it out, or set trainer.objective=free"
+        )
+    if t.schedule == "constant" and t.warmup_fraction != TrainerConfig.warmup_fraction:
+        raise ConfigError(
+            f"trainer.warmup_fraction={t.warmup_fraction:g}: trainer.schedule=constant has no"
+            " warm-up; leave it out, or use trainer.schedule=onecycle or cyclic"
+        )
+
+
 def validate(cfg: TrainConfig) -> None:
     """Range and name checks that types alone cannot express."""
     from robustai.attacks import attack_names
@@ -692,6 +740,7 @@ def validate(cfg: TrainConfig) -> None:
     if t.objective == "free" and a.name != ATTACK_NONE and a.norm != "linf":
         raise ConfigError("trainer.objective=free: free adversarial training is L-inf only; "
                           "set attack.norm=linf")
+    _check_settings_used(t, a)
     _choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", t.schedule, SCHEDULES)
     _seed("trainer.seed", t.seed)
