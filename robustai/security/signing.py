@@ -57,15 +57,22 @@ def _digest(meta: Mapping[str, Any], key: bytes) -> str:
 
 def sign_meta(meta: Mapping[str, Any], key: bytes) -> dict[str, str]:
     """The ``signature`` entry for ``meta`` (which must already hold ``weights_sha256``)."""
-    if len(key) < MIN_KEY_BYTES:
-        raise SigningKeyError(f"a signing key needs at least {MIN_KEY_BYTES} bytes")
     if "weights_sha256" not in meta:
         raise ValueError("meta lacks weights_sha256; sign it after hashing the weights")
-    return {"algorithm": ALGORITHM, "value": _digest(meta, key)}
+    return sign_payload(meta, key)
+
+
+def sign_payload(payload: Mapping[str, Any], key: bytes) -> dict[str, str]:
+    """The ``signature`` entry for any JSON record that names its files by sha256 (meta.json,
+    a training checkpoint's JSON), so that the signature covers them too."""
+    if len(key) < MIN_KEY_BYTES:
+        raise SigningKeyError(f"a signing key needs at least {MIN_KEY_BYTES} bytes")
+    return {"algorithm": ALGORITHM, "value": _digest(payload, key)}
 
 
 def verify_meta(meta: Mapping[str, Any], key: bytes) -> bool:
-    """Whether ``meta`` carries a valid signature under ``key`` (constant-time compare)."""
+    """Whether ``meta`` (or any record signed by :func:`sign_payload`) carries a valid
+    signature under ``key`` (constant-time compare)."""
     sig = meta.get(SIGNATURE_FIELD)
     if not isinstance(sig, Mapping) or sig.get("algorithm") != ALGORITHM:
         return False

@@ -482,3 +482,49 @@ def test_an_edited_epoch_count_is_refused(tmp_path: Path) -> None:
     state, path = _edited(tmp_path, {"trainer": trainer()}, edit)
     with pytest.raises(CheckpointError, match=r"epoch -5 .* is no point of a run of 2 epochs"):
         load_checkpoint({"trainer": trainer()}, state, path)
+
+
+def test_with_a_signing_key_checkpoints_are_signed_and_an_edited_one_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint's only check was the sha256 in its own JSON: whoever could write the run
+    folder edited a bias, put the new sha256 beside it, and the resumed run finished and signed
+    its weights (ROBUSTAI_SIGNING_KEY set), vouching for the edited training."""
+    import logging
+
+    from safetensors.torch import load_file, save_file
+
+    from robustai.fileio import sha256_file
+
+    model = _parts()[0]
+    monkeypatch.setenv("ROBUSTAI_SIGNING_KEY", "k" * 32)
+    path = save_checkpoint(tmp_path / "signed", {"model": model}, epoch=1)
+    assert json.loads(path.read_text())["signature"]["algorithm"] == "hmac-sha256"
+    read_checkpoint(path)  # the key that signed it
+    # the edit: a tensor changed, and its new sha256 put into the JSON beside it
+    tensors = path.with_suffix(".safetensors")
+    state = load_file(str(tensors))
+    name = next(k for k in state if k.endswith("bias"))
+    state[name] = state[name] + 5.0
+    save_file(state, str(tensors), metadata={"format": "robustai-ckpt"})
+    payload = json.loads(path.read_text())
+    path.write_text(json.dumps({**payload, "tensors_sha256": sha256_file(tensors)}))
+    with pytest.raises(CheckpointError, match=r"signature check failed: the checkpoint was"):
+        read_checkpoint(path)
+    # unsigned while a key is set: refused (dropping the signature is no way around it)
+    unsigned = {k: v for k, v in payload.items() if k != "signature"}
+    path.write_text(json.dumps({**unsigned, "tensors_sha256": sha256_file(tensors)}))
+    with pytest.raises(CheckpointError, match=r"is not signed, but ROBUSTAI_SIGNING_KEY is set"):
+        read_checkpoint(path)
+    # another key: refused; no key: read, with a warning that nothing was checked
+    good = save_checkpoint(tmp_path / "other", {"model": model}, epoch=1)
+    monkeypatch.setenv("ROBUSTAI_SIGNING_KEY", "x" * 32)
+    with pytest.raises(CheckpointError, match=r"ROBUSTAI_SIGNING_KEY is not the key that"):
+        read_checkpoint(good)
+    monkeypatch.delenv("ROBUSTAI_SIGNING_KEY")
+    with caplog.at_level(logging.WARNING, logger="robustai.training.checkpoint"):
+        read_checkpoint(good)
+    assert "is signed but ROBUSTAI_SIGNING_KEY is unset: signature not checked" in caplog.text
+    assert "signature" not in json.loads(
+        save_checkpoint(tmp_path / "plain", {"model": model}, epoch=1).read_text()
+    )
