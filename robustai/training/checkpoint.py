@@ -377,8 +377,21 @@ def save_checkpoint(
     for old in list_checkpoints(folder)[keep:]:
         for f in (old.path, old.path.with_suffix(".safetensors")):
             f.unlink(missing_ok=True)
+    _prune_orphans(folder)
     _prune_shared(folder)
     return json_file
+
+
+def _prune_orphans(folder: Path) -> None:
+    """Delete what a process killed mid-save left: a tensor file whose JSON was never written
+    (no checkpoint, and never pruned with one: a model's size per kill) and the temporary files
+    of unfinished writes. One process saves into a folder at a time (the run lock)."""
+    named = {c.path.with_suffix(".safetensors").name for c in list_checkpoints(folder)}
+    for f in folder.glob("epoch-*.safetensors"):
+        if _NAME.match(f.stem) and f.name not in named:
+            f.unlink(missing_ok=True)
+    for f in folder.glob(".epoch-*.tmp"):
+        f.unlink(missing_ok=True)
 
 
 def check_keep(keep: object) -> None:

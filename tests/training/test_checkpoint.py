@@ -122,6 +122,22 @@ def test_keeps_only_the_newest(tmp_path: Path) -> None:
     assert len(list(tmp_path.iterdir())) == 4
 
 
+def test_what_a_kill_mid_save_left_is_pruned(tmp_path: Path) -> None:
+    """A run killed between a checkpoint's tensor file and its JSON left the tensor file (a
+    model's size) for good: pruning looked at the JSON files alone."""
+    model = nn.Linear(2, 2)
+    save_checkpoint(tmp_path, {"model": model}, epoch=1)
+    step = save_checkpoint(tmp_path, {"model": model}, epoch=1, step=5)
+    step.unlink()  # the JSON never written
+    (tmp_path / ".epoch-0002.json.abc123.tmp").write_text("{")  # a write cut short
+    kept = [tmp_path / "epoch-0001.json", tmp_path / "epoch-0001.safetensors"]
+    assert set(tmp_path.iterdir()) == {*kept, step.with_suffix(".safetensors"),
+                                        tmp_path / ".epoch-0002.json.abc123.tmp"}  # fmt: skip
+    save_checkpoint(tmp_path, {"model": model}, epoch=2)  # the resumed run's next one
+    assert set(tmp_path.iterdir()) == {*kept, tmp_path / "epoch-0002.json",
+                                        tmp_path / "epoch-0002.safetensors"}  # fmt: skip
+
+
 @pytest.mark.parametrize("keep", [0, -1, 1.5, "2"])
 def test_keep_below_one_is_refused_before_anything_is_written(tmp_path: Path, keep) -> None:
     """keep=0 (read as "keep all") deleted every checkpoint, the one just written too, and
