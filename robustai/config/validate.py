@@ -903,6 +903,11 @@ def _check_resume(folder: str) -> None:
     path = Path(folder).expanduser()
     if not path.is_dir():
         raise ConfigError(f"trainer.resume={folder}: no such run folder")
+    if path.name == CHECKPOINT_DIR and list_checkpoints(path):
+        raise ConfigError(
+            f"trainer.resume={folder} is a run's checkpoints folder; give the run folder"
+            f" (trainer.resume={path.parent}), which resumes from its newest checkpoint"
+        )
     if not list_checkpoints(path / CHECKPOINT_DIR):
         raise ConfigError(
             f"trainer.resume={folder}: no checkpoint in {path / CHECKPOINT_DIR}; "

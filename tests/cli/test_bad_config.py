@@ -580,6 +580,14 @@ def test_resume_from_a_checkpoint_file_names_its_run_folder(
     assert f"trainer.resume={checkpoint} is a file; give the run folder to continue" in line
     assert f"(trainer.resume={tmp_path / 'run'})" in line
     assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]
+    # the checkpoints folder itself: "no checkpoint in .../checkpoints/checkpoints" before
+    with pytest.raises(SystemExit) as exc:
+        main(["train", f"trainer.resume={checkpoint.parent}"])
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert f"trainer.resume={checkpoint.parent} is a run's checkpoints folder; give the" in line
+    assert f"(trainer.resume={tmp_path / 'run'}), which resumes from its newest" in line
+    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]
 
 
 def test_a_password_inside_a_refused_value_is_not_echoed(
