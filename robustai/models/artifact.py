@@ -219,6 +219,19 @@ def _normalization_mismatch(model: nn.Module, mean: Any, std: Any) -> str | None
     return None
 
 
+def _unfinished_hint(folder: Path) -> str:
+    """For a run folder that holds training checkpoints but no model yet: how to finish it."""
+    from robustai.training.checkpoint import CHECKPOINT_DIR, list_checkpoints
+
+    found = list_checkpoints(folder / CHECKPOINT_DIR)
+    if not found:
+        return ""
+    return (
+        f" (this run stopped before it saved its model, at {found[0].path.name}: finish it with"
+        f" robustai train trainer.resume={folder})"
+    )
+
+
 def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """Find ``weights.safetensors`` and ``meta.json`` from a run folder or either file's path."""
     p = Path(path)
@@ -236,6 +249,7 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
         if not f.is_file():
             raise CheckpointError(
                 f"{f} is missing; a checkpoint is a folder with {WEIGHTS} and {META}"
+                + _unfinished_hint(folder)
             )
     try:
         meta = json.loads(meta_path.read_text())

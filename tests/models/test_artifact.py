@@ -272,6 +272,24 @@ def test_missing_weights(saved: Path) -> None:
         load_model(saved)
 
 
+def test_a_run_stopped_before_its_model_says_how_to_finish_it(tmp_path: Path) -> None:
+    """An interrupted run's folder (checkpoints, no model yet) got "weights.safetensors is
+    missing; a checkpoint is a folder with ...", nothing about resuming it."""
+    from robustai.training import save_checkpoint
+
+    run = tmp_path / "run"
+    save_checkpoint(run / "checkpoints", {"model": nn.Linear(2, 2)}, epoch=3)
+    with pytest.raises(CheckpointError) as info:
+        load_model(run)
+    assert str(info.value) == (
+        f"{run / WEIGHTS} is missing; a checkpoint is a folder with {WEIGHTS} and {META} (this"
+        " run stopped before it saved its model, at epoch-0003.json: finish it with robustai"
+        f" train trainer.resume={run})"
+    )
+    with pytest.raises(CheckpointError, match=r"is missing; a checkpoint is a folder with .*json$"):
+        load_model(tmp_path)  # no checkpoints: no hint
+
+
 @pytest.mark.parametrize(
     "content", [b"{not json", b"", b"\xff\xfe\x00{"], ids=["syntax", "empty", "bad-utf8"]
 )
