@@ -256,8 +256,14 @@ def _search_space_runs(overrides: list[str], base: list[str], cfg: Any) -> list[
             specs.append(("", o.input_line))
     params = OmegaConf.select(cfg, "hydra.sweeper.params", default=None) if cfg else None
     for key, value in (params or {}).items():
+        where, spec = f"hydra.sweeper.params.{key}: ", f"{key}={value}"
         if str(key) not in command_keys:
-            specs.append((f"hydra.sweeper.params.{key}: ", f"{key}={value}"))
+            specs.append((where, spec))
+            continue
+        try:  # the command line's value is searched, but the sweeper parses this one as well
+            parser.parse_overrides([spec])
+        except Exception as e:
+            raise ConfigError(f"{where}bad search space '{spec}': {_first_line(e)}") from e
     values: list[list[str]] = []
     for where, spec in specs:
         try:
@@ -1110,5 +1116,14 @@ def _attack_fields() -> set[str]:
 
 
 def _first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, with the reason Hydra gives on its second line for an
+    override it could not evaluate ("Error parsing override 'x=choice()'" said nothing of
+    "empty choice is not legal")."""
+    from hydra.errors import OverrideParseException
+
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
+    first = lines[0] if lines else type(e).__name__
+    why = e.__cause__
+    if isinstance(e, OverrideParseException) and why is not None and str(why):
+        return f"{first}: {str(why).splitlines()[0]}"
+    return first

@@ -185,6 +185,10 @@ CASES = [
         ["-m", "hydra/launcher=slurm_gpu", "hydra.launcher.mem_gb=0"],
         "hydra.launcher.mem_gb=0: must be a whole number >= 1 (or null: not set)",
     ),
+    (  # Hydra's reason, on the second line of its message, was left out
+        ["hparams_search=digits_optuna", "trainer.epochs=choice()"],
+        "bad override: Error parsing override 'trainer.epochs=choice()': empty choice is not",
+    ),
 ]
 
 
@@ -244,6 +248,37 @@ def test_a_typo_in_a_search_config_is_one_line(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1, lines
     assert "search space: trainer.lrr: no such key (did you mean trainer.lr?)" in lines[0]
+
+
+@pytest.mark.parametrize("fixed", [[], ["trainer.epochs=1"]], ids=["searched", "fixed too"])
+def test_a_search_space_hydra_cannot_parse_is_one_line_with_its_reason(
+    fixed: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``trainer.epochs: choice()`` in a search config, with trainer.epochs also given on the
+    command line, was skipped by the check and ended in Hydra's multi-line error, exit 1, and
+    an empty sweep folder (the sweeper parses it all the same); Hydra's reason ("empty choice
+    is not legal") was left out of the one line either way."""
+    (tmp_path / "hparams_search").mkdir()
+    (tmp_path / "hparams_search" / "empty.yaml").write_text(
+        "# @package _global_\n"
+        "defaults:\n  - override /hydra/sweeper: optuna\n"
+        "hydra:\n  mode: MULTIRUN\n  sweeper:\n    direction: maximize\n    n_trials: 2\n"
+        "    params:\n      trainer.lr: interval(0.01, 0.1)\n      trainer.epochs: choice()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "hparams_search=empty", f"hydra.searchpath=[file://{tmp_path}]", *fixed,
+              f"hydra.sweep.dir={tmp_path / 'sweep'}"])  # fmt: skip
+    assert exc.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.endswith(
+        "hydra.sweeper.params.trainer.epochs: bad search space 'trainer.epochs=choice()': Error"
+        " parsing override 'trainer.epochs=choice()': empty choice is not legal"
+    )
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_search_space_values_are_each_checked(tmp_path: Path) -> None:
