@@ -33,8 +33,10 @@ _SCALARS = ("clean_acc", "train_seconds", "images_per_s", "eval_seconds", "wall_
 _TABLES = ("robust_acc", "worst_case_acc", "privacy")
 # A table name used alone means its first entry: the evaluator's first eps for worst_case_acc.
 _TABLE_ALIASES = ("worst_case_acc",)
-# Metrics shown as HParams columns, tagged "eval/<name>" in the run's event file.
-_EVAL_PREFIXES = ("clean_acc", "robust_acc/", "worst_case_acc/", "privacy/")
+# Metrics shown as HParams columns, tagged "eval/<name>" in the run's event file: of the
+# privacy table, the guarantee alone (its bookkeeping, such as steps, sample_rate or the noise
+# multiplier, made eight more result columns, two of them settings shown as hparams already).
+_EVAL_PREFIXES = ("clean_acc", "robust_acc/", "worst_case_acc/", "privacy/epsilon", "privacy/delta")
 
 
 def _number(value: Any) -> float | None:

@@ -44,6 +44,14 @@ def test_flat_names_and_objective_values() -> None:
     tags = eval_metrics(METRICS)
     assert "eval/robust_acc/pgd20@0.2" not in tags  # NaN (empty split) is not a result
     assert tags["eval/privacy/epsilon"] == 2.5 and "eval/train_seconds" not in tags
+    assert tags["eval/privacy/delta"] == 1e-5
+    # DP-SGD's bookkeeping is no result column (noise_multiplier is a setting, an hparam)
+    dp = {**METRICS, "privacy": {"epsilon": 2.5, "delta": 1e-5, "noise_multiplier": 1.1,
+                                 "steps": 46, "sample_rate": 0.04}}  # fmt: skip
+    assert {t for t in eval_metrics(dp) if t.startswith("eval/privacy/")} == {
+        "eval/privacy/epsilon",
+        "eval/privacy/delta",
+    }
     # the first eps's worst case under one name: members of a sweep over eps (whose per-eps
     # tags differ) share this column, the default objective of a search
     assert tags["eval/worst_case_acc"] == 0.45
