@@ -16,6 +16,7 @@ import ipaddress
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -102,6 +103,32 @@ def build_tensorboard_app(logdir: Path, reload_interval: float = 5.0) -> tuple[A
     return app, ingester
 
 
+class _OneLineErrors:
+    """TensorBoard's plugins raise on some malformed requests (the HParams download without its
+    ``request`` field: a TypeError), which werkzeug answered 500 with a 30-line traceback in the
+    dashboard's log: one line instead, and 400 where the request's content was at fault."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        try:
+            return self.app(environ, start_response)
+        except Exception as e:
+            bad_request = isinstance(e, TypeError | ValueError | KeyError)
+            status = "400 Bad Request" if bad_request else "500 Internal Server Error"
+            why = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            log.warning(
+                "%s %s: %s (%s: %s)", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"),
+                status[4:].lower(), type(e).__name__, why[:200],
+            )  # fmt: skip
+            log.debug("the error's traceback", exc_info=True)
+            body = f"{status[4:]}\n".encode()
+            headers = [("Content-Type", "text/plain; charset=utf-8")]
+            start_response(status, [*headers, ("Content-Length", str(len(body)))], sys.exc_info())
+            return [body]
+
+
 class _Handler(WSGIRequestHandler):
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """Requests go to the access log (with the user), not to werkzeug's log."""
@@ -153,7 +180,7 @@ class DashboardServer:
             raise UserError(f"--logdir {logdir}: no such folder (point it at your experiments/)")
         self.tensorboard, self._ingester = build_tensorboard_app(self.logdir, reload_interval)
         self.app = AuthLayer(
-            self.tensorboard,
+            _OneLineErrors(self.tensorboard),
             store,
             session_seconds=session_seconds,
             secure_cookie=secure_cookie,

@@ -642,3 +642,23 @@ def test_the_log_folders_path_is_shown_to_admins_only(
         assert seen["root"][1]["data_location"] == str(logdir)
     finally:
         store.remove_user("root")
+
+
+def test_a_request_tensorboard_cannot_serve_is_one_line_not_a_traceback(
+    server: DashboardServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The HParams download without its ``request`` field: TensorBoard's plugin raised a
+    TypeError, and werkzeug answered 500 with a 30-line traceback in the dashboard's log."""
+    import logging
+
+    c = Client(server.url)
+    assert c.login("alice").status == 303
+    with caplog.at_level(logging.DEBUG, logger="werkzeug"):
+        reply = c.get("/data/plugin/hparams/download_data?format=csv")
+    assert reply.status == 400 and reply.body == b"Bad Request\n"
+    (line,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.getMessage().startswith(
+        "GET /data/plugin/hparams/download_data: bad request (TypeError: "
+    )
+    assert line.exc_info is None and "Traceback" not in caplog.text
+    assert c.get("/data/runs").status == 200  # and the server goes on
