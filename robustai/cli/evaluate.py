@@ -624,6 +624,9 @@ def run_evaluate(cfg: Any, out_dir: Path) -> dict[str, Any]:
         for e, acc in r.worst_case.items():
             if not math.isnan(acc):  # no attack tested it (as a training run's log skips it)
                 tb.log_scalar(f"eval/worst_case_acc/{e}", acc, 0)
+        first = next(iter(r.worst_case.values()), math.nan)
+        if not math.isnan(first):  # the first eps's, under one name, as a training run logs it
+            tb.log_scalar("eval/worst_case_acc", first, 0)
         k = min(cfg.logger.image_grid, r.samples)
         if k > 0 and r.attacks:
             key, attack = next(reversed(r.attacks.items()))

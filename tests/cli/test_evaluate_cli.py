@@ -1109,7 +1109,11 @@ def test_an_evaluation_lands_in_its_models_experiment(
     assert proc.returncode == 0, proc.stderr[-3000:]
     (report,) = (tmp_path / "exp").rglob("report.md")
     assert report.relative_to(tmp_path / "exp").parts[:2] == ("secret_b", "evaluate")
-    assert list(report.parent.glob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(report.parent), size_guidance={"scalars": 0})
+    acc.Reload()
+    worst = json.loads(report.with_name("report.json").read_text())["worst_case_acc"]["0.2"]
+    # as a training run logs it: the first eps's worst case under one name (a sweep's column)
+    assert acc.Scalars("eval/worst_case_acc")[0].value == pytest.approx(worst)
     run_name = report.parent.relative_to(tmp_path / "exp").as_posix()  # TensorBoard's run name
     assert experiment_of(run_name) == "secret_b"  # what the dashboard checks grants against
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["secret_b"]
