@@ -61,7 +61,10 @@ class WatchdogCallback:
         model = unwrap_model(trainer.model)
         acc, collapsed = self.watchdog.check(model, stats.epoch)
         stats.extra["watchdog_robust_acc"] = acc
-        where = f" ({self.split})" if self.split else ""
+        # "off" where it only measures (trainer.watchdog.enabled=false, standard training): the
+        # line read as a guard that would stop the run
+        notes = ([self.split] if self.split else []) + ([] if self.active else ["off"])
+        where = f" ({', '.join(notes)})" if notes else ""
         stats.labels["watchdog_robust_acc"] = f"watchdog {self.watchdog.attack.label}{where}"
         if collapsed and self.active:
             self.watchdog.restore_best(model)

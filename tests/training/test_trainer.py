@@ -180,6 +180,13 @@ def test_epoch_log_line_names_what_each_figure_measured(
     assert f"| {acc} {s.acc:.3f} |" in line
     assert f"| val_clean_acc {s.extra['val_clean_acc']:.3f} |" in line
     assert f"| watchdog pgd2 (train) {s.extra['watchdog_robust_acc']:.3f} |" in line
+    # measuring only (trainer.watchdog.enabled=false): it read as a guard that would stop the run
+    callbacks[1] = WatchdogCallback(watchdog, active=False, split="train")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="robustai.training.trainer"):
+        fit(objective or StandardObjective(), epochs=1, callbacks=callbacks)
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch 1/1")]
+    assert "| watchdog pgd2 (train, off) " in line
     assert "robust_acc" not in line and "clean_acc" not in line.replace("val_clean_acc", "")
 
 
