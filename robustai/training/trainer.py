@@ -386,7 +386,7 @@ def _divergence_message(model: nn.Module, epoch: int, step: int) -> str:
     where = f"; first non-finite parameter or gradient: {bad}" if bad else ""
     return (
         f"the loss became NaN or infinite at epoch {epoch + 1}, step {step}{where}; "
-        "lower trainer.lr or check the data (the last good checkpoint is kept)"
+        "lower trainer.lr or check the data (checkpoints saved before it, if any, are kept)"
     )
 
 
