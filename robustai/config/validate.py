@@ -17,7 +17,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 from omegaconf.nodes import ValueNode
 
-from robustai.argcheck import MAX_L2_EPS
+from robustai.argcheck import MAX_L2_EPS, SEED_LIMIT
 from robustai.config.schema import (
     AttackConfig,
     DataConfig,
@@ -991,7 +991,7 @@ def _non_negative(key: str, value: float) -> None:
 
 def _seed(key: str, value: int) -> None:
     """A seed torch's generators take (a signed 64-bit integer) once offsets are added."""
-    if not 0 <= value < 2**62:
+    if not 0 <= value < SEED_LIMIT:  # the library's seeds, checked as argcheck.check_seed does
         raise ConfigError(f"{key}={value}: must be a whole number in [0, 2**62), e.g. 0")
 
 

@@ -44,7 +44,7 @@ from opacus.validators import ModuleValidator
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from robustai.argcheck import is_integer, is_real
+from robustai.argcheck import check_seed, is_integer, is_real
 from robustai.attacks import Attack
 from robustai.attacks.base import check_inputs_in_range, class_indices
 from robustai.privacy.accounting import (
@@ -382,11 +382,7 @@ class DPSGD:
         for what, value in numbers_given:  # "1.0" failed in a comparison, True counted as 1
             if value is not None and not is_real(value):
                 raise TypeError(f"{what} must be a number; got {value!r}")
-        if noise_seed is not None and not is_integer(noise_seed):
-            raise TypeError(
-                f"noise_seed must be a whole number (None: noise from OS entropy); got"
-                f" {noise_seed!r}"
-            )
+        noise_seed = check_seed("noise_seed", noise_seed)  # -1 or 2**70 failed in torch's words
         # NaN and infinity too: the accountant would search forever
         if noise_multiplier is not None and not 0 <= noise_multiplier < math.inf:
             raise ValueError(

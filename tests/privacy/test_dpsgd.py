@@ -275,10 +275,13 @@ def test_arguments_that_would_fail_later_are_refused_at_construction(digits: tup
         ({"noise_multiplier": None, "target_epsilon": True}, "target_epsilon must be a number"),
         ({"max_grad_norm": "1"}, "max_grad_norm must be a number; got '1'"),
         ({"delta": "1e-5"}, "delta must be a number; got '1e-5'"),
-        ({"noise_seed": "abc"}, "noise_seed must be a whole number (None: noise from OS"),
+        ({"noise_seed": "abc"}, "noise_seed must be a whole number or None (OS entropy)"),
     ):
         with pytest.raises(TypeError, match=re.escape(message)):
             _dp(_model(), x, y, **given)
+    for seed in (-1, 2**70):  # torch's words at the first draw ("Overflow when unpacking")
+        with pytest.raises(ValueError, match=re.escape(f"noise_seed={seed}: must be a whole")):
+            _dp(_model(), x, y, noise_seed=seed)
     frozen = _model()
     frozen[1].features[0].requires_grad_(False)  # frozen layers need not be in the optimizer
     trainable = [p for p in frozen.parameters() if p.requires_grad]
