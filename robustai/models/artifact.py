@@ -27,11 +27,10 @@ from robustai.fileio import atomic_write, sha256_file
 from robustai.models.normalize import Normalize
 from robustai.models.registry import build_model
 from robustai.security.signing import (
-    ENV_SIGNING_KEY,
     SIGNATURE_FIELD,
+    check_signed,
     sign_meta,
     signing_key_from_env,
-    verify_meta,
 )
 
 log = logging.getLogger(__name__)
@@ -290,24 +289,15 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def check_signature(meta_path: Path, meta: dict[str, Any]) -> None:
-    """With ``ROBUSTAI_SIGNING_KEY`` set, only an artifact signed with that key is accepted."""
-    key = signing_key_from_env()
-    if key is None:
-        if SIGNATURE_FIELD in meta:
-            log.warning(
-                "%s is signed but %s is unset: signature not checked", meta_path, ENV_SIGNING_KEY
-            )
-        return
-    if SIGNATURE_FIELD not in meta or "weights_sha256" not in meta:
-        raise CheckpointError(
-            f"{meta_path} is not signed, but {ENV_SIGNING_KEY} is set: refusing an unsigned "
-            f"artifact (unset {ENV_SIGNING_KEY} to load it without a signature check)"
-        )
-    if not verify_meta(meta, key):
-        raise CheckpointError(
-            f"{meta_path}: signature check failed: the weights or their metadata were modified "
-            f"after signing, or {ENV_SIGNING_KEY} is not the key that signed them"
-        )
+    """With ``ROBUSTAI_SIGNING_KEY`` set, only an artifact signed with that key is accepted (its
+    weights_sha256, checked before, ties the weights to the signature)."""
+    check_signed(
+        meta_path,
+        meta,
+        what="artifact",
+        verb="load",
+        modified="the weights or their metadata were modified after signing",
+    )
 
 
 def load_model(

@@ -10,11 +10,16 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from robustai.errors import CheckpointError
 from robustai.security.errors import SigningKeyError
+
+log = logging.getLogger(__name__)
 
 ENV_SIGNING_KEY = "ROBUSTAI_SIGNING_KEY"
 ALGORITHM = "hmac-sha256"
@@ -83,3 +88,29 @@ def verify_meta(meta: Mapping[str, Any], key: bytes) -> bool:
         and value.isascii()
         and hmac.compare_digest(value, _digest(meta, key))
     )
+
+
+def check_signed(
+    path: Path, record: Mapping[str, Any], *, what: str, verb: str, modified: str
+) -> None:
+    """With ``ROBUSTAI_SIGNING_KEY`` set, only a ``record`` (read from ``path``) signed with that
+    key is accepted: a one-line :class:`CheckpointError` otherwise, ``what`` naming the record
+    ("artifact"), ``verb`` its use ("load") and ``modified`` what a failed check means. Without
+    the key, a signed record is accepted with a warning that nothing was checked."""
+    key = signing_key_from_env()
+    if key is None:
+        if SIGNATURE_FIELD in record:
+            log.warning(
+                "%s is signed but %s is unset: signature not checked", path, ENV_SIGNING_KEY
+            )
+        return
+    if SIGNATURE_FIELD not in record:
+        raise CheckpointError(
+            f"{path} is not signed, but {ENV_SIGNING_KEY} is set: refusing an unsigned {what}"
+            f" (unset {ENV_SIGNING_KEY} to {verb} it without a signature check)"
+        )
+    if not verify_meta(record, key):
+        raise CheckpointError(
+            f"{path}: signature check failed: {modified}, or {ENV_SIGNING_KEY} is not the key"
+            " that signed it"
+        )

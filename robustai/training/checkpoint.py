@@ -41,11 +41,10 @@ from robustai.distributed import unwrapped_state
 from robustai.errors import CheckpointError
 from robustai.fileio import atomic_write, sha256_file
 from robustai.security.signing import (
-    ENV_SIGNING_KEY,
     SIGNATURE_FIELD,
+    check_signed,
     sign_payload,
     signing_key_from_env,
-    verify_meta,
 )
 
 log = logging.getLogger(__name__)
@@ -439,7 +438,15 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
             f"{json_file} has checkpoint format {payload['format_version']}; "
             f"this robustai reads formats {', '.join(map(str, READABLE_FORMATS))}"
         )
-    _check_checkpoint_signature(json_file, payload)
+    # its JSON holds the sha256 of its tensor files: without a signature, whoever could write
+    # the run folder could edit the training state, and the signed weights at the end vouch for it
+    check_signed(
+        json_file,
+        payload,
+        what="checkpoint",
+        verb="resume",
+        modified="the checkpoint was modified after it was saved",
+    )
     name = payload["tensors_file"]
     if Path(name).name != name:
         raise CheckpointError(f"{json_file} names a tensor file outside its folder: {name!r}")
@@ -472,29 +479,6 @@ def read_checkpoint(json_file: str | Path) -> tuple[dict[str, Any], dict[str, An
         ) from None
     info = dict(payload["info"], epoch=payload["epoch"], step=payload["step"])
     return state, info
-
-
-def _check_checkpoint_signature(json_file: Path, payload: dict[str, Any]) -> None:
-    """With ``ROBUSTAI_SIGNING_KEY`` set, only a checkpoint signed with that key is resumed: its
-    JSON holds the sha256 of its tensor files, so anyone who could write the run folder could
-    otherwise edit the training state (and the signed weights at the end would vouch for it)."""
-    key = signing_key_from_env()
-    if key is None:
-        if SIGNATURE_FIELD in payload:
-            log.warning(
-                "%s is signed but %s is unset: signature not checked", json_file, ENV_SIGNING_KEY
-            )
-        return
-    if SIGNATURE_FIELD not in payload:
-        raise CheckpointError(
-            f"{json_file} is not signed, but {ENV_SIGNING_KEY} is set: refusing an unsigned"
-            f" checkpoint (unset {ENV_SIGNING_KEY} to resume it without a signature check)"
-        )
-    if not verify_meta(payload, key):
-        raise CheckpointError(
-            f"{json_file}: signature check failed: the checkpoint was modified after it was"
-            f" saved, or {ENV_SIGNING_KEY} is not the key that signed it"
-        )
 
 
 def _load_tensors(tensor_file: Path) -> dict[str, Tensor]:

@@ -573,21 +573,18 @@ def test_resume_from_a_checkpoint_file_names_its_run_folder(
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_text("{}")
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as exc:
-        main(["train", f"trainer.resume={checkpoint}"])
-    assert exc.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"trainer.resume={checkpoint} is a file; give the run folder to continue" in line
-    assert f"(trainer.resume={tmp_path / 'run'})" in line
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]
-    # the checkpoints folder itself: "no checkpoint in .../checkpoints/checkpoints" before
-    with pytest.raises(SystemExit) as exc:
-        main(["train", f"trainer.resume={checkpoint.parent}"])
-    assert exc.value.code == 2
-    (line,) = capsys.readouterr().err.strip().splitlines()
-    assert f"trainer.resume={checkpoint.parent} is a run's checkpoints folder; give the" in line
-    assert f"(trainer.resume={tmp_path / 'run'}), which resumes from its newest" in line
-    assert [p.name for p in (tmp_path / "run" / "checkpoints").iterdir()] == ["epoch-0001.json"]
+    run = tmp_path / "run"
+    for given, said in (
+        (checkpoint, f"trainer.resume={checkpoint} is a file; give the run folder to continue"),
+        # the checkpoints folder itself said "no checkpoint in .../checkpoints/checkpoints"
+        (checkpoint.parent, f"trainer.resume={checkpoint.parent} is a run's checkpoints folder"),
+    ):
+        with pytest.raises(SystemExit) as exc:
+            main(["train", f"trainer.resume={given}"])
+        assert exc.value.code == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        assert said in line and f"(trainer.resume={run})" in line
+        assert [p.name for p in (run / "checkpoints").iterdir()] == ["epoch-0001.json"]
 
 
 def test_a_password_inside_a_refused_value_is_not_echoed(

@@ -538,7 +538,7 @@ def test_with_a_signing_key_checkpoints_are_signed_and_an_edited_one_is_refused(
     with pytest.raises(CheckpointError, match=r"ROBUSTAI_SIGNING_KEY is not the key that"):
         read_checkpoint(good)
     monkeypatch.delenv("ROBUSTAI_SIGNING_KEY")
-    with caplog.at_level(logging.WARNING, logger="robustai.training.checkpoint"):
+    with caplog.at_level(logging.WARNING, logger="robustai.security.signing"):
         read_checkpoint(good)
     assert "is signed but ROBUSTAI_SIGNING_KEY is unset: signature not checked" in caplog.text
     assert "signature" not in json.loads(
