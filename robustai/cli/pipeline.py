@@ -33,7 +33,7 @@ from robustai.cli.evaluate import (
     write_evaluation,
 )
 from robustai.config.schema import AttackConfig, TrainConfig
-from robustai.config.validate import ATTACK_NONE
+from robustai.config.validate import ATTACK_NONE, unused_settings
 from robustai.data import SPLIT_SETTINGS, DataBundle, TensorLoader, build_data
 from robustai.data.registry import idx_paths
 from robustai.distributed import (
@@ -376,6 +376,8 @@ def key_hparams(
         out["trainer.objective"] = objective
     if out.get("trainer.objective") == "free":  # its cost and strength depend on the replays
         out["trainer.replays"] = cfg.trainer.replays
+        for unused in ("attack.alpha", "attack.steps", "attack.random_start"):  # eps alone
+            out.pop(unused, None)
     privacy = getattr(cfg, "privacy", None)
     if dataclasses.is_dataclass(privacy):
         from robustai.privacy.plans import privacy_params
@@ -755,6 +757,9 @@ def _run_train(
         device,
     )
 
+    if ctx.is_main:
+        for line in unused_settings(cfg):
+            log.warning("%s", line)
     adversarial = cfg.attack.name != ATTACK_NONE
     threat_eps = float(cfg.attack.eps if cfg.attack.eps is not None else cfg.data.eps)
     replays = 1

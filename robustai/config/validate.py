@@ -656,11 +656,14 @@ def _check_data_keys_used(d: DataConfig) -> None:
             )
 
 
-def _check_settings_used(t: TrainerConfig, a: AttackConfig) -> None:
-    """A setting the chosen objective, attack or schedule does not read was ignored while
-    ``.hydra/``, the checkpoint and TensorBoard's HParams recorded it as if applied (two free
-    runs with attack.alpha=0.5 and 0.01 gave the same weights; a search over it searched
-    nothing): refused, as SGD's momentum is under Adam."""
+def unused_settings(cfg: TrainConfig) -> list[str]:
+    """Settings the chosen objective, attack or schedule does not read, each as a line for the
+    run's log: they were ignored without a word while ``.hydra/`` recorded them as if applied
+    (two free runs with attack.alpha=0.5 and 0.01 gave the same weights). Warned about, not
+    refused: an experiment may set them for its own objective, and a sweep may set one for the
+    members that read it."""
+    t, a = cfg.trainer, cfg.attack
+    lines = []
     if t.objective == "free" and a.name != ATTACK_NONE:
         # Shafahi et al.: each replay's step is eps, from the perturbation the last one left
         # (no random start, no steps of its own), in the training pass's own forward
@@ -673,33 +676,34 @@ def _check_settings_used(t: TrainerConfig, a: AttackConfig) -> None:
             )
             if value != default
         ]  # fmt: skip
-        if a.name != "fgsm" or unused:
-            given = ", ".join(unused) if a.name == "fgsm" else f"attack={a.name}"
-            raise ConfigError(
-                f"{given}: trainer.objective=free does not use it (each replay steps by"
-                " attack.eps from the perturbation the last one left, in the training pass);"
-                " leave it out and set the threat model with attack.eps (attack=fgsm_rs)"
+        if a.name != "fgsm":
+            unused.insert(0, f"attack={a.name}")
+        if unused:
+            lines.append(
+                f"{', '.join(unused)}: trainer.objective=free does not use it (each replay steps"
+                " by attack.eps from the perturbation the last one left, in the training pass)"
             )
     if a.name == ATTACK_NONE and t.objective == "free":
-        raise ConfigError(
-            "trainer.objective=free with attack=none: free adversarial training needs an"
-            " attack's eps; set attack=fgsm_rs (attack.eps=...), or leave trainer.objective out"
+        lines.append(
+            "trainer.objective=free with attack=none: trains without an attack (free training"
+            " needs an attack's eps, e.g. attack=fgsm_rs)"
         )
     if a.name == ATTACK_NONE and t.eps_warmup_epochs != TrainerConfig.eps_warmup_epochs:
-        raise ConfigError(
-            f"trainer.eps_warmup_epochs={t.eps_warmup_epochs:g}: it ramps the attack's eps up, and"
-            " attack=none trains without an attack; leave it out, or choose an attack"
+        lines.append(
+            f"trainer.eps_warmup_epochs={t.eps_warmup_epochs:g}: not used; it ramps the attack's"
+            " eps up, and attack=none trains without an attack"
         )
     if t.objective != "free" and t.replays != TrainerConfig.replays:
-        raise ConfigError(
-            f"trainer.replays={t.replays}: only trainer.objective=free replays minibatches;"
-            " leave it out, or set trainer.objective=free"
+        lines.append(
+            f"trainer.replays={t.replays}: not used; only trainer.objective=free replays"
+            " minibatches"
         )
     if t.schedule == "constant" and t.warmup_fraction != TrainerConfig.warmup_fraction:
-        raise ConfigError(
-            f"trainer.warmup_fraction={t.warmup_fraction:g}: trainer.schedule=constant has no"
-            " warm-up; leave it out, or use trainer.schedule=onecycle or cyclic"
+        lines.append(
+            f"trainer.warmup_fraction={t.warmup_fraction:g}: not used; trainer.schedule=constant"
+            " has no warm-up"
         )
+    return lines
 
 
 def validate(cfg: TrainConfig) -> None:
@@ -740,7 +744,6 @@ def validate(cfg: TrainConfig) -> None:
     if t.objective == "free" and a.name != ATTACK_NONE and a.norm != "linf":
         raise ConfigError("trainer.objective=free: free adversarial training is L-inf only; "
                           "set attack.norm=linf")
-    _check_settings_used(t, a)
     _choice("trainer.optimizer", t.optimizer, OPTIMIZERS)
     _choice("trainer.schedule", t.schedule, SCHEDULES)
     _seed("trainer.seed", t.seed)

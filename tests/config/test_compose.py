@@ -148,3 +148,54 @@ def test_the_l2_suites_are_the_l_inf_ones_in_l2() -> None:
             assert {k: v for k, v in vars(a).items() if k != "norm"} == {
                 k: v for k, v in vars(ref).items() if k != "norm"
             }
+
+
+def test_settings_the_run_does_not_read_are_named_for_its_log() -> None:
+    """Two free runs with attack.alpha=0.5 and 0.01 gave the same weights, without a word, and
+    recorded alpha as if applied; warned about (not refused: an experiment may set them for its
+    own objective, a sweep for the members that read them)."""
+    import dataclasses
+
+    from robustai.cli.pipeline import key_hparams
+    from robustai.config import TrainConfig
+    from robustai.config.validate import unused_settings
+
+    cfg = TrainConfig()
+    assert unused_settings(cfg) == []
+
+    def with_(trainer: dict | None = None, attack: dict | None = None) -> TrainConfig:
+        return dataclasses.replace(
+            cfg,
+            trainer=dataclasses.replace(cfg.trainer, **(trainer or {})),
+            attack=dataclasses.replace(cfg.attack, **(attack or {})),
+        )
+
+    free = with_({"objective": "free"}, {"alpha": 0.5, "model_mode": "train"})
+    (line,) = unused_settings(free)
+    assert line.startswith("attack.alpha=0.5, attack.model_mode=train: trainer.objective=free")
+    assert unused_settings(with_({"objective": "free"}, {"name": "pgd", "steps": 10}))[0]
+    assert unused_settings(with_({"objective": "free"})) == []  # fgsm_rs's own random start
+    assert "attack.alpha" not in key_hparams(free) and key_hparams(free)["trainer.replays"] == 4
+    assert "attack.alpha" in key_hparams(with_(attack={"alpha": 0.5}))
+    for trainer, attack, start in (
+        ({"replays": 8}, None, "trainer.replays=8: not used"),
+        ({"schedule": "constant", "warmup_fraction": 0.4}, None, "trainer.warmup_fraction=0.4"),
+        ({"eps_warmup_epochs": 0.5}, {"name": "none"}, "trainer.eps_warmup_epochs=0.5: not"),
+        ({"objective": "free"}, {"name": "none"}, "trainer.objective=free with attack=none"),
+    ):
+        (line,) = unused_settings(with_(trainer, attack))
+        assert line.startswith(start), line
+
+
+def test_a_run_logs_the_settings_it_does_not_read(tmp_path: Path) -> None:
+    from inprocess import robustai
+
+    run = tmp_path / "run"
+    proc = robustai(
+        "train", "data=digits", "trainer.epochs=1", "trainer.replays=8", "trainer.threads=1",
+        "evaluator=quick", "evaluator.samples=20", "evaluator.sanity.enabled=false",
+        "evaluator.curve.enabled=false", "logger=none", f"hydra.run.dir={run}", cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    log = (run / "train.log").read_text()
+    assert "[WARNING] - trainer.replays=8: not used; only trainer.objective=free replays" in log
