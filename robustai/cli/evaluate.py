@@ -423,8 +423,8 @@ def name_from_checkpoint(argv: Sequence[str]) -> list[str]:
     keys = {a.split("=", 1)[0].lstrip("+~"): a.split("=", 1)[-1] for a in args}
     if "name" in keys or "hydra.run.dir" in keys:
         return args
-    given = [a for a in args if a.split("=", 1)[0].lstrip("+") == "checkpoint"]
-    paths = _checkpoint_paths(given[0]) if len(given) == 1 else None
+    given = [i for i, a in enumerate(args) if a.split("=", 1)[0].lstrip("+") == "checkpoint"]
+    paths = _checkpoint_paths(args[given[0]]) if len(given) == 1 else None
     root = keys.get("paths.experiments_dir") or os.environ.get("ROBUSTAI_EXPERIMENTS_DIR")
     root = root or "experiments"
     if paths is None or len(paths) != 1 or "$" in root:
@@ -437,7 +437,10 @@ def name_from_checkpoint(argv: Sequence[str]) -> list[str]:
     experiment = inside.parts[0] if len(inside.parts) > 1 else None
     if experiment is None or not re.fullmatch(r"[\w.+@%-]+", experiment):
         return args  # a name Hydra would need quoted: the default, as for a model elsewhere
-    return [*args, f"name={experiment}/evaluate"]
+    # beside checkpoint=, among the overrides: after a trailing flag (-m, --cfg job) argparse
+    # would take it for an argument it does not know
+    at = given[0] + 1
+    return [*args[:at], f"name={experiment}/evaluate", *args[at:]]
 
 
 def _checkpoint_paths(override: str) -> list[str] | None:

@@ -1118,6 +1118,12 @@ def test_an_evaluation_lands_in_its_models_experiment(
     assert experiment_of(run_name) == "secret_b"  # what the dashboard checks grants against
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == ["secret_b"]
     assert run.is_dir()
+    # with a flag after the overrides (argparse took the added name= for an unknown argument)
+    shown = robustai(
+        "evaluate", "checkpoint=exp/secret_b/2026-01-01/00-00-00", "--cfg", "job", cwd=tmp_path
+    )
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    assert "name: secret_b/evaluate" in shown.stdout
 
 
 @pytest.mark.parametrize(
@@ -1143,8 +1149,9 @@ def test_the_name_of_an_evaluation_follows_its_checkpoint(
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ROBUSTAI_EXPERIMENTS_DIR", "exp")
-    added = name_from_checkpoint(given)[len(given) :]
-    assert added == ([f"name={name}"] if name else [])
+    got = name_from_checkpoint([*given, "--cfg", "job"])
+    assert got[-2:] == ["--cfg", "job"]  # a trailing flag stays last (argparse reads it)
+    assert [a for a in got if a not in given][:-2] == ([f"name={name}"] if name else [])
 
 
 def test_a_dp_run_records_its_idx_files_by_path_alone(
