@@ -14,6 +14,7 @@ import csv
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -62,6 +63,7 @@ class Member:
     objective: float | None = None
     pareto: bool = False
     optuna_best: bool = False
+    command: str | None = None  # the Hydra job's name: train or evaluate (None: not recorded)
 
     @property
     def flat(self) -> dict[str, float]:
@@ -158,6 +160,10 @@ def _read_records(member: Member) -> None:
             raise _Unreadable(
                 f"unreadable hydra.yaml: hydra.sweeper.direction: {str(e).splitlines()[0]}"
             ) from e
+        job = OmegaConf.select(
+            hydra_cfg, "hydra.job.name", default=None, throw_on_resolution_failure=False
+        )
+        member.command = job if isinstance(job, str) else None
         if direction is not None:
             raw = OmegaConf.to_container(direction) if OmegaConf.is_config(direction) else direction
             member.directions = [str(d) for d in (raw if isinstance(raw, list) else [raw])]
@@ -221,6 +227,7 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
             f" folder holding runs, e.g. {folder.parent})"
         )
     members = [read_member(folder, f) for f in found]
+    members, left_out = _without_evaluations_of_runs(folder, members)
     if not members:
         raise SummaryError(
             f"{folder}: no runs found (expected member folders with .hydra/ and metrics.json, "
@@ -273,11 +280,32 @@ def summarize(folder: Path, objective: str | None = None, ascending: bool = Fals
     _mark_pareto(members)
     summary.optuna = _read_optuna(folder, members)
     summary.notes = (
-        _eps_notes(members, name) + _privacy_notes(members) + _mixed_notes(members, name, objective)
+        left_out
+        + _eps_notes(members, name)
+        + _privacy_notes(members)
+        + _mixed_notes(members, name, objective)
     )
     for note in summary.notes:  # the command prints them; INFO keeps Python's fallback
         log.info("%s", note)  # handler from printing each a second time, on stderr
     return summary
+
+
+def _without_evaluations_of_runs(
+    folder: Path, members: list[Member]
+) -> tuple[list[Member], list[str]]:
+    """An experiment's folder holds its training runs and, under ``evaluate/``, evaluations of
+    their models: ranked together, a re-measurement (20 samples, clean accuracy 1.0) came out
+    best, and the run it measured dropped off the Pareto front. Beside training runs the
+    evaluations are left out, with a note saying how to summarize them."""
+    evaluations = [m for m in members if m.command == "evaluate"]
+    if not evaluations or len(evaluations) == len(members):
+        return members, []
+    shared = Path(os.path.commonpath([m.folder.parent for m in evaluations]))  # no one run
+    return [m for m in members if m.command != "evaluate"], [
+        f"{len(evaluations)} evaluations (robustai evaluate) below {folder} left out: they"
+        f" measure the models of these runs again; summarize them on their own: robustai"
+        f" summarize {shared if shared != folder else folder / 'evaluate'}"
+    ]
 
 
 def _mixed_notes(members: list[Member], name: str, given: str | None) -> list[str]:

@@ -463,3 +463,29 @@ def test_epsilons_at_other_deltas_or_adjacency_show_delta_and_say_they_do_not_co
     make_run(tmp_path / "c", "1", ["trainer.lr=0.2"], metrics(0.5, 0.3, privacy=dpsgd))
     summary = summarize(tmp_path / "c")
     assert summary.notes == [] and "privacy/delta" in summary.metric_columns
+
+
+def test_evaluations_beside_the_runs_they_measured_are_left_out_with_a_note(
+    tmp_path: Path,
+) -> None:
+    """An experiment's folder holds its runs and, under evaluate/, evaluations of their models
+    (robustai evaluate puts them there): ranked together, a 20-sample re-measurement with clean
+    accuracy 1.0 was the best member and the run it measured fell off the Pareto front."""
+    from robustai.cli.summarize import summarize
+
+    train = {"job": {"name": "train"}}
+    make_run(tmp_path, "2026-01-01/00-00-00", [], metrics(0.95, 0.8), hydra=train)
+    make_run(tmp_path, "2026-01-02/00-00-00", [], metrics(0.9, 0.7), hydra=train)
+    evaluate = {"job": {"name": "evaluate"}}
+    for name in ("a", "b"):
+        run = make_run(tmp_path, f"evaluate/2026-01-03/{name}", [], None, hydra=evaluate)
+        (run / "report.json").write_text(json.dumps(metrics(1.0, 0.99)))
+    summary = summarize(tmp_path)
+    assert [m.name for m in summary.members] == ["2026-01-01/00-00-00", "2026-01-02/00-00-00"]
+    assert summary.notes[0] == (
+        f"2 evaluations (robustai evaluate) below {tmp_path} left out: they measure the models of"
+        f" these runs again; summarize them on their own: robustai summarize"
+        f" {tmp_path / 'evaluate' / '2026-01-03'}"
+    )
+    # on their own (or an evaluation sweep) they are the members
+    assert len(summarize(tmp_path / "evaluate").members) == 2
