@@ -615,3 +615,22 @@ def test_a_suite_without_an_iterative_attack_fails_where_the_checks_pgd_beats_it
     )  # fmt: skip
     assert ev.sanity.checks[0].details["checks_own_attack"] is None
     assert ev.sanity.checks[0].details["attack"] == f"pgd20@{EPS:g}"
+
+
+def test_the_checks_own_pgd_for_convergence_is_in_the_suites_norm(
+    digits_model: nn.Module, digits: DataBundle
+) -> None:
+    """An L2 suite without an iterative attack was held to an L-inf PGD-20 at its L2 eps (1.0
+    there replaces the whole image): a FAIL on any model."""
+    ev = evaluate_model(
+        digits_model,
+        digits.eval.x[:N],
+        digits.eval.y[:N],
+        attacks=[lambda eps: build_attack("square", eps=eps, norm="l2", n_queries=5)],
+        eps=[1.0],
+        num_classes=10,
+        sanity=SanitySettings(samples=N, checks=("convergence",)),
+    )
+    (check,) = ev.sanity.checks
+    assert check.details["checks_own_attack"] == "pgd20_l2@1"
+    assert "norm='l2'" in check.details["stronger"]
