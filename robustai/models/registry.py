@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from torch import nn
@@ -75,7 +75,9 @@ def check_model_params(name: str, params: Mapping[str, Any], prefix: str = "") -
         if tp is int:
             _layer_size(where, value)
         elif typing.get_origin(tp) in (list, tuple, Sequence):
-            if not isinstance(value, list | tuple):
+            # any sequence of sizes (a Hydra ListConfig, a NumPy array, a range), not one size
+            # or a text
+            if isinstance(value, str | bytes) or not isinstance(value, Iterable):
                 raise ValueError(f"{where}={value}: must be a list, e.g. {where}=[{value}]")
             for i, item in enumerate(value):
                 _layer_size(f"{where}[{i}]", item)

@@ -203,7 +203,15 @@ def test_layer_sizes_are_checked_in_one_line(name: str, params: dict, message: s
 
 def test_layer_sizes_of_numpy_and_tuples_are_taken() -> None:
     import numpy as np
+    from omegaconf import OmegaConf
 
     model = build_model("mlp", (1, 8, 8), 10, hidden=(np.int64(4), 5))
     assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    # a Hydra-composed cfg.model.params, an array, a range: sequences of sizes as before
+    for hidden in (OmegaConf.create([6]), np.array([6]), range(6, 7)):
+        assert build_model("mlp", (1, 8, 8), 10, hidden=hidden)[1].net[1].out_features == 6
+    params = OmegaConf.create({"hidden": [6]})
+    assert build_model("mlp", (1, 8, 8), 10, **params)[1].net[1].out_features == 6
+    with pytest.raises(ValueError, match=r"^hidden=64: must be a list"):
+        build_model("mlp", (1, 8, 8), 10, hidden="64")
     assert build_model("mlp", (1, 8, 8), 10, hidden=[])[1].net[1].in_features == 64
