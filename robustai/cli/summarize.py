@@ -301,10 +301,13 @@ def _without_evaluations_of_runs(
     if not evaluations or len(evaluations) == len(members):
         return members, []
     shared = Path(os.path.commonpath([m.folder.parent for m in evaluations]))  # no one run
+    n = len(evaluations)
+    what = "1 evaluation" if n == 1 else f"{n} evaluations"
+    again = "it measures a model" if n == 1 else "they measure the models"
     return [m for m in members if m.command != "evaluate"], [
-        f"{len(evaluations)} evaluations (robustai evaluate) below {folder} left out: they"
-        f" measure the models of these runs again; summarize them on their own: robustai"
-        f" summarize {shared if shared != folder else folder / 'evaluate'}"
+        f"{what} (robustai evaluate) below {folder} left out: {again} of these runs again;"
+        f" summarize {'it' if n == 1 else 'them'} on {'its' if n == 1 else 'their'} own:"
+        f" robustai summarize {shared if shared != folder else folder / 'evaluate'}"
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -489,3 +490,7 @@ def test_evaluations_beside_the_runs_they_measured_are_left_out_with_a_note(
     )
     # on their own (or an evaluation sweep) they are the members
     assert len(summarize(tmp_path / "evaluate").members) == 2
+    shutil.rmtree(tmp_path / "evaluate" / "2026-01-03" / "b")
+    assert summarize(tmp_path).notes[0].startswith(
+        f"1 evaluation (robustai evaluate) below {tmp_path} left out: it measures a model of"
+    )
